@@ -1,0 +1,186 @@
+//! Authentication without HTTP: a presented key string in, a [`Principal`] or an
+//! [`Outcome`] out.
+//!
+//! The [`ApiKeyLayer`](crate::ApiKeyLayer) is a transport around this type; use it
+//! directly for other protocols (a WebSocket handshake, a gRPC interceptor).
+//!
+//! ```
+//! use tower_api_key::{Authenticator, Outcome};
+//! use tower_api_key::key::KeyFormat;
+//! use tower_api_key::store::{CachedStore, KeyRecord, KeyStore, MemoryStore, Owner};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let format = KeyFormat::new("pb")?.with_environments(["live", "test"])?;
+//! let store = CachedStore::builder(MemoryStore::new()).build()?;
+//! let minted = format.generate(Some("live"))?;
+//! let now = time::OffsetDateTime::now_utc();
+//! store
+//!     .insert(&KeyRecord::new(&minted, "ci", Owner::organization("acme"), vec![], now))
+//!     .await?;
+//!
+//! let auth = Authenticator::new(store, format);
+//! let principal = auth.authenticate(minted.key.expose_secret()).await?;
+//! assert_eq!(principal.owner().id(), "acme");
+//! assert_eq!(auth.authenticate("pb_live_nope").await.unwrap_err(), Outcome::Malformed);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::key::{Digest, Environment, KeyFormat, Presented};
+use crate::outcome::Outcome;
+use crate::principal::Principal;
+use crate::store::{CachedStore, KeyStatus, KeyStore};
+use crate::ConfigError;
+
+/// Checks presented keys against a [`CachedStore`].
+///
+/// In order: the length cap, the format and checksum (no cache or store access for
+/// malformed input), the cached lookup by id (or by digest for imported keys), a
+/// constant-time digest comparison, then revocation, expiry and rotation grace against
+/// the clock, then the environment.
+pub struct Authenticator<S> {
+    store: CachedStore<S>,
+    formats: Arc<[KeyFormat]>,
+    environments: Option<Arc<[Environment]>>,
+}
+
+impl<S> Clone for Authenticator<S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            formats: Arc::clone(&self.formats),
+            environments: self.environments.clone(),
+        }
+    }
+}
+
+impl<S> Authenticator<S> {
+    /// Accepts keys of `format` found in `store`, in every environment.
+    pub fn new(store: CachedStore<S>, format: KeyFormat) -> Self {
+        Self {
+            store,
+            formats: Arc::from(vec![format]),
+            environments: None,
+        }
+    }
+
+    /// Also accepts keys of another format (PgBeam's `pbo_` and `pbu_` side by side).
+    #[must_use]
+    pub fn with_format(self, format: KeyFormat) -> Self {
+        let mut formats = self.formats.to_vec();
+        formats.push(format);
+        Self {
+            formats: formats.into(),
+            ..self
+        }
+    }
+
+    /// Accepts only keys of these environments; others get
+    /// [`Outcome::WrongEnvironment`] (403). A production deployment refuses test keys
+    /// this way.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for an invalid environment name, or one no format mints.
+    pub fn with_environments<I, E>(self, environments: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = E>,
+        E: AsRef<str>,
+    {
+        let mut allowed = Vec::new();
+        for env in environments {
+            let env = Environment::new(env.as_ref())?;
+            if !self.formats.iter().any(|f| f.environments().contains(&env)) {
+                return Err(ConfigError::new(format!(
+                    "environment {env:?} is not an environment of any configured key format"
+                )));
+            }
+            allowed.push(env);
+        }
+        if allowed.is_empty() {
+            return Err(ConfigError::new(
+                "an empty environment list would refuse every key",
+            ));
+        }
+        Ok(Self {
+            environments: Some(allowed.into()),
+            ..self
+        })
+    }
+
+    /// The cached store.
+    pub fn store(&self) -> &CachedStore<S> {
+        &self.store
+    }
+
+    /// The accepted key formats.
+    pub fn formats(&self) -> &[KeyFormat] {
+        &self.formats
+    }
+}
+
+impl<S: KeyStore> Authenticator<S> {
+    /// Authenticates one presented key.
+    ///
+    /// # Errors
+    ///
+    /// The [`Outcome`] that refuses it: `Malformed`, `Unknown`, `Revoked`, `Expired`,
+    /// `WrongEnvironment` or `StoreUnavailable`.
+    pub async fn authenticate(&self, presented: &str) -> Result<Principal, Outcome> {
+        let parsed = self
+            .formats
+            .iter()
+            .find_map(|format| format.parse(presented))
+            .ok_or(Outcome::Malformed)?;
+        let record = match parsed {
+            Presented::Native(key) => {
+                let record = self
+                    .store
+                    .lookup_id(key.id())
+                    .await
+                    .map_err(|_| Outcome::StoreUnavailable)?
+                    .ok_or(Outcome::Unknown)?;
+                // The digest comparison is the authentication; the environment check
+                // is a second line against a record stored under the wrong prefix.
+                if !record.digest.ct_eq(&key.digest()) || record.environment != key.environment() {
+                    return Err(Outcome::Unknown);
+                }
+                record
+            }
+            Presented::Imported(text) => {
+                let digest = Digest::of(text);
+                self.store
+                    .lookup_digest(&digest)
+                    .await
+                    .map_err(|_| Outcome::StoreUnavailable)?
+                    .ok_or(Outcome::Unknown)?
+            }
+        };
+        let sunset = match record.status_at(self.store.clock().now()) {
+            KeyStatus::Active => None,
+            KeyStatus::InGrace(until) => Some(until),
+            KeyStatus::Revoked => return Err(Outcome::Revoked),
+            KeyStatus::Expired | KeyStatus::Superseded => return Err(Outcome::Expired),
+        };
+        if let Some(allowed) = &self.environments {
+            if !record.environment.is_some_and(|env| allowed.contains(&env)) {
+                return Err(Outcome::WrongEnvironment);
+            }
+        }
+        Ok(Principal::new(record, sunset))
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Authenticator<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("store", &self.store)
+            .field("formats", &self.formats)
+            .field("environments", &self.environments)
+            .finish()
+    }
+}

@@ -1,0 +1,735 @@
+//! The key format: generation, parsing, checksums and digests.
+//!
+//! A key looks like `<product>_<environment>_<body>`, for example
+//! `pb_live_2hT9xQk1LmZ0aBcDeFgHiJkLmNoPqRsTuVwXyZ01234`. The environment segment is
+//! optional (`pbo_<body>`, as PgBeam's organization keys). The body is 39 base62
+//! characters, with no separator inside it:
+//!
+//! | part     | length | content                                                    |
+//! |----------|--------|------------------------------------------------------------|
+//! | id       | 11     | public lookup id (64 random bits), shown in lists and logs |
+//! | secret   | 22     | 128 bits from the operating system's CSPRNG                |
+//! | checksum | 6      | CRC32 of everything before it, in base62 (GitHub's scheme)  |
+//!
+//! Only `[A-Za-z0-9_]` appear, so a double-click selects the whole key. The checksum
+//! lets a typo, a truncated paste or a made-up key be refused before any cache or
+//! store is touched; it is not a security measure (anyone can compute it).
+//!
+//! Only the SHA-256 [`Digest`] of a key is ever stored. API keys carry 128 bits of
+//! entropy, so a fast hash is the right tool: a password KDF on every request costs
+//! hundreds of milliseconds and buys nothing against a key that cannot be guessed.
+//!
+//! # Example
+//!
+//! ```
+//! use tower_api_key::key::{KeyFormat, Presented};
+//!
+//! let format = KeyFormat::new("pb")?.with_environments(["live", "test"])?;
+//! let minted = format.generate(Some("live"))?;
+//! let key = minted.key.expose_secret().to_owned();
+//! assert!(key.starts_with("pb_live_"));
+//!
+//! match format.parse(&key) {
+//!     Some(Presented::Native(parsed)) => assert_eq!(parsed.id(), &minted.id),
+//!     _ => unreachable!("a freshly minted key parses"),
+//! }
+//! // One changed character fails the checksum: no lookup is ever made for it.
+//! let last = if key.ends_with('0') { "1" } else { "0" };
+//! let typo = format!("{}{last}", &key[..key.len() - 1]);
+//! assert!(format.parse(&typo).is_none());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::ConfigError;
+
+/// The longest input ever considered as a key, in bytes. Longer input is refused
+/// before any hashing.
+pub const MAX_KEY_LEN: usize = 256;
+
+/// Length of the public id inside a key body.
+pub const ID_LEN: usize = 11;
+/// Length of the secret part of a key body (22 base62 characters hold 128 bits).
+pub const SECRET_LEN: usize = 22;
+/// Length of the base62 CRC32 checksum that ends a key.
+pub const CHECKSUM_LEN: usize = 6;
+/// Length of a key body: id, secret and checksum.
+pub const BODY_LEN: usize = ID_LEN + SECRET_LEN + CHECKSUM_LEN;
+
+const MAX_NAME_LEN: usize = 23;
+
+/// A short ASCII string stored inline, so ids and environments are `Copy` and cost no
+/// allocation on the request path.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Inline {
+    len: u8,
+    buf: [u8; MAX_NAME_LEN],
+}
+
+impl Inline {
+    /// Caller guarantees ASCII and `len <= MAX_NAME_LEN`.
+    fn from_ascii(s: &str) -> Self {
+        debug_assert!(s.is_ascii() && s.len() <= MAX_NAME_LEN);
+        let mut buf = [0; MAX_NAME_LEN];
+        buf[..s.len()].copy_from_slice(s.as_bytes());
+        Self {
+            len: s.len() as u8,
+            buf,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ever built from `&str` slices that were checked to be ASCII.
+        std::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or_default()
+    }
+}
+
+fn is_name_char(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit()
+}
+
+/// The public identifier of a key.
+///
+/// It is not secret: it appears in key lists, logs, audit entries and metrics. For keys
+/// minted by this crate it is the 11 base62 characters after the prefix; imported keys
+/// get a freshly generated one.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(Inline);
+
+impl KeyId {
+    /// Parses an id: 1 to 23 characters of `[A-Za-z0-9_-]`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the offending text when it does not fit.
+    pub fn new(id: &str) -> Result<Self, ConfigError> {
+        if id.is_empty()
+            || id.len() > MAX_NAME_LEN
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(ConfigError::new(format!(
+                "invalid key id {id:?}: expected 1 to {MAX_NAME_LEN} characters of [A-Za-z0-9_-]"
+            )));
+        }
+        Ok(Self(Inline::from_ascii(id)))
+    }
+
+    /// A fresh random id of [`ID_LEN`] base62 characters.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::Randomness`] when the operating system's CSPRNG fails.
+    pub fn generate() -> Result<Self, KeyError> {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).map_err(|_| KeyError::Randomness)?;
+        let id = base62_padded(u128::from(u64::from_le_bytes(bytes)), ID_LEN);
+        Ok(Self(Inline::from_ascii(&id)))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for KeyId {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl Serialize for KeyId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Self::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A key's environment, such as `live`, `test` or `dev`.
+///
+/// Environments keep test and live traffic apart: a layer can refuse keys of other
+/// environments, and handlers partition data on [`Principal::environment`](crate::Principal::environment).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Environment(Inline);
+
+impl Environment {
+    /// `live`.
+    pub const fn live() -> Self {
+        Self(Inline {
+            len: 4,
+            buf: *b"live\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+        })
+    }
+
+    /// `test`.
+    pub const fn test() -> Self {
+        Self(Inline {
+            len: 4,
+            buf: *b"test\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+        })
+    }
+
+    /// Parses an environment name: 1 to 23 characters of `[a-z0-9]`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the offending text.
+    pub fn new(name: &str) -> Result<Self, ConfigError> {
+        if name.is_empty() || name.len() > MAX_NAME_LEN || !name.bytes().all(is_name_char) {
+            return Err(ConfigError::new(format!(
+                "invalid environment {name:?}: expected 1 to {MAX_NAME_LEN} characters of [a-z0-9]"
+            )));
+        }
+        Ok(Self(Inline::from_ascii(name)))
+    }
+
+    /// The environment's name.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl fmt::Debug for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Environment {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl Serialize for Environment {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Environment {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Self::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The SHA-256 digest of a full key: the only form in which a key is stored.
+///
+/// Comparison through [`Digest::ct_eq`] (and `PartialEq`) takes constant time.
+#[derive(Clone, Copy, Eq)]
+pub struct Digest([u8; 32]);
+
+impl std::hash::Hash for Digest {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl Digest {
+    /// SHA-256 of `key`.
+    pub fn of(key: &str) -> Self {
+        Self(Sha256::digest(key.as_bytes()).into())
+    }
+
+    /// Wraps digest bytes read from storage.
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The digest bytes.
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Lower-case hexadecimal, for storage in text columns.
+    pub fn to_hex(&self) -> String {
+        use fmt::Write as _;
+        self.0.iter().fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+    }
+
+    /// Parses 64 hexadecimal characters.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when the text is not 64 hexadecimal characters.
+    pub fn from_hex(hex: &str) -> Result<Self, ConfigError> {
+        let err = || ConfigError::new("a digest is 64 hexadecimal characters");
+        if hex.len() != 64 || !hex.is_ascii() {
+            return Err(err());
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| err())?;
+        }
+        Ok(Self(out))
+    }
+
+    /// Compares two digests in constant time.
+    pub fn ct_eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl PartialEq for Digest {
+    fn eq(&self, other: &Self) -> bool {
+        self.ct_eq(other)
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A digest is not a secret, but a short form keeps logs readable.
+        write!(f, "Digest({}…)", &self.to_hex()[..12])
+    }
+}
+
+/// A full API key: a secret.
+///
+/// Its `Debug` and `Display` show only the public prefix and id
+/// (`pb_live_2hT9xQk1LmZ…`); [`ApiKey::expose_secret`] is the one way to read it, for
+/// showing it once to the person who created it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    value: String,
+    /// Bytes of `value` that are public (product, environment and id).
+    public_len: usize,
+}
+
+impl ApiKey {
+    /// The full key. Show it once, to the person who created it, and nowhere else.
+    pub fn expose_secret(&self) -> &str {
+        &self.value
+    }
+
+    /// The public part: product, environment and id, e.g. `pb_live_2hT9xQk1LmZ`.
+    pub fn public_prefix(&self) -> &str {
+        &self.value[..self.public_len]
+    }
+
+    /// The SHA-256 digest of the key.
+    pub fn digest(&self) -> Digest {
+        Digest::of(&self.value)
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKey({}…)", self.public_prefix())
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}…", self.public_prefix())
+    }
+}
+
+/// A key minted by [`KeyFormat::generate`]: the secret, shown once, and what is stored.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct MintedKey {
+    /// The full key.
+    pub key: ApiKey,
+    /// Its public id.
+    pub id: KeyId,
+    /// Its digest, the only part that is stored.
+    pub digest: Digest,
+    /// Its environment, when the format has environments.
+    pub environment: Option<Environment>,
+    /// The public display prefix (product, environment and id).
+    pub prefix: String,
+}
+
+/// Errors while minting keys.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The operating system's random number generator failed.
+    #[error("the operating system's random number generator failed")]
+    Randomness,
+    /// The environment is not one of the format's environments.
+    #[error("environment {0:?} is not configured for this key format")]
+    UnknownEnvironment(String),
+}
+
+/// A key as presented by a client, after a successful [`KeyFormat::parse`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Presented<'a> {
+    /// A key in this crate's format: looked up by id.
+    Native(ParsedKey<'a>),
+    /// A key minted elsewhere and imported by digest: looked up by digest.
+    Imported(&'a str),
+}
+
+impl fmt::Debug for Presented<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Native(p) => f.debug_tuple("Native").field(p).finish(),
+            Self::Imported(_) => f.write_str("Imported(…)"),
+        }
+    }
+}
+
+/// A well-formed key in this crate's format, whose checksum matched.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ParsedKey<'a> {
+    full: &'a str,
+    id: KeyId,
+    environment: Option<Environment>,
+}
+
+impl<'a> ParsedKey<'a> {
+    /// The key's public id.
+    pub fn id(&self) -> &KeyId {
+        &self.id
+    }
+
+    /// The environment named in the key's prefix.
+    pub fn environment(&self) -> Option<Environment> {
+        self.environment
+    }
+
+    /// SHA-256 of the full key.
+    pub fn digest(&self) -> Digest {
+        Digest::of(self.full)
+    }
+}
+
+impl fmt::Debug for ParsedKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ParsedKey")
+            .field("id", &self.id)
+            .field("environment", &self.environment)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One deployment's key format: a product prefix, its environments, and the prefixes
+/// of foreign keys accepted by digest.
+///
+/// See the [module docs](self) for the layout.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyFormat {
+    product: String,
+    environments: Vec<Environment>,
+    imported_prefixes: Vec<String>,
+}
+
+impl KeyFormat {
+    /// A format for `product` (1 to 16 characters of `[a-z0-9]`), with no environment
+    /// segment until [`KeyFormat::with_environments`] adds one.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the offending text.
+    pub fn new(product: &str) -> Result<Self, ConfigError> {
+        if product.is_empty() || product.len() > 16 || !product.bytes().all(is_name_char) {
+            return Err(ConfigError::new(format!(
+                "invalid key product {product:?}: expected 1 to 16 characters of [a-z0-9]"
+            )));
+        }
+        Ok(Self {
+            product: product.to_owned(),
+            environments: Vec::new(),
+            imported_prefixes: Vec::new(),
+        })
+    }
+
+    /// Keys carry one of these environments after the product: `pb_live_…`, `pb_test_…`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for an invalid or repeated environment name.
+    pub fn with_environments<I, E>(mut self, environments: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = E>,
+        E: AsRef<str>,
+    {
+        self.environments.clear();
+        for env in environments {
+            let env = Environment::new(env.as_ref())?;
+            if self.environments.contains(&env) {
+                return Err(ConfigError::new(format!(
+                    "environment {env:?} listed twice"
+                )));
+            }
+            self.environments.push(env);
+        }
+        Ok(self)
+    }
+
+    /// Also accept keys minted by another system that start with `prefix` (e.g.
+    /// ProductBridge's `pb_` followed by 43 URL-safe characters). They cannot be
+    /// checksum-checked; they are looked up by their SHA-256 digest, so import them
+    /// with [`KeyRecord::imported`](crate::KeyRecord::imported).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when the prefix is empty, too long or not `[A-Za-z0-9_-]`.
+    pub fn with_imported_prefix(mut self, prefix: &str) -> Result<Self, ConfigError> {
+        if prefix.is_empty() || prefix.len() > 32 || !prefix.bytes().all(is_foreign_char) {
+            return Err(ConfigError::new(format!(
+                "invalid imported key prefix {prefix:?}: expected 1 to 32 characters of [A-Za-z0-9_-]"
+            )));
+        }
+        self.imported_prefixes.push(prefix.to_owned());
+        Ok(self)
+    }
+
+    /// The product prefix.
+    pub fn product(&self) -> &str {
+        &self.product
+    }
+
+    /// The configured environments, in order.
+    pub fn environments(&self) -> &[Environment] {
+        &self.environments
+    }
+
+    /// Mints a new key. `environment` must be one of the format's environments, or
+    /// `None` for a format without them.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::UnknownEnvironment`] for an environment the format does not have,
+    /// and [`KeyError::Randomness`] when the CSPRNG fails.
+    pub fn generate(&self, environment: Option<&str>) -> Result<MintedKey, KeyError> {
+        let environment = match (environment, self.environments.is_empty()) {
+            (None, true) => None,
+            (Some(name), false) => Some(
+                *self
+                    .environments
+                    .iter()
+                    .find(|e| e.as_str() == name)
+                    .ok_or_else(|| KeyError::UnknownEnvironment(name.to_owned()))?,
+            ),
+            (Some(name), true) => return Err(KeyError::UnknownEnvironment(name.to_owned())),
+            (None, false) => return Err(KeyError::UnknownEnvironment(String::new())),
+        };
+        let id = KeyId::generate()?;
+        let mut secret = [0u8; 16];
+        getrandom::fill(&mut secret).map_err(|_| KeyError::Randomness)?;
+
+        let mut value = String::with_capacity(self.product.len() + 25 + BODY_LEN);
+        value.push_str(&self.product);
+        value.push('_');
+        if let Some(env) = &environment {
+            value.push_str(env.as_str());
+            value.push('_');
+        }
+        value.push_str(id.as_str());
+        let public_len = value.len();
+        value.push_str(&base62_padded(u128::from_le_bytes(secret), SECRET_LEN));
+        let checksum = crc32fast::hash(value.as_bytes());
+        value.push_str(&base62_padded(u128::from(checksum), CHECKSUM_LEN));
+
+        let prefix = value[..public_len].to_owned();
+        let key = ApiKey { value, public_len };
+        Ok(MintedKey {
+            digest: key.digest(),
+            key,
+            id,
+            environment,
+            prefix,
+        })
+    }
+
+    /// Parses a presented key. `None` means malformed: too long, a character outside
+    /// the alphabet, an unknown prefix or environment, a wrong length, or a failed
+    /// checksum. Nothing is hashed and nothing is looked up for such input.
+    pub fn parse<'a>(&self, input: &'a str) -> Option<Presented<'a>> {
+        if input.len() > MAX_KEY_LEN {
+            return None;
+        }
+        if let Some(parsed) = self.parse_native(input) {
+            return Some(Presented::Native(parsed));
+        }
+        let imported = self
+            .imported_prefixes
+            .iter()
+            .any(|p| input.len() > p.len() && input.starts_with(p.as_str()))
+            && input.bytes().all(is_foreign_char);
+        imported.then_some(Presented::Imported(input))
+    }
+
+    fn parse_native<'a>(&self, input: &'a str) -> Option<ParsedKey<'a>> {
+        let rest = input
+            .strip_prefix(self.product.as_str())?
+            .strip_prefix('_')?;
+        let (environment, body) = if self.environments.is_empty() {
+            (None, rest)
+        } else {
+            let (env, body) = rest.split_once('_')?;
+            let env = self.environments.iter().find(|e| e.as_str() == env)?;
+            (Some(*env), body)
+        };
+        let bytes = body.as_bytes();
+        if bytes.len() != BODY_LEN || !bytes.iter().all(u8::is_ascii_alphanumeric) {
+            return None;
+        }
+        let (signed, checksum) = input.split_at(input.len() - CHECKSUM_LEN);
+        let expected = base62::decode(checksum).ok()?;
+        if expected != u128::from(crc32fast::hash(signed.as_bytes())) {
+            return None;
+        }
+        let id = KeyId(Inline::from_ascii(&body[..ID_LEN]));
+        Some(ParsedKey {
+            full: input,
+            id,
+            environment,
+        })
+    }
+}
+
+impl fmt::Debug for KeyFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyFormat")
+            .field("product", &self.product)
+            .field("environments", &self.environments)
+            .field("imported_prefixes", &self.imported_prefixes)
+            .finish()
+    }
+}
+
+fn is_foreign_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
+/// `value` in base62, left-padded with `0` to `width` characters.
+fn base62_padded(value: u128, width: usize) -> String {
+    let digits = base62::encode(value);
+    let mut out = String::with_capacity(width.max(digits.len()));
+    for _ in digits.len()..width {
+        out.push('0');
+    }
+    out.push_str(&digits);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn format() -> KeyFormat {
+        KeyFormat::new("pb")
+            .unwrap()
+            .with_environments(["live", "test"])
+            .unwrap()
+    }
+
+    #[test]
+    fn generated_keys_have_the_documented_shape() {
+        let minted = format().generate(Some("test")).unwrap();
+        let key = minted.key.expose_secret();
+        assert!(key.starts_with("pb_test_"));
+        assert_eq!(key.len(), "pb_test_".len() + BODY_LEN);
+        assert!(key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+        assert_eq!(minted.prefix, format!("pb_test_{}", minted.id));
+        assert_eq!(minted.digest, Digest::of(key));
+    }
+
+    #[test]
+    fn keys_are_unique() {
+        let f = format();
+        let a = f.generate(Some("live")).unwrap();
+        let b = f.generate(Some("live")).unwrap();
+        assert_ne!(a.key, b.key);
+        assert_ne!(a.id, b.id);
+    }
+
+    #[test]
+    fn environment_must_be_configured() {
+        assert_eq!(
+            format().generate(Some("dev")).unwrap_err(),
+            KeyError::UnknownEnvironment("dev".into())
+        );
+        let plain = KeyFormat::new("pbo").unwrap();
+        assert!(plain.generate(Some("live")).is_err());
+        let key = plain.generate(None).unwrap();
+        assert!(key.key.expose_secret().starts_with("pbo_"));
+        assert!(plain.parse(key.key.expose_secret()).is_some());
+    }
+
+    #[test]
+    fn debug_and_display_redact() {
+        let minted = format().generate(Some("live")).unwrap();
+        let secret = minted.key.expose_secret();
+        for shown in [
+            format!("{:?}", minted.key),
+            format!("{}", minted.key),
+            format!("{minted:?}"),
+            format!("{:?}", format().parse(secret)),
+        ] {
+            assert!(!shown.contains(secret), "{shown}");
+            assert!(!shown.contains(&secret[minted.prefix.len()..]), "{shown}");
+        }
+    }
+
+    #[test]
+    fn digest_hex_round_trips() {
+        let d = Digest::of("x");
+        assert_eq!(Digest::from_hex(&d.to_hex()).unwrap(), d);
+        assert!(Digest::from_hex("zz").is_err());
+    }
+
+    #[test]
+    fn invalid_config_is_refused() {
+        assert!(KeyFormat::new("PB").is_err());
+        assert!(KeyFormat::new("p_b").is_err());
+        assert!(KeyFormat::new("").is_err());
+        assert!(format().with_environments(["live", "live"]).is_err());
+        assert!(format().with_imported_prefix("pb/").is_err());
+        assert!(KeyId::new("a b").is_err());
+    }
+
+    #[test]
+    fn imported_prefix_accepts_foreign_keys() {
+        let f = KeyFormat::new("pf")
+            .unwrap()
+            .with_imported_prefix("pb_")
+            .unwrap();
+        let foreign = "pb_rcbcKubT0rEilFd9haG5JoPaMwIEx6G9nRjNdTYXSIM";
+        assert_eq!(f.parse(foreign), Some(Presented::Imported(foreign)));
+        assert_eq!(f.parse("pb_"), None);
+        assert_eq!(f.parse("pb_abc def"), None);
+        assert_eq!(f.parse("xx_abc"), None);
+    }
+}

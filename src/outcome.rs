@@ -1,0 +1,116 @@
+//! The outcome vocabulary: every reason a request can be refused.
+
+use std::fmt;
+use std::time::Duration;
+
+use http::StatusCode;
+
+/// Why a request was refused. Stable and machine-readable: [`Outcome::code`] never
+/// changes for a variant, whatever error style renders the response.
+///
+/// | variant | status | code |
+/// |---|---|---|
+/// | `Missing` | 401 | `missing` |
+/// | `Malformed` | 401 | `malformed` |
+/// | `Unknown` | 401 | `unknown` |
+/// | `Revoked` | 401 | `revoked` |
+/// | `Expired` | 401 | `expired` |
+/// | `WrongEnvironment` | 403 | `wrong_environment` |
+/// | `InsufficientScope` | 403 | `insufficient_scope` |
+/// | `RateLimited` | 429 | `rate_limited` |
+/// | `QuotaExceeded` | 403 | `quota_exceeded` |
+/// | `StoreUnavailable` | 503 | `store_unavailable` |
+/// | `InvalidRequest` | 400 | `invalid_request` |
+/// | `PayloadTooLarge` | 413 | `payload_too_large` |
+///
+/// `Revoked` and `Expired` are only ever reported after the presented secret matched
+/// the stored digest, so they never reveal that some other key exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// No credential was presented.
+    Missing,
+    /// A credential was presented but is not a key of a configured format (wrong
+    /// scheme, bad characters, wrong length, failed checksum).
+    Malformed,
+    /// Well-formed, but no stored key matches it.
+    Unknown,
+    /// The key was revoked.
+    Revoked,
+    /// The key expired, or it was superseded by a rotation and its grace period ended.
+    Expired,
+    /// The key's environment is not accepted here (a `test` key on a live-only API).
+    WrongEnvironment,
+    /// The key lacks a scope this route needs.
+    InsufficientScope {
+        /// What would have satisfied the requirement, e.g. `["observations:write"]`.
+        required: Vec<String>,
+    },
+    /// The key is over its rate limit.
+    RateLimited {
+        /// How long until a request of the same cost would be allowed.
+        retry_after: Duration,
+    },
+    /// The owner's daily or monthly quota is spent.
+    QuotaExceeded,
+    /// The key store could not answer: fail closed with 503.
+    StoreUnavailable,
+    /// The request is malformed in a way that is not about the key itself: a key sent
+    /// by more than one method, a JSON body that does not parse, several
+    /// `Authorization` headers.
+    InvalidRequest {
+        /// A short, fixed description. Never contains the key.
+        reason: &'static str,
+    },
+    /// The body is larger than the buffering limit of the JSON-body key source.
+    PayloadTooLarge,
+}
+
+impl Outcome {
+    /// The HTTP status this outcome is answered with by default.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Missing | Self::Malformed | Self::Unknown | Self::Revoked | Self::Expired => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::WrongEnvironment | Self::InsufficientScope { .. } | Self::QuotaExceeded => {
+                StatusCode::FORBIDDEN
+            }
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        }
+    }
+
+    /// A stable snake_case code, for logs, metrics and custom responders.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Malformed => "malformed",
+            Self::Unknown => "unknown",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+            Self::WrongEnvironment => "wrong_environment",
+            Self::InsufficientScope { .. } => "insufficient_scope",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::QuotaExceeded => "quota_exceeded",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::InvalidRequest { .. } => "invalid_request",
+            Self::PayloadTooLarge => "payload_too_large",
+        }
+    }
+
+    /// `true` for the outcomes answered with 401.
+    pub fn is_unauthenticated(&self) -> bool {
+        self.status() == StatusCode::UNAUTHORIZED
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl std::error::Error for Outcome {}

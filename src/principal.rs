@@ -1,0 +1,87 @@
+//! The authenticated key, as handlers see it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use crate::key::{Environment, KeyId};
+use crate::store::{KeyRecord, Owner, Rotation};
+
+/// The key a request was authenticated with, put in the request extensions by the
+/// layer. Cheap to clone (one `Arc`).
+///
+/// In axum, take it as an extractor: `principal: Principal` refuses the request with
+/// 401 when there is none, `Option<Principal>` accepts anonymous requests (optional
+/// authentication).
+#[derive(Clone)]
+pub struct Principal {
+    record: Arc<KeyRecord>,
+    sunset: Option<OffsetDateTime>,
+}
+
+impl Principal {
+    pub(crate) fn new(record: Arc<KeyRecord>, sunset: Option<OffsetDateTime>) -> Self {
+        Self { record, sunset }
+    }
+
+    /// The key's public id.
+    pub fn key_id(&self) -> &KeyId {
+        &self.record.id
+    }
+
+    /// The key's name.
+    pub fn name(&self) -> &str {
+        &self.record.name
+    }
+
+    /// The organization or user the key acts for.
+    pub fn owner(&self) -> &Owner {
+        &self.record.owner
+    }
+
+    /// The key's environment. Partition data on it: a test key must never reach live
+    /// data.
+    pub fn environment(&self) -> Option<Environment> {
+        self.record.environment
+    }
+
+    /// The scopes granted to the key, as stored (before implications).
+    pub fn scopes(&self) -> &[String] {
+        &self.record.scopes
+    }
+
+    /// When the key expires, if ever.
+    pub fn expires_at(&self) -> Option<OffsetDateTime> {
+        self.record.expires_at
+    }
+
+    /// The rotation state, when the key has been superseded.
+    pub fn rotation(&self) -> Option<&Rotation> {
+        self.record.rotation.as_ref()
+    }
+
+    /// The end of the grace period while the key is superseded but still accepted
+    /// (sent as the `Sunset` header).
+    pub fn sunset(&self) -> Option<OffsetDateTime> {
+        self.sunset
+    }
+
+    /// The whole stored record (never contains the secret).
+    pub fn record(&self) -> &KeyRecord {
+        &self.record
+    }
+}
+
+impl fmt::Debug for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Principal")
+            .field("key_id", self.key_id())
+            .field("name", &self.name())
+            .field("owner", self.owner())
+            .field("environment", &self.environment())
+            .field("scopes", &self.scopes())
+            .field("sunset", &self.sunset)
+            .finish()
+    }
+}

@@ -1,0 +1,183 @@
+//! Shared test helpers: a store wrapper that counts calls, can hold a lookup open and
+//! can fail on demand.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use time::OffsetDateTime;
+use tokio::sync::oneshot;
+use tower_api_key::key::{Digest, KeyFormat, KeyId, MintedKey};
+use tower_api_key::store::{KeyRecord, KeyStore, MemoryStore, Owner, StoreError};
+
+type HoldSlot = (oneshot::Sender<()>, oneshot::Receiver<()>);
+
+/// Wraps a [`MemoryStore`], counting lookups.
+#[derive(Clone, Default)]
+pub struct ProbeStore {
+    pub inner: MemoryStore,
+    gets: Arc<AtomicUsize>,
+    writes: Arc<AtomicUsize>,
+    fail: Arc<AtomicBool>,
+    delay: Arc<Mutex<Option<std::time::Duration>>>,
+    hold: Arc<Mutex<Option<HoldSlot>>>,
+}
+
+/// A lookup held open by [`ProbeStore::hold_next_get`].
+pub struct Held {
+    started: oneshot::Receiver<()>,
+    release: oneshot::Sender<()>,
+}
+
+impl Held {
+    /// Waits until the held lookup has read the store.
+    pub async fn started(&mut self) {
+        (&mut self.started)
+            .await
+            .expect("held lookup never started");
+    }
+
+    /// Lets the held lookup return what it read.
+    pub fn release(self) {
+        let _ = self.release.send(());
+    }
+}
+
+impl ProbeStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Store lookups made so far (by id or digest).
+    pub fn gets(&self) -> usize {
+        self.gets.load(Ordering::SeqCst)
+    }
+
+    /// Store writes made so far (insert, update, revoke, supersede, touch).
+    pub fn writes(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    /// Makes every call fail with `StoreError::Unavailable` until called with `false`.
+    pub fn set_failing(&self, fail: bool) {
+        self.fail.store(fail, Ordering::SeqCst);
+    }
+
+    /// Every lookup waits this long (with paused tokio time, instantly but only once
+    /// every task is idle).
+    pub fn set_delay(&self, delay: Option<std::time::Duration>) {
+        *self.delay.lock().unwrap() = delay;
+    }
+
+    /// The next lookup reads the store, then waits until released before returning.
+    pub fn hold_next_get(&self) -> Held {
+        let (started_tx, started) = oneshot::channel();
+        let (release, release_rx) = oneshot::channel();
+        *self.hold.lock().unwrap() = Some((started_tx, release_rx));
+        Held { started, release }
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.fail.load(Ordering::SeqCst) {
+            Err(StoreError::unavailable(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "database down",
+            )))
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn after_read(&self) {
+        let delay = *self.delay.lock().unwrap();
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        let hold = self.hold.lock().unwrap().take();
+        if let Some((started, release)) = hold {
+            let _ = started.send(());
+            let _ = release.await;
+        }
+    }
+}
+
+impl KeyStore for ProbeStore {
+    async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        let found = self.inner.get(id).await;
+        self.after_read().await;
+        found
+    }
+
+    async fn get_by_digest(&self, digest: &Digest) -> Result<Option<KeyRecord>, StoreError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        let found = self.inner.get_by_digest(digest).await;
+        self.after_read().await;
+        found
+    }
+
+    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        self.inner.insert(record).await
+    }
+
+    async fn update(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        self.inner.update(record).await
+    }
+
+    async fn revoke(
+        &self,
+        id: &KeyId,
+        at: OffsetDateTime,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        self.inner.revoke(id, at).await
+    }
+
+    async fn supersede(
+        &self,
+        id: &KeyId,
+        successor: &KeyId,
+        valid_until: OffsetDateTime,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        self.inner.supersede(id, successor, valid_until).await
+    }
+
+    async fn list_by_owner(&self, owner: &Owner) -> Result<Vec<KeyRecord>, StoreError> {
+        self.check()?;
+        self.inner.list_by_owner(owner).await
+    }
+
+    async fn touch_last_used(&self, batch: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        self.inner.touch_last_used(batch).await
+    }
+}
+
+/// `pb` with `live` and `test`, as in Performance Blocks.
+pub fn pb_format() -> KeyFormat {
+    KeyFormat::new("pb")
+        .unwrap()
+        .with_environments(["live", "test"])
+        .unwrap()
+}
+
+/// A record for `minted`, owned by `acme`, with the given scopes.
+pub fn record(minted: &MintedKey, scopes: &[&str], now: OffsetDateTime) -> KeyRecord {
+    KeyRecord::new(
+        minted,
+        "test key",
+        Owner::organization("acme"),
+        scopes.iter().map(|s| (*s).to_owned()).collect(),
+        now,
+    )
+}
