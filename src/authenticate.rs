@@ -30,10 +30,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::key::{Digest, Environment, KeyFormat, Presented};
+use crate::key::{Digest, Environment, KeyFormat, KeyId, Presented};
 use crate::outcome::Outcome;
 use crate::principal::Principal;
-use crate::store::{CachedStore, KeyStatus, KeyStore};
+use crate::store::{CacheKey, Cached, CachedStore, KeyRecord, KeyStatus, KeyStore};
 use crate::ConfigError;
 
 /// Checks presented keys against a [`CachedStore`].
@@ -123,6 +123,42 @@ impl<S> Authenticator<S> {
     }
 }
 
+/// The first, synchronous step of an authentication: either an answer (a malformed
+/// key, or a cache hit) or the lookup still to make.
+pub(crate) enum Step {
+    Done(Result<Principal, Outcome>),
+    Miss(Lookup),
+}
+
+/// A store lookup still to make, owning everything it needs.
+#[derive(Clone, Copy)]
+pub(crate) struct Lookup {
+    key: CacheKey,
+    digest: Digest,
+    environment: Option<Environment>,
+    native: bool,
+}
+
+impl Lookup {
+    /// The public id of the key being looked up (none for imported keys).
+    pub(crate) fn key_id(&self) -> Option<KeyId> {
+        match self.key {
+            CacheKey::Id(id) => Some(id),
+            CacheKey::Digest(_) => None,
+        }
+    }
+}
+
+impl<S> Authenticator<S> {
+    /// The public id in a presented key of a configured format, for logs.
+    pub(crate) fn presented_id(&self, presented: &str) -> Option<KeyId> {
+        match self.formats.iter().find_map(|f| f.parse(presented))? {
+            Presented::Native(key) => Some(*key.id()),
+            Presented::Imported(_) => None,
+        }
+    }
+}
+
 impl<S: KeyStore> Authenticator<S> {
     /// Authenticates one presented key.
     ///
@@ -131,35 +167,76 @@ impl<S: KeyStore> Authenticator<S> {
     /// The [`Outcome`] that refuses it: `Malformed`, `Unknown`, `Revoked`, `Expired`,
     /// `WrongEnvironment` or `StoreUnavailable`.
     pub async fn authenticate(&self, presented: &str) -> Result<Principal, Outcome> {
-        let parsed = self
-            .formats
-            .iter()
-            .find_map(|format| format.parse(presented))
-            .ok_or(Outcome::Malformed)?;
-        let record = match parsed {
+        match self.start(presented) {
+            Step::Done(result) => result,
+            Step::Miss(lookup) => self.finish(lookup).await,
+        }
+    }
+
+    /// Parses the key and answers from the cache when it can, without awaiting.
+    /// The digest is only computed once a record (or a miss) makes it necessary.
+    pub(crate) fn start(&self, presented: &str) -> Step {
+        let Some(parsed) = self.formats.iter().find_map(|f| f.parse(presented)) else {
+            return Step::Done(Err(Outcome::Malformed));
+        };
+        match parsed {
             Presented::Native(key) => {
-                let record = self
-                    .store
-                    .lookup_id(key.id())
-                    .await
-                    .map_err(|_| Outcome::StoreUnavailable)?
-                    .ok_or(Outcome::Unknown)?;
-                // The digest comparison is the authentication; the environment check
-                // is a second line against a record stored under the wrong prefix.
-                if !record.digest.ct_eq(&key.digest()) || record.environment != key.environment() {
-                    return Err(Outcome::Unknown);
+                let cache_key = CacheKey::Id(*key.id());
+                match self.store.peek(&cache_key) {
+                    Some(Cached::Unknown) => Step::Done(Err(Outcome::Unknown)),
+                    Some(Cached::Found(record)) => {
+                        Step::Done(self.verify(record, &key.digest(), key.environment(), true))
+                    }
+                    None => Step::Miss(Lookup {
+                        key: cache_key,
+                        digest: key.digest(),
+                        environment: key.environment(),
+                        native: true,
+                    }),
                 }
-                record
             }
             Presented::Imported(text) => {
                 let digest = Digest::of(text);
-                self.store
-                    .lookup_digest(&digest)
-                    .await
-                    .map_err(|_| Outcome::StoreUnavailable)?
-                    .ok_or(Outcome::Unknown)?
+                let cache_key = CacheKey::Digest(*digest.as_bytes());
+                match self.store.peek(&cache_key) {
+                    Some(Cached::Unknown) => Step::Done(Err(Outcome::Unknown)),
+                    Some(Cached::Found(record)) => {
+                        Step::Done(self.verify(record, &digest, None, false))
+                    }
+                    None => Step::Miss(Lookup {
+                        key: cache_key,
+                        digest,
+                        environment: None,
+                        native: false,
+                    }),
+                }
             }
-        };
+        }
+    }
+
+    /// Completes a lookup that missed the cache.
+    pub(crate) async fn finish(&self, lookup: Lookup) -> Result<Principal, Outcome> {
+        let record = self
+            .store
+            .lookup(lookup.key)
+            .await
+            .map_err(|_| Outcome::StoreUnavailable)?
+            .ok_or(Outcome::Unknown)?;
+        self.verify(record, &lookup.digest, lookup.environment, lookup.native)
+    }
+
+    fn verify(
+        &self,
+        record: Arc<KeyRecord>,
+        digest: &Digest,
+        environment: Option<Environment>,
+        native: bool,
+    ) -> Result<Principal, Outcome> {
+        // The digest comparison is the authentication; the environment check is a
+        // second line against a record stored under the wrong prefix.
+        if !record.digest.ct_eq(digest) || (native && record.environment != environment) {
+            return Err(Outcome::Unknown);
+        }
         let sunset = match record.status_at(self.store.clock().now()) {
             KeyStatus::Active => None,
             KeyStatus::InGrace(until) => Some(until),

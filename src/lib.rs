@@ -30,14 +30,18 @@
 
 mod authenticate;
 pub mod clock;
+pub mod credentials;
 mod error;
 pub mod key;
+pub mod layer;
 mod outcome;
 mod principal;
+pub mod rejection;
 pub mod store;
 
 pub use self::authenticate::Authenticator;
 pub use self::error::ConfigError;
+pub use self::layer::{ApiKeyLayer, ApiKeyService};
 pub use self::outcome::Outcome;
 pub use self::principal::Principal;
 pub use self::store::{KeyRecord, KeyStore, Owner};

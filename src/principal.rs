@@ -6,6 +6,8 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use crate::key::{Environment, KeyId};
+use crate::outcome::Outcome;
+use crate::rejection::{Refused, Renderer};
 use crate::store::{KeyRecord, Owner, Rotation};
 
 /// The key a request was authenticated with, put in the request extensions by the
@@ -83,5 +85,39 @@ impl fmt::Debug for Principal {
             .field("scopes", &self.scopes())
             .field("sunset", &self.sunset)
             .finish()
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Principal {
+    type Rejection = Refused;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<Self>() {
+            Some(principal) => Ok(principal.clone()),
+            None => Err(Refused::from_parts(parts, Outcome::Missing)),
+        }
+    }
+}
+
+impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for Principal {
+    type Rejection = Refused;
+
+    /// `None` for an anonymous request admitted by an optional layer; a 500 when no
+    /// `ApiKeyLayer` ran at all (a wiring mistake must not look like anonymity).
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        if let Some(principal) = parts.extensions.get::<Self>() {
+            return Ok(Some(principal.clone()));
+        }
+        if parts.extensions.get::<Renderer>().is_some() {
+            Ok(None)
+        } else {
+            Err(Refused::misconfigured())
+        }
     }
 }

@@ -72,7 +72,7 @@ struct Inner<S> {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-enum CacheKey {
+pub(crate) enum CacheKey {
     Id(KeyId),
     Digest([u8; 32]),
 }
@@ -84,6 +84,14 @@ struct Entry {
 }
 
 type FillResult = Result<Entry, StoreError>;
+
+/// A fresh cache answer.
+pub(crate) enum Cached {
+    /// The record.
+    Found(Arc<KeyRecord>),
+    /// A negative entry: the store did not know the key.
+    Unknown,
+}
 
 struct Fill {
     tx: watch::Sender<Option<FillResult>>,
@@ -336,7 +344,17 @@ impl<S: KeyStore> CachedStore<S> {
         self.lookup(CacheKey::Digest(*digest.as_bytes())).await
     }
 
-    async fn lookup(&self, key: CacheKey) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+    /// A fresh cached answer for `key`, without touching the store: `None` on a miss.
+    pub(crate) fn peek(&self, key: &CacheKey) -> Option<Cached> {
+        let inner = &*self.inner;
+        let entry = inner.cache.get(key)?;
+        if !inner.fresh(&entry, inner.clock.now()) {
+            return None;
+        }
+        Some(entry.record.map_or(Cached::Unknown, Cached::Found))
+    }
+
+    pub(crate) async fn lookup(&self, key: CacheKey) -> Result<Option<Arc<KeyRecord>>, StoreError> {
         let inner = &*self.inner;
         let now = inner.clock.now();
         if let Some(entry) = inner.cache.get(&key) {

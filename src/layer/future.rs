@@ -1,0 +1,124 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::ResponseBody;
+
+/// What the asynchronous part of authentication decided.
+pub(crate) enum Authorized<B> {
+    /// Call the inner service with this request; add this `Sunset` header.
+    Pass(Request<B>, Option<HeaderValue>),
+    /// Answer with this refusal.
+    Refuse(Response<Bytes>),
+}
+
+type AuthFuture<B> = Pin<Box<dyn Future<Output = Authorized<B>> + Send>>;
+
+pin_project! {
+    /// The response future of [`ApiKeyService`](super::ApiKeyService).
+    ///
+    /// A cache hit or a malformed key is decided before this future exists; only a
+    /// cache miss or a JSON-body key goes through the boxed authentication state.
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        state: State<S, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        Authenticating {
+            fut: AuthFuture<B>,
+            inner: Option<S>,
+        },
+        Calling {
+            #[pin]
+            fut: S::Future,
+            sunset: Option<HeaderValue>,
+        },
+        Refused {
+            response: Option<Response<Bytes>>,
+        },
+    }
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    pub(crate) fn call(fut: S::Future, sunset: Option<HeaderValue>) -> Self {
+        Self {
+            state: State::Calling { fut, sunset },
+        }
+    }
+
+    pub(crate) fn reject(response: Response<Bytes>) -> Self {
+        Self {
+            state: State::Refused {
+                response: Some(response),
+            },
+        }
+    }
+
+    pub(crate) fn authenticating(fut: AuthFuture<B>, inner: S) -> Self {
+        Self {
+            state: State::Authenticating {
+                fut,
+                inner: Some(inner),
+            },
+        }
+    }
+}
+
+impl<S, B, ResBody> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Authenticating { fut, inner } => {
+                    let next = match ready!(fut.as_mut().poll(cx)) {
+                        Authorized::Pass(req, sunset) => {
+                            let mut svc = inner.take().expect("polled after completion");
+                            State::Calling {
+                                fut: svc.call(req),
+                                sunset,
+                            }
+                        }
+                        Authorized::Refuse(response) => State::Refused {
+                            response: Some(response),
+                        },
+                    };
+                    this.state.set(next);
+                }
+                StateProj::Calling { fut, sunset } => {
+                    let mut response = ready!(fut.poll(cx))?.map(ResponseBody::inner);
+                    if let Some(sunset) = sunset.take() {
+                        response.headers_mut().insert("sunset", sunset);
+                    }
+                    return Poll::Ready(Ok(response));
+                }
+                StateProj::Refused { response } => {
+                    let response = response.take().expect("polled after completion");
+                    return Poll::Ready(Ok(response.map(ResponseBody::rejection)));
+                }
+            }
+        }
+    }
+}

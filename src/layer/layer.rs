@@ -1,0 +1,139 @@
+use std::fmt;
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use super::ApiKeyService;
+use crate::authenticate::Authenticator;
+use crate::credentials::KeySources;
+use crate::rejection::{validate_realm, ErrorStyle, Renderer, Responder};
+use crate::ConfigError;
+
+/// Authenticates every request with an API key. See the [module docs](super).
+///
+/// Defaults: keys from `Authorization: Bearer` or `X-API-Key`, the Performance Blocks
+/// error envelope, realm `api`, authentication required, credentials passed on to the
+/// inner service.
+#[must_use]
+pub struct ApiKeyLayer<K> {
+    config: Arc<Config<K>>,
+}
+
+pub(crate) struct Config<K> {
+    pub(crate) authenticator: Authenticator<K>,
+    pub(crate) sources: KeySources,
+    pub(crate) renderer: Renderer,
+    pub(crate) optional: bool,
+    pub(crate) hide_credentials: bool,
+    responder: Arc<dyn Responder>,
+    realm: Arc<str>,
+}
+
+impl<K> Clone for Config<K> {
+    fn clone(&self) -> Self {
+        Self {
+            authenticator: self.authenticator.clone(),
+            sources: self.sources.clone(),
+            renderer: self.renderer.clone(),
+            optional: self.optional,
+            hide_credentials: self.hide_credentials,
+            responder: Arc::clone(&self.responder),
+            realm: Arc::clone(&self.realm),
+        }
+    }
+}
+
+impl<K> ApiKeyLayer<K> {
+    /// A layer that authenticates with `authenticator`.
+    pub fn new(authenticator: Authenticator<K>) -> Self {
+        let responder: Arc<dyn Responder> = Arc::new(ErrorStyle::envelope());
+        let realm: Arc<str> = Arc::from("api");
+        Self {
+            config: Arc::new(Config {
+                authenticator,
+                sources: KeySources::default(),
+                renderer: Renderer::new(Arc::clone(&responder), Arc::clone(&realm)),
+                optional: false,
+                hide_credentials: false,
+                responder,
+                realm,
+            }),
+        }
+    }
+
+    fn update(mut self, f: impl FnOnce(&mut Config<K>)) -> Self {
+        let config = Arc::make_mut(&mut self.config);
+        f(config);
+        config.renderer = Renderer::new(Arc::clone(&config.responder), Arc::clone(&config.realm));
+        self
+    }
+
+    /// Where keys are read from.
+    pub fn with_sources(self, sources: KeySources) -> Self {
+        self.update(|c| c.sources = sources)
+    }
+
+    /// How refusals are answered: a built-in [`ErrorStyle`] or your own
+    /// [`Responder`]. Scope guards behind this layer answer in the same style.
+    pub fn with_responder(self, responder: impl Responder) -> Self {
+        self.update(|c| c.responder = Arc::new(responder))
+    }
+
+    /// The realm of `WWW-Authenticate` challenges (`api` by default).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for an empty realm or one with quotes, backslashes or control
+    /// characters.
+    pub fn with_realm(self, realm: &str) -> Result<Self, ConfigError> {
+        validate_realm(realm)?;
+        Ok(self.update(|c| c.realm = Arc::from(realm)))
+    }
+
+    /// Optional authentication (Kong's `anonymous`): a request with no credential
+    /// passes with no [`Principal`](crate::Principal); a credential that is presented
+    /// must still be valid.
+    pub fn with_optional(self, optional: bool) -> Self {
+        self.update(|c| c.optional = optional)
+    }
+
+    /// Removes the credential (the header, query parameter or JSON field) before the
+    /// inner service sees the request (Kong's `hide_credentials`). For a JSON body this
+    /// re-serialises the document, so the body is no longer byte-identical.
+    pub fn with_hide_credentials(self, hide: bool) -> Self {
+        self.update(|c| c.hide_credentials = hide)
+    }
+
+    /// The authenticator.
+    pub fn authenticator(&self) -> &Authenticator<K> {
+        &self.config.authenticator
+    }
+}
+
+impl<K> Clone for ApiKeyLayer<K> {
+    fn clone(&self) -> Self {
+        Self {
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+impl<S, K> Layer<S> for ApiKeyLayer<K> {
+    type Service = ApiKeyService<S, K>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ApiKeyService::new(inner, Arc::clone(&self.config))
+    }
+}
+
+impl<K: fmt::Debug> fmt::Debug for ApiKeyLayer<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyLayer")
+            .field("authenticator", &self.config.authenticator)
+            .field("sources", &self.config.sources)
+            .field("realm", &self.config.realm)
+            .field("optional", &self.config.optional)
+            .field("hide_credentials", &self.config.hide_credentials)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,299 @@
+use std::mem;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tower_service::Service;
+
+use super::future::{Authorized, ResponseFuture};
+use super::layer::Config;
+use super::ResponseBody;
+use crate::authenticate::Step;
+use crate::credentials::{body_key, strip_body_field, BodyKey};
+use crate::key::KeyId;
+use crate::outcome::Outcome;
+use crate::principal::Principal;
+use crate::rejection::{Rejection, X_REQUEST_ID};
+use crate::store::KeyStore;
+
+/// The service built by [`ApiKeyLayer`](super::ApiKeyLayer).
+pub struct ApiKeyService<S, K> {
+    inner: S,
+    config: Arc<Config<K>>,
+}
+
+impl<S, K> ApiKeyService<S, K> {
+    pub(crate) fn new(inner: S, config: Arc<Config<K>>) -> Self {
+        Self { inner, config }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, K> Clone for ApiKeyService<S, K> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug, K> std::fmt::Debug for ApiKeyService<S, K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, K, B, ResBody> Service<Request<B>> for ApiKeyService<S, K>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    K: KeyStore,
+    B: Body + From<Bytes> + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let config = &self.config;
+        if config.sources.reads_body() {
+            let inner = take_ready(&mut self.inner);
+            let fut = Box::pin(authenticate_body(Arc::clone(config), req));
+            return ResponseFuture::authenticating(fut, inner);
+        }
+
+        let step = match config.sources.read_head(req.headers(), req.uri()) {
+            Err(outcome) => Step::Done(Err(outcome)),
+            Ok(None) if config.optional => {
+                req.extensions_mut().insert(config.renderer.clone());
+                return ResponseFuture::call(self.inner.call(req), None);
+            }
+            Ok(None) => Step::Done(Err(Outcome::Missing)),
+            Ok(Some(key)) => config.authenticator.start(key),
+        };
+        match step {
+            Step::Done(Ok(principal)) => {
+                let sunset = admit(config, &mut req, principal);
+                ResponseFuture::call(self.inner.call(req), sunset)
+            }
+            Step::Done(Err(outcome)) => {
+                let key_id = presented_key_id(config, &req);
+                ResponseFuture::reject(refuse(config, outcome, key_id, req.headers()))
+            }
+            Step::Miss(lookup) => {
+                let inner = take_ready(&mut self.inner);
+                let config = Arc::clone(config);
+                let fut = Box::pin(async move {
+                    match config.authenticator.finish(lookup).await {
+                        Ok(principal) => {
+                            let sunset = admit(&config, &mut req, principal);
+                            Authorized::Pass(req, sunset)
+                        }
+                        Err(outcome) => Authorized::Refuse(refuse(
+                            &config,
+                            outcome,
+                            Some(lookup.key_id()).flatten(),
+                            req.headers(),
+                        )),
+                    }
+                });
+                ResponseFuture::authenticating(fut, inner)
+            }
+        }
+    }
+}
+
+/// Takes the service that was driven to readiness, leaving a clone in its place.
+///
+/// See tower's "Be careful when cloning inner services" note:
+/// <https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services>
+fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    mem::replace(inner, clone)
+}
+
+/// Lets an authenticated request through: the principal and the renderer go into the
+/// extensions, the credential is removed if asked. Returns the `Sunset` value while the
+/// key is in rotation grace.
+fn admit<K, B>(
+    config: &Config<K>,
+    req: &mut Request<B>,
+    principal: Principal,
+) -> Option<HeaderValue> {
+    let sunset = principal.sunset().and_then(|at| {
+        tracing::warn!(
+            target: "tower_api_key",
+            key_id = principal.key_id().as_str(),
+            sunset = %at,
+            "deprecated API key used during its rotation grace period"
+        );
+        HeaderValue::try_from(httpdate::fmt_http_date(at.into())).ok()
+    });
+    tracing::debug!(
+        target: "tower_api_key",
+        outcome = "authenticated",
+        key_id = principal.key_id().as_str(),
+        request_id = req.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()),
+        "request authenticated"
+    );
+    if config.hide_credentials {
+        let (headers, uri) = (&mut HeaderMap::new(), &mut req.uri().clone());
+        mem::swap(headers, req.headers_mut());
+        config.sources.hide_in_head(headers, uri);
+        mem::swap(headers, req.headers_mut());
+        *req.uri_mut() = uri.clone();
+    }
+    req.extensions_mut().insert(principal);
+    req.extensions_mut().insert(config.renderer.clone());
+    sunset
+}
+
+fn refuse<K>(
+    config: &Config<K>,
+    outcome: Outcome,
+    key_id: Option<KeyId>,
+    headers: &HeaderMap,
+) -> Response<bytes::Bytes> {
+    let rejection = Rejection::new(outcome)
+        .with_key_id(key_id)
+        .with_request_id(headers.get(X_REQUEST_ID).cloned());
+    config.renderer.render(rejection)
+}
+
+/// The public id in a presented key, for logging a refusal (it is not secret).
+fn presented_key_id<K, B>(config: &Config<K>, req: &Request<B>) -> Option<KeyId> {
+    let key = config.sources.read_head(req.headers(), req.uri()).ok()??;
+    config.authenticator.presented_id(key)
+}
+
+async fn authenticate_body<K, B>(config: Arc<Config<K>>, req: Request<B>) -> Authorized<B>
+where
+    K: KeyStore,
+    B: Body + From<Bytes> + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (mut parts, body) = req.into_parts();
+    let Some(field) = config.sources.body.as_ref() else {
+        return Authorized::Refuse(refuse(&config, Outcome::Missing, None, &parts.headers));
+    };
+    let refused = |outcome, key_id, headers: &HeaderMap| {
+        Authorized::Refuse(refuse(&config, outcome, key_id, headers))
+    };
+
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > field.limit as u64) {
+        return refused(Outcome::PayloadTooLarge, None, &parts.headers);
+    }
+    if parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| !is_json(ct))
+    {
+        return refused(
+            Outcome::InvalidRequest {
+                reason: "expected a JSON body (Content-Type: application/json)",
+            },
+            None,
+            &parts.headers,
+        );
+    }
+    let bytes = match Limited::new(body, field.limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<LengthLimitError>() => {
+            return refused(Outcome::PayloadTooLarge, None, &parts.headers)
+        }
+        Err(_) => {
+            return refused(
+                Outcome::InvalidRequest {
+                    reason: "the request body could not be read",
+                },
+                None,
+                &parts.headers,
+            )
+        }
+    };
+
+    let key = if bytes.is_empty() {
+        Ok(None)
+    } else {
+        match body_key(&bytes, &field.field) {
+            Ok(BodyKey::Present(key)) => Ok(Some(key)),
+            Ok(BodyKey::Absent) => Ok(None),
+            Ok(BodyKey::NotAString) => Err(Outcome::Malformed),
+            Err(outcome) => Err(outcome),
+        }
+    };
+    let (result, key_id) = match key {
+        Err(outcome) => (Err(outcome), None),
+        Ok(None) if config.optional => {
+            parts.extensions.insert(config.renderer.clone());
+            return Authorized::Pass(Request::from_parts(parts, B::from(bytes)), None);
+        }
+        Ok(None) => (Err(Outcome::Missing), None),
+        Ok(Some(key)) => {
+            let key_id = config.authenticator.presented_id(&key);
+            let result = match config.authenticator.start(&key) {
+                Step::Done(result) => result,
+                Step::Miss(lookup) => config.authenticator.finish(lookup).await,
+            };
+            (result, key_id)
+        }
+    };
+    match result {
+        Ok(principal) => {
+            let bytes = if config.hide_credentials {
+                strip_body_field(&bytes, &field.field).map_or(bytes, Bytes::from)
+            } else {
+                bytes
+            };
+            let mut req = Request::from_parts(parts, B::from(bytes));
+            let sunset = admit(&config, &mut req, principal);
+            Authorized::Pass(req, sunset)
+        }
+        Err(outcome) => refused(outcome, key_id, &parts.headers),
+    }
+}
+
+/// `application/json` or `application/*+json`, with any parameters.
+fn is_json(content_type: &HeaderValue) -> bool {
+    let Ok(ct) = content_type.to_str() else {
+        return false;
+    };
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    let Some((kind, sub)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (sub.eq_ignore_ascii_case("json") || sub.to_ascii_lowercase().ends_with("+json"))
+}
