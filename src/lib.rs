@@ -28,12 +28,14 @@
 //!
 //! 1.85. Raising it is not a breaking change.
 
+pub mod audit;
 mod authenticate;
 pub mod clock;
 pub mod credentials;
 mod error;
 pub mod key;
 pub mod layer;
+pub mod manage;
 mod outcome;
 mod principal;
 pub mod rejection;

@@ -38,6 +38,10 @@ use crate::key::KeyId;
 use crate::outcome::Outcome;
 use crate::ConfigError;
 
+/// The counter of authentication outcomes, labelled `outcome` (`authenticated`, or an
+/// [`Outcome::code`]). Alert on a spike of `unknown` or `malformed`: leaked-key probes.
+pub const OUTCOME_METRIC: &str = "tower_api_key_requests_total";
+
 /// The `X-Request-Id` header.
 pub const X_REQUEST_ID: &str = "x-request-id";
 
@@ -376,6 +380,7 @@ impl Renderer {
             request_id = rejection.request_id(),
             "request refused"
         );
+        metrics::counter!(OUTCOME_METRIC, "outcome" => rejection.outcome().code()).increment(1);
         response.extensions_mut().insert(rejection);
         response
     }

@@ -8,11 +8,21 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::ResponseBody;
+use crate::audit::{AuditEntry, Auditor};
+
+/// What admitting a request leaves for the way out.
+#[derive(Default)]
+pub(crate) struct Admitted {
+    /// The `Sunset` header while the key is in rotation grace.
+    pub(crate) sunset: Option<HeaderValue>,
+    /// The audit entry to complete with the status and record.
+    pub(crate) audit: Option<(Auditor, Box<AuditEntry>)>,
+}
 
 /// What the asynchronous part of authentication decided.
 pub(crate) enum Authorized<B> {
-    /// Call the inner service with this request; add this `Sunset` header.
-    Pass(Request<B>, Option<HeaderValue>),
+    /// Call the inner service with this request.
+    Pass(Request<B>, Admitted),
     /// Answer with this refusal.
     Refuse(Response<Bytes>),
 }
@@ -46,7 +56,7 @@ pin_project! {
         Calling {
             #[pin]
             fut: S::Future,
-            sunset: Option<HeaderValue>,
+            admitted: Admitted,
         },
         Refused {
             response: Option<Response<Bytes>>,
@@ -58,9 +68,9 @@ impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<B>>,
 {
-    pub(crate) fn call(fut: S::Future, sunset: Option<HeaderValue>) -> Self {
+    pub(crate) fn call(fut: S::Future, admitted: Admitted) -> Self {
         Self {
-            state: State::Calling { fut, sunset },
+            state: State::Calling { fut, admitted },
         }
     }
 
@@ -94,11 +104,11 @@ where
             match this.state.as_mut().project() {
                 StateProj::Authenticating { fut, inner } => {
                     let next = match ready!(fut.as_mut().poll(cx)) {
-                        Authorized::Pass(req, sunset) => {
+                        Authorized::Pass(req, admitted) => {
                             let mut svc = inner.take().expect("polled after completion");
                             State::Calling {
                                 fut: svc.call(req),
-                                sunset,
+                                admitted,
                             }
                         }
                         Authorized::Refuse(response) => State::Refused {
@@ -107,10 +117,14 @@ where
                     };
                     this.state.set(next);
                 }
-                StateProj::Calling { fut, sunset } => {
+                StateProj::Calling { fut, admitted } => {
                     let mut response = ready!(fut.poll(cx))?.map(ResponseBody::inner);
-                    if let Some(sunset) = sunset.take() {
+                    if let Some(sunset) = admitted.sunset.take() {
                         response.headers_mut().insert("sunset", sunset);
+                    }
+                    if let Some((auditor, mut entry)) = admitted.audit.take() {
+                        entry.status = Some(response.status().as_u16());
+                        auditor.record(*entry);
                     }
                     return Poll::Ready(Ok(response));
                 }

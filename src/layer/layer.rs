@@ -4,8 +4,10 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::ApiKeyService;
+use crate::audit::Auditor;
 use crate::authenticate::Authenticator;
 use crate::credentials::KeySources;
+use crate::manage::LastUsed;
 use crate::rejection::{validate_realm, ErrorStyle, Renderer, Responder};
 use crate::ConfigError;
 
@@ -25,6 +27,8 @@ pub(crate) struct Config<K> {
     pub(crate) renderer: Renderer,
     pub(crate) optional: bool,
     pub(crate) hide_credentials: bool,
+    pub(crate) last_used: Option<LastUsed>,
+    pub(crate) auditor: Option<Auditor>,
     responder: Arc<dyn Responder>,
     realm: Arc<str>,
 }
@@ -37,6 +41,8 @@ impl<K> Clone for Config<K> {
             renderer: self.renderer.clone(),
             optional: self.optional,
             hide_credentials: self.hide_credentials,
+            last_used: self.last_used.clone(),
+            auditor: self.auditor.clone(),
             responder: Arc::clone(&self.responder),
             realm: Arc::clone(&self.realm),
         }
@@ -55,6 +61,8 @@ impl<K> ApiKeyLayer<K> {
                 renderer: Renderer::new(Arc::clone(&responder), Arc::clone(&realm)),
                 optional: false,
                 hide_credentials: false,
+                last_used: None,
+                auditor: None,
                 responder,
                 realm,
             }),
@@ -102,6 +110,20 @@ impl<K> ApiKeyLayer<K> {
     /// re-serialises the document, so the body is no longer byte-identical.
     pub fn with_hide_credentials(self, hide: bool) -> Self {
         self.update(|c| c.hide_credentials = hide)
+    }
+
+    /// Records `last_used_at` for every authenticated request, through a write-behind
+    /// buffer (no store write per request).
+    pub fn with_last_used(self, last_used: LastUsed) -> Self {
+        self.update(|c| c.last_used = Some(last_used))
+    }
+
+    /// Audits every state-changing request (any method but `GET`, `HEAD` and
+    /// `OPTIONS`) made with a key that reached the inner service, whatever it answered:
+    /// key id, owner, method, path, matched route, status and request id. Reads are
+    /// never audited.
+    pub fn with_auditor(self, auditor: Auditor) -> Self {
+        self.update(|c| c.auditor = Some(auditor))
     }
 
     /// The authenticator.

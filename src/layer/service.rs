@@ -9,15 +9,18 @@ use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tower_service::Service;
 
-use super::future::{Authorized, ResponseFuture};
+use axum::extract::MatchedPath;
+
+use super::future::{Admitted, Authorized, ResponseFuture};
 use super::layer::Config;
 use super::ResponseBody;
+use crate::audit::{is_state_changing, AuditAction, AuditEntry};
 use crate::authenticate::Step;
 use crate::credentials::{body_key, strip_body_field, BodyKey};
 use crate::key::KeyId;
 use crate::outcome::Outcome;
 use crate::principal::Principal;
-use crate::rejection::{Rejection, X_REQUEST_ID};
+use crate::rejection::{Rejection, OUTCOME_METRIC, X_REQUEST_ID};
 use crate::store::KeyStore;
 
 /// The service built by [`ApiKeyLayer`](super::ApiKeyLayer).
@@ -92,15 +95,15 @@ where
             Err(outcome) => Step::Done(Err(outcome)),
             Ok(None) if config.optional => {
                 req.extensions_mut().insert(config.renderer.clone());
-                return ResponseFuture::call(self.inner.call(req), None);
+                return ResponseFuture::call(self.inner.call(req), Admitted::default());
             }
             Ok(None) => Step::Done(Err(Outcome::Missing)),
             Ok(Some(key)) => config.authenticator.start(key),
         };
         match step {
             Step::Done(Ok(principal)) => {
-                let sunset = admit(config, &mut req, principal);
-                ResponseFuture::call(self.inner.call(req), sunset)
+                let admitted = admit(config, &mut req, principal);
+                ResponseFuture::call(self.inner.call(req), admitted)
             }
             Step::Done(Err(outcome)) => {
                 let key_id = presented_key_id(config, &req);
@@ -112,8 +115,8 @@ where
                 let fut = Box::pin(async move {
                     match config.authenticator.finish(lookup).await {
                         Ok(principal) => {
-                            let sunset = admit(&config, &mut req, principal);
-                            Authorized::Pass(req, sunset)
+                            let admitted = admit(&config, &mut req, principal);
+                            Authorized::Pass(req, admitted)
                         }
                         Err(outcome) => Authorized::Refuse(refuse(
                             &config,
@@ -139,17 +142,22 @@ fn take_ready<S: Clone>(inner: &mut S) -> S {
 }
 
 /// Lets an authenticated request through: the principal and the renderer go into the
-/// extensions, the credential is removed if asked. Returns the `Sunset` value while the
-/// key is in rotation grace.
-fn admit<K, B>(
+/// extensions, the credential is removed if asked, last-used is recorded, and an audit
+/// entry is prepared for state-changing methods.
+fn admit<K: KeyStore, B>(
     config: &Config<K>,
     req: &mut Request<B>,
     principal: Principal,
-) -> Option<HeaderValue> {
+) -> Admitted {
+    let request_id = req
+        .headers()
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok());
     let sunset = principal.sunset().and_then(|at| {
         tracing::warn!(
             target: "tower_api_key",
             key_id = principal.key_id().as_str(),
+            request_id,
             sunset = %at,
             "deprecated API key used during its rotation grace period"
         );
@@ -159,9 +167,37 @@ fn admit<K, B>(
         target: "tower_api_key",
         outcome = "authenticated",
         key_id = principal.key_id().as_str(),
-        request_id = req.headers().get(X_REQUEST_ID).and_then(|v| v.to_str().ok()),
+        request_id,
         "request authenticated"
     );
+    metrics::counter!(OUTCOME_METRIC, "outcome" => "authenticated").increment(1);
+
+    let needs_time = config.last_used.is_some() || config.auditor.is_some();
+    let now = needs_time.then(|| config.authenticator.store().clock().now());
+    if let (Some(last_used), Some(now)) = (&config.last_used, now) {
+        last_used.touch(*principal.key_id(), now);
+    }
+    let audit = match (&config.auditor, now) {
+        (Some(auditor), Some(now)) if is_state_changing(req.method()) => {
+            let mut entry = AuditEntry::new(
+                AuditAction::Request,
+                *principal.key_id(),
+                principal.owner().clone(),
+                now,
+            );
+            entry.environment = principal.environment();
+            entry.method = Some(req.method().as_str().to_owned());
+            entry.path = Some(req.uri().path().to_owned());
+            entry.route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(|m| m.as_str().to_owned());
+            entry.request_id = request_id.map(str::to_owned);
+            Some((auditor.clone(), Box::new(entry)))
+        }
+        _ => None,
+    };
+
     if config.hide_credentials {
         let (headers, uri) = (&mut HeaderMap::new(), &mut req.uri().clone());
         mem::swap(headers, req.headers_mut());
@@ -171,7 +207,7 @@ fn admit<K, B>(
     }
     req.extensions_mut().insert(principal);
     req.extensions_mut().insert(config.renderer.clone());
-    sunset
+    Admitted { sunset, audit }
 }
 
 fn refuse<K>(
@@ -258,7 +294,10 @@ where
         Err(outcome) => (Err(outcome), None),
         Ok(None) if config.optional => {
             parts.extensions.insert(config.renderer.clone());
-            return Authorized::Pass(Request::from_parts(parts, B::from(bytes)), None);
+            return Authorized::Pass(
+                Request::from_parts(parts, B::from(bytes)),
+                Admitted::default(),
+            );
         }
         Ok(None) => (Err(Outcome::Missing), None),
         Ok(Some(key)) => {
@@ -278,8 +317,8 @@ where
                 bytes
             };
             let mut req = Request::from_parts(parts, B::from(bytes));
-            let sunset = admit(&config, &mut req, principal);
-            Authorized::Pass(req, sunset)
+            let admitted = admit(&config, &mut req, principal);
+            Authorized::Pass(req, admitted)
         }
         Err(outcome) => refused(outcome, key_id, &parts.headers),
     }

@@ -1,0 +1,168 @@
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::key::KeyId;
+use crate::store::{KeyStore, StoreError};
+
+type Batch = Vec<(KeyId, OffsetDateTime)>;
+type Writer = Arc<
+    dyn Fn(Batch) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>> + Send + Sync,
+>;
+
+/// A write-behind buffer for `last_used_at`.
+///
+/// The request path only records the time in memory ([`LastUsed::touch`]); a
+/// background task writes every changed key in one [`KeyStore::touch_last_used`] call
+/// per interval. A key list therefore shows a value at most one interval old, and no
+/// request ever waits for a store write.
+///
+/// Call [`LastUsed::flush`] at graceful shutdown. Dropping the last handle also
+/// writes what is pending, on the current tokio runtime, as a last resort.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_api_key::manage::LastUsed;
+/// use tower_api_key::store::MemoryStore;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let last_used = LastUsed::spawn(MemoryStore::new(), Duration::from_secs(5));
+/// # let _ = last_used;
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct LastUsed {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    pending: Mutex<HashMap<KeyId, OffsetDateTime>>,
+    writer: Writer,
+    interval: Duration,
+}
+
+impl LastUsed {
+    /// Starts the buffer and its flush task (every `interval`) on the current tokio
+    /// runtime.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, or when `interval` is zero.
+    pub fn spawn<K: KeyStore>(store: K, interval: Duration) -> Self {
+        assert!(
+            !interval.is_zero(),
+            "the last-used flush interval must be non-zero"
+        );
+        let writer: Writer = Arc::new(move |batch: Batch| {
+            let store = store.clone();
+            Box::pin(async move { store.touch_last_used(&batch).await })
+        });
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(HashMap::new()),
+            writer,
+            interval,
+        });
+        tokio::spawn(flush_loop(Arc::downgrade(&shared), interval));
+        Self { shared }
+    }
+
+    /// Records that `id` was used at `at`. Cheap: one uncontended lock and a map
+    /// insert.
+    pub fn touch(&self, id: KeyId, at: OffsetDateTime) {
+        let mut pending = self.shared.lock();
+        let slot = pending.entry(id).or_insert(at);
+        if *slot < at {
+            *slot = at;
+        }
+    }
+
+    /// Writes everything pending now. On failure the batch is kept for the next try.
+    ///
+    /// # Errors
+    ///
+    /// The store's error.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.shared.flush().await
+    }
+
+    /// The number of keys waiting to be written.
+    pub fn pending(&self) -> usize {
+        self.shared.lock().len()
+    }
+
+    /// The flush interval.
+    pub fn interval(&self) -> Duration {
+        self.shared.interval
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<KeyId, OffsetDateTime>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        let batch: Batch = std::mem::take(&mut *self.lock()).into_iter().collect();
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let result = (self.writer)(batch.clone()).await;
+        if result.is_err() {
+            let mut pending = self.lock();
+            for (id, at) in batch {
+                let slot = pending.entry(id).or_insert(at);
+                if *slot < at {
+                    *slot = at;
+                }
+            }
+        }
+        result
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let batch: Batch = std::mem::take(&mut *self.lock()).into_iter().collect();
+        if batch.is_empty() {
+            return;
+        }
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let write = (self.writer)(batch);
+            handle.spawn(async move {
+                if let Err(error) = write.await {
+                    tracing::warn!(target: "tower_api_key", %error, "final last-used flush failed");
+                }
+            });
+        }
+    }
+}
+
+async fn flush_loop(shared: Weak<Shared>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if let Err(error) = shared.flush().await {
+            tracing::warn!(target: "tower_api_key", %error, "last-used flush failed; will retry");
+        }
+    }
+}
+
+impl fmt::Debug for LastUsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LastUsed")
+            .field("pending", &self.pending())
+            .field("interval", &self.shared.interval)
+            .finish()
+    }
+}
