@@ -15,14 +15,14 @@
 //! use tower_api_key::Owner;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() {
+//! # async fn main() -> Result<(), tower_api_key::ConfigError> {
 //! let sink = MemorySink::new();
 //! let auditor = Auditor::spawn(sink.clone(), 1024);
 //! let key = KeyId::new("abc")?;
 //! auditor.record(AuditEntry::new(AuditAction::KeyRevoked, key, Owner::organization("acme"), time::OffsetDateTime::now_utc()));
 //! auditor.flush().await;
 //! assert_eq!(sink.entries_for_key(&key).len(), 1);
-//! # Ok::<(), tower_api_key::ConfigError>(())
+//! # Ok(())
 //! # }
 //! ```
 
