@@ -47,6 +47,16 @@ use crate::ConfigError;
 ///
 /// The cache is bounded both in entries and in bytes: each entry weighs at least
 /// `max_bytes / max_entries`, so neither bound can be exceeded.
+///
+/// # Why `moka::sync::Cache`
+///
+/// Single-flight is implemented here rather than with `moka::future::Cache::try_get_with`
+/// for two reasons. moka inserts a loader's result when the loader returns, so a
+/// lookup that read a record before a revoke would still insert it afterwards, and a
+/// request arriving after the revoke would join that stale load. Guarding against both
+/// needs the insert and the invalidation to happen under one lock, which the
+/// synchronous cache allows (its `insert` and `invalidate` are not `async`). The cache
+/// hit itself is then a plain synchronous lookup, with no future to poll.
 pub struct CachedStore<S> {
     inner: Arc<Inner<S>>,
 }
