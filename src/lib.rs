@@ -12,6 +12,8 @@
 //! - [`store`]: the [`KeyStore`] trait, the in-memory
 //!   [`MemoryStore`](store::MemoryStore) and the [`CachedStore`](store::CachedStore).
 //! - [`Authenticator`]: a presented key in, a [`Principal`] or an [`Outcome`] out.
+//! - [`scope`]: the [`ScopeModel`] (declared scopes, implications, defaults and
+//!   presets), a key's [`Grants`] and a route's [`Requirement`].
 //!
 //! # Security and deployment
 //!
@@ -34,10 +36,12 @@ mod error;
 pub mod key;
 mod outcome;
 mod principal;
+pub mod scope;
 pub mod store;
 
 pub use self::authenticate::Authenticator;
 pub use self::error::ConfigError;
 pub use self::outcome::Outcome;
 pub use self::principal::Principal;
+pub use self::scope::{Grants, Requirement, ScopeModel};
 pub use self::store::{KeyRecord, KeyStore, Owner};
