@@ -1,28 +1,104 @@
 //! API-key authentication for [tower] and [axum].
 //!
-//! Keys are taken from `Authorization: Bearer`, `X-API-Key` or a JSON body's
-//! `api_key`, resolved through a bounded, single-flight cache in front of a pluggable
-//! key store, checked against per-route scopes, and refused with the documented
-//! 401/403/429 bodies.
+//! Keys such as `pb_live_…` are taken from `Authorization: Bearer`, `X-API-Key` or a
+//! JSON body's `api_key`, resolved through a bounded, single-flight cache in front of
+//! a pluggable key store, checked against per-route scopes, and refused with the
+//! documented 401/403/429 bodies.
 //!
-//! The building blocks so far:
+//! # Quick start
 //!
-//! - [`key`]: the key format (`pb_live_…`), generation from the OS CSPRNG, the CRC32
-//!   checksum that refuses typos before any lookup, and SHA-256 digests.
-//! - [`store`]: the [`KeyStore`] trait, the in-memory
-//!   [`MemoryStore`](store::MemoryStore) and the [`CachedStore`](store::CachedStore).
-//! - [`Authenticator`]: a presented key in, a [`Principal`] or an [`Outcome`] out.
+//! An axum router behind [`ApiKeyLayer`], with a scope guard on one route
+//! (`examples/bearer.rs` serves the same router):
+//!
+//! ```
+//! use axum::routing::{get, post};
+//! use axum::Router;
+//! use tower_api_key::key::KeyFormat;
+//! use tower_api_key::scope::RequireScopesLayer;
+//! use tower_api_key::store::{CachedStore, KeyRecord, KeyStore, MemoryStore, Owner};
+//! use tower_api_key::{ApiKeyLayer, Authenticator, Principal, ScopeModel};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let format = KeyFormat::new("pb")?.with_environments(["live", "test"])?;
+//! let model = ScopeModel::performance_blocks();
+//! let store = CachedStore::builder(MemoryStore::new()).build()?;
+//!
+//! let minted = format.generate(Some("live"))?;
+//! let now = time::OffsetDateTime::now_utc();
+//! let record = KeyRecord::new(&minted, "BI dashboard", Owner::organization("acme"),
+//!                             vec!["observations:read".into()], now);
+//! store.insert(&record).await?;
+//! // Show `minted.key.expose_secret()` to its owner once; only the digest is stored.
+//!
+//! let app: Router = Router::new()
+//!     .route("/v1/session", get(|p: Principal| async move { p.owner().id().to_owned() }))
+//!     .route("/v1/observations", post(|| async { "created" })
+//!         .route_layer(RequireScopesLayer::new(&model, "observations:write")?))
+//!     .layer(ApiKeyLayer::new(Authenticator::new(store, format)).with_scope_model(model));
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Plain tower
+//!
+//! The layer wraps any `tower::Service<http::Request<B>>` whose body can be rebuilt
+//! from bytes (`B: From<Bytes>`, as axum's `Body` and `Full<Bytes>` are):
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_api_key::key::KeyFormat;
+//! use tower_api_key::store::{CachedStore, MemoryStore};
+//! use tower_api_key::{ApiKeyLayer, Authenticator, Principal};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let auth = Authenticator::new(
+//!     CachedStore::builder(MemoryStore::new()).build()?,
+//!     KeyFormat::new("pf")?.with_environments(["live", "test", "dev"])?,
+//! );
+//! let svc = ServiceBuilder::new()
+//!     .layer(ApiKeyLayer::new(auth))
+//!     .service_fn(|req: Request<Full<Bytes>>| async move {
+//!         let who = req.extensions().get::<Principal>().map(|p| p.key_id().to_string());
+//!         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(who.unwrap_or_default()))))
+//!     });
+//! let response = svc.oneshot(Request::new(Full::new(Bytes::new()))).await?;
+//! assert_eq!(response.status(), 401);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Modules
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`key`] | the key format, generation from the OS CSPRNG, the CRC32 checksum that refuses typos before any lookup, SHA-256 digests |
+//! | [`store`] | the [`KeyStore`] trait, [`MemoryStore`](store::MemoryStore), the revocation-safe [`CachedStore`](store::CachedStore) |
+//! | [`credentials`] | where keys are read from: Bearer, a header, a query parameter, a JSON body field |
+//! | [`layer`] | [`ApiKeyLayer`], the authentication middleware |
+//! | [`scope`] | scope models with implications, [`RequireScopesLayer`](scope::RequireScopesLayer) and typed guards |
+//! | [`rejection`] | the outcome → response styles (Performance Blocks, PromptFloe, ProductBridge, RFC 9457) |
+//! | [`manage`] | [`KeyManager`](manage::KeyManager): create, list, revoke, rotate; the write-behind last-used buffer |
+//! | [`audit`] | audit sinks and the non-blocking [`Auditor`](audit::Auditor) |
 //!
 //! # Security and deployment
 //!
 //! - Only SHA-256 digests of keys are stored; comparisons are constant-time.
 //! - `Debug` and `Display` of every type that holds a key show only its public
-//!   prefix and id.
+//!   prefix and id, and no log event carries a key.
 //! - A store outage is [`Outcome::StoreUnavailable`] (503), never a 401 and never a
-//!   pass.
+//!   pass. A guard with no [`ApiKeyLayer`] in front answers 500: misconfiguration
+//!   fails closed.
 //! - Revocation is seen by the next request on the instance that made it; other
 //!   instances see it within the cache TTL (30 s by default) unless they are told
 //!   through [`CachedStore::invalidate`](store::CachedStore::invalidate).
+//! - Put tower-http's `SetRequestIdLayer` outside the layer: every refusal then
+//!   carries `X-Request-Id`, and every log event the request id.
 //!
 //! # Minimum supported Rust version
 //!
@@ -39,6 +115,7 @@ pub mod manage;
 mod outcome;
 mod principal;
 pub mod rejection;
+pub mod scope;
 pub mod store;
 
 pub use self::authenticate::Authenticator;
@@ -46,4 +123,5 @@ pub use self::error::ConfigError;
 pub use self::layer::{ApiKeyLayer, ApiKeyService};
 pub use self::outcome::Outcome;
 pub use self::principal::Principal;
+pub use self::scope::{Grants, Requirement, ScopeModel};
 pub use self::store::{KeyRecord, KeyStore, Owner};

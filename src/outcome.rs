@@ -16,6 +16,7 @@ use http::StatusCode;
 /// | `Revoked` | 401 | `revoked` |
 /// | `Expired` | 401 | `expired` |
 /// | `WrongEnvironment` | 403 | `wrong_environment` |
+/// | `ForeignResource` | 403 | `foreign_resource` |
 /// | `InsufficientScope` | 403 | `insufficient_scope` |
 /// | `RateLimited` | 429 | `rate_limited` |
 /// | `QuotaExceeded` | 403 | `quota_exceeded` |
@@ -41,6 +42,8 @@ pub enum Outcome {
     Expired,
     /// The key's environment is not accepted here (a `test` key on a live-only API).
     WrongEnvironment,
+    /// The key is valid but the resource belongs to another organization.
+    ForeignResource,
     /// The key lacks a scope this route needs.
     InsufficientScope {
         /// What would have satisfied the requirement, e.g. `["observations:write"]`.
@@ -73,9 +76,10 @@ impl Outcome {
             Self::Missing | Self::Malformed | Self::Unknown | Self::Revoked | Self::Expired => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::WrongEnvironment | Self::InsufficientScope { .. } | Self::QuotaExceeded => {
-                StatusCode::FORBIDDEN
-            }
+            Self::WrongEnvironment
+            | Self::ForeignResource
+            | Self::InsufficientScope { .. }
+            | Self::QuotaExceeded => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
@@ -92,6 +96,7 @@ impl Outcome {
             Self::Revoked => "revoked",
             Self::Expired => "expired",
             Self::WrongEnvironment => "wrong_environment",
+            Self::ForeignResource => "foreign_resource",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::RateLimited { .. } => "rate_limited",
             Self::QuotaExceeded => "quota_exceeded",

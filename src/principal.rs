@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use crate::key::{Environment, KeyId};
 use crate::outcome::Outcome;
 use crate::rejection::{Refused, Renderer};
+use crate::scope::{Grants, ScopeModel};
 use crate::store::{KeyRecord, Owner, Rotation};
 
 /// The key a request was authenticated with, put in the request extensions by the
@@ -67,6 +68,46 @@ impl Principal {
     /// (sent as the `Sunset` header).
     pub fn sunset(&self) -> Option<OffsetDateTime> {
         self.sunset
+    }
+
+    /// The key's scopes under `model`, with implications and the scopes granted to
+    /// every key applied.
+    pub fn grants(&self, model: &ScopeModel) -> Grants {
+        model.grants(&self.record.scopes)
+    }
+
+    /// Organization isolation (Performance Blocks: "you cannot reach data outside that
+    /// organization, even with elevated scopes"): `Ok` when an organization key
+    /// belongs to `organization`, [`Outcome::ForeignResource`] (403) otherwise. A
+    /// personal key never passes here; use [`Principal::check_organization_with`].
+    ///
+    /// # Errors
+    ///
+    /// [`Outcome::ForeignResource`].
+    pub fn check_organization(&self, organization: &str) -> Result<(), Outcome> {
+        self.check_organization_with(organization, |_, _| false)
+    }
+
+    /// Like [`Principal::check_organization`], and a personal key (PgBeam's `pbu_`)
+    /// passes when `is_member(user, organization)` says its user belongs there.
+    ///
+    /// # Errors
+    ///
+    /// [`Outcome::ForeignResource`].
+    pub fn check_organization_with(
+        &self,
+        organization: &str,
+        is_member: impl FnOnce(&str, &str) -> bool,
+    ) -> Result<(), Outcome> {
+        let allowed = match self.owner() {
+            Owner::Organization(id) => &**id == organization,
+            Owner::User(user) => is_member(user, organization),
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(Outcome::ForeignResource)
+        }
     }
 
     /// The whole stored record (never contains the secret).

@@ -36,6 +36,7 @@ use serde_json::json;
 
 use crate::key::KeyId;
 use crate::outcome::Outcome;
+use crate::scope::ScopeModel;
 use crate::ConfigError;
 
 /// The counter of authentication outcomes, labelled `outcome` (`authenticated`, or an
@@ -269,6 +270,10 @@ impl ErrorStyle {
                 "permission_denied",
                 "API key environment is not allowed here".to_owned(),
             ),
+            (_, Outcome::ForeignResource) => (
+                "permission_denied",
+                "The resource belongs to another organization".to_owned(),
+            ),
             (_, Outcome::RateLimited { retry_after }) => (
                 "rate_limited",
                 format!(
@@ -357,15 +362,26 @@ pub(crate) struct Renderer {
     responder: Arc<dyn Responder>,
     realm: Arc<str>,
     unavailable_retry_after: Duration,
+    scope_model: Option<ScopeModel>,
 }
 
 impl Renderer {
-    pub(crate) fn new(responder: Arc<dyn Responder>, realm: Arc<str>) -> Self {
+    pub(crate) fn new(
+        responder: Arc<dyn Responder>,
+        realm: Arc<str>,
+        scope_model: Option<ScopeModel>,
+    ) -> Self {
         Self {
             responder,
             realm,
             unavailable_retry_after: Duration::from_secs(5),
+            scope_model,
         }
+    }
+
+    /// The scope model of the layer, for typed scope guards.
+    pub(crate) fn scope_model(&self) -> Option<&ScopeModel> {
+        self.scope_model.as_ref()
     }
 
     /// Renders, adds the standard headers, logs one event, and attaches the rejection.
@@ -454,18 +470,8 @@ impl Refused {
     /// answer is a 500 and an error is logged: a guard never lets a request through
     /// unauthenticated.
     pub fn from_parts(parts: &http::request::Parts, outcome: Outcome) -> Self {
-        let Some(renderer) = parts.extensions.get::<Renderer>() else {
-            return Self::misconfigured();
-        };
-        let key_id = parts
-            .extensions
-            .get::<crate::Principal>()
-            .map(|p| *p.key_id());
-        let rejection = Rejection::new(outcome)
-            .with_key_id(key_id)
-            .with_request_id(parts.headers.get(X_REQUEST_ID).cloned());
         Self {
-            response: renderer.render(rejection),
+            response: render_for(&parts.extensions, &parts.headers, outcome),
         }
     }
 
@@ -497,6 +503,23 @@ impl axum::response::IntoResponse for Refused {
     fn into_response(self) -> axum::response::Response {
         self.response.map(axum::body::Body::from)
     }
+}
+
+/// Renders `outcome` for a request with these extensions and headers, in the style of
+/// the `ApiKeyLayer` that handled it, or as the misconfiguration 500 without one.
+pub(crate) fn render_for(
+    extensions: &http::Extensions,
+    headers: &HeaderMap,
+    outcome: Outcome,
+) -> Response<Bytes> {
+    let Some(renderer) = extensions.get::<Renderer>() else {
+        return Refused::misconfigured().response;
+    };
+    let key_id = extensions.get::<crate::Principal>().map(|p| *p.key_id());
+    let rejection = Rejection::new(outcome)
+        .with_key_id(key_id)
+        .with_request_id(headers.get(X_REQUEST_ID).cloned());
+    renderer.render(rejection)
 }
 
 /// Checks a realm for use inside a quoted `WWW-Authenticate` parameter.

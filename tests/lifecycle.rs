@@ -165,3 +165,402 @@ async fn writes_are_audited_and_reads_are_not() {
     assert_eq!(entries[0].request_id.as_deref(), Some("rid-1"));
     assert_eq!(sink.entries().len(), 2);
 }
+
+// ---- KeyManager ----
+
+mod manager {
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::routing::get;
+    use axum::Router;
+    use http::{Request, StatusCode};
+    use tower::ServiceExt;
+    use tower_api_key::audit::{AuditAction, Auditor, MemorySink};
+    use tower_api_key::clock::{Clock, ManualClock};
+    use tower_api_key::manage::{Actor, Expiry, KeyManager, ManageError, NewKey};
+    use tower_api_key::rejection::ErrorStyle;
+    use tower_api_key::store::{CachedStore, MemoryStore};
+    use tower_api_key::{ApiKeyLayer, Authenticator, Owner, ScopeModel};
+
+    use crate::support::pb_format;
+
+    struct World {
+        clock: ManualClock,
+        memory: MemoryStore,
+        manager: KeyManager<MemoryStore>,
+        sink: MemorySink,
+        auditor: Auditor,
+        app: Router,
+    }
+
+    fn acme() -> Owner {
+        Owner::organization("acme")
+    }
+
+    async fn world() -> World {
+        let clock = ManualClock::default();
+        let memory = MemoryStore::new();
+        let store = CachedStore::builder(memory.clone())
+            .with_clock(clock.clone())
+            .build()
+            .unwrap();
+        let sink = MemorySink::new();
+        let auditor = Auditor::spawn(sink.clone(), 256);
+        let manager = KeyManager::new(store.clone(), pb_format(), ScopeModel::performance_blocks())
+            .with_auditor(auditor.clone());
+        let app = Router::new()
+            .route("/v1/session", get(|| async { "ok" }))
+            .layer(
+                ApiKeyLayer::new(Authenticator::new(store, pb_format()))
+                    .with_responder(ErrorStyle::prompt_floe()),
+            );
+        World {
+            clock,
+            memory,
+            manager,
+            sink,
+            auditor,
+            app,
+        }
+    }
+
+    async fn call(app: &Router, key: &str) -> (StatusCode, Option<String>, String) {
+        let req = Request::get("/v1/session")
+            .header("authorization", format!("Bearer {key}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = app.clone().oneshot(req).await.unwrap();
+        let status = response.status();
+        let sunset = response
+            .headers()
+            .get("sunset")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, sunset, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    fn new_key(name: &str, scopes: &[&str]) -> NewKey {
+        NewKey::new(name, acme())
+            .with_environment("live")
+            .with_scopes(scopes.iter().copied())
+    }
+
+    #[tokio::test]
+    async fn the_full_key_appears_only_in_create() {
+        let w = world().await;
+        let created = w
+            .manager
+            .create(new_key("ci", &["employees:read"]), Actor::System("admin"))
+            .await
+            .unwrap();
+        let secret = created.key.expose_secret().to_owned();
+        let secret_part = &secret[created.record.prefix.len()..];
+        w.auditor.flush().await;
+        let listed = w.manager.list(&acme()).await.unwrap();
+        let shown = [
+            serde_json::to_string(&listed).unwrap(),
+            format!("{listed:?}"),
+            format!("{created:?}"),
+            serde_json::to_string(&w.sink.entries()).unwrap(),
+            format!("{:?}", w.sink.entries()),
+            format!(
+                "{:?}",
+                w.manager.get(&acme(), &created.record.id).await.unwrap()
+            ),
+        ];
+        for text in shown {
+            assert!(!text.contains(secret_part), "secret leaked: {text}");
+        }
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].created_by.as_deref(), Some("admin"));
+        assert_eq!(call(&w.app, &secret).await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_revoked_key_is_refused_on_the_very_next_request() {
+        let w = world().await;
+        let created = w
+            .manager
+            .create(new_key("ci", &[]), Actor::System("admin"))
+            .await
+            .unwrap();
+        let key = created.key.expose_secret();
+        assert_eq!(call(&w.app, key).await.0, StatusCode::OK);
+        w.manager
+            .revoke(&acme(), &created.record.id, Actor::System("admin"))
+            .await
+            .unwrap();
+        let (status, _, body) = call(&w.app, key).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(body.contains("invalid_key"), "{body}");
+        // Idempotent: no error, no second audit entry, first revocation time kept.
+        let first = w
+            .manager
+            .get(&acme(), &created.record.id)
+            .await
+            .unwrap()
+            .revoked_at;
+        w.clock.advance(Duration::from_secs(5));
+        let again = w
+            .manager
+            .revoke(&acme(), &created.record.id, Actor::System("admin"))
+            .await
+            .unwrap();
+        assert_eq!(again.revoked_at, first);
+        w.auditor.flush().await;
+        let revocations = w
+            .sink
+            .entries()
+            .iter()
+            .filter(|e| e.action == AuditAction::KeyRevoked)
+            .count();
+        assert_eq!(revocations, 1);
+    }
+
+    #[tokio::test]
+    async fn rotation_with_grace_overlaps_then_expires() {
+        let w = world().await;
+        let old = w
+            .manager
+            .create(
+                new_key("prod", &["observations:write"]),
+                Actor::System("admin"),
+            )
+            .await
+            .unwrap();
+        let new = w
+            .manager
+            .rotate(
+                &acme(),
+                &old.record.id,
+                Duration::from_secs(24 * 3600),
+                Actor::System("admin"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(new.record.name, "prod");
+        assert_eq!(new.record.scopes, ["observations:write"]);
+        assert_eq!(new.record.environment, old.record.environment);
+        assert_eq!(new.record.family, old.record.family);
+        assert_ne!(new.record.id, old.record.id);
+
+        let (status, sunset, _) = call(&w.app, old.key.expose_secret()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(sunset.as_deref(), Some("Fri, 02 Jan 2026 00:00:00 GMT"));
+        let (status, sunset, _) = call(&w.app, new.key.expose_secret()).await;
+        assert_eq!((status, sunset), (StatusCode::OK, None));
+
+        w.clock.advance(Duration::from_secs(24 * 3600 - 1));
+        assert_eq!(
+            call(&w.app, old.key.expose_secret()).await.0,
+            StatusCode::OK
+        );
+        w.clock.advance(Duration::from_secs(1));
+        let (status, _, body) = call(&w.app, old.key.expose_secret()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(body.contains("expired_key"), "{body}");
+        assert_eq!(
+            call(&w.app, new.key.expose_secret()).await.0,
+            StatusCode::OK
+        );
+
+        w.auditor.flush().await;
+        let rotated: Vec<_> = w
+            .sink
+            .entries()
+            .into_iter()
+            .filter(|e| e.action == AuditAction::KeyRotated)
+            .collect();
+        assert_eq!(rotated.len(), 1);
+        assert_eq!(rotated[0].api_key_id, old.record.id);
+        assert_eq!(rotated[0].successor_key_id, Some(new.record.id));
+    }
+
+    #[tokio::test]
+    async fn rotation_without_grace_ends_the_old_key_at_once() {
+        let w = world().await;
+        let old = w
+            .manager
+            .create(new_key("bridge", &[]), Actor::System("admin"))
+            .await
+            .unwrap();
+        let new = w
+            .manager
+            .rotate(
+                &acme(),
+                &old.record.id,
+                Duration::ZERO,
+                Actor::System("admin"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            call(&w.app, old.key.expose_secret()).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            call(&w.app, new.key.expose_secret()).await.0,
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn a_key_cannot_grant_more_than_it_holds() {
+        let w = world().await;
+        let creator = w
+            .manager
+            .create(
+                new_key("admin", &["employees:write"]),
+                Actor::System("admin"),
+            )
+            .await
+            .unwrap();
+        let auth = Authenticator::new(w.manager.store().clone(), pb_format());
+        let principal = auth
+            .authenticate(creator.key.expose_secret())
+            .await
+            .unwrap();
+        let before = w.memory.len();
+        let err = w
+            .manager
+            .create(
+                new_key("sneaky", &["employees:read", "webhooks:write"]),
+                Actor::Key(&principal),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ManageError::ScopeEscalation(ref s) if s == "webhooks:write"),
+            "{err:?}"
+        );
+        assert_eq!(w.memory.len(), before, "nothing stored");
+        // Implied scopes may be granted: write implies read.
+        let ok = w
+            .manager
+            .create(
+                new_key("reader", &["employees:read"]),
+                Actor::Key(&principal),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            ok.record.created_by.as_deref(),
+            Some(creator.record.id.as_str())
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_refused_and_changes_nothing() {
+        let w = world().await;
+        let existing = w
+            .manager
+            .create(new_key("ok", &[]), Actor::System("admin"))
+            .await
+            .unwrap();
+        let before = w.memory.len();
+        let long = "x".repeat(101);
+        let past = w.clock.now() - time::Duration::seconds(1);
+        let cases = [
+            (new_key("", &[]), "InvalidName"),
+            (new_key("   ", &[]), "InvalidName"),
+            (new_key(&long, &[]), "InvalidName"),
+            (new_key("tab\there", &[]), "InvalidName"),
+            (new_key("k", &["employees:delete"]), "UnknownScope"),
+            (
+                new_key("k", &[]).with_expiry(Expiry::At(past)),
+                "ExpiryInPast",
+            ),
+            (
+                NewKey::new("k", acme()).with_environment("prod"),
+                "UnknownEnvironment",
+            ),
+        ];
+        for (request, expected) in cases {
+            let err = w
+                .manager
+                .create(request, Actor::System("admin"))
+                .await
+                .unwrap_err();
+            assert!(format!("{err:?}").starts_with(expected), "{err:?}");
+        }
+        assert_eq!(w.memory.len(), before);
+
+        let globex = Owner::organization("globex");
+        let id = existing.record.id;
+        assert!(matches!(
+            w.manager.revoke(&globex, &id, Actor::System("x")).await,
+            Err(ManageError::NotFound)
+        ));
+        assert!(matches!(
+            w.manager.get(&globex, &id).await,
+            Err(ManageError::NotFound)
+        ));
+        assert!(matches!(
+            w.manager
+                .rotate(&globex, &id, Duration::ZERO, Actor::System("x"))
+                .await,
+            Err(ManageError::NotFound)
+        ));
+        assert!(w
+            .manager
+            .get(&acme(), &id)
+            .await
+            .unwrap()
+            .revoked_at
+            .is_none());
+
+        w.manager
+            .revoke(&acme(), &id, Actor::System("x"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            w.manager
+                .rotate(&acme(), &id, Duration::ZERO, Actor::System("x"))
+                .await,
+            Err(ManageError::Conflict)
+        ));
+        assert_eq!(
+            w.memory.len(),
+            before,
+            "a refused rotation stores no new key"
+        );
+    }
+
+    #[tokio::test]
+    async fn expiry_presets_and_creation_audit() {
+        let w = world().await;
+        let now = w.clock.now();
+        for (expiry, days) in [
+            (Expiry::Days30, 30),
+            (Expiry::Days90, 90),
+            (Expiry::Days365, 365),
+        ] {
+            let created = w
+                .manager
+                .create(
+                    new_key("exp", &[]).with_expiry(expiry),
+                    Actor::System("admin"),
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                created.record.expires_at,
+                Some(now + time::Duration::days(days))
+            );
+        }
+        let never = w
+            .manager
+            .create(new_key("forever", &[]), Actor::System("admin"))
+            .await
+            .unwrap();
+        assert_eq!(never.record.expires_at, None);
+        w.auditor.flush().await;
+        let created = w.sink.query(&acme(), Some(&never.record.id));
+        assert_eq!(created.len(), 1);
+        assert_eq!(created[0].action, AuditAction::KeyCreated);
+        assert_eq!(created[0].actor_key_id.as_deref(), Some("admin"));
+    }
+}

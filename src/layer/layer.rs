@@ -9,6 +9,7 @@ use crate::authenticate::Authenticator;
 use crate::credentials::KeySources;
 use crate::manage::LastUsed;
 use crate::rejection::{validate_realm, ErrorStyle, Renderer, Responder};
+use crate::scope::ScopeModel;
 use crate::ConfigError;
 
 /// Authenticates every request with an API key. See the [module docs](super).
@@ -29,6 +30,7 @@ pub(crate) struct Config<K> {
     pub(crate) hide_credentials: bool,
     pub(crate) last_used: Option<LastUsed>,
     pub(crate) auditor: Option<Auditor>,
+    scope_model: Option<ScopeModel>,
     responder: Arc<dyn Responder>,
     realm: Arc<str>,
 }
@@ -43,6 +45,7 @@ impl<K> Clone for Config<K> {
             hide_credentials: self.hide_credentials,
             last_used: self.last_used.clone(),
             auditor: self.auditor.clone(),
+            scope_model: self.scope_model.clone(),
             responder: Arc::clone(&self.responder),
             realm: Arc::clone(&self.realm),
         }
@@ -58,11 +61,12 @@ impl<K> ApiKeyLayer<K> {
             config: Arc::new(Config {
                 authenticator,
                 sources: KeySources::default(),
-                renderer: Renderer::new(Arc::clone(&responder), Arc::clone(&realm)),
+                renderer: Renderer::new(Arc::clone(&responder), Arc::clone(&realm), None),
                 optional: false,
                 hide_credentials: false,
                 last_used: None,
                 auditor: None,
+                scope_model: None,
                 responder,
                 realm,
             }),
@@ -72,7 +76,11 @@ impl<K> ApiKeyLayer<K> {
     fn update(mut self, f: impl FnOnce(&mut Config<K>)) -> Self {
         let config = Arc::make_mut(&mut self.config);
         f(config);
-        config.renderer = Renderer::new(Arc::clone(&config.responder), Arc::clone(&config.realm));
+        config.renderer = Renderer::new(
+            Arc::clone(&config.responder),
+            Arc::clone(&config.realm),
+            config.scope_model.clone(),
+        );
         self
     }
 
@@ -124,6 +132,12 @@ impl<K> ApiKeyLayer<K> {
     /// never audited.
     pub fn with_auditor(self, auditor: Auditor) -> Self {
         self.update(|c| c.auditor = Some(auditor))
+    }
+
+    /// The scope model that typed guards ([`RequireScope`](crate::scope::RequireScope))
+    /// behind this layer check against.
+    pub fn with_scope_model(self, model: ScopeModel) -> Self {
+        self.update(|c| c.scope_model = Some(model))
     }
 
     /// The authenticator.

@@ -1,5 +1,8 @@
-//! Key lifecycle: the write-behind `last_used_at` buffer.
+//! Key lifecycle: the [`KeyManager`] (create, list, revoke, rotate with grace) and the
+//! write-behind [`LastUsed`] buffer.
 
 mod last_used;
+mod manager;
 
 pub use self::last_used::LastUsed;
+pub use self::manager::{Actor, CreatedKey, Expiry, KeyManager, ManageError, NewKey, MAX_NAME_LEN};

@@ -1,0 +1,287 @@
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::{Requirement, ScopeModel};
+use crate::layer::{Admitted, ResponseBody, ResponseFuture};
+use crate::outcome::Outcome;
+use crate::principal::Principal;
+use crate::rejection::{render_for, Refused, Renderer};
+use crate::ConfigError;
+
+/// Requires scopes on the routes it wraps, behind an [`ApiKeyLayer`](crate::ApiKeyLayer).
+///
+/// Attach it per route with `MethodRouter::route_layer` (`post(handler).route_layer(…)`);
+/// `Router::route_layer` applies it to every route added before it.
+///
+/// The requirement is parsed once, when the router is built: an unknown scope or an
+/// unbalanced expression is a [`ConfigError`] at start-up. A refused request gets 403
+/// (`insufficient_scope`, naming the missing scopes) in the style of the
+/// `ApiKeyLayer` in front. With no `ApiKeyLayer` in front (a wiring mistake) every
+/// request gets 500 and an error is logged: the guard never lets a request through.
+///
+/// ```
+/// use axum::{routing::{get, post}, Router};
+/// use tower_api_key::scope::RequireScopesLayer;
+/// use tower_api_key::ScopeModel;
+///
+/// let model = ScopeModel::performance_blocks();
+/// let app: Router = Router::new()
+///     .route(
+///         "/v1/observations",
+///         post(|| async { "created" })
+///             .route_layer(RequireScopesLayer::new(&model, "observations:write")?),
+///     )
+///     .route(
+///         "/v1/search",
+///         get(|| async { "results" })
+///             .route_layer(RequireScopesLayer::new(&model, "search:read OR employees:read")?),
+///     );
+/// // … then `.layer(ApiKeyLayer::new(…))` around the whole router.
+/// # Ok::<(), tower_api_key::ConfigError>(())
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct RequireScopesLayer {
+    model: ScopeModel,
+    requirement: Arc<Requirement>,
+}
+
+impl RequireScopesLayer {
+    /// Requires `expression` (scope names, `AND`, `OR`, parentheses) under `model`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the offending text.
+    pub fn new(model: &ScopeModel, expression: &str) -> Result<Self, ConfigError> {
+        Ok(Self::from_requirement(
+            model,
+            model.requirement(expression)?,
+        ))
+    }
+
+    /// Requires every one of `scopes`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming an unknown scope.
+    pub fn all_of<I, S>(model: &ScopeModel, scopes: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Ok(Self::from_requirement(model, model.all_of(scopes)?))
+    }
+
+    /// Requires at least one of `scopes`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming an unknown scope.
+    pub fn any_of<I, S>(model: &ScopeModel, scopes: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Ok(Self::from_requirement(model, model.any_of(scopes)?))
+    }
+
+    /// Requires an already parsed requirement of `model`.
+    pub fn from_requirement(model: &ScopeModel, requirement: Requirement) -> Self {
+        Self {
+            model: model.clone(),
+            requirement: Arc::new(requirement),
+        }
+    }
+
+    /// The requirement.
+    pub fn requirement(&self) -> &Requirement {
+        &self.requirement
+    }
+}
+
+impl fmt::Debug for RequireScopesLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequireScopesLayer")
+            .field("requirement", &format_args!("{}", self.requirement))
+            .finish()
+    }
+}
+
+impl<S> Layer<S> for RequireScopesLayer {
+    type Service = RequireScopes<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireScopes {
+            inner,
+            guard: self.clone(),
+        }
+    }
+}
+
+/// The service built by [`RequireScopesLayer`].
+#[derive(Clone)]
+pub struct RequireScopes<S> {
+    inner: S,
+    guard: RequireScopesLayer,
+}
+
+impl<S> RequireScopes<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for RequireScopes<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequireScopes")
+            .field("inner", &self.inner)
+            .field("guard", &self.guard)
+            .finish()
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for RequireScopes<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let outcome = match req.extensions().get::<Principal>() {
+            Some(principal) => {
+                let grants = principal.grants(&self.guard.model);
+                if self.guard.requirement.is_satisfied_by(&grants) {
+                    return ResponseFuture::call(self.inner.call(req), Admitted::default());
+                }
+                Outcome::InsufficientScope {
+                    required: self.guard.requirement.missing(&grants),
+                }
+            }
+            None => Outcome::Missing,
+        };
+        ResponseFuture::reject(render_for(req.extensions(), req.headers(), outcome))
+    }
+}
+
+/// A scope requirement known at compile time, for [`RequireScope`]. Declare one with
+/// [`scope_guard!`](crate::scope_guard).
+pub trait ScopeGuard: Send + Sync + 'static {
+    /// Scopes that must all be held (after implications).
+    const SCOPES: &'static [&'static str];
+}
+
+/// An extractor that admits the request only if its key holds `G::SCOPES`, and yields
+/// the [`Principal`] (aliri_axum's `scope_guards!`, in axum 0.8 form).
+///
+/// It needs an [`ApiKeyLayer`](crate::ApiKeyLayer) in front, configured with
+/// [`with_scope_model`](crate::ApiKeyLayer::with_scope_model); otherwise, or when a
+/// scope of `G` is not declared by that model, the request is refused with 500 and an
+/// error is logged (a misconfiguration fails closed).
+///
+/// ```
+/// use tower_api_key::scope::RequireScope;
+/// use tower_api_key::scope_guard;
+///
+/// scope_guard!(
+///     /// `observations:write`.
+///     pub ObservationsWrite = ["observations:write"]
+/// );
+///
+/// async fn create(RequireScope(principal, ..): RequireScope<ObservationsWrite>) -> String {
+///     format!("created by {}", principal.key_id())
+/// }
+/// ```
+pub struct RequireScope<G>(pub Principal, pub PhantomData<G>);
+
+impl<G> fmt::Debug for RequireScope<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RequireScope").field(&self.0).finish()
+    }
+}
+
+impl<S, G> axum::extract::FromRequestParts<S> for RequireScope<G>
+where
+    S: Send + Sync,
+    G: ScopeGuard,
+{
+    type Rejection = Refused;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(renderer) = parts.extensions.get::<Renderer>() else {
+            return Err(Refused::misconfigured());
+        };
+        let Some(model) = renderer.scope_model() else {
+            tracing::error!(
+                target: "tower_api_key",
+                "RequireScope needs ApiKeyLayer::with_scope_model; refusing the request"
+            );
+            return Err(Refused::misconfigured());
+        };
+        if let Some(unknown) = G::SCOPES.iter().find(|s| !model.contains(s)) {
+            tracing::error!(
+                target: "tower_api_key",
+                scope = unknown,
+                "RequireScope names a scope the scope model does not declare; refusing the request"
+            );
+            return Err(Refused::misconfigured());
+        }
+        let Some(principal) = parts.extensions.get::<Principal>().cloned() else {
+            return Err(Refused::from_parts(parts, Outcome::Missing));
+        };
+        let grants = principal.grants(model);
+        let missing: Vec<String> = G::SCOPES
+            .iter()
+            .filter(|s| !grants.contains(s))
+            .map(|s| (*s).to_owned())
+            .collect();
+        if missing.is_empty() {
+            Ok(Self(principal, PhantomData))
+        } else {
+            Err(Refused::from_parts(
+                parts,
+                Outcome::InsufficientScope { required: missing },
+            ))
+        }
+    }
+}
+
+/// Declares a marker type for [`RequireScope`]:
+/// `scope_guard!(pub EmployeesWrite = ["employees:write"]);`.
+#[macro_export]
+macro_rules! scope_guard {
+    ($(#[$meta:meta])* $vis:vis $name:ident = [$($scope:literal),+ $(,)?]) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy)]
+        $vis struct $name;
+
+        impl $crate::scope::ScopeGuard for $name {
+            const SCOPES: &'static [&'static str] = &[$($scope),+];
+        }
+    };
+}
