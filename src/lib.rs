@@ -12,6 +12,8 @@
 //! - [`store`]: the [`KeyStore`] trait, the in-memory
 //!   [`MemoryStore`](store::MemoryStore) and the [`CachedStore`](store::CachedStore).
 //! - [`Authenticator`]: a presented key in, a [`Principal`] or an [`Outcome`] out.
+//! - [`rate_limit`]: per-key GCRA rate limits (by key, rotation family or owner) and
+//!   per-owner daily or monthly quotas, with `Retry-After` and `RateLimit` fields.
 //!
 //! # Security and deployment
 //!
@@ -34,6 +36,7 @@ mod error;
 pub mod key;
 mod outcome;
 mod principal;
+pub mod rate_limit;
 pub mod store;
 
 pub use self::authenticate::Authenticator;
