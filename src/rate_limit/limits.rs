@@ -339,11 +339,12 @@ impl Config {
         self.named
             .get(name)
             .or_else(|| {
-                let mut envs: Vec<_> = self.environments.iter().collect();
-                envs.sort_by_key(|(env, _)| *env);
-                envs.into_iter()
+                // Deterministic if two environments use different policies of one name.
+                self.environments
+                    .iter()
+                    .filter(|(_, policy)| policy.name() == name)
+                    .min_by_key(|(env, _)| **env)
                     .map(|(_, policy)| policy)
-                    .find(|policy| policy.name() == name)
             })
             .or_else(|| (self.default.name() == name).then_some(&self.default))
     }

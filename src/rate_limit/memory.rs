@@ -30,6 +30,9 @@ pub const DEFAULT_MAX_QUOTA_OWNERS: u64 = 100_000;
 /// state that matters.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(1);
 
+/// The longest a cache entry is kept idle, whatever the policy.
+const MAX_IDLE: Duration = Duration::from_secs(400 * 86_400);
+
 /// The in-process [`RateLimiter`]: one GCRA bucket per partition, computed by
 /// [`governor`], held in a bounded cache, plus one counter per owner for quotas.
 ///
@@ -37,8 +40,8 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(1);
 /// [`with_max_partitions`](Self::with_max_partitions) buckets and
 /// [`with_max_quota_owners`](Self::with_max_quota_owners) counters, evicting the least
 /// recently used. A bucket idle for its policy's [refill time](super::RateLimitPolicy::refill_time)
-/// is full, so dropping it then loses nothing; a counter is dropped when its period
-/// ends.
+/// is full, so dropping it then loses nothing (policies slower than 400 days excepted);
+/// a counter is dropped when its period ends.
 ///
 /// Size the bounds above the number of partitions (and owners) active at once: an
 /// evicted bucket or counter starts again full, so eviction under pressure errs toward
@@ -186,7 +189,7 @@ impl MemoryLimiter {
             .get_with_by_ref(request.bucket.as_str(), || {
                 Arc::new(Bucket {
                     state: InMemoryState::default(),
-                    idle: policy.refill_time() + EXPIRY_MARGIN,
+                    idle: (policy.refill_time() + EXPIRY_MARGIN).min(MAX_IDLE),
                 })
             });
         let gcra = Gcra::new(policy, now);
@@ -233,7 +236,7 @@ impl MemoryLimiter {
                 let left = duration_between(now, quota.period_end);
                 Arc::new(Counter {
                     cell: Mutex::new(CounterCell::default()),
-                    ttl: left + EXPIRY_MARGIN,
+                    ttl: (left + EXPIRY_MARGIN).min(MAX_IDLE),
                 })
             });
         let period = quota.period_start.unix_timestamp();
