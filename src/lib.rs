@@ -85,6 +85,8 @@
 //! | [`rejection`] | the outcome → response styles (Performance Blocks, PromptFloe, ProductBridge, RFC 9457) |
 //! | [`manage`] | [`KeyManager`](manage::KeyManager): create, list, revoke, rotate; the write-behind last-used buffer |
 //! | [`audit`] | audit sinks and the non-blocking [`Auditor`](audit::Auditor) |
+//! | [`rate_limit`] | per-key GCRA rate limits (by key, rotation family or owner), per-owner quotas |
+//! | [`Authenticator`] | a presented key in, a [`Principal`] or an [`Outcome`] out, for other transports |
 //!
 //! # Security and deployment
 //!
@@ -115,6 +117,7 @@ pub mod manage;
 mod outcome;
 mod principal;
 pub mod rejection;
+pub mod rate_limit;
 pub mod scope;
 pub mod store;
 

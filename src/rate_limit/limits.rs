@@ -1,0 +1,565 @@
+//! The configured set of policies, and the check that applies them to a key.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::clock::{Clock, SharedClock, SystemClock};
+use crate::error::ConfigError;
+use crate::key::Environment;
+use crate::store::KeyRecord;
+
+use super::{
+    Decision, LimitRequest, MemoryLimiter, Partition, QuotaPolicy, QuotaRequest, RateLimitPolicy,
+    RateLimiter,
+};
+
+/// Rate limits and quotas for API keys: which policy applies to a key, which bucket it
+/// spends from, and the owner's quota.
+///
+/// The policy for a key is, in order:
+///
+/// 1. the policy named by [`KeyRecord::rate_limit_policy`], looked up among all
+///    configured policies (named, per-environment and default). An unknown name is
+///    logged as a warning and the next rule applies;
+/// 2. the policy for the key's environment ([`with_environment_policy`](Self::with_environment_policy));
+/// 3. the default.
+///
+/// Then the key spends from its [`Partition`]'s bucket, and, if a
+/// [quota](Self::with_quota) is set, from its owner's quota. A request refused by
+/// either spends from neither; when both would refuse, the rate limit answers
+/// (429 comes before 403 quota_exceeded).
+///
+/// Clones share the buckets and counters.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_api_key::clock::{Clock, ManualClock};
+/// use tower_api_key::key::KeyFormat;
+/// use tower_api_key::rate_limit::{Decision, QuotaPolicy, RateLimitPolicy, RateLimits};
+/// use tower_api_key::store::{KeyRecord, Owner};
+///
+/// let clock = ManualClock::default();
+/// let limits = RateLimits::new("5/min".parse()?)
+///     .with_environment_policy("test", RateLimitPolicy::new("test", 2, Duration::from_secs(60))?)?
+///     .with_quota(QuotaPolicy::daily(10_000)?)
+///     .with_clock(clock.clone());
+///
+/// let format = KeyFormat::new("pb")?.with_environments(["live", "test"])?;
+/// let minted = format.generate(Some("live"))?;
+/// let record = KeyRecord::new(&minted, "sync", Owner::organization("acme"), vec![], clock.now());
+///
+/// for _ in 0..5 {
+///     assert!(limits.check(&record, 1).is_allowed());
+/// }
+/// let Decision::Limited(status) = limits.check(&record, 1) else { panic!("not limited") };
+/// assert_eq!(status.retry_after_secs(), Some(12));
+/// assert_eq!(status.ratelimit_header(), "\"default\";r=0;t=12");
+/// assert_eq!(status.policy_header(), "\"default\";q=5;w=60");
+///
+/// clock.advance(Duration::from_secs(12));
+/// assert!(limits.check(&record, 1).is_allowed());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct RateLimits<L = MemoryLimiter> {
+    config: Arc<Config>,
+    backend: L,
+    clock: SharedClock,
+}
+
+#[derive(Clone)]
+struct Config {
+    default: Arc<RateLimitPolicy>,
+    environments: HashMap<Environment, Arc<RateLimitPolicy>>,
+    named: HashMap<Arc<str>, Arc<RateLimitPolicy>>,
+    partition: Partition,
+    quota: Option<QuotaPolicy>,
+    quota_exempt: Vec<Environment>,
+}
+
+impl RateLimits<MemoryLimiter> {
+    /// `default` for every key, partitioned by [`Partition::Family`], no quota, the
+    /// system clock, and a [`MemoryLimiter`] with its default bounds.
+    pub fn new(default: RateLimitPolicy) -> Self {
+        Self {
+            config: Arc::new(Config {
+                default: Arc::new(default),
+                environments: HashMap::new(),
+                named: HashMap::new(),
+                partition: Partition::default(),
+                quota: None,
+                quota_exempt: Vec::new(),
+            }),
+            backend: MemoryLimiter::new(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Bounds the number of rate-limit buckets held in memory (100,000 by default). See
+    /// [`MemoryLimiter`] for how to size it.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when `max` is zero.
+    pub fn with_max_partitions(mut self, max: u64) -> Result<Self, ConfigError> {
+        self.backend = self.backend.with_max_partitions(max)?;
+        Ok(self)
+    }
+
+    /// Bounds the number of quota counters held in memory (100,000 by default).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when `max` is zero.
+    pub fn with_max_quota_owners(mut self, max: u64) -> Result<Self, ConfigError> {
+        self.backend = self.backend.with_max_quota_owners(max)?;
+        Ok(self)
+    }
+
+    /// Checks a request by `record` costing `cost` units and, if it is allowed, spends
+    /// them. The in-process backend decides synchronously; with another backend use
+    /// [`check_async`](Self::check_async).
+    ///
+    /// A cost of zero is always allowed, spends nothing and reports the bucket.
+    pub fn check(&self, record: &KeyRecord, cost: u32) -> Decision {
+        match self.prepare(record, cost) {
+            Ok(request) => self.backend.decide(&request),
+            Err(refused) => refused,
+        }
+    }
+}
+
+impl<L> RateLimits<L> {
+    /// Adds a named policy, chosen for keys whose
+    /// [`rate_limit_policy`](KeyRecord::rate_limit_policy) names it. A policy of the
+    /// same name replaces the earlier one.
+    #[must_use]
+    pub fn with_policy(mut self, policy: RateLimitPolicy) -> Self {
+        let policy = Arc::new(policy);
+        Arc::make_mut(&mut self.config)
+            .named
+            .insert(policy.shared_name().clone(), policy);
+        self
+    }
+
+    /// Sets the policy for keys of environment `env`, such as a stricter one for `dev`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when `env` is not a valid environment name (1 to 23 characters
+    /// of `[a-z0-9]`).
+    pub fn with_environment_policy(
+        mut self,
+        env: &str,
+        policy: RateLimitPolicy,
+    ) -> Result<Self, ConfigError> {
+        let env = Environment::new(env)?;
+        Arc::make_mut(&mut self.config)
+            .environments
+            .insert(env, Arc::new(policy));
+        Ok(self)
+    }
+
+    /// Sets which keys share a bucket (by default, [`Partition::Family`]).
+    #[must_use]
+    pub fn with_partition(mut self, partition: Partition) -> Self {
+        Arc::make_mut(&mut self.config).partition = partition;
+        self
+    }
+
+    /// Sets a daily or monthly quota per owner, checked after the rate limit.
+    #[must_use]
+    pub fn with_quota(mut self, quota: QuotaPolicy) -> Self {
+        Arc::make_mut(&mut self.config).quota = Some(quota);
+        self
+    }
+
+    /// Keys of environment `env` neither spend nor are refused by the quota (test keys
+    /// that should not burn a workspace's allowance). They are still rate limited.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when `env` is not a valid environment name.
+    pub fn with_quota_exempt_environment(mut self, env: &str) -> Result<Self, ConfigError> {
+        let env = Environment::new(env)?;
+        let config = Arc::make_mut(&mut self.config);
+        if !config.quota_exempt.contains(&env) {
+            config.quota_exempt.push(env);
+        }
+        Ok(self)
+    }
+
+    /// Sets the clock windows and quota periods are measured on.
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Replaces the backend that holds buckets and counters, keeping the policies.
+    pub fn with_backend<B>(self, backend: B) -> RateLimits<B> {
+        RateLimits {
+            config: self.config,
+            backend,
+            clock: self.clock,
+        }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &L {
+        &self.backend
+    }
+
+    /// The partition.
+    pub fn partition(&self) -> Partition {
+        self.config.partition
+    }
+
+    /// The policy that applies to `record` (see the type's docs for the order).
+    pub fn policy_for(&self, record: &KeyRecord) -> &Arc<RateLimitPolicy> {
+        let config = &*self.config;
+        if let Some(name) = &record.rate_limit_policy {
+            if let Some(policy) = config.by_name(name) {
+                return policy;
+            }
+            tracing::warn!(
+                key_id = %record.id,
+                policy = %name,
+                "unknown rate-limit policy on key record; using its environment's or the default"
+            );
+        }
+        record
+            .environment
+            .and_then(|env| config.environments.get(&env))
+            .unwrap_or(&config.default)
+    }
+
+    /// Checks that a route charging `cost` units could be allowed under every
+    /// configured policy. Call it when the router is built.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the first policy whose burst is smaller than `cost`.
+    pub fn validate_cost(&self, cost: u32) -> Result<(), ConfigError> {
+        let config = &*self.config;
+        let mut policies: Vec<&Arc<RateLimitPolicy>> = std::iter::once(&config.default)
+            .chain(config.environments.values())
+            .chain(config.named.values())
+            .collect();
+        policies.sort_by(|a, b| a.name().cmp(b.name()));
+        match policies.into_iter().find(|p| cost > p.burst()) {
+            Some(policy) => Err(ConfigError::new(format!(
+                "a request cost of {cost} exceeds the burst of {} of rate-limit policy {:?}: \
+                 such requests could never be allowed",
+                policy.burst(),
+                policy.name()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// What the backend is asked, or the refusal when the cost can never fit.
+    fn prepare(&self, record: &KeyRecord, cost: u32) -> Result<LimitRequest, Decision> {
+        let policy = self.policy_for(record);
+        if cost > policy.burst() {
+            tracing::warn!(
+                key_id = %record.id,
+                policy = %policy.name(),
+                cost,
+                burst = policy.burst(),
+                "request cost exceeds the rate-limit burst; refusing"
+            );
+            return Err(Decision::CostExceedsBurst {
+                policy: policy.shared_name().clone(),
+                cost,
+                burst: policy.burst(),
+            });
+        }
+        let now = self.clock.now();
+        let bucket = format!(
+            "rl:{}:{}:{}:{}:{}",
+            policy.name(),
+            policy.quota(),
+            policy.window().as_secs(),
+            policy.burst(),
+            PartitionId(self.config.partition, record),
+        );
+        let mut request = LimitRequest::new(bucket, policy.clone(), cost, now);
+        if let Some(quota) = self.config.quota {
+            let exempt = record
+                .environment
+                .is_some_and(|env| self.config.quota_exempt.contains(&env));
+            if !exempt {
+                let counter = format!(
+                    "quota:{}:{}:{}",
+                    quota.name(),
+                    record.owner.kind(),
+                    record.owner.id()
+                );
+                request = request.with_quota(QuotaRequest::new(counter, quota, now));
+            }
+        }
+        Ok(request)
+    }
+}
+
+impl<L: RateLimiter> RateLimits<L> {
+    /// [`check`](RateLimits::check) through any [`RateLimiter`] backend.
+    ///
+    /// # Errors
+    ///
+    /// The backend's error when it could not decide.
+    ///
+    /// ```
+    /// use tower_api_key::clock::Clock;
+    /// use tower_api_key::key::KeyFormat;
+    /// use tower_api_key::rate_limit::RateLimits;
+    /// use tower_api_key::store::{KeyRecord, Owner};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let limits = RateLimits::new("1/h".parse()?);
+    /// let minted = KeyFormat::new("pb")?.generate(None)?;
+    /// let record = KeyRecord::new(&minted, "ci", Owner::user("u1"), vec![], time::OffsetDateTime::now_utc());
+    /// assert!(limits.check_async(&record, 1).await?.is_allowed());
+    /// assert!(!limits.check_async(&record, 1).await?.is_allowed());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn check_async(&self, record: &KeyRecord, cost: u32) -> Result<Decision, L::Error> {
+        match self.prepare(record, cost) {
+            Ok(request) => self.backend.check(&request).await,
+            Err(refused) => Ok(refused),
+        }
+    }
+}
+
+impl Config {
+    fn by_name(&self, name: &str) -> Option<&Arc<RateLimitPolicy>> {
+        self.named
+            .get(name)
+            .or_else(|| {
+                // Deterministic if two environments use different policies of one name.
+                self.environments
+                    .iter()
+                    .filter(|(_, policy)| policy.name() == name)
+                    .min_by_key(|(env, _)| **env)
+                    .map(|(_, policy)| policy)
+            })
+            .or_else(|| (self.default.name() == name).then_some(&self.default))
+    }
+}
+
+/// Formats the partition part of a bucket id.
+struct PartitionId<'a>(Partition, &'a KeyRecord);
+
+impl fmt::Display for PartitionId<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let record = self.1;
+        match self.0 {
+            Partition::Key => write!(f, "key:{}", record.id),
+            Partition::Family => write!(f, "family:{}", record.family),
+            Partition::Owner => write!(f, "owner:{}:{}", record.owner.kind(), record.owner.id()),
+        }
+    }
+}
+
+impl<L: Clone> Clone for RateLimits<L> {
+    fn clone(&self) -> Self {
+        Self {
+            config: self.config.clone(),
+            backend: self.backend.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+}
+
+impl<L: fmt::Debug> fmt::Debug for RateLimits<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let config = &*self.config;
+        let mut environments: Vec<_> = config
+            .environments
+            .iter()
+            .map(|(env, policy)| (env.as_str(), policy))
+            .collect();
+        environments.sort_by_key(|(env, _)| *env);
+        let mut named: Vec<_> = config.named.values().collect();
+        named.sort_by(|a, b| a.name().cmp(b.name()));
+        f.debug_struct("RateLimits")
+            .field("default", &config.default)
+            .field("environments", &environments)
+            .field("named", &named)
+            .field("partition", &config.partition)
+            .field("quota", &config.quota)
+            .field("quota_exempt", &config.quota_exempt)
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::key::{KeyFormat, KeyId};
+    use crate::store::Owner;
+
+    fn record(env: Option<&str>) -> KeyRecord {
+        let format = KeyFormat::new("pb")
+            .unwrap()
+            .with_environments(["live", "dev", "test"])
+            .unwrap();
+        let minted = format.generate(Some(env.unwrap_or("live"))).unwrap();
+        let mut record = KeyRecord::new(
+            &minted,
+            "k",
+            Owner::organization("acme"),
+            vec![],
+            ManualClock::default().now(),
+        );
+        if env.is_none() {
+            record.environment = None;
+        }
+        record
+    }
+
+    fn policy(name: &str, quota: u32) -> RateLimitPolicy {
+        RateLimitPolicy::new(name, quota, Duration::from_secs(60)).unwrap()
+    }
+
+    fn limits() -> RateLimits {
+        RateLimits::new(policy("default", 10))
+            .with_environment_policy("dev", policy("dev", 2))
+            .unwrap()
+            .with_policy(policy("gold", 100))
+            .with_clock(ManualClock::default())
+    }
+
+    #[test]
+    fn policy_choice_order() {
+        let limits = limits();
+        assert_eq!(limits.policy_for(&record(Some("live"))).name(), "default");
+        assert_eq!(limits.policy_for(&record(None)).name(), "default");
+        assert_eq!(limits.policy_for(&record(Some("dev"))).name(), "dev");
+
+        let mut named = record(Some("dev"));
+        named.rate_limit_policy = Some("gold".into());
+        assert_eq!(limits.policy_for(&named).name(), "gold");
+        // Environment and default policies can be named too.
+        named.rate_limit_policy = Some("dev".into());
+        assert_eq!(limits.policy_for(&record(Some("live"))).name(), "default");
+        let mut live = record(Some("live"));
+        live.rate_limit_policy = Some("dev".into());
+        assert_eq!(limits.policy_for(&live).name(), "dev");
+        // An unknown name falls back to the environment's, then the default.
+        named.rate_limit_policy = Some("platinum".into());
+        assert_eq!(limits.policy_for(&named).name(), "dev");
+        live.rate_limit_policy = Some("platinum".into());
+        assert_eq!(limits.policy_for(&live).name(), "default");
+    }
+
+    #[test]
+    fn a_named_policy_replaces_one_of_the_same_name() {
+        let limits = limits().with_policy(policy("gold", 7));
+        let mut record = record(Some("live"));
+        record.rate_limit_policy = Some("gold".into());
+        assert_eq!(limits.policy_for(&record).quota(), 7);
+    }
+
+    #[test]
+    fn invalid_environment_names_are_refused() {
+        let err = RateLimits::new(policy("default", 1))
+            .with_environment_policy("Dev Box", policy("dev", 1))
+            .unwrap_err();
+        assert!(err.message().contains("Dev Box"), "{err}");
+        assert!(RateLimits::new(policy("default", 1))
+            .with_quota_exempt_environment("")
+            .is_err());
+    }
+
+    #[test]
+    fn validate_cost_names_the_policy() {
+        let limits = limits();
+        assert!(limits.validate_cost(2).is_ok());
+        let err = limits.validate_cost(3).unwrap_err();
+        assert!(err.message().contains("\"dev\""), "{err}");
+        assert!(err.message().contains("burst of 2"), "{err}");
+    }
+
+    #[test]
+    fn bucket_ids_follow_the_partition() {
+        let mut record = record(Some("live"));
+        record.family = KeyId::new("family1").unwrap();
+        let bucket = |partition| {
+            limits()
+                .with_partition(partition)
+                .prepare(&record, 1)
+                .unwrap()
+                .bucket
+        };
+        assert_eq!(
+            bucket(Partition::Key),
+            format!("rl:default:10:60:10:key:{}", record.id)
+        );
+        assert_eq!(
+            bucket(Partition::Family),
+            "rl:default:10:60:10:family:family1"
+        );
+        assert_eq!(
+            bucket(Partition::Owner),
+            "rl:default:10:60:10:owner:organization:acme"
+        );
+    }
+
+    #[test]
+    fn quota_requests_follow_owner_and_exemptions() {
+        let limits = limits()
+            .with_quota(QuotaPolicy::daily(5).unwrap())
+            .with_quota_exempt_environment("test")
+            .unwrap();
+        let live = limits.prepare(&record(Some("live")), 1).unwrap();
+        let quota = live.quota.unwrap();
+        assert_eq!(quota.counter, "quota:daily:organization:acme");
+        assert_eq!(quota.policy.limit(), 5);
+        assert!(limits
+            .prepare(&record(Some("test")), 1)
+            .unwrap()
+            .quota
+            .is_none());
+        assert!(limits.prepare(&record(None), 1).unwrap().quota.is_some());
+        assert!(self::limits()
+            .prepare(&record(None), 1)
+            .unwrap()
+            .quota
+            .is_none());
+    }
+
+    #[test]
+    fn cost_above_burst_never_reaches_the_backend() {
+        let limits = limits();
+        let decision = limits.check(&record(Some("dev")), 3);
+        assert_eq!(
+            decision,
+            Decision::CostExceedsBurst {
+                policy: "dev".into(),
+                cost: 3,
+                burst: 2
+            }
+        );
+        assert_eq!(limits.backend().partition_count(), 0);
+    }
+
+    #[test]
+    fn clones_share_state_and_debug_is_readable() {
+        let limits = RateLimits::new(policy("default", 1)).with_clock(ManualClock::default());
+        let clone = limits.clone();
+        let record = record(Some("live"));
+        assert!(limits.check(&record, 1).is_allowed());
+        assert!(!clone.check(&record, 1).is_allowed());
+        let debug = format!("{limits:?}");
+        assert!(debug.contains("RateLimits"), "{debug}");
+        assert!(debug.contains("MemoryLimiter"), "{debug}");
+    }
+}

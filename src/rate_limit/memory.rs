@@ -1,0 +1,737 @@
+//! The in-process backend: GCRA from `governor`, state in bounded moka caches.
+
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use governor::clock::Clock as GovernorClock;
+use governor::middleware::StateInformationMiddleware;
+use governor::nanos::Nanos;
+use governor::state::{InMemoryState, NotKeyed, StateStore};
+use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
+use time::OffsetDateTime;
+
+use super::decision::{whole_secs, whole_secs_at_least_one};
+use super::{Decision, LimitRequest, QuotaRequest, QuotaStatus, RateLimitStatus, RateLimiter};
+use crate::error::ConfigError;
+
+/// The default bound on rate-limit buckets.
+pub const DEFAULT_MAX_PARTITIONS: u64 = 100_000;
+
+/// The default bound on quota counters.
+pub const DEFAULT_MAX_QUOTA_OWNERS: u64 = 100_000;
+
+/// Slack added to cache lifetimes, so an entry is never dropped while it still holds
+/// state that matters.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(1);
+
+/// The longest a cache entry is kept idle, whatever the policy.
+const MAX_IDLE: Duration = Duration::from_secs(400 * 86_400);
+
+/// The in-process [`RateLimiter`]: one GCRA bucket per partition, computed by
+/// [`governor`], held in a bounded cache, plus one counter per owner for quotas.
+///
+/// Memory stays bounded whatever the number of keys: at most
+/// [`with_max_partitions`](Self::with_max_partitions) buckets and
+/// [`with_max_quota_owners`](Self::with_max_quota_owners) counters, evicting the least
+/// recently used. A bucket idle for its policy's [refill time](super::RateLimitPolicy::refill_time)
+/// is full, so dropping it then loses nothing (policies slower than 400 days excepted);
+/// a counter is dropped when its period ends.
+///
+/// Size the bounds above the number of partitions (and owners) active at once: an
+/// evicted bucket or counter starts again full, so eviction under pressure errs toward
+/// letting requests through. Least-recently-used eviction (rather than moka's default
+/// TinyLFU admission) means a busy key is never the one dropped, and a new key is
+/// always admitted rather than being given a fresh bucket on every request.
+///
+/// Clones share the state. Limits are per process: behind a load balancer, each
+/// instance enforces its own.
+///
+/// ```
+/// use tower_api_key::rate_limit::{Decision, LimitRequest, MemoryLimiter, RateLimitPolicy};
+///
+/// let limiter = MemoryLimiter::new().with_max_partitions(10_000)?;
+/// let now = time::macros::datetime!(2026-01-01 0:00 UTC);
+/// let request = LimitRequest::new("rl:default:key:abc", "2/s".parse::<RateLimitPolicy>()?, 1, now);
+/// assert!(limiter.decide(&request).is_allowed());
+/// assert!(limiter.decide(&request).is_allowed());
+/// assert!(matches!(limiter.decide(&request), Decision::Limited(_)));
+/// # Ok::<(), tower_api_key::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct MemoryLimiter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    buckets: Cache<String, Arc<Bucket>>,
+    counters: Cache<String, Arc<Counter>>,
+    max_partitions: u64,
+    max_quota_owners: u64,
+}
+
+/// GCRA state: governor's theoretical arrival time, in nanoseconds since 1970.
+struct Bucket {
+    state: InMemoryState,
+    /// The policy's refill time: idle this long, the bucket is full.
+    idle: Duration,
+}
+
+struct Counter {
+    cell: Mutex<CounterCell>,
+    /// Until the end of the period the counter was created in.
+    ttl: Duration,
+}
+
+#[derive(Default)]
+struct CounterCell {
+    /// The start of the period `used` belongs to, as a Unix timestamp.
+    period: i64,
+    used: u64,
+}
+
+impl MemoryLimiter {
+    /// A limiter holding at most [`DEFAULT_MAX_PARTITIONS`] buckets and
+    /// [`DEFAULT_MAX_QUOTA_OWNERS`] quota counters.
+    pub fn new() -> Self {
+        Self::build(DEFAULT_MAX_PARTITIONS, DEFAULT_MAX_QUOTA_OWNERS)
+    }
+
+    /// Bounds the number of rate-limit buckets. Returns an empty limiter.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when `max` is zero: every request would get a fresh bucket,
+    /// which is no limit at all.
+    pub fn with_max_partitions(self, max: u64) -> Result<Self, ConfigError> {
+        if max == 0 {
+            return Err(ConfigError::new(
+                "rate limit: max_partitions must be at least 1",
+            ));
+        }
+        Ok(Self::build(max, self.inner.max_quota_owners))
+    }
+
+    /// Bounds the number of quota counters (one per owner with a quota). Returns an
+    /// empty limiter.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when `max` is zero.
+    pub fn with_max_quota_owners(self, max: u64) -> Result<Self, ConfigError> {
+        if max == 0 {
+            return Err(ConfigError::new(
+                "rate limit: max_quota_owners must be at least 1",
+            ));
+        }
+        Ok(Self::build(self.inner.max_partitions, max))
+    }
+
+    fn build(max_partitions: u64, max_quota_owners: u64) -> Self {
+        let buckets = Cache::builder()
+            .max_capacity(max_partitions)
+            .eviction_policy(EvictionPolicy::lru())
+            .expire_after(BucketExpiry)
+            .build();
+        let counters = Cache::builder()
+            .max_capacity(max_quota_owners)
+            .eviction_policy(EvictionPolicy::lru())
+            .expire_after(CounterExpiry)
+            .build();
+        Self {
+            inner: Arc::new(Inner {
+                buckets,
+                counters,
+                max_partitions,
+                max_quota_owners,
+            }),
+        }
+    }
+
+    /// How many buckets are held. Approximate until
+    /// [`run_pending_tasks`](Self::run_pending_tasks) has run.
+    pub fn partition_count(&self) -> u64 {
+        self.inner.buckets.entry_count()
+    }
+
+    /// How many quota counters are held. Approximate until
+    /// [`run_pending_tasks`](Self::run_pending_tasks) has run.
+    pub fn quota_owner_count(&self) -> u64 {
+        self.inner.counters.entry_count()
+    }
+
+    /// Applies pending evictions and expirations now (they otherwise happen a little
+    /// at a time, during later calls).
+    pub fn run_pending_tasks(&self) {
+        self.inner.buckets.run_pending_tasks();
+        self.inner.counters.run_pending_tasks();
+    }
+
+    /// Decides on one request, synchronously. [`RateLimiter::check`] wraps this.
+    pub fn decide(&self, request: &LimitRequest) -> Decision {
+        let policy = &request.policy;
+        if request.cost > policy.burst() {
+            return Decision::CostExceedsBurst {
+                policy: policy.shared_name().clone(),
+                cost: request.cost,
+                burst: policy.burst(),
+            };
+        }
+        let now = nanos_since_epoch(request.now);
+        let bucket = self
+            .inner
+            .buckets
+            .get_with_by_ref(request.bucket.as_str(), || {
+                Arc::new(Bucket {
+                    state: InMemoryState::default(),
+                    idle: (policy.refill_time() + EXPIRY_MARGIN).min(MAX_IDLE),
+                })
+            });
+        let gcra = Gcra::new(policy, now);
+        let Some(cost) = NonZeroU32::new(request.cost) else {
+            // Free: report the bucket as it stands.
+            return Decision::Allowed(gcra.status(request, read(&bucket.state), None));
+        };
+
+        // Look first, so that a request refused here or by the quota spends nothing.
+        let peek = View::peek(&bucket.state);
+        if let Err(wait) = gcra.check(&peek, cost) {
+            return Decision::Limited(gcra.status(request, peek.seen.get(), Some(wait)));
+        }
+        let reservation = match &request.quota {
+            Some(quota) => match self.reserve(quota, request.now, request.cost) {
+                Ok(reservation) => Some(reservation),
+                Err(status) => return Decision::QuotaExceeded(status),
+            },
+            None => None,
+        };
+        let take = View::take(&bucket.state);
+        match gcra.check(&take, cost) {
+            Ok(()) => Decision::Allowed(gcra.status(request, take.stored.get(), None)),
+            Err(wait) => {
+                // Another request took the units between the look and the take.
+                if let Some(reservation) = reservation {
+                    reservation.release();
+                }
+                Decision::Limited(gcra.status(request, take.seen.get(), Some(wait)))
+            }
+        }
+    }
+
+    fn reserve(
+        &self,
+        quota: &QuotaRequest,
+        now: OffsetDateTime,
+        cost: u32,
+    ) -> Result<Reservation, QuotaStatus> {
+        let counter = self
+            .inner
+            .counters
+            .get_with_by_ref(quota.counter.as_str(), || {
+                let left = duration_between(now, quota.period_end);
+                Arc::new(Counter {
+                    cell: Mutex::new(CounterCell::default()),
+                    ttl: (left + EXPIRY_MARGIN).min(MAX_IDLE),
+                })
+            });
+        let period = quota.period_start.unix_timestamp();
+        let cost = u64::from(cost);
+        let mut cell = counter.lock();
+        if cell.period != period {
+            *cell = CounterCell { period, used: 0 };
+        }
+        let limit = quota.policy.limit();
+        if cell.used.saturating_add(cost) > limit {
+            return Err(QuotaStatus {
+                policy: quota.policy.name(),
+                limit,
+                used: cell.used,
+                window_secs: whole_secs(duration_between(quota.period_start, quota.period_end)),
+                reset_secs: whole_secs_at_least_one(duration_between(now, quota.period_end)),
+            });
+        }
+        cell.used += cost;
+        drop(cell);
+        Ok(Reservation {
+            counter,
+            period,
+            cost,
+        })
+    }
+}
+
+impl Default for MemoryLimiter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for MemoryLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryLimiter")
+            .field("partitions", &self.partition_count())
+            .field("max_partitions", &self.inner.max_partitions)
+            .field("quota_owners", &self.quota_owner_count())
+            .field("max_quota_owners", &self.inner.max_quota_owners)
+            .finish()
+    }
+}
+
+impl RateLimiter for MemoryLimiter {
+    type Error = Infallible;
+
+    fn check(
+        &self,
+        request: &LimitRequest,
+    ) -> impl Future<Output = Result<Decision, Self::Error>> + Send {
+        std::future::ready(Ok(self.decide(request)))
+    }
+}
+
+impl Counter {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CounterCell> {
+        // The cell is two integers written together; a panic cannot leave it torn.
+        self.cell.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Quota units taken for a request that may still be refused by the rate limiter.
+struct Reservation {
+    counter: Arc<Counter>,
+    period: i64,
+    cost: u64,
+}
+
+impl Reservation {
+    fn release(self) {
+        let mut cell = self.counter.lock();
+        // A counter that moved on to the next period has nothing of ours to give back.
+        if cell.period == self.period {
+            cell.used = cell.used.saturating_sub(self.cost);
+        }
+    }
+}
+
+/// governor's GCRA over one bucket, at one instant.
+struct Gcra {
+    quota: governor::Quota,
+    now: u64,
+}
+
+impl Gcra {
+    fn new(policy: &super::RateLimitPolicy, now: u64) -> Self {
+        Self {
+            quota: policy.gcra(),
+            now,
+        }
+    }
+
+    /// Spends `cost` from the bucket behind `view` (or, for a peek, only looks).
+    /// `Err` holds how long until `cost` units will be there.
+    fn check(&self, view: &View<'_>, cost: NonZeroU32) -> Result<(), Duration> {
+        // The limiter is a throwaway view: its clock reads 0 when governor records its
+        // start, so the stored state is plain nanoseconds since 1970, then the
+        // request's time for the check itself.
+        let limiter = governor::RateLimiter::<NotKeyed, _, _, StateInformationMiddleware>::new(
+            self.quota,
+            view,
+            Pinned(Cell::new(Nanos::new(0))),
+        );
+        limiter.clock().0.set(Nanos::new(self.now));
+        match limiter.check_n(cost) {
+            Ok(Ok(_snapshot)) => Ok(()),
+            Ok(Err(not_until)) => Err(not_until.wait_time_from(Nanos::new(self.now))),
+            // Unreachable: `decide` compares the cost with the burst first. Waiting
+            // would not help, so report the longest wait rather than panic.
+            Err(_insufficient) => Err(Duration::MAX),
+        }
+    }
+
+    /// The bucket's state in `RateLimit` terms, given its theoretical arrival time.
+    fn status(
+        &self,
+        request: &LimitRequest,
+        tat: Option<Nanos>,
+        retry_after: Option<Duration>,
+    ) -> RateLimitStatus {
+        let policy = &request.policy;
+        let interval = nanos_u64(self.quota.replenish_interval()).max(1);
+        let burst = u64::from(policy.burst());
+        // As governor's `StateSnapshot::remaining_burst_capacity`.
+        let (remaining, full_in) = match tat {
+            None => (burst, 0),
+            Some(tat) => {
+                let tat = tat.as_u64();
+                let room = (self.now + interval * burst).saturating_sub(tat);
+                ((room / interval).min(burst), tat.saturating_sub(self.now))
+            }
+        };
+        let reset_secs = match retry_after {
+            Some(wait) => whole_secs_at_least_one(wait),
+            None => whole_secs(Duration::from_nanos(full_in)),
+        };
+        RateLimitStatus {
+            policy: policy.shared_name().clone(),
+            quota: policy.quota(),
+            window_secs: policy.window().as_secs(),
+            remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
+            reset_secs,
+            retry_after,
+        }
+    }
+}
+
+/// A governor clock that reads whatever it was last set to.
+struct Pinned(Cell<Nanos>);
+
+impl GovernorClock for Pinned {
+    type Instant = Nanos;
+
+    fn now(&self) -> Nanos {
+        self.0.get()
+    }
+}
+
+/// A [`StateStore`] over a cached bucket that records what governor saw and stored,
+/// and, for a peek, stores nothing.
+struct View<'a> {
+    state: &'a InMemoryState,
+    dry_run: bool,
+    seen: Cell<Option<Nanos>>,
+    stored: Cell<Option<Nanos>>,
+}
+
+impl<'a> View<'a> {
+    fn peek(state: &'a InMemoryState) -> Self {
+        Self::new(state, true)
+    }
+
+    fn take(state: &'a InMemoryState) -> Self {
+        Self::new(state, false)
+    }
+
+    fn new(state: &'a InMemoryState, dry_run: bool) -> Self {
+        Self {
+            state,
+            dry_run,
+            seen: Cell::new(None),
+            stored: Cell::new(None),
+        }
+    }
+}
+
+impl StateStore for &View<'_> {
+    type Key = NotKeyed;
+
+    fn measure_and_replace<T, F, E>(&self, key: &NotKeyed, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        let observe = |prev: Option<Nanos>| {
+            self.seen.set(prev);
+            let decision = f(prev);
+            if let Ok((_, next)) = &decision {
+                self.stored.set(Some(*next));
+            }
+            decision
+        };
+        if self.dry_run {
+            observe(read(self.state)).map(|(value, _)| value)
+        } else {
+            self.state.measure_and_replace(key, observe)
+        }
+    }
+}
+
+/// The bucket's theoretical arrival time, without changing it.
+fn read(state: &InMemoryState) -> Option<Nanos> {
+    match state.measure_and_replace(&NotKeyed::NonKey, Err::<((), Nanos), _>) {
+        Ok(()) => None,
+        Err(prev) => prev,
+    }
+}
+
+fn nanos_since_epoch(t: OffsetDateTime) -> u64 {
+    u64::try_from(t.unix_timestamp_nanos()).unwrap_or(0)
+}
+
+fn nanos_u64(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn duration_between(from: OffsetDateTime, to: OffsetDateTime) -> Duration {
+    Duration::try_from(to - from).unwrap_or(Duration::ZERO)
+}
+
+struct BucketExpiry;
+
+impl moka::Expiry<String, Arc<Bucket>> for BucketExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        bucket: &Arc<Bucket>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(bucket.idle)
+    }
+
+    fn expire_after_read(
+        &self,
+        _key: &String,
+        bucket: &Arc<Bucket>,
+        _read_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+        _last_modified_at: Instant,
+    ) -> Option<Duration> {
+        Some(bucket.idle)
+    }
+}
+
+struct CounterExpiry;
+
+impl moka::Expiry<String, Arc<Counter>> for CounterExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        counter: &Arc<Counter>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(counter.ttl)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::rate_limit::{QuotaPolicy, RateLimitPolicy};
+
+    const T0: OffsetDateTime = datetime!(2026-01-01 0:00 UTC);
+
+    fn per_min(quota: u32) -> Arc<RateLimitPolicy> {
+        Arc::new(RateLimitPolicy::new("p", quota, Duration::from_secs(60)).unwrap())
+    }
+
+    fn at(secs: u64) -> OffsetDateTime {
+        T0 + Duration::from_secs(secs)
+    }
+
+    fn req(policy: &Arc<RateLimitPolicy>, cost: u32, now: OffsetDateTime) -> LimitRequest {
+        LimitRequest::new("b", policy.clone(), cost, now)
+    }
+
+    fn status(decision: Decision) -> RateLimitStatus {
+        match decision {
+            Decision::Allowed(s) | Decision::Limited(s) => s,
+            other => panic!("no rate-limit status in {other:?}"),
+        }
+    }
+
+    #[test]
+    fn five_per_minute_allows_five_then_waits_twelve_seconds() {
+        let limiter = MemoryLimiter::new();
+        let policy = per_min(5);
+        for expected_remaining in (0..5).rev() {
+            let decision = limiter.decide(&req(&policy, 1, T0));
+            assert!(decision.is_allowed());
+            assert_eq!(status(decision).remaining, expected_remaining);
+        }
+        let limited = limiter.decide(&req(&policy, 1, T0));
+        assert!(matches!(limited, Decision::Limited(_)));
+        let limited = status(limited);
+        assert_eq!(limited.retry_after, Some(Duration::from_secs(12)));
+        assert_eq!(limited.remaining, 0);
+        assert_eq!(limited.reset_secs, 12);
+
+        // One second early is still too early, and says how much longer.
+        let early = status(limiter.decide(&req(&policy, 1, at(11))));
+        assert_eq!(early.retry_after, Some(Duration::from_secs(1)));
+        assert!(limiter.decide(&req(&policy, 1, at(12))).is_allowed());
+        assert!(!limiter.decide(&req(&policy, 1, at(12))).is_allowed());
+    }
+
+    #[test]
+    fn remaining_and_reset_follow_the_bucket() {
+        let limiter = MemoryLimiter::new();
+        let policy = per_min(5);
+        let first = status(limiter.decide(&req(&policy, 1, T0)));
+        assert_eq!((first.remaining, first.reset_secs), (4, 12));
+        let second = status(limiter.decide(&req(&policy, 2, T0)));
+        assert_eq!((second.remaining, second.reset_secs), (2, 36));
+        // Free requests report without spending.
+        let free = status(limiter.decide(&req(&policy, 0, at(6))));
+        assert_eq!((free.remaining, free.reset_secs), (2, 30));
+        let free = status(limiter.decide(&req(&policy, 0, at(12))));
+        assert_eq!((free.remaining, free.reset_secs), (3, 24));
+        let full = status(limiter.decide(&req(&policy, 0, at(3600))));
+        assert_eq!((full.remaining, full.reset_secs), (5, 0));
+    }
+
+    #[test]
+    fn remaining_matches_governor() {
+        let policy = per_min(7);
+        let limiter = MemoryLimiter::new();
+        let direct = governor::RateLimiter::direct_with_clock(
+            policy.gcra(),
+            governor::clock::FakeRelativeClock::default(),
+        )
+        .with_middleware::<StateInformationMiddleware>();
+        for step in 0..20u64 {
+            let now = at(step * 5);
+            if step > 0 {
+                direct.clock().advance(Duration::from_secs(5));
+            }
+            let cost = NonZeroU32::new(u32::try_from(step % 3 + 1).unwrap()).unwrap();
+            let ours = limiter.decide(&req(&policy, cost.get(), now));
+            match direct.check_n(cost).unwrap() {
+                Ok(snapshot) => {
+                    assert!(ours.is_allowed(), "step {step}");
+                    assert_eq!(
+                        status(ours).remaining,
+                        snapshot.remaining_burst_capacity(),
+                        "step {step}"
+                    );
+                }
+                Err(_) => assert!(!ours.is_allowed(), "step {step}"),
+            }
+        }
+    }
+
+    #[test]
+    fn weighted_requests_and_cost_above_burst() {
+        let limiter = MemoryLimiter::new();
+        let policy = per_min(5);
+        assert!(limiter.decide(&req(&policy, 3, T0)).is_allowed());
+        let limited = status(limiter.decide(&req(&policy, 3, T0)));
+        // Two units left; a third comes back after 12 s.
+        assert_eq!(limited.remaining, 2);
+        assert_eq!(limited.retry_after, Some(Duration::from_secs(12)));
+        assert!(limiter.decide(&req(&policy, 2, T0)).is_allowed());
+        assert_eq!(
+            limiter.decide(&req(&policy, 6, at(3600))),
+            Decision::CostExceedsBurst {
+                policy: "p".into(),
+                cost: 6,
+                burst: 5
+            }
+        );
+    }
+
+    #[test]
+    fn burst_smaller_than_quota() {
+        let limiter = MemoryLimiter::new();
+        let policy = Arc::new(
+            RateLimitPolicy::new("p", 60, Duration::from_secs(60))
+                .unwrap()
+                .with_burst(2)
+                .unwrap(),
+        );
+        assert!(limiter.decide(&req(&policy, 1, T0)).is_allowed());
+        assert!(limiter.decide(&req(&policy, 1, T0)).is_allowed());
+        let limited = status(limiter.decide(&req(&policy, 1, T0)));
+        assert_eq!(limited.retry_after, Some(Duration::from_secs(1)));
+        assert_eq!(limited.quota, 60);
+        assert_eq!(limited.window_secs, 60);
+    }
+
+    #[test]
+    fn buckets_are_separate() {
+        let limiter = MemoryLimiter::new();
+        let policy = per_min(1);
+        assert!(limiter
+            .decide(&LimitRequest::new("a", policy.clone(), 1, T0))
+            .is_allowed());
+        assert!(!limiter
+            .decide(&LimitRequest::new("a", policy.clone(), 1, T0))
+            .is_allowed());
+        assert!(limiter
+            .decide(&LimitRequest::new("b", policy, 1, T0))
+            .is_allowed());
+    }
+
+    fn with_quota(policy: &Arc<RateLimitPolicy>, limit: u64, now: OffsetDateTime) -> LimitRequest {
+        req(policy, 1, now).with_quota(QuotaRequest::new(
+            "q",
+            QuotaPolicy::daily(limit).unwrap(),
+            now,
+        ))
+    }
+
+    #[test]
+    fn quota_refusal_spends_no_rate_limit_units() {
+        let limiter = MemoryLimiter::new();
+        let policy = per_min(5);
+        assert!(limiter.decide(&with_quota(&policy, 1, T0)).is_allowed());
+        for _ in 0..10 {
+            let Decision::QuotaExceeded(quota) = limiter.decide(&with_quota(&policy, 1, T0)) else {
+                panic!("expected a quota refusal");
+            };
+            assert_eq!((quota.used, quota.limit), (1, 1));
+            assert_eq!(quota.reset_secs, 86_400);
+        }
+        // Four units are still in the bucket.
+        for _ in 0..4 {
+            assert!(limiter.decide(&req(&policy, 1, T0)).is_allowed());
+        }
+        assert!(!limiter.decide(&req(&policy, 1, T0)).is_allowed());
+    }
+
+    #[test]
+    fn rate_limit_refusal_spends_no_quota() {
+        let limiter = MemoryLimiter::new();
+        let policy = per_min(1);
+        assert!(limiter.decide(&with_quota(&policy, 2, T0)).is_allowed());
+        for _ in 0..10 {
+            assert!(matches!(
+                limiter.decide(&with_quota(&policy, 2, T0)),
+                Decision::Limited(_)
+            ));
+        }
+        assert!(limiter.decide(&with_quota(&policy, 2, at(60))).is_allowed());
+        assert!(matches!(
+            limiter.decide(&with_quota(&policy, 2, at(120))),
+            Decision::QuotaExceeded(_)
+        ));
+    }
+
+    #[test]
+    fn a_released_reservation_is_given_back_only_in_its_period() {
+        let limiter = MemoryLimiter::new();
+        let quota = QuotaRequest::new("q", QuotaPolicy::daily(3).unwrap(), T0);
+        let reservation = limiter.reserve(&quota, T0, 2).ok().unwrap();
+        assert_eq!(reservation.counter.lock().used, 2);
+        reservation.release();
+        let reservation = limiter.reserve(&quota, T0, 3).ok().unwrap();
+        assert_eq!(reservation.counter.lock().used, 3);
+
+        let tomorrow = at(86_400);
+        let next = QuotaRequest::new("q", QuotaPolicy::daily(3).unwrap(), tomorrow);
+        let taken = limiter.reserve(&next, tomorrow, 1).ok().unwrap();
+        reservation.release();
+        assert_eq!(taken.counter.lock().used, 1);
+    }
+
+    #[test]
+    fn zero_bounds_are_refused() {
+        assert!(MemoryLimiter::new().with_max_partitions(0).is_err());
+        assert!(MemoryLimiter::new().with_max_quota_owners(0).is_err());
+    }
+
+    #[test]
+    fn buckets_are_bounded() {
+        let limiter = MemoryLimiter::new().with_max_partitions(100).unwrap();
+        let policy = per_min(5);
+        for i in 0..1_000 {
+            limiter.decide(&LimitRequest::new(format!("k{i}"), policy.clone(), 1, T0));
+        }
+        limiter.run_pending_tasks();
+        assert!(limiter.partition_count() <= 100);
+        assert!(limiter.partition_count() > 0);
+    }
+}

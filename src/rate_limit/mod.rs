@@ -1,0 +1,68 @@
+//! Per-key rate limits and per-owner quotas.
+//!
+//! [`RateLimits`] picks a [`RateLimitPolicy`] for each key (named on its record, by its
+//! environment, or the default), spends the request's cost from a GCRA bucket shared by
+//! its [`Partition`] (key, rotation family or owner), then from its owner's daily or
+//! monthly [`QuotaPolicy`]. The [`Decision`] carries what a 429 needs: `Retry-After` in
+//! whole seconds, never 0, and the `RateLimit` / `RateLimit-Policy` fields of
+//! draft-ietf-httpapi-ratelimit-headers (-08 and later):
+//!
+//! ```text
+//! RateLimit: "default";r=0;t=12
+//! RateLimit-Policy: "default";q=5;w=60
+//! ```
+//!
+//! It runs after authentication and scope checks, so a refused key never spends
+//! anything, and a request refused here spends nothing either.
+//!
+//! Buckets are computed with [`governor`] and held by a [`RateLimiter`] backend: the
+//! in-process, memory-bounded [`MemoryLimiter`] by default. Time comes from the
+//! injected [`Clock`](crate::clock::Clock), so tests move it by hand.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_api_key::clock::{Clock, ManualClock};
+//! use tower_api_key::key::KeyFormat;
+//! use tower_api_key::rate_limit::{Decision, Partition, QuotaPolicy, RateLimitPolicy, RateLimits};
+//! use tower_api_key::store::{KeyRecord, Owner};
+//!
+//! let clock = ManualClock::new(time::macros::datetime!(2026-03-01 23:59:00 UTC));
+//! let limits = RateLimits::new("100/min".parse()?)
+//!     .with_environment_policy("dev", RateLimitPolicy::new("dev", 10, Duration::from_secs(60))?)?
+//!     .with_partition(Partition::Owner)
+//!     .with_quota(QuotaPolicy::daily(3)?)
+//!     .with_clock(clock.clone());
+//!
+//! let format = KeyFormat::new("pf")?.with_environments(["live", "test", "dev"])?;
+//! let key = KeyRecord::new(
+//!     &format.generate(Some("live"))?,
+//!     "server",
+//!     Owner::organization("acme"),
+//!     vec![],
+//!     clock.now(),
+//! );
+//!
+//! // Route weights: a build costs 2, a read costs 1.
+//! assert!(limits.check(&key, 2).is_allowed());
+//! assert!(limits.check(&key, 1).is_allowed());
+//! let Decision::QuotaExceeded(quota) = limits.check(&key, 1) else { panic!() };
+//! assert_eq!(quota.reset_secs, 60);
+//!
+//! // A new UTC day, a new quota.
+//! clock.advance(Duration::from_secs(60));
+//! let Decision::Allowed(status) = limits.check(&key, 1) else { panic!() };
+//! assert_eq!(status.ratelimit_header(), "\"default\";r=99;t=1");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod backend;
+mod decision;
+mod limits;
+mod memory;
+mod policy;
+
+pub use self::backend::{LimitRequest, QuotaRequest, RateLimiter};
+pub use self::decision::{Decision, QuotaStatus, RateLimitStatus, RATELIMIT, RATELIMIT_POLICY};
+pub use self::limits::RateLimits;
+pub use self::memory::{MemoryLimiter, DEFAULT_MAX_PARTITIONS, DEFAULT_MAX_QUOTA_OWNERS};
+pub use self::policy::{Partition, QuotaPeriod, QuotaPolicy, RateLimitPolicy};
