@@ -116,8 +116,8 @@ pub mod layer;
 pub mod manage;
 mod outcome;
 mod principal;
-pub mod rejection;
 pub mod rate_limit;
+pub mod rejection;
 pub mod scope;
 pub mod store;
 

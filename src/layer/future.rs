@@ -9,6 +9,8 @@ use tower_service::Service;
 
 use super::ResponseBody;
 use crate::audit::{AuditEntry, Auditor};
+use crate::rate_limit::RateLimitStatus;
+use crate::rejection::Rejection;
 
 /// What admitting a request leaves for the way out.
 #[derive(Default)]
@@ -17,6 +19,8 @@ pub(crate) struct Admitted {
     pub(crate) sunset: Option<HeaderValue>,
     /// The audit entry to complete with the status and record.
     pub(crate) audit: Option<(Auditor, Box<AuditEntry>)>,
+    /// The `RateLimit` fields for a successful response.
+    pub(crate) rate_limit: Option<RateLimitStatus>,
 }
 
 /// What the asynchronous part of authentication decided.
@@ -122,9 +126,16 @@ where
                     if let Some(sunset) = admitted.sunset.take() {
                         response.headers_mut().insert("sunset", sunset);
                     }
+                    if let Some(status) = admitted.rate_limit.take() {
+                        status.insert_headers(response.headers_mut());
+                    }
+                    // A request refused further in (a scope guard, a rate limit) never
+                    // reached its handler: it is not audited as a request.
                     if let Some((auditor, mut entry)) = admitted.audit.take() {
-                        entry.status = Some(response.status().as_u16());
-                        auditor.record(*entry);
+                        if response.extensions().get::<Rejection>().is_none() {
+                            entry.status = Some(response.status().as_u16());
+                            auditor.record(*entry);
+                        }
                     }
                     return Poll::Ready(Ok(response));
                 }

@@ -29,7 +29,7 @@ mod layer;
 mod service;
 
 pub use self::body::ResponseBody;
-pub(crate) use self::future::Admitted;
 pub use self::future::ResponseFuture;
+pub(crate) use self::future::{Admitted, Authorized};
 pub use self::layer::ApiKeyLayer;
 pub use self::service::ApiKeyService;

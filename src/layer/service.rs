@@ -207,7 +207,11 @@ fn admit<K: KeyStore, B>(
     }
     req.extensions_mut().insert(principal);
     req.extensions_mut().insert(config.renderer.clone());
-    Admitted { sunset, audit }
+    Admitted {
+        sunset,
+        audit,
+        rate_limit: None,
+    }
 }
 
 fn refuse<K>(

@@ -64,6 +64,14 @@ pub trait RateLimiter: Clone + Send + Sync + 'static {
         &self,
         request: &LimitRequest,
     ) -> impl Future<Output = Result<Decision, Self::Error>> + Send;
+
+    /// Decides at once, without awaiting, when the backend can (an in-process
+    /// limiter). `None`, the default, means "await [`RateLimiter::check`]". The layer
+    /// uses this to keep in-process limits off the boxed asynchronous path.
+    fn check_now(&self, request: &LimitRequest) -> Option<Decision> {
+        let _ = request;
+        None
+    }
 }
 
 /// One request to charge, as [`RateLimits`](super::RateLimits) resolved it.

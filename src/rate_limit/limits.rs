@@ -304,6 +304,16 @@ impl<L> RateLimits<L> {
 }
 
 impl<L: RateLimiter> RateLimits<L> {
+    /// Decides without awaiting when it can; otherwise hands back what the backend must
+    /// be asked.
+    pub(crate) fn start(&self, record: &KeyRecord, cost: u32) -> Result<Decision, LimitRequest> {
+        let request = match self.prepare(record, cost) {
+            Ok(request) => request,
+            Err(refused) => return Ok(refused),
+        };
+        self.backend.check_now(&request).ok_or(request)
+    }
+
     /// [`check`](RateLimits::check) through any [`RateLimiter`] backend.
     ///
     /// # Errors

@@ -291,6 +291,10 @@ impl RateLimiter for MemoryLimiter {
     ) -> impl Future<Output = Result<Decision, Self::Error>> + Send {
         std::future::ready(Ok(self.decide(request)))
     }
+
+    fn check_now(&self, request: &LimitRequest) -> Option<Decision> {
+        Some(self.decide(request))
+    }
 }
 
 impl Counter {

@@ -57,12 +57,14 @@
 
 mod backend;
 mod decision;
+mod layer;
 mod limits;
 mod memory;
 mod policy;
 
 pub use self::backend::{LimitRequest, QuotaRequest, RateLimiter};
 pub use self::decision::{Decision, QuotaStatus, RateLimitStatus, RATELIMIT, RATELIMIT_POLICY};
+pub use self::layer::{RateLimit, RateLimitLayer};
 pub use self::limits::RateLimits;
 pub use self::memory::{MemoryLimiter, DEFAULT_MAX_PARTITIONS, DEFAULT_MAX_QUOTA_OWNERS};
 pub use self::policy::{Partition, QuotaPeriod, QuotaPolicy, RateLimitPolicy};

@@ -1,0 +1,252 @@
+use std::fmt;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::{Decision, MemoryLimiter, RateLimiter, RateLimits};
+use crate::layer::{Admitted, Authorized, ResponseBody, ResponseFuture};
+use crate::outcome::Outcome;
+use crate::principal::Principal;
+use crate::rejection::render_for;
+use crate::ConfigError;
+
+/// Charges every request against its key's rate limit and its owner's quota; use it
+/// behind an [`ApiKeyLayer`](crate::ApiKeyLayer) and behind any scope guard, so that
+/// requests refused with 401 or 403 never spend anything (the order of checks is
+/// authenticate → scope → rate limit → quota).
+///
+/// A limited request gets 429 with `Retry-After` (whole seconds, never 0) and the
+/// `RateLimit` / `RateLimit-Policy` fields, in the style of the `ApiKeyLayer` in
+/// front; a spent quota gets 403 `quota_exceeded` (the status is configurable).
+/// Successful responses carry the `RateLimit` fields too, unless turned off.
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use tower_api_key::rate_limit::{RateLimitLayer, RateLimits};
+///
+/// let limits = RateLimits::new("100/s".parse()?)
+///     .with_environment_policy("dev", "10/s".parse()?)?;
+/// let app: Router = Router::new()
+///     .route("/v1/builds", get(|| async { "ok" }).route_layer(RateLimitLayer::new(limits).with_cost(5)?));
+/// # Ok::<(), tower_api_key::ConfigError>(())
+/// ```
+#[must_use]
+pub struct RateLimitLayer<L = MemoryLimiter> {
+    limits: RateLimits<L>,
+    cost: u32,
+    success_headers: bool,
+    quota_status: StatusCode,
+}
+
+impl<L: Clone> Clone for RateLimitLayer<L> {
+    fn clone(&self) -> Self {
+        Self {
+            limits: self.limits.clone(),
+            cost: self.cost,
+            success_headers: self.success_headers,
+            quota_status: self.quota_status,
+        }
+    }
+}
+
+impl<L> RateLimitLayer<L> {
+    /// Charges a cost of 1 per request under `limits`.
+    pub fn new(limits: RateLimits<L>) -> Self {
+        Self {
+            limits,
+            cost: 1,
+            success_headers: true,
+            quota_status: StatusCode::FORBIDDEN,
+        }
+    }
+
+    /// Charges `cost` units per request on the routes this layer wraps (a weight).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when the cost is larger than the burst of a configured policy
+    /// (such a request could never pass).
+    pub fn with_cost(mut self, cost: u32) -> Result<Self, ConfigError> {
+        self.limits.validate_cost(cost)?;
+        self.cost = cost;
+        Ok(self)
+    }
+
+    /// Whether successful responses carry `RateLimit` and `RateLimit-Policy` (on by
+    /// default).
+    pub fn with_success_headers(mut self, enabled: bool) -> Self {
+        self.success_headers = enabled;
+        self
+    }
+
+    /// The status of a quota refusal: 403 by default (PromptFloe), 429 if you prefer.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for a status that is not a 4xx.
+    pub fn with_quota_status(mut self, status: StatusCode) -> Result<Self, ConfigError> {
+        if !status.is_client_error() {
+            return Err(ConfigError::new(format!(
+                "quota status {status} is not a 4xx status"
+            )));
+        }
+        self.quota_status = status;
+        Ok(self)
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &RateLimits<L> {
+        &self.limits
+    }
+}
+
+impl<L: fmt::Debug> fmt::Debug for RateLimitLayer<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field("limits", &self.limits)
+            .field("cost", &self.cost)
+            .field("success_headers", &self.success_headers)
+            .field("quota_status", &self.quota_status)
+            .finish()
+    }
+}
+
+impl<S, L: Clone> Layer<S> for RateLimitLayer<L> {
+    type Service = RateLimit<S, L>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service built by [`RateLimitLayer`].
+pub struct RateLimit<S, L = MemoryLimiter> {
+    inner: S,
+    layer: RateLimitLayer<L>,
+}
+
+impl<S: Clone, L: Clone> Clone for RateLimit<S, L> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            layer: self.layer.clone(),
+        }
+    }
+}
+
+impl<S, L> RateLimit<S, L> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug, L: fmt::Debug> fmt::Debug for RateLimit<S, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("inner", &self.inner)
+            .field("layer", &self.layer)
+            .finish()
+    }
+}
+
+impl<S, L, B, ResBody> Service<Request<B>> for RateLimit<S, L>
+where
+    S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
+    L: RateLimiter,
+    B: Send + 'static,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let Some(principal) = req.extensions().get::<Principal>() else {
+            return ResponseFuture::reject(render_for(
+                req.extensions(),
+                req.headers(),
+                Outcome::Missing,
+            ));
+        };
+        match self.layer.limits.start(principal.record(), self.layer.cost) {
+            Ok(decision) => match settle(&self.layer, decision, &req) {
+                Ok(admitted) => ResponseFuture::call(self.inner.call(req), admitted),
+                Err(response) => ResponseFuture::reject(response),
+            },
+            Err(request) => {
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                let layer = self.layer.clone();
+                let fut = Box::pin(async move {
+                    let decided = layer.limits.backend().check(&request).await;
+                    let result = match decided {
+                        Ok(decision) => settle(&layer, decision, &req),
+                        Err(error) => {
+                            tracing::error!(target: "tower_api_key", %error, "rate-limit backend failed; refusing");
+                            Err(render_for(
+                                req.extensions(),
+                                req.headers(),
+                                Outcome::StoreUnavailable,
+                            ))
+                        }
+                    };
+                    match result {
+                        Ok(admitted) => Authorized::Pass(req, admitted),
+                        Err(response) => Authorized::Refuse(response),
+                    }
+                });
+                ResponseFuture::authenticating(fut, inner)
+            }
+        }
+    }
+}
+
+/// Turns a decision into either what to add to a successful response, or the refusal.
+fn settle<L, B>(
+    layer: &RateLimitLayer<L>,
+    decision: Decision,
+    req: &Request<B>,
+) -> Result<Admitted, Response<Bytes>> {
+    let refuse = |outcome| render_for(req.extensions(), req.headers(), outcome);
+    match decision {
+        Decision::Allowed(status) => Ok(Admitted {
+            rate_limit: layer.success_headers.then_some(status),
+            ..Admitted::default()
+        }),
+        Decision::Limited(status) => {
+            let retry_after = status.retry_after.unwrap_or_default();
+            let mut response = refuse(Outcome::RateLimited { retry_after });
+            status.insert_headers(response.headers_mut());
+            Err(response)
+        }
+        Decision::QuotaExceeded(quota) => {
+            let mut response = refuse(Outcome::QuotaExceeded);
+            *response.status_mut() = layer.quota_status;
+            quota.insert_headers(response.headers_mut());
+            Err(response)
+        }
+        Decision::CostExceedsBurst { .. } => Err(refuse(Outcome::InvalidRequest {
+            reason: "the request costs more than the key's rate limit allows at once",
+        })),
+    }
+}
