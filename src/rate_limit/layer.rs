@@ -222,6 +222,8 @@ where
 }
 
 /// Turns a decision into either what to add to a successful response, or the refusal.
+// The refusal is returned to the caller once and never propagated with `?`.
+#[allow(clippy::result_large_err)]
 fn settle<L, B>(
     layer: &RateLimitLayer<L>,
     decision: Decision,
