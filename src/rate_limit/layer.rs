@@ -6,6 +6,7 @@ use http::{Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::limits::Start;
 use super::{Decision, MemoryLimiter, RateLimiter, RateLimits};
 use crate::layer::{Admitted, Authorized, ResponseBody, ResponseFuture};
 use crate::outcome::Outcome;
@@ -189,11 +190,11 @@ where
             ));
         };
         match self.layer.limits.start(principal.record(), self.layer.cost) {
-            Ok(decision) => match settle(&self.layer, decision, &req) {
+            Start::Decided(decision) => match settle(&self.layer, decision, &req) {
                 Ok(admitted) => ResponseFuture::call(self.inner.call(req), admitted),
                 Err(response) => ResponseFuture::reject(response),
             },
-            Err(request) => {
+            Start::Ask(request) => {
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
                 let layer = self.layer.clone();

@@ -303,15 +303,26 @@ impl<L> RateLimits<L> {
     }
 }
 
+/// The first, synchronous step of a rate-limit check.
+pub(crate) enum Start {
+    /// Decided without awaiting.
+    Decided(Decision),
+    /// The backend must be asked.
+    Ask(LimitRequest),
+}
+
 impl<L: RateLimiter> RateLimits<L> {
     /// Decides without awaiting when it can; otherwise hands back what the backend must
     /// be asked.
-    pub(crate) fn start(&self, record: &KeyRecord, cost: u32) -> Result<Decision, LimitRequest> {
+    pub(crate) fn start(&self, record: &KeyRecord, cost: u32) -> Start {
         let request = match self.prepare(record, cost) {
             Ok(request) => request,
-            Err(refused) => return Ok(refused),
+            Err(refused) => return Start::Decided(refused),
         };
-        self.backend.check_now(&request).ok_or(request)
+        match self.backend.check_now(&request) {
+            Some(decision) => Start::Decided(decision),
+            None => Start::Ask(request),
+        }
     }
 
     /// [`check`](RateLimits::check) through any [`RateLimiter`] backend.
