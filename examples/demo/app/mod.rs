@@ -1,0 +1,260 @@
+//! The demo application: both surfaces on one router and one key store.
+//!
+//! `main.rs` runs it; the integration tests in `tests/` build it in-process too (with
+//! a manual clock), through `#[path]`, which is why everything here is reachable from
+//! this one module.
+
+#![allow(dead_code, unreachable_pub, missing_debug_implementations)]
+
+pub mod api;
+pub mod bridge;
+pub mod data;
+pub mod errors;
+pub mod keys;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRef;
+use axum::routing::{get, post, MethodRouter};
+use axum::Router;
+use tower::ServiceBuilder;
+use tower_api_key::audit::Auditor;
+use tower_api_key::clock::{Clock, SystemClock};
+use tower_api_key::credentials::KeySources;
+use tower_api_key::key::KeyFormat;
+use tower_api_key::manage::{Actor, KeyManager, LastUsed, NewKey};
+use tower_api_key::rate_limit::{RateLimitLayer, RateLimitPolicy, RateLimits};
+use tower_api_key::rejection::ErrorStyle;
+use tower_api_key::scope::RequireScopesLayer;
+use tower_api_key::store::CachedStore;
+use tower_api_key::{ApiKeyLayer, Authenticator, Owner, ScopeModel};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+use self::data::Data;
+pub use self::store::{AuditLog, DemoStore};
+
+/// Every scope the demo knows; the admin keys hold all of them.
+pub const SCOPES: [&str; 9] = [
+    "session:read",
+    "employees:read",
+    "employees:write",
+    "observations:read",
+    "observations:write",
+    "api_keys:read",
+    "api_keys:write",
+    "audit_log:read",
+    "public_api",
+];
+
+/// The organizations that get an admin key on first start.
+pub const ORGANIZATIONS: [&str; 2] = ["acme", "globex"];
+
+/// How often `last_used_at` is written.
+pub const LAST_USED_INTERVAL: Duration = Duration::from_secs(2);
+
+#[derive(Clone)]
+pub struct AppState {
+    pub data: Arc<Data>,
+    pub manager: KeyManager<DemoStore>,
+    pub audit: AuditLog,
+}
+
+impl FromRef<AppState> for Arc<Data> {
+    fn from_ref(state: &AppState) -> Self {
+        Self::clone(&state.data)
+    }
+}
+
+/// What `build` needs besides the store.
+pub struct Settings {
+    pub rate_limit: RateLimitPolicy,
+    pub cache_ttl: Option<Duration>,
+    /// The clock of the cache, expiry, rotation grace and rate windows.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            rate_limit: "100/s".parse().expect("valid default"),
+            cache_ttl: None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+struct SharedClock(Arc<dyn Clock>);
+
+impl Clock for SharedClock {
+    fn now(&self) -> time::OffsetDateTime {
+        self.0.now()
+    }
+}
+
+pub struct Demo {
+    pub router: Router,
+    pub manager: KeyManager<DemoStore>,
+    pub last_used: LastUsed,
+    pub auditor: Auditor,
+}
+
+impl Demo {
+    /// Creates the admin keys of `acme` and `globex` unless the store already holds
+    /// keys for them. Returns `(organization, key)` for each key made.
+    pub async fn bootstrap(&self) -> Result<Vec<(String, String)>, String> {
+        let mut made = Vec::new();
+        for org in ORGANIZATIONS {
+            let owner = Owner::organization(org);
+            let existing = self.manager.list(&owner).await.map_err(|e| e.to_string())?;
+            if !existing.is_empty() {
+                continue;
+            }
+            let created = self
+                .manager
+                .create(
+                    NewKey::new(format!("{org} admin"), owner)
+                        .with_environment("live")
+                        .with_scopes(SCOPES),
+                    Actor::System("demo bootstrap"),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            made.push((org.to_owned(), created.key.expose_secret().to_owned()));
+        }
+        Ok(made)
+    }
+
+    /// Writes what is buffered (last-used times, audit entries). Call at shutdown.
+    pub async fn flush(&self) {
+        if let Err(error) = self.last_used.flush().await {
+            tracing::warn!(%error, "last-used flush failed at shutdown");
+        }
+        self.auditor.flush().await;
+    }
+}
+
+pub fn build(
+    store: DemoStore,
+    audit: AuditLog,
+    auditor: Auditor,
+    settings: Settings,
+) -> Result<Demo, String> {
+    let err = |e: tower_api_key::ConfigError| e.to_string();
+    let model = ScopeModel::performance_blocks_demo();
+    let format = KeyFormat::new("pb")
+        .map_err(err)?
+        .with_environments(["live", "test"])
+        .map_err(err)?;
+    let mut cache =
+        CachedStore::builder(store).with_clock(SharedClock(Arc::clone(&settings.clock)));
+    if let Some(ttl) = settings.cache_ttl {
+        cache = cache
+            .with_ttl(ttl)
+            .with_negative_ttl(ttl.min(Duration::from_secs(5)));
+    }
+    let cache = cache.build().map_err(err)?;
+    let last_used = LastUsed::spawn(cache.clone(), LAST_USED_INTERVAL);
+    let manager =
+        KeyManager::new(cache.clone(), format.clone(), model.clone()).with_auditor(auditor.clone());
+    let limits =
+        RateLimits::new(settings.rate_limit).with_clock(SharedClock(Arc::clone(&settings.clock)));
+    let rate = RateLimitLayer::new(limits);
+
+    let guarded = |route: MethodRouter<AppState>,
+                   requirement: &str|
+     -> Result<MethodRouter<AppState>, String> {
+        Ok(route
+            .route_layer(rate.clone())
+            .route_layer(RequireScopesLayer::new(&model, requirement).map_err(err)?))
+    };
+
+    let authenticator = Authenticator::new(cache.clone(), format);
+    let pb_layer = ApiKeyLayer::new(authenticator.clone())
+        .with_sources(KeySources::bearer_or_header())
+        .with_responder(ErrorStyle::envelope().with_request_id_in_body(true))
+        .with_realm("Performance Blocks")
+        .map_err(err)?
+        .with_scope_model(model.clone())
+        .with_last_used(last_used.clone())
+        .with_auditor(auditor.clone());
+    let performance_blocks = Router::new()
+        .route("/v1/ping", guarded(get(api::healthz), "session:read")?)
+        .route("/v1/session", guarded(get(api::session), "session:read")?)
+        .route(
+            "/v1/observations",
+            guarded(get(api::list_observations), "observations:read")?.merge(guarded(
+                post(api::create_observation),
+                "observations:write",
+            )?),
+        )
+        .route(
+            "/v1/observations/{id}",
+            guarded(get(api::get_observation), "observations:read")?,
+        )
+        .route(
+            "/v1/employees",
+            guarded(get(api::list_employees), "employees:read")?
+                .merge(guarded(post(api::create_employee), "employees:write")?),
+        )
+        .route(
+            "/v1/api_keys",
+            guarded(get(keys::list_keys), "api_keys:read")?
+                .merge(guarded(post(keys::create_key), "api_keys:write")?),
+        )
+        .route(
+            "/v1/api_keys/{id}",
+            guarded(axum::routing::delete(keys::revoke_key), "api_keys:write")?,
+        )
+        .route(
+            "/v1/api_keys/{id}/rotate",
+            guarded(post(keys::rotate_key), "api_keys:write")?,
+        )
+        .route(
+            "/v1/audit_log",
+            guarded(get(keys::audit_log), "audit_log:read")?,
+        )
+        .route_layer(pb_layer);
+
+    let bridge_layer = ApiKeyLayer::new(authenticator)
+        .with_sources(KeySources::json_body())
+        .with_responder(ErrorStyle::product_bridge())
+        .with_scope_model(model.clone())
+        .with_last_used(last_used.clone())
+        .with_auditor(auditor.clone());
+    let product_bridge = Router::new()
+        .route(
+            "/api/external/v1/feedback-posts/list",
+            guarded(post(bridge::list_posts), "public_api")?,
+        )
+        .route(
+            "/api/external/v1/feedback-posts/create",
+            guarded(post(bridge::create_post), "public_api")?,
+        )
+        .route_layer(bridge_layer);
+
+    let state = AppState {
+        data: Arc::new(Data::default()),
+        manager: manager.clone(),
+        audit,
+    };
+    let router = Router::new()
+        .route("/healthz", get(api::healthz))
+        .merge(performance_blocks)
+        .merge(product_bridge)
+        .fallback(errors::not_found)
+        .method_not_allowed_fallback(errors::method_not_allowed)
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::x_request_id()),
+        );
+    Ok(Demo {
+        router,
+        manager,
+        last_used,
+        auditor,
+    })
+}

@@ -1,0 +1,142 @@
+//! The demo server: a Performance Blocks-style API and a ProductBridge-style body-key
+//! API on one key store.
+//!
+//! Run with:
+//!
+//! ```sh
+//! cargo run --example demo -- [--listen ADDR] [--database URL] [--rate-limit N/UNIT] [--cache-ttl SECONDS]
+//! ```
+//!
+//! SQLite and PostgreSQL databases need the `sqlite` / `postgres` features
+//! (`cargo run --features sqlite --example demo -- --database sqlite://demo.db`).
+#![allow(clippy::print_stdout, clippy::print_stderr, unreachable_pub)]
+
+mod app;
+mod cli;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use tower_api_key::audit::{Auditor, MemorySink};
+use tower_api_key::rate_limit::RateLimitPolicy;
+use tower_api_key::store::MemoryStore;
+
+use crate::app::{AuditLog, DemoStore, Settings};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match cli::Args::parse(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("demo: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let rate_limit: RateLimitPolicy = match args.rate_limit.parse() {
+        Ok(policy) => policy,
+        Err(error) => {
+            eprintln!("demo: --rate-limit {:?}: {error}", args.rate_limit);
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+
+    let (store, audit, auditor) = match open(args.database.as_deref()).await {
+        Ok(opened) => opened,
+        Err((code, message)) => {
+            eprintln!("demo: {message}");
+            return ExitCode::from(code);
+        }
+    };
+    let settings = Settings {
+        rate_limit,
+        cache_ttl: args.cache_ttl,
+        ..Settings::default()
+    };
+    let demo = match app::build(store, audit, auditor, settings) {
+        Ok(demo) => demo,
+        Err(message) => {
+            eprintln!("demo: {message}");
+            return ExitCode::from(1);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("demo: cannot listen on {}: {error}", args.listen);
+            return ExitCode::from(1);
+        }
+    };
+    let admin_keys = match demo.bootstrap().await {
+        Ok(keys) => keys,
+        Err(message) => {
+            eprintln!("demo: cannot create the admin keys: {message}");
+            return ExitCode::from(1);
+        }
+    };
+    let address = listener
+        .local_addr()
+        .map_or_else(|_| args.listen.to_string(), |a| a.to_string());
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening on http://{address}");
+    for (org, key) in admin_keys {
+        let _ = writeln!(out, "admin key for {org} (shown once): {key}");
+    }
+    let _ = out.flush();
+    drop(out);
+
+    let served = axum::serve(listener, demo.router.clone())
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    demo.flush().await;
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("demo: server error: {error}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The store for `--database`, or an exit status and a one-line message.
+async fn open(database: Option<&str>) -> Result<(DemoStore, AuditLog, Auditor), (u8, String)> {
+    match database {
+        None => {
+            let sink = MemorySink::new();
+            let auditor = Auditor::spawn(sink.clone(), 4096);
+            Ok((DemoStore::Memory(MemoryStore::new()), AuditLog::memory(sink, auditor.clone()), auditor))
+        }
+        Some(url) => Err((
+            2,
+            format!("--database {url:?}: unsupported database URL (expected sqlite://PATH or postgres://…; build with the sqlite or postgres feature)"),
+        )),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down: finishing in-flight requests");
+}
