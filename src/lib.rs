@@ -128,3 +128,7 @@ pub use self::outcome::Outcome;
 pub use self::principal::Principal;
 pub use self::scope::{Grants, Requirement, ScopeModel};
 pub use self::store::{KeyRecord, KeyStore, Owner};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

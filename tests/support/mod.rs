@@ -181,3 +181,75 @@ pub fn record(minted: &MintedKey, scopes: &[&str], now: OffsetDateTime) -> KeyRe
         now,
     )
 }
+
+/// The demo binary that `cargo test` built next to the test executables.
+pub fn demo_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
+    let bin = profile_dir
+        .join("examples")
+        .join(format!("demo{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "demo binary not built at {}", bin.display());
+    bin
+}
+
+/// A running demo binary; killed when dropped.
+pub struct DemoProcess {
+    pub child: std::process::Child,
+    pub base: String,
+    pub admin_keys: Vec<(String, String)>,
+}
+
+impl DemoProcess {
+    /// Starts the demo on 127.0.0.1:0 with `args`, reading its startup lines.
+    pub fn start(args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(demo_binary())
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the demo");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let first = lines.next().expect("a first line").expect("utf-8");
+        let base = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .to_owned();
+        let mut admin_keys = Vec::new();
+        for _ in 0..2 {
+            let line = lines.next().expect("an admin key line").expect("utf-8");
+            let (org, key) = line
+                .strip_prefix("admin key for ")
+                .and_then(|rest| rest.split_once(" (shown once): "))
+                .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+            admin_keys.push((org.to_owned(), key.to_owned()));
+        }
+        Self {
+            child,
+            base,
+            admin_keys,
+        }
+    }
+
+    pub fn key(&self, org: &str) -> &str {
+        &self
+            .admin_keys
+            .iter()
+            .find(|(o, _)| o == org)
+            .expect("org")
+            .1
+    }
+}
+
+impl Drop for DemoProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,895 @@
+//! The demo server over real HTTP: every route and every documented error.
+//!
+//! The demo's application module is compiled in here, served on 127.0.0.1:0 with a
+//! manual clock (rotation grace and rate windows move without sleeping), and driven
+//! with reqwest.
+
+#[allow(clippy::all, unreachable_pub)]
+#[path = "../examples/demo/app/mod.rs"]
+mod app;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+use tower_api_key::audit::{Auditor, MemorySink};
+use tower_api_key::clock::ManualClock;
+use tower_api_key::store::MemoryStore;
+
+use app::{AuditLog, Demo, DemoStore, Settings};
+
+const GENERIC_401: &str = "API key is missing or invalid";
+
+struct Server {
+    base: String,
+    clock: ManualClock,
+    acme: String,
+    globex: String,
+    demo: Demo,
+    client: Client,
+}
+
+async fn start(rate_limit: &str) -> Server {
+    let clock = ManualClock::new(time::OffsetDateTime::now_utc());
+    let sink = MemorySink::new();
+    let auditor = Auditor::spawn(sink.clone(), 4096);
+    let settings = Settings {
+        rate_limit: rate_limit.parse().unwrap(),
+        cache_ttl: None,
+        clock: Arc::new(clock.clone()),
+    };
+    let demo = app::build(
+        DemoStore::Memory(MemoryStore::new()),
+        AuditLog::memory(sink, auditor.clone()),
+        auditor,
+        settings,
+    )
+    .unwrap();
+    let keys = demo.bootstrap().await.unwrap();
+    let key = |org: &str| keys.iter().find(|(o, _)| o == org).unwrap().1.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = demo.router.clone();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Server {
+        base,
+        clock,
+        acme: key("acme"),
+        globex: key("globex"),
+        demo,
+        client: Client::new(),
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    text: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|_| panic!("not JSON: {}", self.text))
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+    fn code(&self) -> Value {
+        self.json()["error"]["code"].clone()
+    }
+}
+
+impl Server {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let response = req.send().await.unwrap();
+        Reply {
+            status: response.status(),
+            headers: response.headers().clone(),
+            text: response.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&self, path: &str, key: Option<&str>) -> Reply {
+        self.send(Method::GET, path, key, None).await
+    }
+
+    async fn post(&self, path: &str, key: Option<&str>, body: Value) -> Reply {
+        self.send(Method::POST, path, key, Some(body)).await
+    }
+
+    async fn raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+        key: &str,
+    ) -> Reply {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let response = req.send().await.unwrap();
+        Reply {
+            status: response.status(),
+            headers: response.headers().clone(),
+            text: response.text().await.unwrap(),
+        }
+    }
+
+    /// Creates a key with the acme admin key (or `with`), returning the JSON reply.
+    async fn create_key(&self, with: &str, body: Value) -> Reply {
+        self.post("/v1/api_keys", Some(with), body).await
+    }
+
+    async fn new_key(&self, scopes: &[&str], environment: &str) -> (String, String) {
+        let reply = self
+            .create_key(
+                &self.acme,
+                json!({"name": "k", "scopes": scopes, "environment": environment}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        let v = reply.json();
+        (
+            v["key"].as_str().unwrap().to_owned(),
+            v["id"].as_str().unwrap().to_owned(),
+        )
+    }
+}
+
+fn observation() -> Value {
+    json!({"employee_id": "emp_01", "type": "strength", "observation": "Led the retro.", "observation_date": "2026-04-12"})
+}
+
+#[tokio::test]
+async fn healthz_ping_and_request_ids() {
+    let s = start("100/s").await;
+    let health = s.get("/healthz", None).await;
+    assert_eq!(
+        (health.status, health.json()),
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+    assert!(health
+        .header("x-request-id")
+        .is_some_and(|id| !id.is_empty()));
+
+    let ping = s.get("/v1/ping", Some(&s.acme)).await;
+    assert_eq!(
+        (ping.status, ping.text.as_str()),
+        (StatusCode::OK, health.text.as_str())
+    );
+
+    let echoed = s
+        .client
+        .get(format!("{}/v1/ping", s.base))
+        .header("x-request-id", "client-chosen-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(echoed.headers()["x-request-id"], "client-chosen-1");
+    let body: Value = echoed.json().await.unwrap();
+    assert_eq!(body["error"]["request_id"], "client-chosen-1");
+}
+
+#[tokio::test]
+async fn every_401_is_the_same_and_carries_a_challenge() {
+    let s = start("100/s").await;
+    let missing = s.get("/v1/session", None).await;
+    assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(missing.code(), "authentication_required");
+    assert_eq!(missing.json()["error"]["message"], GENERIC_401);
+    assert_eq!(
+        missing.header("www-authenticate"),
+        Some(r#"Bearer realm="Performance Blocks""#)
+    );
+    for bad in [
+        "pb_live_nope",
+        "pb_test_0000000000000000000000000000000000000",
+    ] {
+        let reply = s.get("/v1/session", Some(bad)).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(reply.json()["error"]["message"], GENERIC_401);
+        assert_eq!(
+            reply.header("www-authenticate"),
+            Some(r#"Bearer realm="Performance Blocks", error="invalid_token""#)
+        );
+    }
+    // X-API-Key works too; `Token` does not.
+    let by_header = s
+        .client
+        .get(format!("{}/v1/session", s.base))
+        .header("x-api-key", &s.acme)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_header.status(), StatusCode::OK);
+    let token = s
+        .client
+        .get(format!("{}/v1/session", s.base))
+        .header("authorization", format!("Token {}", s.acme))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn session_describes_the_key() {
+    let s = start("100/s").await;
+    let reply = s.get("/v1/session", Some(&s.acme)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let v = reply.json();
+    assert_eq!(v["organization_id"], "acme");
+    assert_eq!(v["environment"], "live");
+    assert_eq!(v["name"], "acme admin");
+    assert_eq!(v["scopes"].as_array().unwrap().len(), app::SCOPES.len());
+    assert!(s
+        .acme
+        .starts_with(&format!("pb_live_{}", v["key_id"].as_str().unwrap())));
+}
+
+#[tokio::test]
+async fn observations_are_partitioned_by_organization_and_environment() {
+    let s = start("100/s").await;
+    let created = s
+        .post("/v1/observations", Some(&s.acme), observation())
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(created.json()["observation_date"], "2026-04-12");
+
+    let list = s.get("/v1/observations", Some(&s.acme)).await;
+    assert_eq!(list.json()["items"].as_array().unwrap().len(), 1);
+    let one = s
+        .get(&format!("/v1/observations/{id}"), Some(&s.acme))
+        .await;
+    assert_eq!(
+        (one.status, one.json()["id"].clone()),
+        (StatusCode::OK, json!(id))
+    );
+
+    let other_org = s
+        .get(&format!("/v1/observations/{id}"), Some(&s.globex))
+        .await;
+    assert_eq!(
+        (other_org.status, other_org.code()),
+        (StatusCode::NOT_FOUND, json!("not_found"))
+    );
+    assert_eq!(
+        s.get("/v1/observations", Some(&s.globex)).await.json()["items"],
+        json!([])
+    );
+
+    let (test_key, _) = s.new_key(&["observations:write"], "test").await;
+    let from_test = s
+        .get(&format!("/v1/observations/{id}"), Some(&test_key))
+        .await;
+    assert_eq!(from_test.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.get("/v1/observations", Some(&test_key)).await.json()["items"],
+        json!([])
+    );
+    let test_obs = s
+        .post("/v1/observations", Some(&test_key), observation())
+        .await;
+    assert_eq!(test_obs.status, StatusCode::CREATED);
+    let test_id = test_obs.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s.get(&format!("/v1/observations/{test_id}"), Some(&s.acme))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn scopes_write_implies_read_and_403_names_the_scope() {
+    let s = start("100/s").await;
+    let (writer, _) = s.new_key(&["employees:write"], "live").await;
+    let made = s
+        .post(
+            "/v1/employees",
+            Some(&writer),
+            json!({"name": "Ada", "email": "ada@example.com"}),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    assert!(made.json()["id"].is_string());
+    let listed = s.get("/v1/employees", Some(&writer)).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(listed.json()["items"][0]["name"], "Ada");
+
+    let (reader, _) = s.new_key(&["observations:read"], "live").await;
+    let denied = s
+        .post("/v1/observations", Some(&reader), observation())
+        .await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    assert_eq!(denied.code(), "permission_denied");
+    assert_eq!(
+        denied.json()["error"]["message"],
+        "Required scope: observations:write"
+    );
+    assert_eq!(
+        denied.header("www-authenticate"),
+        Some(
+            r#"Bearer realm="Performance Blocks", error="insufficient_scope", scope="observations:write""#
+        )
+    );
+    // Every key holds session:read.
+    assert_eq!(
+        s.get("/v1/session", Some(&reader)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.get("/v1/employees", Some(&reader)).await.status,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn axum_rejections_use_the_envelope() {
+    let s = start("100/s").await;
+    let not_json = s
+        .raw(
+            "/v1/observations",
+            Some("application/json"),
+            "{nope",
+            &s.acme,
+        )
+        .await;
+    assert_eq!(
+        (not_json.status, not_json.code()),
+        (StatusCode::BAD_REQUEST, json!("invalid_request"))
+    );
+    let wrong_shape = s
+        .post("/v1/observations", Some(&s.acme), json!({"employee_id": 1}))
+        .await;
+    assert_eq!(
+        (wrong_shape.status, wrong_shape.code()),
+        (StatusCode::BAD_REQUEST, json!("invalid_request"))
+    );
+    let no_type = s
+        .raw("/v1/observations", None, observation().to_string(), &s.acme)
+        .await;
+    assert_eq!(no_type.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(no_type.json()["error"]["code"].is_string());
+    let wrong_type = s
+        .raw(
+            "/v1/observations",
+            Some("text/plain"),
+            observation().to_string(),
+            &s.acme,
+        )
+        .await;
+    assert_eq!(wrong_type.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let unknown = s.get("/v1/nowhere", Some(&s.acme)).await;
+    assert_eq!(
+        (unknown.status, unknown.code()),
+        (StatusCode::NOT_FOUND, json!("not_found"))
+    );
+    let wrong_method = s
+        .send(Method::PUT, "/v1/observations", Some(&s.acme), None)
+        .await;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(wrong_method.json()["error"]["code"].is_string());
+}
+
+#[tokio::test]
+async fn creating_keys_validates_everything() {
+    let s = start("100/s").await;
+    let ok = s
+        .create_key(&s.acme, json!({"name": "BI", "scopes": ["observations:read"], "expires_at": "2099-01-01T00:00:00Z"}))
+        .await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
+    let v = ok.json();
+    for field in [
+        "id",
+        "name",
+        "prefix",
+        "environment",
+        "scopes",
+        "created_at",
+        "expires_at",
+        "key",
+    ] {
+        assert!(v.get(field).is_some(), "missing {field}");
+    }
+    assert_eq!(v["environment"], "live");
+    assert_eq!(v["expires_at"], "2099-01-01T00:00:00Z");
+    assert!(v["key"]
+        .as_str()
+        .unwrap()
+        .starts_with(v["prefix"].as_str().unwrap()));
+
+    for bad in [
+        json!({"name": "x", "scopes": ["employees:delete"]}),
+        json!({"name": "", "scopes": []}),
+        json!({"name": "x", "scopes": [], "expires_at": "2000-01-01T00:00:00Z"}),
+        json!({"name": "x", "scopes": [], "environment": "prod"}),
+    ] {
+        let reply = s.create_key(&s.acme, bad.clone()).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::BAD_REQUEST, json!("invalid_request")),
+            "{bad}"
+        );
+    }
+    // A scope the calling key lacks.
+    let (limited, _) = s.new_key(&["api_keys:write"], "live").await;
+    let escalation = s
+        .create_key(
+            &limited,
+            json!({"name": "x", "scopes": ["employees:write"]}),
+        )
+        .await;
+    assert_eq!(
+        (escalation.status, escalation.code()),
+        (StatusCode::FORBIDDEN, json!("permission_denied"))
+    );
+    // A test key may only create test keys.
+    let (test_admin, _) = s
+        .new_key(&["api_keys:write", "employees:read"], "test")
+        .await;
+    let live = s
+        .create_key(
+            &test_admin,
+            json!({"name": "x", "scopes": ["employees:read"]}),
+        )
+        .await;
+    assert_eq!(live.status, StatusCode::FORBIDDEN);
+    let test = s
+        .create_key(
+            &test_admin,
+            json!({"name": "x", "scopes": ["employees:read"], "environment": "test"}),
+        )
+        .await;
+    assert_eq!(test.status, StatusCode::CREATED);
+    assert!(test.json()["key"].as_str().unwrap().starts_with("pb_test_"));
+}
+
+#[tokio::test]
+async fn listing_revoking_and_last_used() {
+    let s = start("100/s").await;
+    let (key, id) = s.new_key(&["observations:read"], "live").await;
+    let list = s.get("/v1/api_keys", Some(&s.acme)).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(!list.text.contains(&key[20..]), "a full key in the list");
+    let entry = list.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    for field in [
+        "id",
+        "name",
+        "prefix",
+        "environment",
+        "scopes",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "created_by",
+        "revoked_at",
+    ] {
+        assert!(entry.get(field).is_some(), "missing {field}");
+    }
+    assert_eq!(entry["last_used_at"], Value::Null);
+    let globex_list = s.get("/v1/api_keys", Some(&s.globex)).await;
+    assert!(
+        !globex_list.text.contains(&id),
+        "another organization's key is listed"
+    );
+
+    assert_eq!(
+        s.get("/v1/observations", Some(&key)).await.status,
+        StatusCode::OK
+    );
+    s.demo.last_used.flush().await.unwrap();
+    let list = s.get("/v1/api_keys", Some(&s.acme)).await;
+    let entry = list.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert!(entry["last_used_at"].is_string(), "{entry}");
+
+    let foreign = s
+        .send(
+            Method::DELETE,
+            &format!("/v1/api_keys/{id}"),
+            Some(&s.globex),
+            None,
+        )
+        .await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        s.get("/v1/observations", Some(&key)).await.status,
+        StatusCode::OK
+    );
+    let revoked = s
+        .send(
+            Method::DELETE,
+            &format!("/v1/api_keys/{id}"),
+            Some(&s.acme),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    let after = s.get("/v1/observations", Some(&key)).await;
+    assert_eq!(
+        (after.status, after.code()),
+        (StatusCode::UNAUTHORIZED, json!("authentication_required"))
+    );
+}
+
+#[tokio::test]
+async fn rotation_with_and_without_grace() {
+    let s = start("100/s").await;
+    let (old, id) = s.new_key(&["observations:read"], "live").await;
+    let rotated = s
+        .post(
+            &format!("/v1/api_keys/{id}/rotate"),
+            Some(&s.acme),
+            json!({"grace_seconds": 60}),
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::CREATED, "{}", rotated.text);
+    let v = rotated.json();
+    assert_eq!(v["name"], "k");
+    assert_eq!(v["scopes"], json!(["observations:read"]));
+    let new = v["key"].as_str().unwrap().to_owned();
+
+    let during = s.get("/v1/observations", Some(&old)).await;
+    assert_eq!(during.status, StatusCode::OK);
+    assert!(during.header("sunset").is_some());
+    assert!(s
+        .get("/v1/observations", Some(&new))
+        .await
+        .header("sunset")
+        .is_none());
+    s.clock.advance(Duration::from_secs(60));
+    assert_eq!(
+        s.get("/v1/observations", Some(&old)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        s.get("/v1/observations", Some(&new)).await.status,
+        StatusCode::OK
+    );
+
+    // Default grace is 0: the old key dies at once.
+    let new_id = v["id"].as_str().unwrap();
+    let again = s
+        .send(
+            Method::POST,
+            &format!("/v1/api_keys/{new_id}/rotate"),
+            Some(&s.acme),
+            None,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.text);
+    assert_eq!(
+        s.get("/v1/observations", Some(&new)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A revoked key cannot be rotated.
+    let (_, revoked) = s.new_key(&[], "live").await;
+    s.send(
+        Method::DELETE,
+        &format!("/v1/api_keys/{revoked}"),
+        Some(&s.acme),
+        None,
+    )
+    .await;
+    let conflict = s
+        .post(
+            &format!("/v1/api_keys/{revoked}/rotate"),
+            Some(&s.acme),
+            json!({"grace_seconds": 0}),
+        )
+        .await;
+    assert_eq!(
+        (conflict.status, conflict.code()),
+        (StatusCode::CONFLICT, json!("conflict"))
+    );
+}
+
+#[tokio::test]
+async fn the_audit_log_records_lifecycle_and_writes_but_never_reads() {
+    let s = start("100/s").await;
+    let (key, id) = s.new_key(&["observations:write"], "live").await;
+    s.get("/v1/observations", Some(&key)).await;
+    s.post("/v1/observations", Some(&key), observation()).await;
+    s.send(
+        Method::DELETE,
+        &format!("/v1/api_keys/{id}"),
+        Some(&s.acme),
+        None,
+    )
+    .await;
+
+    let log = s.get("/v1/audit_log", Some(&s.acme)).await;
+    assert_eq!(log.status, StatusCode::OK);
+    let items = log.json()["items"].as_array().unwrap().clone();
+    assert!(
+        items.iter().all(|e| e["method"] != "GET"),
+        "a read was audited"
+    );
+    let ids: Vec<u64> = items.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+    let actions: Vec<&str> = items
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for action in ["api_key.created", "api_key.revoked", "request"] {
+        assert!(
+            actions.contains(&action),
+            "{action} missing from {actions:?}"
+        );
+    }
+
+    let for_key = s
+        .get(&format!("/v1/audit_log?api_key_id={id}"), Some(&s.acme))
+        .await
+        .json()["items"]
+        .clone();
+    let for_key = for_key.as_array().unwrap();
+    let shape: Vec<(&str, Option<&str>)> = for_key
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["method"].as_str()))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("api_key.revoked", None),
+            ("request", Some("POST")),
+            ("api_key.created", None)
+        ]
+    );
+    let revoked = &for_key[0];
+    assert_eq!(revoked["api_key_id"], id.as_str());
+    assert!(revoked["actor_key_id"].is_string());
+    let request = &for_key[1];
+    assert_eq!(
+        (request["path"].clone(), request["status"].clone()),
+        (json!("/v1/observations"), json!(201))
+    );
+    for field in [
+        "id",
+        "occurred_at",
+        "action",
+        "api_key_id",
+        "method",
+        "path",
+        "status",
+    ] {
+        assert!(request.get(field).is_some(), "missing {field}");
+    }
+    assert!(
+        s.get("/v1/audit_log", Some(&s.globex)).await.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["api_key_id"] != id.as_str())
+    );
+}
+
+#[tokio::test]
+async fn rate_limits_are_per_key_and_shared_across_a_rotation() {
+    let s = start("3/min").await;
+    let (key, id) = s.new_key(&["observations:read"], "live").await;
+    // Refusals spend nothing.
+    for _ in 0..5 {
+        assert_eq!(
+            s.get("/v1/employees", Some(&key)).await.status,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            s.get("/v1/observations", None).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        s.get("/v1/observations", Some(&key)).await.status,
+        StatusCode::OK
+    );
+    let rotated = s
+        .post(
+            &format!("/v1/api_keys/{id}/rotate"),
+            Some(&s.acme),
+            json!({"grace_seconds": 600}),
+        )
+        .await;
+    let new = rotated.json()["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s.get("/v1/observations", Some(&new)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.get("/v1/observations", Some(&key)).await.status,
+        StatusCode::OK
+    );
+    let limited = s.get("/v1/observations", Some(&new)).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.code(), "rate_limited");
+    let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry >= 1);
+    assert_eq!(
+        limited.header("ratelimit"),
+        Some(format!(r#""default";r=0;t={retry}"#).as_str())
+    );
+    assert_eq!(
+        limited.header("ratelimit-policy"),
+        Some(r#""default";q=3;w=60"#)
+    );
+    // Another key has its own bucket.
+    assert_eq!(
+        s.get("/v1/session", Some(&s.globex)).await.status,
+        StatusCode::OK
+    );
+    s.clock.advance(Duration::from_secs(retry));
+    assert_eq!(
+        s.get("/v1/observations", Some(&new)).await.status,
+        StatusCode::OK
+    );
+}
+
+// ---- ProductBridge surface ----
+
+const LIST: &str = "/api/external/v1/feedback-posts/list";
+const CREATE: &str = "/api/external/v1/feedback-posts/create";
+const INVALID_API_KEY: &str =
+    r#"{"error":{"code":"authentication_required","message":"invalid api_key"}}"#;
+
+impl Server {
+    async fn bridge(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let response = req.body(body).send().await.unwrap();
+        Reply {
+            status: response.status(),
+            headers: response.headers().clone(),
+            text: response.text().await.unwrap(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn product_bridge_lists_and_creates_posts() {
+    let s = start("100/s").await;
+    let created = s
+        .bridge(
+            CREATE,
+            json!({"api_key": s.acme, "title": "Dark mode"}).to_string(),
+            &[],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert!(created.json()["id"].is_string());
+    assert_eq!(created.json()["title"], "Dark mode");
+    let list = s
+        .bridge(
+            LIST,
+            json!({"api_key": s.acme, "limit": 25}).to_string(),
+            &[],
+        )
+        .await;
+    assert_eq!(list.status, StatusCode::OK);
+    let v = list.json();
+    assert_eq!(v["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        (v["has_next_page"].clone(), v["cursor"].clone()),
+        (json!(false), Value::Null)
+    );
+    let other = s
+        .bridge(
+            LIST,
+            json!({"api_key": s.globex, "limit": 25}).to_string(),
+            &[],
+        )
+        .await;
+    assert_eq!(other.json()["items"], json!([]));
+}
+
+#[tokio::test]
+async fn product_bridge_has_one_generic_401() {
+    let s = start("100/s").await;
+    let (no_public_api, _) = s.new_key(&["observations:read"], "live").await;
+    let (revoked, revoked_id) = s.new_key(&["public_api"], "live").await;
+    s.send(
+        Method::DELETE,
+        &format!("/v1/api_keys/{revoked_id}"),
+        Some(&s.acme),
+        None,
+    )
+    .await;
+    let cases = [
+        (json!({"limit": 25}).to_string(), vec![]),
+        (
+            json!({"api_key": "pb_live_unknown", "limit": 25}).to_string(),
+            vec![],
+        ),
+        (json!({"api_key": revoked, "limit": 25}).to_string(), vec![]),
+        (
+            json!({"api_key": no_public_api, "limit": 25}).to_string(),
+            vec![],
+        ),
+        (
+            json!({"limit": 25}).to_string(),
+            vec![("authorization", format!("Bearer {}", s.acme))],
+        ),
+        (
+            json!({"limit": 25}).to_string(),
+            vec![("x-api-key", s.acme.clone())],
+        ),
+    ];
+    for (body, headers) in cases {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let reply = s.bridge(LIST, body.clone(), &headers).await;
+        assert_eq!(
+            (reply.status, reply.text.as_str()),
+            (StatusCode::UNAUTHORIZED, INVALID_API_KEY),
+            "{body}"
+        );
+    }
+    let in_query = s
+        .client
+        .post(format!("{}{LIST}?api_key={}", s.base, s.acme))
+        .header("content-type", "application/json")
+        .body(r#"{"limit":25}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(in_query.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn product_bridge_rejects_bad_bodies() {
+    let s = start("100/s").await;
+    let not_json = s.bridge(LIST, "api_key=nope", &[]).await;
+    assert_eq!(
+        (not_json.status, not_json.code()),
+        (StatusCode::BAD_REQUEST, json!("invalid_request"))
+    );
+    let huge = format!(
+        r#"{{"api_key":"{}","title":"{}"}}"#,
+        s.acme,
+        "x".repeat(1024 * 1024)
+    );
+    let too_large = s.bridge(CREATE, huge, &[]).await;
+    assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
