@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use crate::key::{Environment, KeyId};
 use crate::outcome::Outcome;
-use crate::rejection::{Refused, Renderer};
+use crate::rejection::{renderer_of, Refused, Renderer};
 use crate::scope::{Grants, ScopeModel};
 use crate::store::{KeyRecord, Owner, Rotation};
 
@@ -21,11 +21,26 @@ use crate::store::{KeyRecord, Owner, Rotation};
 pub struct Principal {
     record: Arc<KeyRecord>,
     sunset: Option<OffsetDateTime>,
+    /// How refusals are rendered behind the layer that admitted this key. Carried here
+    /// so that admitting a request costs one extensions insert, not two.
+    renderer: Option<Arc<Renderer>>,
 }
 
 impl Principal {
     pub(crate) fn new(record: Arc<KeyRecord>, sunset: Option<OffsetDateTime>) -> Self {
-        Self { record, sunset }
+        Self {
+            record,
+            sunset,
+            renderer: None,
+        }
+    }
+
+    pub(crate) fn set_renderer(&mut self, renderer: Arc<Renderer>) {
+        self.renderer = Some(renderer);
+    }
+
+    pub(crate) fn renderer(&self) -> Option<&Renderer> {
+        self.renderer.as_deref()
     }
 
     /// The key's public id.
@@ -155,7 +170,7 @@ impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for Principal {
         if let Some(principal) = parts.extensions.get::<Self>() {
             return Ok(Some(principal.clone()));
         }
-        if parts.extensions.get::<Renderer>().is_some() {
+        if renderer_of(&parts.extensions).is_some() {
             Ok(None)
         } else {
             Err(Refused::misconfigured())

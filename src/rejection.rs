@@ -505,6 +505,16 @@ impl axum::response::IntoResponse for Refused {
     }
 }
 
+/// The renderer of the `ApiKeyLayer` that handled a request: carried by the
+/// [`Principal`](crate::Principal), or alone for an anonymous request admitted by an
+/// optional layer.
+pub(crate) fn renderer_of(extensions: &http::Extensions) -> Option<&Renderer> {
+    match extensions.get::<crate::Principal>() {
+        Some(principal) => principal.renderer(),
+        None => extensions.get::<Arc<Renderer>>().map(|r| &**r),
+    }
+}
+
 /// Renders `outcome` for a request with these extensions and headers, in the style of
 /// the `ApiKeyLayer` that handled it, or as the misconfiguration 500 without one.
 pub(crate) fn render_for(
@@ -512,7 +522,7 @@ pub(crate) fn render_for(
     headers: &HeaderMap,
     outcome: Outcome,
 ) -> Response<Bytes> {
-    let Some(renderer) = extensions.get::<Renderer>() else {
+    let Some(renderer) = renderer_of(extensions) else {
         return Refused::misconfigured().response;
     };
     let key_id = extensions.get::<crate::Principal>().map(|p| *p.key_id());

@@ -35,7 +35,7 @@ fn world(limits: RateLimits) -> World {
     let model = ScopeModel::performance_blocks();
     let manager = KeyManager::new(store.clone(), pb_format(), model.clone());
     let limits = limits.with_clock(clock.clone());
-    let rate = RateLimitLayer::new(limits);
+    let rate = RateLimitLayer::new(limits).with_success_headers(true);
     let sink = MemorySink::new();
     let auditor = Auditor::spawn(sink.clone(), 64);
     let app = Router::new()
@@ -121,7 +121,7 @@ async fn the_sixth_request_in_a_minute_gets_429_with_headers() {
             .starts_with(&format!("\"default\";r={};t=", 4 - n)));
     }
     let (status, headers, body) = call(&w.app, "GET", "/read", Some(&k)).await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(header(&headers, "retry-after"), Some("12"));
     assert_eq!(header(&headers, "ratelimit"), Some(r#""default";r=0;t=12"#));
     assert_eq!(

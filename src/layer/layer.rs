@@ -25,7 +25,7 @@ pub struct ApiKeyLayer<K> {
 pub(crate) struct Config<K> {
     pub(crate) authenticator: Authenticator<K>,
     pub(crate) sources: KeySources,
-    pub(crate) renderer: Renderer,
+    pub(crate) renderer: Arc<Renderer>,
     pub(crate) optional: bool,
     pub(crate) hide_credentials: bool,
     pub(crate) last_used: Option<LastUsed>,
@@ -61,7 +61,11 @@ impl<K> ApiKeyLayer<K> {
             config: Arc::new(Config {
                 authenticator,
                 sources: KeySources::default(),
-                renderer: Renderer::new(Arc::clone(&responder), Arc::clone(&realm), None),
+                renderer: Arc::new(Renderer::new(
+                    Arc::clone(&responder),
+                    Arc::clone(&realm),
+                    None,
+                )),
                 optional: false,
                 hide_credentials: false,
                 last_used: None,
@@ -76,11 +80,11 @@ impl<K> ApiKeyLayer<K> {
     fn update(mut self, f: impl FnOnce(&mut Config<K>)) -> Self {
         let config = Arc::make_mut(&mut self.config);
         f(config);
-        config.renderer = Renderer::new(
+        config.renderer = Arc::new(Renderer::new(
             Arc::clone(&config.responder),
             Arc::clone(&config.realm),
             config.scope_model.clone(),
-        );
+        ));
         self
     }
 

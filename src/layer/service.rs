@@ -20,7 +20,7 @@ use crate::credentials::{body_key, strip_body_field, BodyKey};
 use crate::key::KeyId;
 use crate::outcome::Outcome;
 use crate::principal::Principal;
-use crate::rejection::{Rejection, OUTCOME_METRIC, X_REQUEST_ID};
+use crate::rejection::{Rejection, X_REQUEST_ID};
 use crate::store::KeyStore;
 
 /// The service built by [`ApiKeyLayer`](super::ApiKeyLayer).
@@ -94,7 +94,7 @@ where
         let step = match config.sources.read_head(req.headers(), req.uri()) {
             Err(outcome) => Step::Done(Err(outcome)),
             Ok(None) if config.optional => {
-                req.extensions_mut().insert(config.renderer.clone());
+                req.extensions_mut().insert(Arc::clone(&config.renderer));
                 return ResponseFuture::call(self.inner.call(req), Admitted::default());
             }
             Ok(None) => Step::Done(Err(Outcome::Missing)),
@@ -170,7 +170,7 @@ fn admit<K: KeyStore, B>(
         request_id,
         "request authenticated"
     );
-    metrics::counter!(OUTCOME_METRIC, "outcome" => "authenticated").increment(1);
+    metrics::counter!("tower_api_key_requests_total", "outcome" => "authenticated").increment(1);
 
     let needs_time = config.last_used.is_some() || config.auditor.is_some();
     let now = needs_time.then(|| config.authenticator.store().clock().now());
@@ -205,8 +205,9 @@ fn admit<K: KeyStore, B>(
         mem::swap(headers, req.headers_mut());
         *req.uri_mut() = uri.clone();
     }
+    let mut principal = principal;
+    principal.set_renderer(Arc::clone(&config.renderer));
     req.extensions_mut().insert(principal);
-    req.extensions_mut().insert(config.renderer.clone());
     Admitted {
         sunset,
         audit,
@@ -297,7 +298,7 @@ where
     let (result, key_id) = match key {
         Err(outcome) => (Err(outcome), None),
         Ok(None) if config.optional => {
-            parts.extensions.insert(config.renderer.clone());
+            parts.extensions.insert(Arc::clone(&config.renderer));
             return Authorized::Pass(
                 Request::from_parts(parts, B::from(bytes)),
                 Admitted::default(),

@@ -140,18 +140,18 @@ pub struct RateLimitStatus {
 impl RateLimitStatus {
     /// The `RateLimit` field: `"<policy>";r=<remaining>;t=<reset_secs>`.
     pub fn ratelimit_header(&self) -> HeaderValue {
-        header_value(format!(
-            "\"{}\";r={};t={}",
-            self.policy, self.remaining, self.reset_secs
-        ))
+        field(
+            &self.policy,
+            [("r", u64::from(self.remaining)), ("t", self.reset_secs)],
+        )
     }
 
     /// The `RateLimit-Policy` field: `"<policy>";q=<quota>;w=<window_secs>`.
     pub fn policy_header(&self) -> HeaderValue {
-        header_value(format!(
-            "\"{}\";q={};w={}",
-            self.policy, self.quota, self.window_secs
-        ))
+        field(
+            &self.policy,
+            [("q", u64::from(self.quota)), ("w", self.window_secs)],
+        )
     }
 
     /// The `Retry-After` delay in whole seconds: rounded up, and at least 1, so a
@@ -385,4 +385,19 @@ mod tests {
         assert_eq!(outcome.status(), http::StatusCode::BAD_REQUEST);
         assert!(!too_big.is_allowed());
     }
+}
+
+/// `"<policy>";a=1;b=2`, built without the `fmt` machinery (it runs per response).
+fn field(policy: &str, params: [(&str, u64); 2]) -> HeaderValue {
+    let mut out = String::with_capacity(policy.len() + 32);
+    out.push('"');
+    out.push_str(policy);
+    out.push('"');
+    for (name, value) in params {
+        out.push(';');
+        out.push_str(name);
+        out.push('=');
+        super::limits::push_u64(&mut out, value);
+    }
+    header_value(out)
 }

@@ -22,7 +22,8 @@ use crate::ConfigError;
 /// A limited request gets 429 with `Retry-After` (whole seconds, never 0) and the
 /// `RateLimit` / `RateLimit-Policy` fields, in the style of the `ApiKeyLayer` in
 /// front; a spent quota gets 403 `quota_exceeded` (the status is configurable).
-/// Successful responses carry the `RateLimit` fields too, unless turned off.
+/// Successful responses can carry the `RateLimit` fields too
+/// ([`RateLimitLayer::with_success_headers`]).
 ///
 /// ```
 /// use axum::{routing::get, Router};
@@ -59,7 +60,7 @@ impl<L> RateLimitLayer<L> {
         Self {
             limits,
             cost: 1,
-            success_headers: true,
+            success_headers: false,
             quota_status: StatusCode::FORBIDDEN,
         }
     }
@@ -76,8 +77,9 @@ impl<L> RateLimitLayer<L> {
         Ok(self)
     }
 
-    /// Whether successful responses carry `RateLimit` and `RateLimit-Policy` (on by
-    /// default).
+    /// Whether successful responses carry `RateLimit` and `RateLimit-Policy` (off by
+    /// default: the draft lets servers send them only when useful, and they cost two
+    /// header values per response). Refusals always carry them.
     pub fn with_success_headers(mut self, enabled: bool) -> Self {
         self.success_headers = enabled;
         self

@@ -276,26 +276,38 @@ impl<L> RateLimits<L> {
             });
         }
         let now = self.clock.now();
-        let bucket = format!(
-            "rl:{}:{}:{}:{}:{}",
-            policy.name(),
-            policy.quota(),
+        // Built by hand: this runs on every request, and `format!` costs several
+        // times more than the pushes.
+        let mut bucket = String::with_capacity(64);
+        bucket.push_str("rl:");
+        bucket.push_str(policy.name());
+        for n in [
+            u64::from(policy.quota()),
             policy.window().as_secs(),
-            policy.burst(),
-            PartitionId(self.config.partition, record),
-        );
+            u64::from(policy.burst()),
+        ] {
+            bucket.push(':');
+            push_u64(&mut bucket, n);
+        }
+        bucket.push(':');
+        PartitionId(self.config.partition, record).push_to(&mut bucket);
         let mut request = LimitRequest::new(bucket, policy.clone(), cost, now);
         if let Some(quota) = self.config.quota {
             let exempt = record
                 .environment
                 .is_some_and(|env| self.config.quota_exempt.contains(&env));
             if !exempt {
-                let counter = format!(
-                    "quota:{}:{}:{}",
+                let mut counter = String::with_capacity(48);
+                for part in [
+                    "quota:",
                     quota.name(),
+                    ":",
                     record.owner.kind(),
-                    record.owner.id()
-                );
+                    ":",
+                    record.owner.id(),
+                ] {
+                    counter.push_str(part);
+                }
                 request = request.with_quota(QuotaRequest::new(counter, quota, now));
             }
         }
@@ -374,14 +386,41 @@ impl Config {
 /// Formats the partition part of a bucket id.
 struct PartitionId<'a>(Partition, &'a KeyRecord);
 
-impl fmt::Display for PartitionId<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl PartitionId<'_> {
+    fn push_to(&self, out: &mut String) {
         let record = self.1;
         match self.0 {
-            Partition::Key => write!(f, "key:{}", record.id),
-            Partition::Family => write!(f, "family:{}", record.family),
-            Partition::Owner => write!(f, "owner:{}:{}", record.owner.kind(), record.owner.id()),
+            Partition::Key => {
+                out.push_str("key:");
+                out.push_str(record.id.as_str());
+            }
+            Partition::Family => {
+                out.push_str("family:");
+                out.push_str(record.family.as_str());
+            }
+            Partition::Owner => {
+                for part in ["owner:", record.owner.kind(), ":", record.owner.id()] {
+                    out.push_str(part);
+                }
+            }
         }
+    }
+}
+
+/// Appends the decimal digits of `n`.
+pub(crate) fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(char::from(d));
     }
 }
 

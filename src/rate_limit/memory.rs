@@ -69,8 +69,8 @@ pub struct MemoryLimiter {
 }
 
 struct Inner {
-    buckets: Cache<String, Arc<Bucket>>,
-    counters: Cache<String, Arc<Counter>>,
+    buckets: Cache<String, Arc<Bucket>, ahash::RandomState>,
+    counters: Cache<String, Arc<Counter>, ahash::RandomState>,
     max_partitions: u64,
     max_quota_owners: u64,
 }
@@ -137,12 +137,12 @@ impl MemoryLimiter {
             .max_capacity(max_partitions)
             .eviction_policy(EvictionPolicy::lru())
             .expire_after(BucketExpiry)
-            .build();
+            .build_with_hasher(ahash::RandomState::new());
         let counters = Cache::builder()
             .max_capacity(max_quota_owners)
             .eviction_policy(EvictionPolicy::lru())
             .expire_after(CounterExpiry)
-            .build();
+            .build_with_hasher(ahash::RandomState::new());
         Self {
             inner: Arc::new(Inner {
                 buckets,

@@ -215,7 +215,8 @@ impl ScopeModelBuilder {
                 names.len()
             )));
         }
-        let mut index: HashMap<Box<str>, u16> = HashMap::with_capacity(names.len());
+        let mut index: HashMap<Box<str>, u16, ahash::RandomState> =
+            HashMap::with_capacity_and_hasher(names.len(), ahash::RandomState::new());
         for (i, name) in names.iter().enumerate() {
             // MAX_SCOPES fits in u16.
             if index.insert(name.as_str().into(), i as u16).is_some() {

@@ -11,7 +11,7 @@ use super::{Requirement, ScopeModel};
 use crate::layer::{Admitted, ResponseBody, ResponseFuture};
 use crate::outcome::Outcome;
 use crate::principal::Principal;
-use crate::rejection::{render_for, Refused, Renderer};
+use crate::rejection::{render_for, renderer_of, Refused};
 use crate::ConfigError;
 
 /// Requires scopes on the routes it wraps, behind an [`ApiKeyLayer`](crate::ApiKeyLayer).
@@ -233,7 +233,7 @@ where
         parts: &mut http::request::Parts,
         _state: &S,
     ) -> Result<Self, Self::Rejection> {
-        let Some(renderer) = parts.extensions.get::<Renderer>() else {
+        let Some(renderer) = renderer_of(&parts.extensions) else {
             return Err(Refused::misconfigured());
         };
         let Some(model) = renderer.scope_model() else {

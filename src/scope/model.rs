@@ -17,7 +17,7 @@ use crate::ConfigError;
 pub(super) struct Inner {
     /// Scope names in declaration order; a scope's index is its bit.
     pub(super) names: Box<[Box<str>]>,
-    pub(super) index: HashMap<Box<str>, u16>,
+    pub(super) index: HashMap<Box<str>, u16, ahash::RandomState>,
     /// Words per bitset.
     pub(super) words: usize,
     /// `names.len()` bitsets of `words` words: each scope's implication closure.

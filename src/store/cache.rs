@@ -71,10 +71,10 @@ impl<S> Clone for CachedStore<S> {
 
 struct Inner<S> {
     store: S,
-    cache: moka::sync::Cache<CacheKey, Entry>,
+    cache: moka::sync::Cache<CacheKey, Entry, ahash::RandomState>,
     /// Digests of imported keys whose record is cached under their digest, so that
     /// invalidating an id also drops the digest entry.
-    digests: moka::sync::Cache<KeyId, [u8; 32]>,
+    digests: moka::sync::Cache<KeyId, [u8; 32], ahash::RandomState>,
     fills: Mutex<HashMap<CacheKey, Arc<Fill>>>,
     clock: SharedClock,
     positive_ttl: Duration,
@@ -206,11 +206,11 @@ impl<S> CachedStoreBuilder<S> {
                 positive: positive_ttl,
                 negative: negative_ttl,
             })
-            .build();
+            .build_with_hasher(ahash::RandomState::new());
         let digests = moka::sync::Cache::builder()
             .max_capacity(self.max_entries)
             .time_to_live(positive_ttl)
-            .build();
+            .build_with_hasher(ahash::RandomState::new());
         Ok(CachedStore {
             inner: Arc::new(Inner {
                 store: self.store,

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# End-to-end cost of authentication over real HTTP on loopback, side by side with the
+# same handler without authentication: GET /healthz (no auth) against GET /v1/ping
+# (ApiKeyLayer + scope guard + rate limit + last-used, same handler and body).
+#
+# 1. Instructions per request (the primary figure): the release demo runs under
+#    `valgrind --tool=callgrind`; N keep-alive requests go to each route, with
+#    `callgrind_control -z` / `-d` around each phase.
+# 2. Requests per second (secondary, noisy on shared machines): wrk, server and load
+#    generator pinned to different cores, the two routes alternating for several rounds.
+#
+# Usage: benches/e2e.sh [callgrind|wrk|all]   (N=2000 ROUNDS=5 DURATION=5s by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODE=${1:-all}
+N=${N:-2000}
+ROUNDS=${ROUNDS:-5}
+DURATION=${DURATION:-5s}
+OUT=${OUT:-target/e2e}
+mkdir -p "$OUT"
+
+need() {
+    command -v "$1" >/dev/null 2>&1 && return
+    echo "installing $2" >&2
+    apt-get update -qq && apt-get install -y -qq "$2" >/dev/null
+}
+need curl curl
+need valgrind valgrind
+need wrk wrk
+
+cargo build --release --example demo --quiet
+BIN=target/release/examples/demo
+
+# Starts the demo (optionally under a wrapper command), sets BASE, KEY and PID.
+start_demo() {
+    local log="$OUT/demo.stdout"
+    rm -f "$log"
+    "$@" "$BIN" --listen 127.0.0.1:0 --rate-limit 1000000000/s >"$log" 2>"$OUT/demo.stderr" &
+    PID=$!
+    for _ in $(seq 1 600); do
+        if grep -q '^admin key for globex' "$log" 2>/dev/null; then break; fi
+        sleep 0.1
+    done
+    BASE=$(sed -n 's/^listening on //p' "$log")
+    KEY=$(sed -n 's/^admin key for acme (shown once): //p' "$log")
+    [ -n "$BASE" ] && [ -n "$KEY" ] || { echo "the demo did not start" >&2; cat "$OUT/demo.stderr" >&2; exit 1; }
+}
+
+stop_demo() {
+    kill -TERM "$PID" 2>/dev/null || true
+    wait "$PID" 2>/dev/null || true
+}
+
+# N keep-alive GETs of one path over a single connection.
+requests() {
+    local path=$1 auth=${2:-}
+    local config="$OUT/curl.conf"
+    : >"$config"
+    for _ in $(seq 1 "$N"); do printf 'url = "%s%s"\noutput = "/dev/null"\n' "$BASE" "$path" >>"$config"; done
+    if [ -n "$auth" ]; then
+        curl -s -H "Authorization: Bearer $auth" -K "$config"
+    else
+        curl -s -K "$config"
+    fi
+}
+
+# Sum of instructions (Ir) in a callgrind dump.
+instructions() {
+    awk '/^(summary|totals):/ { print $2; exit }' "$1"
+}
+
+callgrind() {
+    echo "== instructions per request (callgrind, N=$N)"
+    start_demo valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.%p.out"
+    # Warm up both routes (connection setup, first cache fill, lazy statics).
+    N=50 requests /healthz
+    N=50 requests /v1/ping "$KEY"
+    local phase
+    for phase in healthz ping healthz ping; do
+        callgrind_control -z "$PID" >/dev/null 2>&1
+        rm -f "$OUT"/callgrind.*.out.*
+        if [ "$phase" = healthz ]; then requests /healthz; else requests /v1/ping "$KEY"; fi
+        callgrind_control -d "$PID" >/dev/null 2>&1
+        local dump
+        dump=$(ls -t "$OUT"/callgrind."$PID".out.* | head -n 1)
+        local ir
+        ir=$(instructions "$dump")
+        echo "$phase $ir" >>"$OUT/phases.txt"
+        printf '%-8s %14s instructions  %10.0f per request\n' "$phase" "$ir" "$(echo "$ir / $N" | bc -l)"
+    done
+    stop_demo
+    awk -v n="$N" '
+        { sum[$1] += $2; count[$1]++ }
+        END {
+            h = sum["healthz"] / count["healthz"] / n
+            p = sum["ping"] / count["ping"] / n
+            printf "healthz  %.0f instructions/request\nping     %.0f instructions/request\nauth     %.0f instructions/request (ping - healthz)\n", h, p, p - h
+        }' "$OUT/phases.txt"
+    rm -f "$OUT/phases.txt"
+}
+
+wrk_rounds() {
+    echo "== requests per second (wrk, $ROUNDS rounds of $DURATION per route, server on cpu 0, wrk on cpu 1)"
+    start_demo taskset -c 0
+    local round healthz ping
+    for round in $(seq 1 "$ROUNDS"); do
+        healthz=$(taskset -c 1 wrk -t1 -c16 -d"$DURATION" "$BASE/healthz" | awk '/Requests\/sec/ { print $2 }')
+        ping=$(taskset -c 1 wrk -t1 -c16 -d"$DURATION" -H "Authorization: Bearer $KEY" "$BASE/v1/ping" | awk '/Requests\/sec/ { print $2 }')
+        printf 'round %d  healthz %10.0f req/s  ping %10.0f req/s  ping/healthz %.3f\n' \
+            "$round" "$healthz" "$ping" "$(echo "$ping / $healthz" | bc -l)"
+    done
+    stop_demo
+}
+
+case "$MODE" in
+    callgrind) callgrind ;;
+    wrk) wrk_rounds ;;
+    all) callgrind; wrk_rounds ;;
+    *) echo "usage: $0 [callgrind|wrk|all]" >&2; exit 2 ;;
+esac
