@@ -273,6 +273,21 @@ fn header_value(text: String) -> HeaderValue {
     HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// `"<policy>";a=1;b=2`, built without the `fmt` machinery (it runs per response).
+fn field(policy: &str, params: [(&str, u64); 2]) -> HeaderValue {
+    let mut out = String::with_capacity(policy.len() + 32);
+    out.push('"');
+    out.push_str(policy);
+    out.push('"');
+    for (name, value) in params {
+        out.push(';');
+        out.push_str(name);
+        out.push('=');
+        super::limits::push_u64(&mut out, value);
+    }
+    header_value(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,19 +400,4 @@ mod tests {
         assert_eq!(outcome.status(), http::StatusCode::BAD_REQUEST);
         assert!(!too_big.is_allowed());
     }
-}
-
-/// `"<policy>";a=1;b=2`, built without the `fmt` machinery (it runs per response).
-fn field(policy: &str, params: [(&str, u64); 2]) -> HeaderValue {
-    let mut out = String::with_capacity(policy.len() + 32);
-    out.push('"');
-    out.push_str(policy);
-    out.push('"');
-    for (name, value) in params {
-        out.push(';');
-        out.push_str(name);
-        out.push('=');
-        super::limits::push_u64(&mut out, value);
-    }
-    header_value(out)
 }
