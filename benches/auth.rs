@@ -14,10 +14,13 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use futures_util::FutureExt;
 use http::{Request, Response};
 use serde_json::Value;
-use tower::{Layer, Service};
+use tower::{Layer, Service, ServiceBuilder};
 use tower_api_key::credentials::KeySources;
 use tower_api_key::key::KeyFormat;
+use tower_api_key::rate_limit::{RateLimitLayer, RateLimits};
+use tower_api_key::scope::RequireScopesLayer;
 use tower_api_key::store::{CachedStore, KeyRecord, KeyStore, MemoryStore, Owner};
+use tower_api_key::ScopeModel;
 use tower_api_key::{ApiKeyLayer, Authenticator};
 
 fn format() -> KeyFormat {
@@ -98,8 +101,16 @@ fn cache_hit(c: &mut Criterion) {
     #[allow(deprecated)]
     let mut static_token = tower_http::validate_request::ValidateRequestHeaderLayer::bearer(&s.key)
         .layer(tower::service_fn(ok));
-    let mut layered = ApiKeyLayer::new(Authenticator::new(s.store.clone(), format()))
-        .layer(tower::service_fn(ok));
+    let model = ScopeModel::performance_blocks();
+    // The full path: Bearer extraction, checksum, SHA-256, cache hit, clock checks and
+    // a one-scope guard.
+    let mut layered = ServiceBuilder::new()
+        .layer(
+            ApiKeyLayer::new(Authenticator::new(s.store.clone(), format()))
+                .with_scope_model(model.clone()),
+        )
+        .layer(RequireScopesLayer::new(&model, "session:read").unwrap())
+        .service(tower::service_fn(ok));
 
     let mut group = c.benchmark_group("cache_hit");
     group.bench_function("no_auth", |b| {
@@ -249,5 +260,51 @@ fn json_body(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, cache_hit, refusals, cache_miss, population, json_body);
+fn rate_limiter(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let s = setup(&rt, 1_000);
+    let auth = || ApiKeyLayer::new(Authenticator::new(s.store.clone(), format()));
+    let mut without = auth().layer(tower::service_fn(ok));
+    let limits = RateLimits::new("1000000000/s".parse().unwrap());
+    let mut with = ServiceBuilder::new()
+        .layer(auth())
+        .layer(RateLimitLayer::new(limits.clone()))
+        .service(tower::service_fn(ok));
+    let record = rt.block_on(async {
+        let id = match format().parse(&s.key) {
+            Some(tower_api_key::key::Presented::Native(p)) => *p.id(),
+            _ => unreachable!(),
+        };
+        s.store.lookup_id(&id).await.unwrap().unwrap()
+    });
+
+    let mut group = c.benchmark_group("rate_limit");
+    group.bench_function("api_key_layer", |b| {
+        b.iter(|| black_box(call_now(&mut without, bearer_request(&s.key))))
+    });
+    group.bench_function("api_key_layer_and_rate_limit", |b| {
+        b.iter(|| {
+            let response = call_now(&mut with, bearer_request(&s.key));
+            assert_eq!(response.status(), 200);
+            black_box(response)
+        })
+    });
+    group.bench_function("limits_check_only", |b| {
+        b.iter(|| black_box(limits.check(&record, 1)))
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    cache_hit,
+    refusals,
+    cache_miss,
+    population,
+    json_body,
+    rate_limiter
+);
 criterion_main!(benches);

@@ -54,11 +54,22 @@ pub const ORGANIZATIONS: [&str; 2] = ["acme", "globex"];
 /// How often `last_used_at` is written.
 pub const LAST_USED_INTERVAL: Duration = Duration::from_secs(2);
 
+/// The handlers' state. Cheap to clone (axum clones it for every request).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
     pub data: Arc<Data>,
     pub manager: KeyManager<DemoStore>,
     pub audit: AuditLog,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl FromRef<AppState> for Arc<Data> {
@@ -165,9 +176,14 @@ pub fn build(
     let guarded = |route: MethodRouter<AppState>,
                    requirement: &str|
      -> Result<MethodRouter<AppState>, String> {
-        Ok(route
-            .route_layer(rate.clone())
-            .route_layer(RequireScopesLayer::new(&model, requirement).map_err(err)?))
+        // One route layer for both checks: each `route_layer` boxes and clones the
+        // route once more per request. The scope guard runs first, so a 403 spends no
+        // rate limit.
+        Ok(route.route_layer(
+            ServiceBuilder::new()
+                .layer(RequireScopesLayer::new(&model, requirement).map_err(err)?)
+                .layer(rate.clone()),
+        ))
     };
 
     let authenticator = Authenticator::new(cache.clone(), format);
@@ -234,11 +250,11 @@ pub fn build(
         )
         .route_layer(bridge_layer);
 
-    let state = AppState {
+    let state = AppState(Arc::new(Shared {
         data: Arc::new(Data::default()),
         manager: manager.clone(),
         audit,
-    };
+    }));
     let router = Router::new()
         .route("/healthz", get(api::healthz))
         .merge(performance_blocks)
