@@ -30,10 +30,12 @@
 use std::fmt;
 use std::sync::Arc;
 
+use time::OffsetDateTime;
+
 use crate::key::{Digest, Environment, KeyFormat, KeyId, Presented};
 use crate::outcome::Outcome;
 use crate::principal::Principal;
-use crate::store::{CacheKey, Cached, CachedStore, KeyRecord, KeyStatus, KeyStore};
+use crate::store::{CacheKey, Cached, CachedRecord, CachedStore, KeyStatus, KeyStore};
 use crate::ConfigError;
 
 /// Checks presented keys against a [`CachedStore`].
@@ -179,13 +181,15 @@ impl<S: KeyStore> Authenticator<S> {
         let Some(parsed) = self.formats.iter().find_map(|f| f.parse(presented)) else {
             return Step::Done(Err(Outcome::Malformed));
         };
+        // One clock read serves the cache's freshness check and the record's checks.
+        let now = self.store.clock().now();
         match parsed {
             Presented::Native(key) => {
                 let cache_key = CacheKey::Id(*key.id());
-                match self.store.peek(&cache_key) {
+                match self.store.peek(&cache_key, now) {
                     Some(Cached::Unknown) => Step::Done(Err(Outcome::Unknown)),
                     Some(Cached::Found(record)) => {
-                        Step::Done(self.verify(record, &key.digest(), key.environment(), true))
+                        Step::Done(self.verify(record, &key.digest(), key.environment(), true, now))
                     }
                     None => Step::Miss(Lookup {
                         key: cache_key,
@@ -198,10 +202,10 @@ impl<S: KeyStore> Authenticator<S> {
             Presented::Imported(text) => {
                 let digest = Digest::of(text);
                 let cache_key = CacheKey::Digest(*digest.as_bytes());
-                match self.store.peek(&cache_key) {
+                match self.store.peek(&cache_key, now) {
                     Some(Cached::Unknown) => Step::Done(Err(Outcome::Unknown)),
                     Some(Cached::Found(record)) => {
-                        Step::Done(self.verify(record, &digest, None, false))
+                        Step::Done(self.verify(record, &digest, None, false, now))
                     }
                     None => Step::Miss(Lookup {
                         key: cache_key,
@@ -222,22 +226,30 @@ impl<S: KeyStore> Authenticator<S> {
             .await
             .map_err(|_| Outcome::StoreUnavailable)?
             .ok_or(Outcome::Unknown)?;
-        self.verify(record, &lookup.digest, lookup.environment, lookup.native)
+        let now = self.store.clock().now();
+        self.verify(
+            record,
+            &lookup.digest,
+            lookup.environment,
+            lookup.native,
+            now,
+        )
     }
 
     fn verify(
         &self,
-        record: Arc<KeyRecord>,
+        record: Arc<CachedRecord>,
         digest: &Digest,
         environment: Option<Environment>,
         native: bool,
+        now: OffsetDateTime,
     ) -> Result<Principal, Outcome> {
         // The digest comparison is the authentication; the environment check is a
         // second line against a record stored under the wrong prefix.
         if !record.digest.ct_eq(digest) || (native && record.environment != environment) {
             return Err(Outcome::Unknown);
         }
-        let sunset = match record.status_at(self.store.clock().now()) {
+        let sunset = match record.status_at(now) {
             KeyStatus::Active => None,
             KeyStatus::InGrace(until) => Some(until),
             KeyStatus::Revoked => return Err(Outcome::Revoked),
@@ -248,7 +260,7 @@ impl<S: KeyStore> Authenticator<S> {
                 return Err(Outcome::WrongEnvironment);
             }
         }
-        Ok(Principal::new(record, sunset))
+        Ok(Principal::new(record, sunset, now))
     }
 }
 

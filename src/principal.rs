@@ -1,5 +1,6 @@
 //! The authenticated key, as handlers see it.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use crate::key::{Environment, KeyId};
 use crate::outcome::Outcome;
 use crate::rejection::{renderer_of, Refused, Renderer};
 use crate::scope::{Grants, ScopeModel};
-use crate::store::{KeyRecord, Owner, Rotation};
+use crate::store::{CachedRecord, KeyRecord, Owner, Rotation};
 
 /// The key a request was authenticated with, put in the request extensions by the
 /// layer. Cheap to clone (one `Arc`).
@@ -19,18 +20,24 @@ use crate::store::{KeyRecord, Owner, Rotation};
 /// authentication).
 #[derive(Clone)]
 pub struct Principal {
-    record: Arc<KeyRecord>,
+    record: Arc<CachedRecord>,
     sunset: Option<OffsetDateTime>,
+    authenticated_at: OffsetDateTime,
     /// How refusals are rendered behind the layer that admitted this key. Carried here
     /// so that admitting a request costs one extensions insert, not two.
     renderer: Option<Arc<Renderer>>,
 }
 
 impl Principal {
-    pub(crate) fn new(record: Arc<KeyRecord>, sunset: Option<OffsetDateTime>) -> Self {
+    pub(crate) fn new(
+        record: Arc<CachedRecord>,
+        sunset: Option<OffsetDateTime>,
+        authenticated_at: OffsetDateTime,
+    ) -> Self {
         Self {
             record,
             sunset,
+            authenticated_at,
             renderer: None,
         }
     }
@@ -88,7 +95,13 @@ impl Principal {
     /// The key's scopes under `model`, with implications and the scopes granted to
     /// every key applied.
     pub fn grants(&self, model: &ScopeModel) -> Grants {
-        model.grants(&self.record.scopes)
+        self.record.grants(model).into_owned()
+    }
+
+    /// [`Principal::grants`] without a clone: resolved once per cached record, not once
+    /// per request.
+    pub(crate) fn grants_ref(&self, model: &ScopeModel) -> Cow<'_, Grants> {
+        self.record.grants(model)
     }
 
     /// Organization isolation (Performance Blocks: "you cannot reach data outside that
@@ -125,9 +138,14 @@ impl Principal {
         }
     }
 
+    /// When the key was checked (the clock reading expiry and grace were judged at).
+    pub fn authenticated_at(&self) -> OffsetDateTime {
+        self.authenticated_at
+    }
+
     /// The whole stored record (never contains the secret).
     pub fn record(&self) -> &KeyRecord {
-        &self.record
+        self.record.record()
     }
 }
 

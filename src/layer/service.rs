@@ -172,13 +172,12 @@ fn admit<K: KeyStore, B>(
     );
     metrics::counter!("tower_api_key_requests_total", "outcome" => "authenticated").increment(1);
 
-    let needs_time = config.last_used.is_some() || config.auditor.is_some();
-    let now = needs_time.then(|| config.authenticator.store().clock().now());
-    if let (Some(last_used), Some(now)) = (&config.last_used, now) {
+    let now = principal.authenticated_at();
+    if let Some(last_used) = &config.last_used {
         last_used.touch(*principal.key_id(), now);
     }
-    let audit = match (&config.auditor, now) {
-        (Some(auditor), Some(now)) if is_state_changing(req.method()) => {
+    let audit = match &config.auditor {
+        Some(auditor) if is_state_changing(req.method()) => {
             let mut entry = AuditEntry::new(
                 AuditAction::Request,
                 *principal.key_id(),

@@ -42,7 +42,7 @@ pub struct LastUsed {
 }
 
 struct Shared {
-    pending: Mutex<HashMap<KeyId, OffsetDateTime>>,
+    pending: Mutex<HashMap<KeyId, OffsetDateTime, ahash::RandomState>>,
     writer: Writer,
     interval: Duration,
 }
@@ -64,7 +64,7 @@ impl LastUsed {
             Box::pin(async move { store.touch_last_used(&batch).await })
         });
         let shared = Arc::new(Shared {
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::default()),
             writer,
             interval,
         });
@@ -103,7 +103,9 @@ impl LastUsed {
 }
 
 impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<KeyId, OffsetDateTime>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<KeyId, OffsetDateTime, ahash::RandomState>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 

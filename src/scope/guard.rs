@@ -172,7 +172,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let outcome = match req.extensions().get::<Principal>() {
             Some(principal) => {
-                let grants = principal.grants(&self.guard.model);
+                let grants = principal.grants_ref(&self.guard.model);
                 if self.guard.requirement.is_satisfied_by(&grants) {
                     return ResponseFuture::call(self.inner.call(req), Admitted::default());
                 }
@@ -254,7 +254,7 @@ where
         let Some(principal) = parts.extensions.get::<Principal>().cloned() else {
             return Err(Refused::from_parts(parts, Outcome::Missing));
         };
-        let grants = principal.grants(model);
+        let grants = principal.grants_ref(model);
         let missing: Vec<String> = G::SCOPES
             .iter()
             .filter(|s| !grants.contains(s))

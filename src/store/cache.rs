@@ -1,6 +1,7 @@
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -9,6 +10,7 @@ use tokio::sync::watch;
 use super::{KeyRecord, KeyStore, Owner, StoreError};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::key::{Digest, KeyId};
+use crate::scope::{Grants, ScopeModel};
 use crate::ConfigError;
 
 /// A bounded, single-flight cache of key records in front of any [`KeyStore`].
@@ -89,16 +91,64 @@ pub(crate) enum CacheKey {
 
 #[derive(Clone)]
 struct Entry {
-    record: Option<Arc<KeyRecord>>,
+    record: Option<Arc<CachedRecord>>,
     fetched_at: OffsetDateTime,
 }
 
 type FillResult = Result<Entry, StoreError>;
 
+/// A record as the cache holds it, with what is derived from it once per fill rather
+/// than once per request (its scope grants). Dereferences to the [`KeyRecord`].
+pub struct CachedRecord {
+    record: KeyRecord,
+    grants: OnceLock<Grants>,
+}
+
+impl CachedRecord {
+    pub(crate) fn new(record: KeyRecord) -> Self {
+        Self {
+            record,
+            grants: OnceLock::new(),
+        }
+    }
+
+    /// The record's grants under `model`, resolved on first use and kept with the
+    /// record (a different model resolves afresh).
+    pub(crate) fn grants(&self, model: &ScopeModel) -> Cow<'_, Grants> {
+        let cached = self
+            .grants
+            .get_or_init(|| model.grants(&self.record.scopes));
+        if cached.belongs_to(model) {
+            Cow::Borrowed(cached)
+        } else {
+            Cow::Owned(model.grants(&self.record.scopes))
+        }
+    }
+
+    /// The record.
+    pub fn record(&self) -> &KeyRecord {
+        &self.record
+    }
+}
+
+impl std::ops::Deref for CachedRecord {
+    type Target = KeyRecord;
+
+    fn deref(&self) -> &KeyRecord {
+        &self.record
+    }
+}
+
+impl fmt::Debug for CachedRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.record, f)
+    }
+}
+
 /// A fresh cache answer.
 pub(crate) enum Cached {
     /// The record.
-    Found(Arc<KeyRecord>),
+    Found(Arc<CachedRecord>),
     /// A negative entry: the store did not know the key.
     Unknown,
 }
@@ -338,7 +388,7 @@ impl<S: KeyStore> CachedStore<S> {
     /// # Errors
     ///
     /// The store's error when the record is not cached and the store fails.
-    pub async fn lookup_id(&self, id: &KeyId) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+    pub async fn lookup_id(&self, id: &KeyId) -> Result<Option<Arc<CachedRecord>>, StoreError> {
         self.lookup(CacheKey::Id(*id)).await
     }
 
@@ -350,21 +400,24 @@ impl<S: KeyStore> CachedStore<S> {
     pub async fn lookup_digest(
         &self,
         digest: &Digest,
-    ) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+    ) -> Result<Option<Arc<CachedRecord>>, StoreError> {
         self.lookup(CacheKey::Digest(*digest.as_bytes())).await
     }
 
     /// A fresh cached answer for `key`, without touching the store: `None` on a miss.
-    pub(crate) fn peek(&self, key: &CacheKey) -> Option<Cached> {
+    pub(crate) fn peek(&self, key: &CacheKey, now: OffsetDateTime) -> Option<Cached> {
         let inner = &*self.inner;
         let entry = inner.cache.get(key)?;
-        if !inner.fresh(&entry, inner.clock.now()) {
+        if !inner.fresh(&entry, now) {
             return None;
         }
         Some(entry.record.map_or(Cached::Unknown, Cached::Found))
     }
 
-    pub(crate) async fn lookup(&self, key: CacheKey) -> Result<Option<Arc<KeyRecord>>, StoreError> {
+    pub(crate) async fn lookup(
+        &self,
+        key: CacheKey,
+    ) -> Result<Option<Arc<CachedRecord>>, StoreError> {
         let inner = &*self.inner;
         let now = inner.clock.now();
         if let Some(entry) = inner.cache.get(&key) {
@@ -434,7 +487,7 @@ impl<S: KeyStore> Inner<S> {
             CacheKey::Digest(_) => true,
         });
         Ok(Entry {
-            record: found.map(Arc::new),
+            record: found.map(|r| Arc::new(CachedRecord::new(r))),
             fetched_at: self.clock.now(),
         })
     }
@@ -487,11 +540,11 @@ impl<S> Drop for FillGuard<'_, S> {
 
 impl<S: KeyStore> KeyStore for CachedStore<S> {
     async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        Ok(self.lookup_id(id).await?.map(|r| (*r).clone()))
+        Ok(self.lookup_id(id).await?.map(|r| r.record.clone()))
     }
 
     async fn get_by_digest(&self, digest: &Digest) -> Result<Option<KeyRecord>, StoreError> {
-        Ok(self.lookup_digest(digest).await?.map(|r| (*r).clone()))
+        Ok(self.lookup_digest(digest).await?.map(|r| r.record.clone()))
     }
 
     async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {

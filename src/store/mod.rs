@@ -34,7 +34,9 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 pub(crate) use self::cache::{CacheKey, Cached};
-pub use self::cache::{CachedStore, CachedStoreBuilder, DEFAULT_NEGATIVE_TTL, DEFAULT_TTL};
+pub use self::cache::{
+    CachedRecord, CachedStore, CachedStoreBuilder, DEFAULT_NEGATIVE_TTL, DEFAULT_TTL,
+};
 pub use self::memory::MemoryStore;
 pub use self::record::{KeyRecord, KeyStatus, Owner, Rotation};
 use crate::key::{Digest, KeyId};
