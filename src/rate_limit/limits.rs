@@ -278,18 +278,8 @@ impl<L> RateLimits<L> {
         let now = self.clock.now();
         // Built by hand: this runs on every request, and `format!` costs several
         // times more than the pushes.
-        let mut bucket = String::with_capacity(64);
-        bucket.push_str("rl:");
-        bucket.push_str(policy.name());
-        for n in [
-            u64::from(policy.quota()),
-            policy.window().as_secs(),
-            u64::from(policy.burst()),
-        ] {
-            bucket.push(':');
-            push_u64(&mut bucket, n);
-        }
-        bucket.push(':');
+        let mut bucket = String::with_capacity(policy.bucket_prefix().len() + 40);
+        bucket.push_str(policy.bucket_prefix());
         PartitionId(self.config.partition, record).push_to(&mut bucket);
         let mut request = LimitRequest::new(bucket, policy.clone(), cost, now);
         if let Some(quota) = self.config.quota {

@@ -50,6 +50,9 @@ pub struct RateLimitPolicy {
     window: Duration,
     burst: u32,
     gcra: governor::Quota,
+    /// `rl:<name>:<quota>:<window>:<burst>:`, the start of every bucket id of this
+    /// policy, built once instead of per request.
+    bucket_prefix: Arc<str>,
 }
 
 impl RateLimitPolicy {
@@ -113,13 +116,19 @@ impl RateLimitPolicy {
                  request per nanosecond"
             )));
         };
+        let bucket_prefix = format!("rl:{name}:{quota}:{}:{burst}:", window.as_secs()).into();
         Ok(Self {
             name,
             quota,
             window,
             burst,
             gcra: gcra.allow_burst(max_burst),
+            bucket_prefix,
         })
+    }
+
+    pub(crate) fn bucket_prefix(&self) -> &str {
+        &self.bucket_prefix
     }
 
     /// The name shown in the `RateLimit` fields.
