@@ -117,25 +117,18 @@ impl KeyRecord {
         scopes: Vec<String>,
         created_at: OffsetDateTime,
     ) -> Self {
-        Self {
-            id: minted.id,
-            digest: minted.digest,
-            prefix: minted.prefix.clone(),
-            name: name.into(),
+        let mut record = Self::imported(
+            minted.id,
+            minted.digest,
+            minted.prefix.clone(),
+            name,
             owner,
-            environment: minted.environment,
             scopes,
             created_at,
-            created_by: None,
-            expires_at: None,
-            revoked_at: None,
-            rotation: None,
-            family: minted.id,
-            last_used_at: None,
-            rate_limit_policy: None,
-            metadata: serde_json::Map::new(),
-            imported: false,
-        }
+        );
+        record.environment = minted.environment;
+        record.imported = false;
+        record
     }
 
     /// A record for a key minted by another system, to be found by its digest.
