@@ -730,6 +730,11 @@ async fn each_outcome_is_logged_once_with_ids_and_never_the_secret() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
+    // With a single registered dispatcher, tracing-core decides a callsite's interest
+    // from the default of whichever thread hits it first: another test's thread, with no
+    // subscriber, would cache `Interest::never` for every thread. A second live
+    // dispatcher makes it ask all of them, this test's subscriber included.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let world = World::new().await;
