@@ -13,6 +13,14 @@
 //!   [`MemoryStore`](store::MemoryStore) and the [`CachedStore`](store::CachedStore).
 //! - [`Authenticator`]: a presented key in, a [`Principal`] or an [`Outcome`] out.
 //!
+//! # Features
+//!
+//! | feature | adds |
+//! |---|---|
+//! | `sqlite` | `store::sql::SqliteStore`: a durable key store and audit sink in a SQLite file (bundled SQLite, through sqlx) |
+//!
+//! No feature is on by default, and nothing SQL is compiled without one.
+//!
 //! # Security and deployment
 //!
 //! - Only SHA-256 digests of keys are stored; comparisons are constant-time.
@@ -26,7 +34,10 @@
 //!
 //! # Minimum supported Rust version
 //!
-//! 1.85. Raising it is not a breaking change.
+//! 1.94 (the MSRV of sqlx 0.9, which the SQL stores use). Raising it is not a breaking
+//! change.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod audit;
 mod authenticate;

@@ -1,5 +1,6 @@
 //! Key stores: the [`KeyStore`] trait, the in-memory [`MemoryStore`], and the
-//! [`CachedStore`] that sits in front of any store.
+//! [`CachedStore`] that sits in front of any store. The durable SQLite store is in
+//! `sql` (feature `sqlite`).
 //!
 //! ```
 //! use tower_api_key::key::KeyFormat;
@@ -27,6 +28,9 @@
 mod cache;
 mod memory;
 mod record;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod sql;
 
 use std::future::Future;
 use std::sync::Arc;
