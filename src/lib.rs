@@ -18,6 +18,7 @@
 //! | feature | adds |
 //! |---|---|
 //! | `sqlite` | `store::sql::SqliteStore`: a durable key store and audit sink in a SQLite file (bundled SQLite, through sqlx) |
+//! | `postgres` | `store::sql::PostgresStore`: a key store and audit sink shared by every instance, with LISTEN/NOTIFY cache invalidation |
 //!
 //! No feature is on by default, and nothing SQL is compiled without one.
 //!
@@ -30,7 +31,9 @@
 //!   pass.
 //! - Revocation is seen by the next request on the instance that made it; other
 //!   instances see it within the cache TTL (30 s by default) unless they are told
-//!   through [`CachedStore::invalidate`](store::CachedStore::invalidate).
+//!   through [`CachedStore::invalidate`](store::CachedStore::invalidate). With the
+//!   PostgreSQL store and its invalidation listener, they see it within a second while
+//!   the listener is connected.
 //!
 //! # Minimum supported Rust version
 //!

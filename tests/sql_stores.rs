@@ -1,5 +1,11 @@
 //! The key stores against one contract, and what only the SQL stores promise:
-//! durability across `kill -9` (SQLite).
+//! durability across `kill -9` (SQLite), revocation reaching other instances within a
+//! second, a listener that survives losing its connection, and outages that answer 503
+//! and heal by themselves (PostgreSQL).
+//!
+//! The PostgreSQL tests run against a real server when `TOWER_API_KEY_TEST_POSTGRES_URL`
+//! is set (for example `postgres://postgres@127.0.0.1:5432/test`), each in a fresh
+//! schema of its own; otherwise they say they were skipped and pass.
 
 mod support;
 
@@ -504,8 +510,11 @@ contract!(memory_contract, Some(Memory(MemoryStore::new())));
 #[cfg(feature = "sqlite")]
 contract!(sqlite_contract, Some(sqlite::TempDb::new().await));
 
+#[cfg(feature = "postgres")]
+contract!(postgres_contract, postgres::TestSchema::new().await);
+
 /// A unique name for a temporary file or schema.
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 fn unique(prefix: &str) -> String {
     let mut bytes = [0u8; 6];
     getrandom::fill(&mut bytes).unwrap();
@@ -514,7 +523,7 @@ fn unique(prefix: &str) -> String {
 }
 
 /// Audit sinks that can be read back, for the shared audit test.
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod audit_log {
     use std::future::Future;
 
@@ -533,6 +542,18 @@ mod audit_log {
 
     #[cfg(feature = "sqlite")]
     impl AuditLog for tower_api_key::store::sql::SqliteStore {
+        async fn query(
+            &self,
+            owner: &Owner,
+            key: Option<&KeyId>,
+            limit: u32,
+        ) -> Result<Vec<AuditEntry>, StoreError> {
+            self.query_audit(owner, key, limit).await
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    impl AuditLog for tower_api_key::store::sql::PostgresStore {
         async fn query(
             &self,
             owner: &Owner,
@@ -923,5 +944,585 @@ mod sqlite {
             assert!(count as usize >= acked.len());
         });
         remove_db(&path);
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use std::net::SocketAddr;
+    use std::str::FromStr;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration as StdDuration, Instant};
+
+    use axum::body::Body;
+    use axum::routing::get;
+    use axum::Router;
+    use http::{Request, StatusCode};
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    use sqlx::{AssertSqlSafe, Connection, PgConnection};
+    use tokio::net::{TcpListener, TcpStream};
+    use tower::ServiceExt;
+    use tower_api_key::key::MintedKey;
+    use tower_api_key::store::sql::{ListenerHandle, PostgresStore};
+    use tower_api_key::store::CachedStore;
+    use tower_api_key::{ApiKeyLayer, Authenticator, Outcome};
+
+    use super::*;
+
+    const URL_ENV: &str = "TOWER_API_KEY_TEST_POSTGRES_URL";
+
+    fn server_url() -> Option<String> {
+        let url = std::env::var(URL_ENV).ok().filter(|u| !u.is_empty());
+        if url.is_none() {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!(
+                    "skipped: {URL_ENV} is not set, so there is no PostgreSQL server to test \
+                     against (e.g. {URL_ENV}=postgres://postgres@127.0.0.1:5432/test)"
+                );
+            }
+        }
+        url
+    }
+
+    /// A fresh schema (and table prefix) of its own, dropped at the end, even after a
+    /// failure.
+    pub(crate) struct TestSchema {
+        url: String,
+        schema: String,
+        prefix: String,
+        store: PostgresStore,
+    }
+
+    impl TestSchema {
+        /// `None` (after saying so) when no server is configured.
+        pub(crate) async fn new() -> Option<Self> {
+            let url = server_url()?;
+            let schema = unique("tak_test_");
+            let mut admin = PgConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let prefix = format!("{}_", unique("t"));
+            let store = connect(&options(&url, &schema, None), &prefix).await;
+            store.migrate().await.unwrap();
+            Some(Self {
+                url,
+                schema,
+                prefix,
+                store,
+            })
+        }
+
+        /// Options reaching this schema, through `addr` if given.
+        fn options(&self, addr: Option<SocketAddr>) -> PgConnectOptions {
+            options(&self.url, &self.schema, addr)
+        }
+
+        /// Another store on the same tables, with a pool of its own: another instance.
+        async fn connect(&self) -> PostgresStore {
+            connect(&self.options(None), &self.prefix).await
+        }
+
+        async fn admin(&self) -> PgConnection {
+            PgConnection::connect_with(&self.options(None))
+                .await
+                .unwrap()
+        }
+    }
+
+    fn options(url: &str, schema: &str, addr: Option<SocketAddr>) -> PgConnectOptions {
+        let options = PgConnectOptions::from_str(url)
+            .unwrap()
+            .options([("search_path", schema)]);
+        match addr {
+            Some(addr) => options.host(&addr.ip().to_string()).port(addr.port()),
+            None => options,
+        }
+    }
+
+    async fn connect(options: &PgConnectOptions, prefix: &str) -> PostgresStore {
+        PostgresStore::connect_with(options.clone())
+            .await
+            .unwrap()
+            .with_table_prefix(prefix)
+            .unwrap()
+    }
+
+    impl std::ops::Deref for TestSchema {
+        type Target = PostgresStore;
+        fn deref(&self) -> &PostgresStore {
+            &self.store
+        }
+    }
+
+    impl Drop for TestSchema {
+        fn drop(&mut self) {
+            let (url, schema) = (self.url.clone(), self.schema.clone());
+            // A runtime of its own: this may run while the test's runtime unwinds.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    if let Ok(mut admin) = PgConnection::connect(&url).await {
+                        let drop = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+                        let _ = sqlx::raw_sql(AssertSqlSafe(drop)).execute(&mut admin).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+
+    /// One server instance: its own pool, cache and listener.
+    struct Instance {
+        store: PostgresStore,
+        cache: CachedStore<PostgresStore>,
+        auth: Authenticator<PostgresStore>,
+        listener: ListenerHandle,
+    }
+
+    impl Instance {
+        async fn start(store: PostgresStore) -> Self {
+            // A TTL far longer than any test: only notifications can refresh the cache.
+            let cache = CachedStore::builder(store.clone())
+                .with_ttl(StdDuration::from_secs(3_600))
+                .with_negative_ttl(StdDuration::from_secs(3_600))
+                .build()
+                .unwrap();
+            let listener = store.spawn_invalidation_listener(cache.clone());
+            tokio::time::timeout(StdDuration::from_secs(10), listener.ready())
+                .await
+                .expect("the listener never connected");
+            let auth = Authenticator::new(cache.clone(), pb_format());
+            Self {
+                store,
+                cache,
+                auth,
+                listener,
+            }
+        }
+    }
+
+    /// Inserts a fresh key through `store`, and waits until every listener in
+    /// `heard_by` has heard of it (a lookup made before that may be invalidated by the
+    /// insert's own notification).
+    async fn insert_minted(store: &impl KeyStore, heard_by: &[&ListenerHandle]) -> MintedKey {
+        let before: Vec<u64> = heard_by.iter().map(|l| l.notifications()).collect();
+        let minted = pb_format().generate(Some("live")).unwrap();
+        let record = KeyRecord::new(&minted, "k", acme(), vec![], OffsetDateTime::now_utc());
+        store.insert(&record).await.unwrap();
+        for (listener, before) in heard_by.iter().zip(before) {
+            wait_until(StdDuration::from_secs(5), "the insert heard", || async {
+                listener.notifications() > before
+            })
+            .await;
+        }
+        minted
+    }
+
+    /// Polls `check` every 10 ms until it holds; the time it took, or a panic after
+    /// `deadline`.
+    async fn wait_until<F, Fut>(deadline: StdDuration, what: &str, mut check: F) -> StdDuration
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let start = Instant::now();
+        loop {
+            if check().await {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "{what}: not within {deadline:?}"
+            );
+            tokio::time::sleep(StdDuration::from_millis(10)).await;
+        }
+    }
+
+    #[allow(clippy::print_stderr)]
+    fn report(what: &str, took: StdDuration) {
+        eprintln!("{what}: {took:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_revocation_reaches_another_instance_within_a_second() {
+        let Some(db) = TestSchema::new().await else {
+            return;
+        };
+        let a = Instance::start(db.connect().await).await;
+        let b = Instance::start(db.connect().await).await;
+
+        let minted = insert_minted(&a.cache, &[&a.listener, &b.listener]).await;
+        let key = minted.key.expose_secret();
+        b.auth.authenticate(key).await.unwrap();
+        assert!(b.cache.entry_count() >= 1, "B has the key cached");
+
+        a.cache
+            .revoke(&minted.id, OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        let took = wait_until(StdDuration::from_secs(5), "B refuses the key", || async {
+            b.auth.authenticate(key).await.err() == Some(Outcome::Revoked)
+        })
+        .await;
+        report(
+            "revocation through instance A seen by instance B after",
+            took,
+        );
+        assert!(took < StdDuration::from_secs(1), "took {took:?}");
+
+        // An operator's UPDATE in psql reaches the caches just the same.
+        let minted = insert_minted(&a.store, &[&a.listener, &b.listener]).await;
+        let key = minted.key.expose_secret();
+        a.auth.authenticate(key).await.unwrap();
+        b.auth.authenticate(key).await.unwrap();
+        let mut admin = db.admin().await;
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {}keys SET revoked_at = now() WHERE id = $1",
+            db.prefix
+        )))
+        .bind(minted.id.as_str())
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        let took = wait_until(StdDuration::from_secs(5), "both refuse the key", || async {
+            a.auth.authenticate(key).await.err() == Some(Outcome::Revoked)
+                && b.auth.authenticate(key).await.err() == Some(Outcome::Revoked)
+        })
+        .await;
+        report("revocation by SQL seen by both instances after", took);
+        assert!(took < StdDuration::from_secs(1), "took {took:?}");
+
+        // An imported key that B remembered as unknown (by digest) works on B at once.
+        let foreign = "pb_rcbcKubT0rEilFd9haG5JoPaMwIEx6G9nRjNdTYXSIM";
+        let b_auth = Authenticator::new(
+            b.cache.clone(),
+            pb_format().with_imported_prefix("pb_").unwrap(),
+        );
+        assert_eq!(
+            b_auth.authenticate(foreign).await.unwrap_err(),
+            Outcome::Unknown
+        );
+        let imported = KeyRecord::imported(
+            KeyId::generate().unwrap(),
+            Digest::of(foreign),
+            "pb_rcbcK",
+            "imported",
+            acme(),
+            vec![],
+            OffsetDateTime::now_utc(),
+        );
+        a.cache.insert(&imported).await.unwrap();
+        let took = wait_until(
+            StdDuration::from_secs(5),
+            "B accepts the import",
+            || async { b_auth.authenticate(foreign).await.is_ok() },
+        )
+        .await;
+        assert!(took < StdDuration::from_secs(1), "took {took:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn touching_last_used_notifies_nobody() {
+        let Some(db) = TestSchema::new().await else {
+            return;
+        };
+        let a = Instance::start(db.connect().await).await;
+        let k1 = insert_minted(&a.store, &[]).await;
+        let k2 = insert_minted(&a.store, &[]).await;
+        wait_until(StdDuration::from_secs(5), "two inserts heard", || async {
+            a.listener.notifications() == 2
+        })
+        .await;
+        a.store
+            .touch_last_used(&[(k1.id, OffsetDateTime::now_utc())])
+            .await
+            .unwrap();
+        a.store
+            .revoke(&k2.id, OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        // Notifications arrive in commit order: the revoke's comes after the touch's
+        // would have.
+        wait_until(StdDuration::from_secs(5), "the revoke heard", || async {
+            a.listener.notifications() >= 3
+        })
+        .await;
+        assert_eq!(
+            a.listener.notifications(),
+            3,
+            "the touch sent a notification"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_listener_reconnects_clears_the_cache_and_hears_again() {
+        let Some(db) = TestSchema::new().await else {
+            return;
+        };
+        let a = Instance::start(db.connect().await).await;
+        let b = Instance::start(db.connect().await).await;
+        let k1 = insert_minted(&a.store, &[&a.listener]).await;
+        a.auth.authenticate(k1.key.expose_secret()).await.unwrap();
+        assert!(a.cache.entry_count() >= 1);
+
+        let pid = a.listener.backend_pid().expect("listening");
+        let mut admin = db.admin().await;
+        let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        assert!(killed);
+        let took = wait_until(StdDuration::from_secs(10), "reconnected", || async {
+            a.listener.reconnects() == 1 && a.listener.is_listening()
+        })
+        .await;
+        report("listener reconnected after", took);
+        assert_ne!(a.listener.backend_pid(), Some(pid));
+        assert_eq!(a.cache.entry_count(), 0, "the cache was not cleared");
+
+        // And it hears new notifications.
+        let k2 = insert_minted(&b.store, &[&a.listener, &b.listener]).await;
+        let key = k2.key.expose_secret();
+        a.auth.authenticate(key).await.unwrap();
+        b.cache
+            .revoke(&k2.id, OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        let took = wait_until(StdDuration::from_secs(5), "A refuses the key", || async {
+            a.auth.authenticate(key).await.err() == Some(Outcome::Revoked)
+        })
+        .await;
+        assert!(took < StdDuration::from_secs(1), "took {took:?}");
+    }
+
+    /// A TCP proxy to the server that can be taken down (every connection cut, new
+    /// ones closed at once) and brought back.
+    struct Proxy {
+        addr: SocketAddr,
+        up: Arc<AtomicBool>,
+        connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+        accept: tokio::task::JoinHandle<()>,
+    }
+
+    impl Proxy {
+        async fn start(target: SocketAddr) -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let up = Arc::new(AtomicBool::new(true));
+            let connections = Arc::new(Mutex::new(Vec::new()));
+            let accept = tokio::spawn({
+                let (up, connections) = (Arc::clone(&up), Arc::clone(&connections));
+                async move {
+                    while let Ok((mut inbound, _)) = listener.accept().await {
+                        if !up.load(Ordering::SeqCst) {
+                            drop(inbound);
+                            continue;
+                        }
+                        let task = tokio::spawn(async move {
+                            if let Ok(mut outbound) = TcpStream::connect(target).await {
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound)
+                                    .await;
+                            }
+                        });
+                        connections.lock().unwrap().push(task.abort_handle());
+                    }
+                }
+            });
+            Self {
+                addr,
+                up,
+                connections,
+                accept,
+            }
+        }
+
+        fn down(&self) {
+            self.up.store(false, Ordering::SeqCst);
+            for connection in self.connections.lock().unwrap().drain(..) {
+                connection.abort();
+            }
+        }
+
+        fn up(&self) {
+            self.up.store(true, Ordering::SeqCst);
+        }
+    }
+
+    impl Drop for Proxy {
+        fn drop(&mut self) {
+            self.down();
+            self.accept.abort();
+        }
+    }
+
+    async fn server_addr(url: &str) -> SocketAddr {
+        let options = PgConnectOptions::from_str(url).unwrap();
+        let mut found = tokio::net::lookup_host((options.get_host(), options.get_port()))
+            .await
+            .unwrap();
+        found.next().unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_outage_is_503_keeps_cached_keys_and_heals_by_itself() {
+        let Some(db) = TestSchema::new().await else {
+            return;
+        };
+        let proxy = Proxy::start(server_addr(&db.url).await).await;
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(StdDuration::from_secs(1))
+            .connect_lazy_with(db.options(Some(proxy.addr)));
+        let store = PostgresStore::from_pool(pool)
+            .with_table_prefix(&db.prefix)
+            .unwrap();
+        let instance = Instance::start(store).await;
+        let app = Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(ApiKeyLayer::new(instance.auth.clone()));
+        let call = |key: String| {
+            let app = app.clone();
+            async move {
+                let request = Request::get("/")
+                    .header("authorization", format!("Bearer {key}"))
+                    .body(Body::empty())
+                    .unwrap();
+                app.oneshot(request).await.unwrap().status()
+            }
+        };
+        let cached = insert_minted(&instance.store, &[&instance.listener]).await;
+        let uncached = insert_minted(&instance.store, &[&instance.listener]).await;
+        let cached_key = cached.key.expose_secret().to_owned();
+        let uncached_key = uncached.key.expose_secret().to_owned();
+        assert_eq!(call(cached_key.clone()).await, StatusCode::OK);
+
+        proxy.down();
+        assert_eq!(
+            call(cached_key.clone()).await,
+            StatusCode::OK,
+            "a cached key keeps working during the outage"
+        );
+        let start = Instant::now();
+        assert_eq!(
+            call(uncached_key.clone()).await,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "an uncached key is 503 during the outage, never 401"
+        );
+        report("503 during the outage answered after", start.elapsed());
+        assert!(start.elapsed() < StdDuration::from_secs(5));
+        assert!(matches!(
+            instance.store.get(&uncached.id).await,
+            Err(StoreError::Unavailable(_))
+        ));
+
+        proxy.up();
+        // The same router, store and pool: nothing is rebuilt.
+        let took = wait_until(StdDuration::from_secs(10), "recovered", || {
+            let call = call(uncached_key.clone());
+            async move { call.await == StatusCode::OK }
+        })
+        .await;
+        report("recovered after the database came back, in", took);
+        assert_eq!(call(cached_key).await, StatusCode::OK);
+        // The listener is back too, and cleared the cache on the way.
+        wait_until(StdDuration::from_secs(15), "listener back", || async {
+            instance.listener.reconnects() >= 1 && instance.listener.is_listening()
+        })
+        .await;
+        let k3 = insert_minted(&db.store, &[&instance.listener]).await;
+        let key = k3.key.expose_secret();
+        instance.auth.authenticate(key).await.unwrap();
+        db.store
+            .revoke(&k3.id, OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        wait_until(StdDuration::from_secs(5), "revocation heard", || async {
+            instance.auth.authenticate(key).await.err() == Some(Outcome::Revoked)
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_schema_from_a_newer_version_is_refused() {
+        let Some(db) = TestSchema::new().await else {
+            return;
+        };
+        db.check_schema().await.unwrap();
+        db.migrate().await.unwrap();
+        let mut admin = db.admin().await;
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {}schema_version SET version = 999",
+            db.prefix
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        for err in [
+            db.migrate().await.unwrap_err(),
+            db.check_schema().await.unwrap_err(),
+        ] {
+            let StoreError::Corrupt(message) = err else {
+                panic!("expected Corrupt, got {err:?}");
+            };
+            assert!(message.contains("version 999"), "{message}");
+        }
+    }
+
+    #[tokio::test]
+    async fn migrate_from_several_instances_at_once() {
+        let Some(db) = TestSchema::new().await else {
+            return;
+        };
+        let fresh = format!("{}x_", db.prefix);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let store = db.connect().await.with_table_prefix(&fresh).unwrap();
+            tasks.spawn(async move { store.migrate().await });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap().unwrap();
+        }
+        db.connect()
+            .await
+            .with_table_prefix(&fresh)
+            .unwrap()
+            .check_schema()
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn only_the_digest_is_stored() {
+        let Some(db) = TestSchema::new().await else {
+            return;
+        };
+        let minted = insert_minted(&db.store, &[]).await;
+        let mut admin = db.admin().await;
+        let row: (Vec<u8>, String) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT digest, row_to_json(k)::text FROM {}keys k WHERE id = $1",
+            db.prefix
+        )))
+        .bind(minted.id.as_str())
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        assert_eq!(row.0, minted.digest.as_bytes());
+        let secret = minted.key.expose_secret();
+        assert!(!row.1.contains(&secret[minted.prefix.len()..]));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn audit_log() {
+        let Some(db) = TestSchema::new().await else {
+            return;
+        };
+        super::audit_log::audit_entries_round_trip_newest_first(&db.store).await;
     }
 }

@@ -1,8 +1,8 @@
 //! Durable key stores on SQL databases, through [sqlx]: `SqliteStore` (feature
-//! `sqlite`).
+//! `sqlite`) and `PostgresStore` (feature `postgres`).
 //!
-//! It implements [`KeyStore`](crate::store::KeyStore) and
-//! [`AuditSink`](crate::audit::AuditSink), and keeps these tables:
+//! Both implement [`KeyStore`](crate::store::KeyStore) and
+//! [`AuditSink`](crate::audit::AuditSink), and keep the same tables:
 //!
 //! | table | holds |
 //! |---|---|
@@ -74,11 +74,20 @@ mod schema;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+#[cfg(feature = "postgres")]
+mod listener;
+#[cfg(feature = "postgres")]
+mod postgres;
+
 use std::fmt;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+#[cfg(feature = "postgres")]
+pub use self::listener::ListenerHandle;
+#[cfg(feature = "postgres")]
+pub use self::postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::SqliteStore;
 use super::{KeyRecord, Owner, Rotation, StoreError};
@@ -131,9 +140,16 @@ impl TablePrefix {
         format!("{}schema_version", self.0)
     }
 
-    /// Replaces `{prefix}` in a SQL template.
+    /// The PostgreSQL notification channel that carries key changes.
+    pub(crate) fn channel(&self) -> String {
+        format!("{}changes", self.0)
+    }
+
+    /// Replaces `{prefix}` and `{channel}` in a SQL template.
     pub(crate) fn render(&self, template: &str) -> String {
-        template.replace("{prefix}", self.as_str())
+        template
+            .replace("{prefix}", self.as_str())
+            .replace("{channel}", &self.channel())
     }
 }
 
@@ -388,9 +404,10 @@ mod tests {
         assert_eq!(p.keys(), "auth_keys");
         assert_eq!(p.audit(), "auth_audit");
         assert_eq!(p.schema_version(), "auth_schema_version");
+        assert_eq!(p.channel(), "auth_changes");
         assert_eq!(
-            p.render("SELECT 1 FROM {prefix}keys WHERE x = '{}'"),
-            "SELECT 1 FROM auth_keys WHERE x = '{}'"
+            p.render("SELECT '{channel}' FROM {prefix}keys WHERE x = '{}'"),
+            "SELECT 'auth_changes' FROM auth_keys WHERE x = '{}'"
         );
         assert_eq!(TablePrefix::default().keys(), "tower_api_key_keys");
     }

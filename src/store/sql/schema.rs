@@ -9,7 +9,7 @@ pub(crate) const CURRENT_VERSION: i64 = 1;
 /// One step of the schema, from `version - 1` to `version`.
 pub(crate) struct Migration {
     pub(crate) version: i64,
-    /// SQL with `{prefix}` placeholders; may hold several statements.
+    /// SQL with `{prefix}` (and `{channel}`) placeholders; may hold several statements.
     pub(crate) sql: &'static str,
 }
 
@@ -17,6 +17,12 @@ pub(crate) struct Migration {
 pub(crate) const SQLITE: &[Migration] = &[Migration {
     version: 1,
     sql: include_str!("migrations/sqlite/0001_create.sql"),
+}];
+
+#[cfg(feature = "postgres")]
+pub(crate) const POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    sql: include_str!("migrations/postgres/0001_create.sql"),
 }];
 
 /// The migrations still to apply to a database at `found`.
@@ -94,5 +100,16 @@ mod tests {
         assert!(message.contains(&format!("version {CURRENT_VERSION}")));
         assert!(message.contains("\"auth_\""));
         assert!(message.contains("Upgrade tower-api-key"));
+    }
+
+    #[cfg(all(feature = "sqlite", feature = "postgres"))]
+    #[test]
+    fn both_backends_reach_the_current_version() {
+        for set in [SQLITE, POSTGRES] {
+            assert_eq!(set.last().map(|m| m.version), Some(CURRENT_VERSION));
+            for (i, m) in set.iter().enumerate() {
+                assert_eq!(m.version, i as i64 + 1);
+            }
+        }
     }
 }

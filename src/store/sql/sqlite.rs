@@ -31,7 +31,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// Several processes may share the file, but each keeps its own cache and nothing
 /// tells them of each other's changes: they see a revocation within their cache TTL.
-/// For several server instances, a shared store that tells them is needed.
+/// For several server instances use `PostgresStore` (feature `postgres`).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
