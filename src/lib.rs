@@ -88,6 +88,15 @@
 //! | [`rate_limit`] | per-key GCRA rate limits (by key, rotation family or owner), per-owner quotas |
 //! | [`Authenticator`] | a presented key in, a [`Principal`] or an [`Outcome`] out, for other transports |
 //!
+//! # Features
+//!
+//! | feature | adds |
+//! |---|---|
+//! | `sqlite` | `store::sql::SqliteStore`: a durable key store and audit sink in a SQLite file (bundled SQLite, through sqlx) |
+//! | `postgres` | `store::sql::PostgresStore`: a key store and audit sink shared by every instance, with LISTEN/NOTIFY cache invalidation |
+//!
+//! No feature is on by default, and nothing SQL is compiled without one.
+//!
 //! # Security and deployment
 //!
 //! - Only SHA-256 digests of keys are stored; comparisons are constant-time.
@@ -98,13 +107,18 @@
 //!   fails closed.
 //! - Revocation is seen by the next request on the instance that made it; other
 //!   instances see it within the cache TTL (30 s by default) unless they are told
-//!   through [`CachedStore::invalidate`](store::CachedStore::invalidate).
+//!   through [`CachedStore::invalidate`](store::CachedStore::invalidate). With the
+//!   PostgreSQL store and its invalidation listener, they see it within a second while
+//!   the listener is connected.
 //! - Put tower-http's `SetRequestIdLayer` outside the layer: every refusal then
 //!   carries `X-Request-Id`, and every log event the request id.
 //!
 //! # Minimum supported Rust version
 //!
-//! 1.85. Raising it is not a breaking change.
+//! 1.85 for the crate and its default features; the `sqlite` and `postgres` features
+//! need 1.94, the MSRV of sqlx 0.9. Raising either is not a breaking change.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod audit;
 mod authenticate;

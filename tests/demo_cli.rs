@@ -4,7 +4,6 @@
 mod support;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use support::{demo_binary, DemoProcess};
 
@@ -74,22 +73,94 @@ async fn startup_lines_then_serving_with_the_configured_rate_limit() {
 #[test]
 fn sigterm_shuts_down_gracefully() {
     let mut demo = DemoProcess::start(&[]);
-    let pid = demo.child.id().to_string();
-    let sent = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(sent.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = demo.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the demo did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = demo.stop();
     assert!(status.success(), "{status:?}");
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn a_sqlite_database_keeps_keys_and_audit_across_restarts() {
+    let dir = std::env::temp_dir().join(format!("tower-api-key-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("demo.db");
+    let url = format!("sqlite://{}", path.display());
+    let client = reqwest::Client::new();
+
+    let first = DemoProcess::start(&["--database", &url]);
+    let key = first.key("acme").to_owned();
+    let created = client
+        .post(format!("{}/v1/api_keys", first.base))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"name": "survivor", "scopes": ["observations:read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let survivor: serde_json::Value = created.json().await.unwrap();
+    let used = client
+        .get(format!("{}/v1/observations", first.base))
+        .bearer_auth(survivor["key"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(used.status(), 200);
+    // A graceful stop flushes last-used times and audit entries.
+    let mut first = first;
+    assert!(first.stop().success());
+
+    // Same database: no new admin keys, and the old keys and audit entries are there.
+    let second = DemoProcess::start_with_keys(&["--database", &url], 0);
+    let session = client
+        .get(format!("{}/v1/session", second.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(session.status(), 200);
+    let read = client
+        .get(format!("{}/v1/observations", second.base))
+        .bearer_auth(survivor["key"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    let log: serde_json::Value = client
+        .get(format!("{}/v1/audit_log", second.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"api_key.created"), "{actions:?}");
+    assert!(actions.contains(&"request"), "{actions:?}");
+    let keys: serde_json::Value = client
+        .get(format!("{}/v1/api_keys", second.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed = keys["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == survivor["id"])
+        .unwrap()
+        .clone();
+    assert!(
+        listed["last_used_at"].is_string(),
+        "last_used_at was not flushed at shutdown: {listed}"
+    );
+    drop(second);
+    let _ = std::fs::remove_dir_all(&dir);
 }

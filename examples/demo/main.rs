@@ -59,6 +59,7 @@ async fn main() -> ExitCode {
         cache_ttl: args.cache_ttl,
         ..Settings::default()
     };
+    let opened_store = store.clone();
     let demo = match app::build(store, audit, auditor, settings) {
         Ok(demo) => demo,
         Err(message) => {
@@ -66,6 +67,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    listen_for_invalidations(&opened_store, &demo);
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(listener) => listener,
         Err(error) => {
@@ -77,6 +79,15 @@ async fn main() -> ExitCode {
         Ok(keys) => keys,
         Err(message) => {
             eprintln!("demo: cannot create the admin keys: {message}");
+            return ExitCode::from(1);
+        }
+    };
+    // Install the signal handlers before announcing the server: a SIGTERM sent as soon
+    // as the startup lines appear must already mean "shut down gracefully".
+    let shutdown = match shutdown_signal() {
+        Ok(shutdown) => shutdown,
+        Err(error) => {
+            eprintln!("demo: cannot install signal handlers: {error}");
             return ExitCode::from(1);
         }
     };
@@ -92,7 +103,7 @@ async fn main() -> ExitCode {
     drop(out);
 
     let served = axum::serve(listener, demo.router.clone())
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await;
     demo.flush().await;
     match served {
@@ -112,31 +123,63 @@ async fn open(database: Option<&str>) -> Result<(DemoStore, AuditLog, Auditor), 
             let auditor = Auditor::spawn(sink.clone(), 4096);
             Ok((DemoStore::Memory(MemoryStore::new()), AuditLog::memory(sink, auditor.clone()), auditor))
         }
+        #[cfg(feature = "sqlite")]
+        Some(url) if url.starts_with("sqlite:") => {
+            let store = tower_api_key::store::sql::SqliteStore::connect(url)
+                .await
+                .map_err(|e| (1, format!("--database: {e}")))?;
+            store.migrate().await.map_err(|e| (1, format!("--database: {e}")))?;
+            let auditor = Auditor::spawn(store.clone(), 4096);
+            let audit = AuditLog::sql(store.clone(), auditor.clone());
+            Ok((DemoStore::Sqlite(store), audit, auditor))
+        }
+        #[cfg(feature = "postgres")]
+        Some(url) if url.starts_with("postgres:") || url.starts_with("postgresql:") => {
+            let store = tower_api_key::store::sql::PostgresStore::connect(url)
+                .await
+                .map_err(|e| (1, format!("--database: {e}")))?;
+            store.migrate().await.map_err(|e| (1, format!("--database: {e}")))?;
+            let auditor = Auditor::spawn(store.clone(), 4096);
+            let audit = AuditLog::sql(store.clone(), auditor.clone());
+            Ok((DemoStore::Postgres(store), audit, auditor))
+        }
         Some(url) => Err((
             2,
-            format!("--database {url:?}: unsupported database URL (expected sqlite://PATH or postgres://…; build with the sqlite or postgres feature)"),
+            format!(
+                "--database {url:?}: unsupported database URL (expected sqlite://PATH or postgres://…; {})",
+                if cfg!(all(feature = "sqlite", feature = "postgres")) {
+                    "both are built in"
+                } else {
+                    "build with --features sqlite,postgres for those"
+                }
+            ),
         )),
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// With PostgreSQL, other instances' revocations reach this one's cache through
+/// LISTEN/NOTIFY.
+#[allow(unused_variables)]
+fn listen_for_invalidations(store: &DemoStore, demo: &app::Demo) {
+    #[cfg(feature = "postgres")]
+    if let DemoStore::Postgres(pg) = store {
+        drop(pg.spawn_invalidation_listener(demo.cache.clone()));
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM. The handlers are registered when this is called.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let ctrl_c = tokio::signal::ctrl_c();
+    Ok(async move {
+        #[cfg(unix)]
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutting down: finishing in-flight requests");
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down: finishing in-flight requests");
+    })
 }

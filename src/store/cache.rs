@@ -335,6 +335,14 @@ impl<S> CachedStore<S> {
         }
     }
 
+    /// Drops the entry cached under `digest` (an imported key's lookup), positive or
+    /// negative, and stops a lookup in flight for it from filling the cache.
+    pub fn invalidate_digest(&self, digest: &Digest) {
+        let mut fills = self.inner.lock_fills();
+        self.inner
+            .invalidate_locked(&mut fills, CacheKey::Digest(*digest.as_bytes()));
+    }
+
     /// Drops everything cached for this record, by id and by digest.
     pub fn invalidate_record(&self, record: &KeyRecord) {
         let mut fills = self.inner.lock_fills();
@@ -607,5 +615,41 @@ impl<S: fmt::Debug> fmt::Debug for CachedStore<S> {
             .field("positive_ttl", &self.inner.positive_ttl)
             .field("negative_ttl", &self.inner.negative_ttl)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::MemoryStore;
+
+    #[tokio::test]
+    async fn invalidating_a_digest_drops_a_negative_entry() {
+        let store = MemoryStore::new();
+        let cache = CachedStore::builder(store.clone())
+            .with_clock(ManualClock::default())
+            .build()
+            .unwrap();
+        let digest = Digest::of("foreign-key");
+        assert!(cache.lookup_digest(&digest).await.unwrap().is_none());
+        // Imported behind the cache's back (by another instance).
+        let record = KeyRecord::imported(
+            KeyId::new("imported1").unwrap(),
+            digest,
+            "foreign",
+            "n",
+            Owner::organization("acme"),
+            vec![],
+            OffsetDateTime::UNIX_EPOCH,
+        );
+        store.insert(&record).await.unwrap();
+        assert!(
+            cache.lookup_digest(&digest).await.unwrap().is_none(),
+            "still negatively cached"
+        );
+        cache.invalidate_digest(&digest);
+        let found = cache.lookup_digest(&digest).await.unwrap().unwrap();
+        assert_eq!(found.id, record.id);
     }
 }

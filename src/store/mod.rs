@@ -1,5 +1,6 @@
 //! Key stores: the [`KeyStore`] trait, the in-memory [`MemoryStore`], and the
-//! [`CachedStore`] that sits in front of any store.
+//! [`CachedStore`] that sits in front of any store. The durable SQLite and PostgreSQL
+//! stores are in `sql` (features `sqlite` and `postgres`).
 //!
 //! ```
 //! use tower_api_key::key::KeyFormat;
@@ -27,6 +28,9 @@
 mod cache;
 mod memory;
 mod record;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+pub mod sql;
 
 use std::future::Future;
 use std::sync::Arc;

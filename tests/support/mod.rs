@@ -206,6 +206,12 @@ pub struct DemoProcess {
 impl DemoProcess {
     /// Starts the demo on 127.0.0.1:0 with `args`, reading its startup lines.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_with_keys(args, 2)
+    }
+
+    /// Like [`DemoProcess::start`], expecting `keys` admin key lines (none on a
+    /// database that already holds keys).
+    pub fn start_with_keys(args: &[&str], keys: usize) -> Self {
         use std::io::BufRead;
         let mut child = std::process::Command::new(demo_binary())
             .args(["--listen", "127.0.0.1:0"])
@@ -222,7 +228,7 @@ impl DemoProcess {
             .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
             .to_owned();
         let mut admin_keys = Vec::new();
-        for _ in 0..2 {
+        for _ in 0..keys {
             let line = lines.next().expect("an admin key line").expect("utf-8");
             let (org, key) = line
                 .strip_prefix("admin key for ")
@@ -244,6 +250,29 @@ impl DemoProcess {
             .find(|(o, _)| o == org)
             .expect("org")
             .1
+    }
+}
+
+impl DemoProcess {
+    /// Sends SIGTERM and waits (up to 10 s) for a clean exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the demo did not exit after SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
 

@@ -106,6 +106,7 @@ impl Clock for SharedClock {
 
 pub struct Demo {
     pub router: Router,
+    pub cache: CachedStore<DemoStore>,
     pub manager: KeyManager<DemoStore>,
     pub last_used: LastUsed,
     pub auditor: Auditor,
@@ -269,6 +270,7 @@ pub fn build(
         );
     Ok(Demo {
         router,
+        cache,
         manager,
         last_used,
         auditor,

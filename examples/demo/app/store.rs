@@ -15,12 +15,20 @@ use super::errors::ApiError;
 #[derive(Debug, Clone)]
 pub enum DemoStore {
     Memory(MemoryStore),
+    #[cfg(feature = "sqlite")]
+    Sqlite(tower_api_key::store::sql::SqliteStore),
+    #[cfg(feature = "postgres")]
+    Postgres(tower_api_key::store::sql::PostgresStore),
 }
 
 macro_rules! each {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             DemoStore::Memory($store) => $call,
+            #[cfg(feature = "sqlite")]
+            DemoStore::Sqlite($store) => $call,
+            #[cfg(feature = "postgres")]
+            DemoStore::Postgres($store) => $call,
         }
     };
 }
@@ -81,6 +89,19 @@ impl AuditLog {
         Self { auditor, reader }
     }
 
+    /// An audit log in the SQL store's audit table (the newest 1,000 entries).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub fn sql<K>(store: K, auditor: Auditor) -> Self
+    where
+        K: SqlAudit,
+    {
+        let reader: Reader = Arc::new(move |owner, key| {
+            let store = store.clone();
+            Box::pin(async move { store.query(&owner, key.as_ref()).await })
+        });
+        Self { auditor, reader }
+    }
+
     /// Entries of `owner`, newest first, optionally about one key.
     pub async fn query(
         &self,
@@ -91,5 +112,37 @@ impl AuditLog {
         (self.reader)(owner.clone(), key.copied())
             .await
             .map_err(|_| ApiError::unavailable())
+    }
+}
+
+/// The SQL stores' audit query, under one name.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub trait SqlAudit: Clone + Send + Sync + 'static {
+    fn query(
+        &self,
+        owner: &Owner,
+        key: Option<&KeyId>,
+    ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
+}
+
+#[cfg(feature = "sqlite")]
+impl SqlAudit for tower_api_key::store::sql::SqliteStore {
+    async fn query(
+        &self,
+        owner: &Owner,
+        key: Option<&KeyId>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.query_audit(owner, key, 1000).await
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl SqlAudit for tower_api_key::store::sql::PostgresStore {
+    async fn query(
+        &self,
+        owner: &Owner,
+        key: Option<&KeyId>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        self.query_audit(owner, key, 1000).await
     }
 }

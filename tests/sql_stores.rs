@@ -1,0 +1,1528 @@
+//! The key stores against one contract, and what only the SQL stores promise:
+//! durability across `kill -9` (SQLite), revocation reaching other instances within a
+//! second, a listener that survives losing its connection, and outages that answer 503
+//! and heal by themselves (PostgreSQL).
+//!
+//! The PostgreSQL tests run against a real server when `TOWER_API_KEY_TEST_POSTGRES_URL`
+//! is set (for example `postgres://postgres@127.0.0.1:5432/test`), each in a fresh
+//! schema of its own; otherwise they say they were skipped and pass.
+
+mod support;
+
+use std::collections::HashSet;
+
+use support::pb_format;
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+use tower_api_key::key::{Digest, KeyId};
+use tower_api_key::store::{KeyRecord, KeyStore, MemoryStore, Owner, Rotation, StoreError};
+
+/// A time with whole microseconds: SQL stores keep microsecond precision.
+const T0: OffsetDateTime = datetime!(2026-01-02 03:04:05.123456 UTC);
+
+fn new_key(owner: Owner, created_at: OffsetDateTime) -> KeyRecord {
+    let minted = pb_format().generate(Some("live")).unwrap();
+    KeyRecord::new(
+        &minted,
+        "test key",
+        owner,
+        vec!["employees:read".into()],
+        created_at,
+    )
+}
+
+fn acme() -> Owner {
+    Owner::organization("acme")
+}
+
+/// One shared suite: every [`KeyStore`] must pass it.
+mod cases {
+    use super::*;
+
+    /// A record with every field set, including the ones only the store changes.
+    fn full_record() -> KeyRecord {
+        let mut r = new_key(acme(), T0)
+            .with_created_by("user_42")
+            .with_expires_at(Some(T0 + Duration::days(90)));
+        r.scopes = vec![
+            "employees:read".into(),
+            "payroll:write".into(),
+            "ünï".into(),
+        ];
+        r.revoked_at = Some(T0 + Duration::hours(1));
+        r.rotation = Some(Rotation {
+            superseded_by: KeyId::new("successor01").unwrap(),
+            valid_until: T0 + Duration::days(7),
+        });
+        r.family = KeyId::new("family00001").unwrap();
+        r.last_used_at = Some(T0 + Duration::minutes(5));
+        r.rate_limit_policy = Some("gold".into());
+        r.metadata = serde_json::json!({
+            "team": "payroll",
+            "nested": {"list": [1, 2.5, "three", null, true], "empty": {}},
+            "unicode": "日本語 ✓",
+            "big": 9_007_199_254_740_991_i64,
+        })
+        .as_object()
+        .unwrap()
+        .clone();
+        r
+    }
+
+    pub(crate) async fn every_field_round_trips<S: KeyStore>(store: &S) {
+        let full = full_record();
+        let minimal = {
+            let mut r = new_key(Owner::user("u_1"), T0);
+            r.environment = None;
+            r.scopes.clear();
+            r
+        };
+        let foreign = "sk_live_0123456789abcdefghijklmnopqrstuvwxyz";
+        let imported = KeyRecord::imported(
+            KeyId::generate().unwrap(),
+            Digest::of(foreign),
+            "sk_live_0123",
+            "imported",
+            acme(),
+            vec!["public_api".into()],
+            T0,
+        )
+        .with_environment(Some(tower_api_key::key::Environment::live()));
+        for record in [&full, &minimal, &imported] {
+            store.insert(record).await.unwrap();
+            let by_id = store.get(&record.id).await.unwrap().expect("inserted");
+            assert!(by_id == *record, "by id:\n{by_id:#?}\n!=\n{record:#?}");
+            assert_eq!(by_id.metadata, record.metadata);
+            assert_eq!(by_id.family, record.family);
+            assert_eq!(by_id.created_by, record.created_by);
+            assert_eq!(by_id.rate_limit_policy, record.rate_limit_policy);
+            assert_eq!(by_id.imported, record.imported);
+            let by_digest = store.get_by_digest(&record.digest).await.unwrap();
+            assert!(by_digest.as_ref() == Some(record), "by digest");
+        }
+        assert!(imported.imported && !full.imported);
+        let found = store.get_by_digest(&Digest::of(foreign)).await.unwrap();
+        assert_eq!(found.unwrap().id, imported.id);
+    }
+
+    pub(crate) async fn unknown_ids_and_digests_are_none<S: KeyStore>(store: &S) {
+        store.insert(&new_key(acme(), T0)).await.unwrap();
+        assert!(store
+            .get(&KeyId::new("nobody").unwrap())
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store
+            .get_by_digest(&Digest::of("nothing"))
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    pub(crate) async fn duplicate_ids_and_digests_conflict<S: KeyStore>(store: &S) {
+        let original = new_key(acme(), T0);
+        store.insert(&original).await.unwrap();
+
+        let mut same_id = new_key(acme(), T0);
+        same_id.id = original.id;
+        same_id.name = "intruder".into();
+        assert!(matches!(
+            store.insert(&same_id).await,
+            Err(StoreError::Conflict)
+        ));
+
+        let mut same_digest = new_key(acme(), T0);
+        same_digest.digest = original.digest;
+        assert!(matches!(
+            store.insert(&same_digest).await,
+            Err(StoreError::Conflict)
+        ));
+        assert!(store.get(&same_digest.id).await.unwrap().is_none());
+        assert_eq!(store.get(&original.id).await.unwrap().unwrap(), original);
+    }
+
+    pub(crate) async fn update_replaces_only_editable_fields<S: KeyStore>(store: &S) {
+        let original = new_key(acme(), T0);
+        store.insert(&original).await.unwrap();
+        let successor = KeyId::new("successor01").unwrap();
+        store
+            .supersede(&original.id, &successor, T0 + Duration::days(1))
+            .await
+            .unwrap();
+        store
+            .touch_last_used(&[(original.id, T0 + Duration::minutes(3))])
+            .await
+            .unwrap();
+        let revoked_at = T0 + Duration::hours(2);
+        store.revoke(&original.id, revoked_at).await.unwrap();
+        let before = store.get(&original.id).await.unwrap().unwrap();
+
+        // A stale copy, edited: the non-editable fields it carries must be ignored.
+        let mut edit = original.clone();
+        edit.name = "renamed".into();
+        edit.scopes = vec!["a:read".into(), "b:write".into()];
+        edit.expires_at = Some(T0 + Duration::days(30));
+        edit.rate_limit_policy = Some("bronze".into());
+        edit.metadata
+            .insert("k".into(), serde_json::json!({"v": [1, 2]}));
+        edit.revoked_at = None;
+        edit.rotation = None;
+        edit.last_used_at = None;
+        edit.created_at = T0 + Duration::days(400);
+        edit.prefix = "pb_live_other".into();
+        edit.owner = Owner::organization("evil");
+        edit.created_by = Some("someone".into());
+        store.update(&edit).await.unwrap();
+
+        let after = store.get(&original.id).await.unwrap().unwrap();
+        assert_eq!(after.name, "renamed");
+        assert_eq!(after.scopes, edit.scopes);
+        assert_eq!(after.expires_at, edit.expires_at);
+        assert_eq!(after.rate_limit_policy, edit.rate_limit_policy);
+        assert_eq!(after.metadata, edit.metadata);
+        // Untouched:
+        assert_eq!(after.revoked_at, Some(revoked_at));
+        assert_eq!(after.rotation, before.rotation);
+        assert_eq!(after.last_used_at, before.last_used_at);
+        assert_eq!(after.created_at, before.created_at);
+        assert_eq!(after.prefix, before.prefix);
+        assert_eq!(after.owner, before.owner);
+        assert_eq!(after.created_by, before.created_by);
+        assert_eq!(after.digest, before.digest);
+        assert_eq!(after.family, before.family);
+
+        let unknown = new_key(acme(), T0);
+        assert!(matches!(
+            store.update(&unknown).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+
+    pub(crate) async fn revoke_is_idempotent_and_keeps_the_first_time<S: KeyStore>(store: &S) {
+        let key = new_key(acme(), T0);
+        store.insert(&key).await.unwrap();
+        let first = T0 + Duration::minutes(1);
+        let revoked = store.revoke(&key.id, first).await.unwrap().unwrap();
+        assert_eq!(revoked.revoked_at, Some(first));
+        assert_eq!(revoked.id, key.id);
+
+        let again = store
+            .revoke(&key.id, T0 + Duration::minutes(9))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.revoked_at, Some(first), "the first revocation stands");
+        let earlier = store.revoke(&key.id, T0).await.unwrap().unwrap();
+        assert_eq!(earlier.revoked_at, Some(first));
+        assert_eq!(
+            store.get(&key.id).await.unwrap().unwrap().revoked_at,
+            Some(first)
+        );
+        assert!(store
+            .revoke(&KeyId::new("nobody").unwrap(), T0)
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    pub(crate) async fn supersede_never_revives_a_revoked_key<S: KeyStore>(store: &S) {
+        let key = new_key(acme(), T0);
+        store.insert(&key).await.unwrap();
+        let next = KeyId::new("successor01").unwrap();
+        let until = T0 + Duration::days(1);
+        let rotated = store
+            .supersede(&key.id, &next, until)
+            .await
+            .unwrap()
+            .unwrap();
+        let rotation = Rotation {
+            superseded_by: next,
+            valid_until: until,
+        };
+        assert_eq!(rotated.rotation, Some(rotation));
+        assert_eq!(
+            store.get(&key.id).await.unwrap().unwrap().rotation,
+            Some(rotation)
+        );
+        // In grace until `until`, then superseded: rotation state round-trips.
+        let stored = store.get(&key.id).await.unwrap().unwrap();
+        assert_eq!(
+            stored.status_at(T0),
+            tower_api_key::store::KeyStatus::InGrace(until)
+        );
+        assert_eq!(
+            stored.status_at(until),
+            tower_api_key::store::KeyStatus::Superseded
+        );
+
+        store.revoke(&key.id, T0).await.unwrap();
+        let other = KeyId::new("successor02").unwrap();
+        assert!(matches!(
+            store.supersede(&key.id, &other, until).await,
+            Err(StoreError::Conflict)
+        ));
+        let stored = store.get(&key.id).await.unwrap().unwrap();
+        assert_eq!(stored.rotation, Some(rotation), "unchanged by the refusal");
+        assert_eq!(stored.revoked_at, Some(T0));
+        assert!(store
+            .supersede(&KeyId::new("nobody").unwrap(), &next, until)
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    pub(crate) async fn list_by_owner_is_newest_first_and_only_that_owner<S: KeyStore>(store: &S) {
+        let oldest = new_key(acme(), T0);
+        let middle = new_key(acme(), T0 + Duration::seconds(1));
+        let newest = new_key(acme(), T0 + Duration::seconds(2));
+        // Inserted out of order, one of them revoked.
+        for key in [&middle, &newest, &oldest] {
+            store.insert(key).await.unwrap();
+        }
+        store.revoke(&middle.id, T0).await.unwrap();
+        // Same id, other kind; and another organization.
+        let personal = new_key(Owner::user("acme"), T0 + Duration::seconds(5));
+        let other = new_key(Owner::organization("globex"), T0 + Duration::seconds(6));
+        store.insert(&personal).await.unwrap();
+        store.insert(&other).await.unwrap();
+
+        let listed: Vec<KeyId> = store
+            .list_by_owner(&acme())
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(listed, [newest.id, middle.id, oldest.id]);
+        let users = store.list_by_owner(&Owner::user("acme")).await.unwrap();
+        assert_eq!(users.len(), 1);
+        assert_eq!(users[0], personal);
+        assert!(store
+            .list_by_owner(&Owner::organization("initech"))
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    pub(crate) async fn touch_never_moves_backwards_and_ignores_unknown_ids<S: KeyStore>(
+        store: &S,
+    ) {
+        let a = new_key(acme(), T0);
+        let b = new_key(acme(), T0);
+        let untouched = new_key(acme(), T0);
+        for key in [&a, &b, &untouched] {
+            store.insert(key).await.unwrap();
+        }
+        let (t1, t2, t3) = (
+            T0 + Duration::seconds(1),
+            T0 + Duration::seconds(2),
+            T0 + Duration::seconds(3),
+        );
+        let unknown = KeyId::new("nobody").unwrap();
+        store
+            .touch_last_used(&[(a.id, t2), (unknown, t3), (b.id, t1)])
+            .await
+            .unwrap();
+        let last = |id| async move { store.get(&id).await.unwrap().unwrap().last_used_at };
+        assert_eq!(last(a.id).await, Some(t2));
+        assert_eq!(last(b.id).await, Some(t1));
+        assert_eq!(last(untouched.id).await, None);
+        assert!(store.get(&unknown).await.unwrap().is_none());
+
+        store.touch_last_used(&[(a.id, t1)]).await.unwrap();
+        assert_eq!(last(a.id).await, Some(t2), "moved backwards");
+        // The same key twice in one batch: the latest wins, whatever the order.
+        store
+            .touch_last_used(&[(b.id, t3), (b.id, t2)])
+            .await
+            .unwrap();
+        assert_eq!(last(b.id).await, Some(t3));
+        store.touch_last_used(&[]).await.unwrap();
+        // Touching is not an edit: the revocation stays.
+        store.revoke(&a.id, T0).await.unwrap();
+        store.touch_last_used(&[(a.id, t3)]).await.unwrap();
+        let a_now = store.get(&a.id).await.unwrap().unwrap();
+        assert_eq!((a_now.last_used_at, a_now.revoked_at), (Some(t3), Some(T0)));
+    }
+
+    pub(crate) async fn expiry_and_imported_keys_behave_after_a_round_trip<S: KeyStore>(store: &S) {
+        let expiring = new_key(acme(), T0).with_expires_at(Some(T0 + Duration::seconds(60)));
+        store.insert(&expiring).await.unwrap();
+        let stored = store.get(&expiring.id).await.unwrap().unwrap();
+        assert_eq!(
+            stored.status_at(T0 + Duration::seconds(59)),
+            tower_api_key::store::KeyStatus::Active
+        );
+        assert_eq!(
+            stored.status_at(T0 + Duration::seconds(60)),
+            tower_api_key::store::KeyStatus::Expired
+        );
+
+        let imported = KeyRecord::imported(
+            KeyId::generate().unwrap(),
+            Digest::of("legacy-key-123"),
+            "legacy",
+            "old system",
+            acme(),
+            vec![],
+            T0,
+        );
+        store.insert(&imported).await.unwrap();
+        let found = store
+            .get_by_digest(&Digest::of("legacy-key-123"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(found.imported);
+        assert_eq!(found.environment, None);
+        store.revoke(&imported.id, T0).await.unwrap();
+        let found = store
+            .get_by_digest(&imported.digest)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.revoked_at, Some(T0));
+    }
+
+    /// Creates and revokes race each other: nothing inserted is lost, and nothing
+    /// revoked comes back.
+    pub(crate) async fn racing_creates_and_revokes_lose_nothing<S: KeyStore>(store: &S) {
+        const N: usize = 40;
+        let keys: Vec<KeyRecord> = (0..N).map(|_| new_key(acme(), T0)).collect();
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, key) in keys.iter().enumerate() {
+            // Each key is inserted once, and revoked by three racing tasks (two of them
+            // started before the insert).
+            for offset in [0, 1] {
+                let (store, id) = (store.clone(), key.id);
+                tasks.spawn(async move {
+                    let at = T0 + Duration::seconds(offset);
+                    (
+                        id,
+                        "revoke",
+                        store.revoke(&id, at).await.map(|r| r.is_some()),
+                    )
+                });
+            }
+            let (s, k) = (store.clone(), key.clone());
+            tasks.spawn(async move { (k.id, "insert", s.insert(&k).await.map(|()| true)) });
+            if i % 2 == 0 {
+                let (store, id) = (store.clone(), key.id);
+                tasks.spawn(async move {
+                    let at = T0 + Duration::seconds(2);
+                    (
+                        id,
+                        "revoke",
+                        store.revoke(&id, at).await.map(|r| r.is_some()),
+                    )
+                });
+            }
+            // The same id inserted twice at once: exactly one wins.
+            let (s, k) = (store.clone(), key.clone());
+            tasks.spawn(async move {
+                let mut dup = new_key(acme(), T0);
+                dup.id = k.id;
+                (k.id, "duplicate", s.insert(&dup).await.map(|()| true))
+            });
+        }
+        let mut revoked_seen = HashSet::new();
+        let mut inserted = HashSet::new();
+        while let Some(joined) = tasks.join_next().await {
+            let (id, what, result) = joined.unwrap();
+            match (what, result) {
+                ("revoke", Ok(true)) => {
+                    revoked_seen.insert(id);
+                }
+                ("revoke", Ok(false)) => {}
+                ("insert" | "duplicate", Ok(_)) => assert!(inserted.insert(id), "{id} twice"),
+                ("insert" | "duplicate", Err(StoreError::Conflict)) => {}
+                (what, Err(e)) => panic!("{what} of {id} failed: {e}"),
+                _ => unreachable!(),
+            }
+        }
+        assert_eq!(inserted.len(), N, "every id was inserted exactly once");
+        for key in &keys {
+            let stored = store
+                .get(&key.id)
+                .await
+                .unwrap()
+                .expect("an insert was lost");
+            if revoked_seen.contains(&key.id) {
+                assert!(stored.revoked_at.is_some(), "{} came back", key.id);
+            }
+            // A revoke that found the key keeps the earliest time it was given; one that
+            // ran before the insert found nothing.
+            let again = store.revoke(&key.id, T0 + Duration::days(1)).await.unwrap();
+            let again = again.unwrap().revoked_at.unwrap();
+            assert!(again <= T0 + Duration::days(1));
+            if revoked_seen.contains(&key.id) {
+                assert!(again <= T0 + Duration::seconds(2));
+            }
+        }
+    }
+}
+
+/// Runs every case of the contract against one kind of store. `$open` is an async
+/// expression giving `Option<fixture>` (`None`: skipped), the fixture dereferencing to
+/// the store.
+macro_rules! contract {
+    ($module:ident, $open:expr) => {
+        contract!(@cases $module, $open,
+            every_field_round_trips,
+            unknown_ids_and_digests_are_none,
+            duplicate_ids_and_digests_conflict,
+            update_replaces_only_editable_fields,
+            revoke_is_idempotent_and_keeps_the_first_time,
+            supersede_never_revives_a_revoked_key,
+            list_by_owner_is_newest_first_and_only_that_owner,
+            touch_never_moves_backwards_and_ignores_unknown_ids,
+            expiry_and_imported_keys_behave_after_a_round_trip,
+            racing_creates_and_revokes_lose_nothing,
+        );
+    };
+    (@cases $module:ident, $open:expr, $($case:ident),* $(,)?) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(fixture) = $open else { return };
+                    super::cases::$case(&*fixture).await;
+                }
+            )*
+        }
+    };
+}
+
+/// The in-memory store as a fixture.
+struct Memory(MemoryStore);
+
+impl std::ops::Deref for Memory {
+    type Target = MemoryStore;
+    fn deref(&self) -> &MemoryStore {
+        &self.0
+    }
+}
+
+contract!(memory_contract, Some(Memory(MemoryStore::new())));
+
+#[cfg(feature = "sqlite")]
+contract!(sqlite_contract, Some(sqlite::TempDb::new().await));
+
+#[cfg(feature = "postgres")]
+contract!(postgres_contract, postgres::TestSchema::new().await);
+
+/// A unique name for a temporary file or schema.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn unique(prefix: &str) -> String {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).unwrap();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{}_{hex}", std::process::id())
+}
+
+/// Audit sinks that can be read back, for the shared audit test.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod audit_log {
+    use std::future::Future;
+
+    use tower_api_key::audit::{AuditAction, AuditEntry, AuditSink, Auditor};
+
+    use super::*;
+
+    pub(crate) trait AuditLog: AuditSink {
+        fn query(
+            &self,
+            owner: &Owner,
+            key: Option<&KeyId>,
+            limit: u32,
+        ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
+    }
+
+    #[cfg(feature = "sqlite")]
+    impl AuditLog for tower_api_key::store::sql::SqliteStore {
+        async fn query(
+            &self,
+            owner: &Owner,
+            key: Option<&KeyId>,
+            limit: u32,
+        ) -> Result<Vec<AuditEntry>, StoreError> {
+            self.query_audit(owner, key, limit).await
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    impl AuditLog for tower_api_key::store::sql::PostgresStore {
+        async fn query(
+            &self,
+            owner: &Owner,
+            key: Option<&KeyId>,
+            limit: u32,
+        ) -> Result<Vec<AuditEntry>, StoreError> {
+            self.query_audit(owner, key, limit).await
+        }
+    }
+
+    fn without_id(mut entries: Vec<AuditEntry>) -> Vec<AuditEntry> {
+        for e in &mut entries {
+            assert!(e.id > 0, "the sink assigns ids");
+            e.id = 0;
+        }
+        entries
+    }
+
+    pub(crate) async fn audit_entries_round_trip_newest_first<L: AuditLog>(log: &L) {
+        let k1 = KeyId::new("key00000001").unwrap();
+        let k2 = KeyId::new("key00000002").unwrap();
+        let mut created = AuditEntry::new(AuditAction::KeyCreated, k1, acme(), T0);
+        created.actor_key_id = Some("user_42".into());
+        created.environment = Some(tower_api_key::key::Environment::live());
+        created.scopes = vec!["employees:read".into(), "ünï".into()];
+        let mut request =
+            AuditEntry::new(AuditAction::Request, k1, acme(), T0 + Duration::seconds(1));
+        request.method = Some("POST".into());
+        request.path = Some("/v1/employees".into());
+        request.route = Some("/v1/employees".into());
+        request.status = Some(201);
+        request.request_id = Some("req_1".into());
+        let mut rotated = AuditEntry::new(
+            AuditAction::KeyRotated,
+            k1,
+            acme(),
+            T0 + Duration::seconds(2),
+        );
+        rotated.successor_key_id = Some(k2);
+        let personal = AuditEntry::new(
+            AuditAction::KeyRevoked,
+            k1,
+            Owner::user("acme"),
+            T0 + Duration::seconds(3),
+        );
+        let other_key = AuditEntry::new(
+            AuditAction::KeyCreated,
+            k2,
+            acme(),
+            T0 + Duration::seconds(4),
+        );
+
+        // Through the auditor, as the layer writes them.
+        let auditor = Auditor::spawn(log.clone(), 64);
+        for e in [&created, &request, &rotated, &personal, &other_key] {
+            auditor.record(e.clone());
+        }
+        auditor.flush().await;
+        assert_eq!(auditor.failed_batches(), 0);
+
+        let all = log.query(&acme(), None, 100).await.unwrap();
+        assert_eq!(
+            without_id(all.clone()),
+            [
+                other_key.clone(),
+                rotated.clone(),
+                request.clone(),
+                created.clone()
+            ]
+        );
+        assert!(all.windows(2).all(|w| w[0].id > w[1].id));
+        assert_eq!(
+            without_id(log.query(&acme(), Some(&k1), 100).await.unwrap()),
+            [rotated.clone(), request, created]
+        );
+        assert_eq!(
+            without_id(log.query(&acme(), None, 2).await.unwrap()),
+            [other_key, rotated]
+        );
+        assert_eq!(
+            without_id(log.query(&Owner::user("acme"), None, 100).await.unwrap()),
+            [personal]
+        );
+
+        // A batch larger than one INSERT holds, in one call.
+        let bulk_owner = Owner::organization("bulk");
+        let bulk: Vec<AuditEntry> = (0..1_200)
+            .map(|i| {
+                AuditEntry::new(
+                    AuditAction::Request,
+                    k2,
+                    bulk_owner.clone(),
+                    T0 + Duration::milliseconds(i),
+                )
+            })
+            .collect();
+        log.write(bulk).await.unwrap();
+        let read = log.query(&bulk_owner, None, 5_000).await.unwrap();
+        assert_eq!(read.len(), 1_200);
+        assert_eq!(read[0].occurred_at, T0 + Duration::milliseconds(1_199));
+        log.write(Vec::new()).await.unwrap();
+    }
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use std::io::{BufRead, BufReader, Write};
+    use std::path::PathBuf;
+    use std::process::{Command, Stdio};
+
+    use tower_api_key::store::sql::SqliteStore;
+
+    use super::*;
+
+    /// A migrated store in a fresh file under the temporary directory, removed on drop.
+    pub(crate) struct TempDb {
+        pub(crate) path: PathBuf,
+        pub(crate) store: SqliteStore,
+    }
+
+    impl TempDb {
+        pub(crate) async fn new() -> Self {
+            let path = temp_path();
+            let store = SqliteStore::connect(&url(&path)).await.unwrap();
+            store.migrate().await.unwrap();
+            Self { path, store }
+        }
+    }
+
+    impl std::ops::Deref for TempDb {
+        type Target = SqliteStore;
+        fn deref(&self) -> &SqliteStore {
+            &self.store
+        }
+    }
+
+    impl Drop for TempDb {
+        fn drop(&mut self) {
+            remove_db(&self.path);
+        }
+    }
+
+    pub(crate) fn temp_path() -> PathBuf {
+        std::env::temp_dir().join(format!("{}.db", unique("tower-api-key-test-")))
+    }
+
+    pub(crate) fn url(path: &std::path::Path) -> String {
+        format!("sqlite://{}", path.display())
+    }
+
+    fn remove_db(path: &std::path::Path) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            let _ = std::fs::remove_file(PathBuf::from(p));
+        }
+    }
+
+    #[tokio::test]
+    async fn relative_and_absolute_urls_create_the_file() {
+        let absolute = temp_path();
+        assert!(absolute.is_absolute());
+        let store = SqliteStore::connect(&format!("sqlite://{}", absolute.display()))
+            .await
+            .unwrap();
+        assert!(url(&absolute).starts_with("sqlite:///"));
+        store.migrate().await.unwrap();
+        assert!(absolute.exists());
+
+        // The same kind of file, named relative to the working directory.
+        let relative_target = temp_path();
+        let cwd = std::env::current_dir().unwrap();
+        let ups = "../".repeat(cwd.components().count() - 1);
+        let relative = format!(
+            "{ups}{}",
+            relative_target
+                .display()
+                .to_string()
+                .trim_start_matches('/')
+        );
+        assert!(!relative.starts_with('/'));
+        let other = SqliteStore::connect(&format!("sqlite://{relative}"))
+            .await
+            .unwrap();
+        other.migrate().await.unwrap();
+        assert!(relative_target.exists(), "{relative} was not created");
+        drop((store, other));
+        remove_db(&absolute);
+        remove_db(&relative_target);
+    }
+
+    #[tokio::test]
+    async fn files_are_in_wal_mode_with_full_sync() {
+        let db = TempDb::new().await;
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(sync, 2, "synchronous=FULL");
+    }
+
+    #[tokio::test]
+    async fn only_the_digest_is_stored_never_the_key() {
+        let db = TempDb::new().await;
+        let minted = pb_format().generate(Some("live")).unwrap();
+        let record = KeyRecord::new(&minted, "n", acme(), vec![], T0);
+        db.insert(&record).await.unwrap();
+        let stored: Vec<u8> =
+            sqlx::query_scalar("SELECT digest FROM tower_api_key_keys WHERE id = ?1")
+                .bind(minted.id.as_str())
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+        assert_eq!(stored, minted.digest.as_bytes());
+        // Nowhere in the files: not the key, not its secret part.
+        let secret = minted.key.expose_secret();
+        let secret_part = &secret[minted.prefix.len()..];
+        for suffix in ["", "-wal"] {
+            let mut p = db.path.as_os_str().to_owned();
+            p.push(suffix);
+            let bytes = std::fs::read(PathBuf::from(p)).unwrap_or_default();
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains(secret_part),
+                "the secret is in the file{suffix}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn table_prefixes_keep_stores_apart_in_one_file() {
+        let db = TempDb::new().await;
+        let other = db.store.clone().with_table_prefix("auth_").unwrap();
+        other.migrate().await.unwrap();
+        let key = new_key(acme(), T0);
+        other.insert(&key).await.unwrap();
+        assert!(other.get(&key.id).await.unwrap().is_some());
+        assert!(db.get(&key.id).await.unwrap().is_none());
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'auth%' ORDER BY name",
+        )
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+        assert_eq!(tables, ["auth_audit", "auth_keys", "auth_schema_version"]);
+        assert!(db
+            .store
+            .clone()
+            .with_table_prefix("Robert'); DROP")
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn migrate_is_idempotent_and_safe_from_several_processes_at_once() {
+        let path = temp_path();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let url = url(&path);
+            tasks.spawn(async move {
+                // Separate pools, as separate processes would have.
+                let store = SqliteStore::connect(&url).await.unwrap();
+                store.migrate().await.unwrap();
+                store.migrate().await.unwrap();
+                store.check_schema().await.unwrap();
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
+        remove_db(&path);
+    }
+
+    #[tokio::test]
+    async fn a_schema_from_a_newer_version_is_refused() {
+        let db = TempDb::new().await;
+        sqlx::query("UPDATE tower_api_key_schema_version SET version = 999")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        for err in [
+            db.migrate().await.unwrap_err(),
+            db.check_schema().await.unwrap_err(),
+        ] {
+            let StoreError::Corrupt(message) = err else {
+                panic!("expected Corrupt, got {err:?}");
+            };
+            assert!(message.contains("version 999"), "{message}");
+            assert!(message.contains("newer"), "{message}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn audit_log() {
+        let db = TempDb::new().await;
+        super::audit_log::audit_entries_round_trip_newest_first(&db.store).await;
+    }
+
+    const WRITER_ENV: &str = "TOWER_API_KEY_TEST_SQLITE_WRITER";
+
+    /// The child process of `acknowledged_writes_survive_kill_9`. Does nothing unless
+    /// the environment names a database: then it inserts keys until killed, printing
+    /// `ACK <id>` after each insert returns.
+    #[test]
+    fn durability_writer_child() {
+        let Ok(url) = std::env::var(WRITER_ENV) else {
+            return;
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let store = SqliteStore::connect(&url).await.unwrap();
+            let mut out = std::io::stdout().lock();
+            for _ in 0..1_000_000 {
+                let key = new_key(acme(), T0);
+                store.insert(&key).await.unwrap();
+                writeln!(out, "ACK {}", key.id).unwrap();
+                out.flush().unwrap();
+            }
+        });
+    }
+
+    /// Every insert acknowledged before a `kill -9` is in the file afterwards.
+    #[test]
+    fn acknowledged_writes_survive_kill_9() {
+        let path = temp_path();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let store = SqliteStore::connect(&url(&path)).await.unwrap();
+            store.migrate().await.unwrap();
+        });
+
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "sqlite::durability_writer_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(WRITER_ENV, url(&path))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut acked = Vec::new();
+        for line in lines.by_ref() {
+            if let Some(id) = line.unwrap().strip_prefix("ACK ") {
+                acked.push(id.to_owned());
+                if acked.len() == 300 {
+                    // SIGKILL, mid-stream: the child is inserting the next keys.
+                    child.kill().unwrap();
+                    break;
+                }
+            }
+        }
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "the writer was meant to be killed");
+        // Printed before the kill but not read yet: acknowledged all the same.
+        for line in lines.map_while(Result::ok) {
+            if let Some(id) = line.strip_prefix("ACK ") {
+                acked.push(id.to_owned());
+            }
+        }
+        assert!(acked.len() >= 300, "only {} acknowledgements", acked.len());
+
+        runtime.block_on(async {
+            let store = SqliteStore::connect(&url(&path)).await.unwrap();
+            store.check_schema().await.unwrap();
+            for id in &acked {
+                let id = KeyId::new(id).unwrap();
+                assert!(
+                    store.get(&id).await.unwrap().is_some(),
+                    "acknowledged key {id} was lost"
+                );
+            }
+            let count: i64 = sqlx::query_scalar("SELECT count(*) FROM tower_api_key_keys")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            assert!(count as usize >= acked.len());
+        });
+        remove_db(&path);
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use std::net::SocketAddr;
+    use std::str::FromStr;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration as StdDuration, Instant};
+
+    use axum::body::Body;
+    use axum::routing::get;
+    use axum::Router;
+    use http::{Request, StatusCode};
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    use sqlx::{AssertSqlSafe, Connection, PgConnection};
+    use tokio::net::{TcpListener, TcpStream};
+    use tower::ServiceExt;
+    use tower_api_key::key::MintedKey;
+    use tower_api_key::store::sql::{ListenerHandle, PostgresStore};
+    use tower_api_key::store::CachedStore;
+    use tower_api_key::{ApiKeyLayer, Authenticator, Outcome};
+
+    use super::*;
+
+    const URL_ENV: &str = "TOWER_API_KEY_TEST_POSTGRES_URL";
+
+    fn server_url() -> Option<String> {
+        let url = std::env::var(URL_ENV).ok().filter(|u| !u.is_empty());
+        if url.is_none() {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!(
+                    "skipped: {URL_ENV} is not set, so there is no PostgreSQL server to test \
+                     against (e.g. {URL_ENV}=postgres://postgres@127.0.0.1:5432/test)"
+                );
+            }
+        }
+        url
+    }
+
+    /// A fresh schema (and table prefix) of its own, dropped at the end, even after a
+    /// failure.
+    pub(crate) struct TestSchema {
+        url: String,
+        schema: String,
+        prefix: String,
+        store: PostgresStore,
+    }
+
+    impl TestSchema {
+        /// `None` (after saying so) when no server is configured.
+        pub(crate) async fn new() -> Option<Self> {
+            let url = server_url()?;
+            let schema = unique("tak_test_");
+            let mut admin = PgConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let prefix = format!("{}_", unique("t"));
+            let store = connect(&options(&url, &schema, None), &prefix).await;
+            store.migrate().await.unwrap();
+            Some(Self {
+                url,
+                schema,
+                prefix,
+                store,
+            })
+        }
+
+        /// Options reaching this schema, through `addr` if given.
+        fn options(&self, addr: Option<SocketAddr>) -> PgConnectOptions {
+            options(&self.url, &self.schema, addr)
+        }
+
+        /// Another store on the same tables, with a pool of its own: another instance.
+        async fn connect(&self) -> PostgresStore {
+            connect(&self.options(None), &self.prefix).await
+        }
+
+        async fn admin(&self) -> PgConnection {
+            PgConnection::connect_with(&self.options(None))
+                .await
+                .unwrap()
+        }
+    }
+
+    fn options(url: &str, schema: &str, addr: Option<SocketAddr>) -> PgConnectOptions {
+        let options = PgConnectOptions::from_str(url)
+            .unwrap()
+            .options([("search_path", schema)]);
+        match addr {
+            Some(addr) => options.host(&addr.ip().to_string()).port(addr.port()),
+            None => options,
+        }
+    }
+
+    async fn connect(options: &PgConnectOptions, prefix: &str) -> PostgresStore {
+        PostgresStore::connect_with(options.clone())
+            .await
+            .unwrap()
+            .with_table_prefix(prefix)
+            .unwrap()
+    }
+
+    impl std::ops::Deref for TestSchema {
+        type Target = PostgresStore;
+        fn deref(&self) -> &PostgresStore {
+            &self.store
+        }
+    }
+
+    impl Drop for TestSchema {
+        fn drop(&mut self) {
+            let (url, schema) = (self.url.clone(), self.schema.clone());
+            // A runtime of its own: this may run while the test's runtime unwinds.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    if let Ok(mut admin) = PgConnection::connect(&url).await {
+                        let drop = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+                        let _ = sqlx::raw_sql(AssertSqlSafe(drop)).execute(&mut admin).await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+
+    /// One server instance: its own pool, cache and listener.
+    struct Instance {
+        store: PostgresStore,
+        cache: CachedStore<PostgresStore>,
+        auth: Authenticator<PostgresStore>,
+        listener: ListenerHandle,
+    }
+
+    impl Instance {
+        async fn start(store: PostgresStore) -> Self {
+            // A TTL far longer than any test: only notifications can refresh the cache.
+            let cache = CachedStore::builder(store.clone())
+                .with_ttl(StdDuration::from_secs(3_600))
+                .with_negative_ttl(StdDuration::from_secs(3_600))
+                .build()
+                .unwrap();
+            let listener = store.spawn_invalidation_listener(cache.clone());
+            tokio::time::timeout(StdDuration::from_secs(10), listener.ready())
+                .await
+                .expect("the listener never connected");
+            let auth = Authenticator::new(cache.clone(), pb_format());
+            Self {
+                store,
+                cache,
+                auth,
+                listener,
+            }
+        }
+    }
+
+    /// Inserts a fresh key through `store`, and waits until every listener in
+    /// `heard_by` has heard of it (a lookup made before that may be invalidated by the
+    /// insert's own notification).
+    async fn insert_minted(store: &impl KeyStore, heard_by: &[&ListenerHandle]) -> MintedKey {
+        let before: Vec<u64> = heard_by.iter().map(|l| l.notifications()).collect();
+        let minted = pb_format().generate(Some("live")).unwrap();
+        let record = KeyRecord::new(&minted, "k", acme(), vec![], OffsetDateTime::now_utc());
+        store.insert(&record).await.unwrap();
+        for (listener, before) in heard_by.iter().zip(before) {
+            wait_until(StdDuration::from_secs(5), "the insert heard", || async {
+                listener.notifications() > before
+            })
+            .await;
+        }
+        minted
+    }
+
+    /// Polls `check` every 10 ms until it holds; the time it took, or a panic after
+    /// `deadline`.
+    async fn wait_until<F, Fut>(deadline: StdDuration, what: &str, mut check: F) -> StdDuration
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let start = Instant::now();
+        loop {
+            if check().await {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "{what}: not within {deadline:?}"
+            );
+            tokio::time::sleep(StdDuration::from_millis(10)).await;
+        }
+    }
+
+    #[allow(clippy::print_stderr)]
+    fn report(what: &str, took: StdDuration) {
+        eprintln!("{what}: {took:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_revocation_reaches_another_instance_within_a_second() {
+        let Some(db) = TestSchema::new().await else {
+            return;
+        };
+        let a = Instance::start(db.connect().await).await;
+        let b = Instance::start(db.connect().await).await;
+
+        let minted = insert_minted(&a.cache, &[&a.listener, &b.listener]).await;
+        let key = minted.key.expose_secret();
+        b.auth.authenticate(key).await.unwrap();
+        assert!(b.cache.entry_count() >= 1, "B has the key cached");
+
+        a.cache
+            .revoke(&minted.id, OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        let took = wait_until(StdDuration::from_secs(5), "B refuses the key", || async {
+            b.auth.authenticate(key).await.err() == Some(Outcome::Revoked)
+        })
+        .await;
+        report(
+            "revocation through instance A seen by instance B after",
+            took,
+        );
+        assert!(took < StdDuration::from_secs(1), "took {took:?}");
+
+        // An operator's UPDATE in psql reaches the caches just the same.
+        let minted = insert_minted(&a.store, &[&a.listener, &b.listener]).await;
+        let key = minted.key.expose_secret();
+        a.auth.authenticate(key).await.unwrap();
+        b.auth.authenticate(key).await.unwrap();
+        let mut admin = db.admin().await;
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {}keys SET revoked_at = now() WHERE id = $1",
+            db.prefix
+        )))
+        .bind(minted.id.as_str())
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        let took = wait_until(StdDuration::from_secs(5), "both refuse the key", || async {
+            a.auth.authenticate(key).await.err() == Some(Outcome::Revoked)
+                && b.auth.authenticate(key).await.err() == Some(Outcome::Revoked)
+        })
+        .await;
+        report("revocation by SQL seen by both instances after", took);
+        assert!(took < StdDuration::from_secs(1), "took {took:?}");
+
+        // An imported key that B remembered as unknown (by digest) works on B at once.
+        let foreign = "pb_rcbcKubT0rEilFd9haG5JoPaMwIEx6G9nRjNdTYXSIM";
+        let b_auth = Authenticator::new(
+            b.cache.clone(),
+            pb_format().with_imported_prefix("pb_").unwrap(),
+        );
+        assert_eq!(
+            b_auth.authenticate(foreign).await.unwrap_err(),
+            Outcome::Unknown
+        );
+        let imported = KeyRecord::imported(
+            KeyId::generate().unwrap(),
+            Digest::of(foreign),
+            "pb_rcbcK",
+            "imported",
+            acme(),
+            vec![],
+            OffsetDateTime::now_utc(),
+        );
+        a.cache.insert(&imported).await.unwrap();
+        let took = wait_until(
+            StdDuration::from_secs(5),
+            "B accepts the import",
+            || async { b_auth.authenticate(foreign).await.is_ok() },
+        )
+        .await;
+        assert!(took < StdDuration::from_secs(1), "took {took:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn touching_last_used_notifies_nobody() {
+        let Some(db) = TestSchema::new().await else {
+            return;
+        };
+        let a = Instance::start(db.connect().await).await;
+        let k1 = insert_minted(&a.store, &[]).await;
+        let k2 = insert_minted(&a.store, &[]).await;
+        wait_until(StdDuration::from_secs(5), "two inserts heard", || async {
+            a.listener.notifications() == 2
+        })
+        .await;
+        a.store
+            .touch_last_used(&[(k1.id, OffsetDateTime::now_utc())])
+            .await
+            .unwrap();
+        a.store
+            .revoke(&k2.id, OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        // Notifications arrive in commit order: the revoke's comes after the touch's
+        // would have.
+        wait_until(StdDuration::from_secs(5), "the revoke heard", || async {
+            a.listener.notifications() >= 3
+        })
+        .await;
+        assert_eq!(
+            a.listener.notifications(),
+            3,
+            "the touch sent a notification"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_listener_reconnects_clears_the_cache_and_hears_again() {
+        let Some(db) = TestSchema::new().await else {
+            return;
+        };
+        let a = Instance::start(db.connect().await).await;
+        let b = Instance::start(db.connect().await).await;
+        let k1 = insert_minted(&a.store, &[&a.listener]).await;
+        a.auth.authenticate(k1.key.expose_secret()).await.unwrap();
+        assert!(a.cache.entry_count() >= 1);
+
+        let pid = a.listener.backend_pid().expect("listening");
+        let mut admin = db.admin().await;
+        let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        assert!(killed);
+        let took = wait_until(StdDuration::from_secs(10), "reconnected", || async {
+            a.listener.reconnects() == 1 && a.listener.is_listening()
+        })
+        .await;
+        report("listener reconnected after", took);
+        assert_ne!(a.listener.backend_pid(), Some(pid));
+        assert_eq!(a.cache.entry_count(), 0, "the cache was not cleared");
+
+        // And it hears new notifications.
+        let k2 = insert_minted(&b.store, &[&a.listener, &b.listener]).await;
+        let key = k2.key.expose_secret();
+        a.auth.authenticate(key).await.unwrap();
+        b.cache
+            .revoke(&k2.id, OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        let took = wait_until(StdDuration::from_secs(5), "A refuses the key", || async {
+            a.auth.authenticate(key).await.err() == Some(Outcome::Revoked)
+        })
+        .await;
+        assert!(took < StdDuration::from_secs(1), "took {took:?}");
+    }
+
+    /// A TCP proxy to the server that can be taken down (every connection cut, new
+    /// ones closed at once) and brought back.
+    struct Proxy {
+        addr: SocketAddr,
+        up: Arc<AtomicBool>,
+        connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+        accept: tokio::task::JoinHandle<()>,
+    }
+
+    impl Proxy {
+        async fn start(target: SocketAddr) -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let up = Arc::new(AtomicBool::new(true));
+            let connections = Arc::new(Mutex::new(Vec::new()));
+            let accept = tokio::spawn({
+                let (up, connections) = (Arc::clone(&up), Arc::clone(&connections));
+                async move {
+                    while let Ok((mut inbound, _)) = listener.accept().await {
+                        if !up.load(Ordering::SeqCst) {
+                            drop(inbound);
+                            continue;
+                        }
+                        let task = tokio::spawn(async move {
+                            if let Ok(mut outbound) = TcpStream::connect(target).await {
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound)
+                                    .await;
+                            }
+                        });
+                        connections.lock().unwrap().push(task.abort_handle());
+                    }
+                }
+            });
+            Self {
+                addr,
+                up,
+                connections,
+                accept,
+            }
+        }
+
+        fn down(&self) {
+            self.up.store(false, Ordering::SeqCst);
+            for connection in self.connections.lock().unwrap().drain(..) {
+                connection.abort();
+            }
+        }
+
+        fn up(&self) {
+            self.up.store(true, Ordering::SeqCst);
+        }
+    }
+
+    impl Drop for Proxy {
+        fn drop(&mut self) {
+            self.down();
+            self.accept.abort();
+        }
+    }
+
+    async fn server_addr(url: &str) -> SocketAddr {
+        let options = PgConnectOptions::from_str(url).unwrap();
+        let mut found = tokio::net::lookup_host((options.get_host(), options.get_port()))
+            .await
+            .unwrap();
+        found.next().unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_outage_is_503_keeps_cached_keys_and_heals_by_itself() {
+        let Some(db) = TestSchema::new().await else {
+            return;
+        };
+        let proxy = Proxy::start(server_addr(&db.url).await).await;
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(StdDuration::from_secs(1))
+            .connect_lazy_with(db.options(Some(proxy.addr)));
+        let store = PostgresStore::from_pool(pool)
+            .with_table_prefix(&db.prefix)
+            .unwrap();
+        let instance = Instance::start(store).await;
+        let app = Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(ApiKeyLayer::new(instance.auth.clone()));
+        let call = |key: String| {
+            let app = app.clone();
+            async move {
+                let request = Request::get("/")
+                    .header("authorization", format!("Bearer {key}"))
+                    .body(Body::empty())
+                    .unwrap();
+                app.oneshot(request).await.unwrap().status()
+            }
+        };
+        let cached = insert_minted(&instance.store, &[&instance.listener]).await;
+        let uncached = insert_minted(&instance.store, &[&instance.listener]).await;
+        let cached_key = cached.key.expose_secret().to_owned();
+        let uncached_key = uncached.key.expose_secret().to_owned();
+        assert_eq!(call(cached_key.clone()).await, StatusCode::OK);
+
+        proxy.down();
+        assert_eq!(
+            call(cached_key.clone()).await,
+            StatusCode::OK,
+            "a cached key keeps working during the outage"
+        );
+        let start = Instant::now();
+        assert_eq!(
+            call(uncached_key.clone()).await,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "an uncached key is 503 during the outage, never 401"
+        );
+        report("503 during the outage answered after", start.elapsed());
+        assert!(start.elapsed() < StdDuration::from_secs(5));
+        assert!(matches!(
+            instance.store.get(&uncached.id).await,
+            Err(StoreError::Unavailable(_))
+        ));
+
+        proxy.up();
+        // The same router, store and pool: nothing is rebuilt.
+        let took = wait_until(StdDuration::from_secs(10), "recovered", || {
+            let call = call(uncached_key.clone());
+            async move { call.await == StatusCode::OK }
+        })
+        .await;
+        report("recovered after the database came back, in", took);
+        assert_eq!(call(cached_key).await, StatusCode::OK);
+        // The listener is back too, and cleared the cache on the way.
+        wait_until(StdDuration::from_secs(15), "listener back", || async {
+            instance.listener.reconnects() >= 1 && instance.listener.is_listening()
+        })
+        .await;
+        let k3 = insert_minted(&db.store, &[&instance.listener]).await;
+        let key = k3.key.expose_secret();
+        instance.auth.authenticate(key).await.unwrap();
+        db.store
+            .revoke(&k3.id, OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        wait_until(StdDuration::from_secs(5), "revocation heard", || async {
+            instance.auth.authenticate(key).await.err() == Some(Outcome::Revoked)
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_schema_from_a_newer_version_is_refused() {
+        let Some(db) = TestSchema::new().await else {
+            return;
+        };
+        db.check_schema().await.unwrap();
+        db.migrate().await.unwrap();
+        let mut admin = db.admin().await;
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {}schema_version SET version = 999",
+            db.prefix
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        for err in [
+            db.migrate().await.unwrap_err(),
+            db.check_schema().await.unwrap_err(),
+        ] {
+            let StoreError::Corrupt(message) = err else {
+                panic!("expected Corrupt, got {err:?}");
+            };
+            assert!(message.contains("version 999"), "{message}");
+        }
+    }
+
+    #[tokio::test]
+    async fn migrate_from_several_instances_at_once() {
+        let Some(db) = TestSchema::new().await else {
+            return;
+        };
+        let fresh = format!("{}x_", db.prefix);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let store = db.connect().await.with_table_prefix(&fresh).unwrap();
+            tasks.spawn(async move { store.migrate().await });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap().unwrap();
+        }
+        db.connect()
+            .await
+            .with_table_prefix(&fresh)
+            .unwrap()
+            .check_schema()
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn only_the_digest_is_stored() {
+        let Some(db) = TestSchema::new().await else {
+            return;
+        };
+        let minted = insert_minted(&db.store, &[]).await;
+        let mut admin = db.admin().await;
+        let row: (Vec<u8>, String) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT digest, row_to_json(k)::text FROM {}keys k WHERE id = $1",
+            db.prefix
+        )))
+        .bind(minted.id.as_str())
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        assert_eq!(row.0, minted.digest.as_bytes());
+        let secret = minted.key.expose_secret();
+        assert!(!row.1.contains(&secret[minted.prefix.len()..]));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn audit_log() {
+        let Some(db) = TestSchema::new().await else {
+            return;
+        };
+        super::audit_log::audit_entries_round_trip_newest_first(&db.store).await;
+    }
+}
