@@ -95,6 +95,25 @@ use crate::audit::{AuditAction, AuditEntry};
 use crate::key::{Digest, Environment, KeyId};
 use crate::ConfigError;
 
+/// The key table's columns, in the order both stores bind and read them.
+pub(crate) const COLUMNS: &str =
+    "id, digest, prefix, name, owner_kind, owner_id, environment, scopes, \
+    created_at, created_by, expires_at, revoked_at, superseded_by, rotation_valid_until, \
+    family, last_used_at, rate_limit_policy, metadata, imported";
+
+/// The audit table's columns (without the generated id).
+pub(crate) const AUDIT_COLUMNS: &str =
+    "occurred_at, action, api_key_id, actor_key_id, owner_kind, \
+    owner_id, environment, scopes, method, path, route, status, request_id, successor_key_id";
+
+/// A statement built from trusted text.
+pub(crate) fn sql(text: String) -> sqlx::SqlStr {
+    // Only validated prefixes are ever interpolated (see `TablePrefix::new`); every value
+    // is a bind parameter.
+    use sqlx::SqlSafeStr as _;
+    sqlx::AssertSqlSafe(Arc::<str>::from(text)).into_sql_str()
+}
+
 /// The table prefix used unless another is set.
 pub const DEFAULT_TABLE_PREFIX: &str = "tower_api_key_";
 

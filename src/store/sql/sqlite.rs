@@ -1,3 +1,4 @@
+use super::{sql, AUDIT_COLUMNS, COLUMNS};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, QueryBuilder, Row, SqlSafeStr, SqlStr};
+use sqlx::{QueryBuilder, Row, SqlStr};
 use time::OffsetDateTime;
 
 use super::schema::{self, CURRENT_VERSION};
@@ -69,19 +70,6 @@ struct Statements {
     audit_insert: String,
     audit_by_owner: SqlStr,
     audit_by_key: SqlStr,
-}
-
-const COLUMNS: &str = "id, digest, prefix, name, owner_kind, owner_id, environment, scopes, \
-    created_at, created_by, expires_at, revoked_at, superseded_by, rotation_valid_until, \
-    family, last_used_at, rate_limit_policy, metadata, imported";
-
-const AUDIT_COLUMNS: &str = "occurred_at, action, api_key_id, actor_key_id, owner_kind, \
-    owner_id, environment, scopes, method, path, route, status, request_id, successor_key_id";
-
-fn sql(text: String) -> SqlStr {
-    // Only validated prefixes are ever interpolated (see `TablePrefix::new`); every value
-    // is a bind parameter.
-    AssertSqlSafe(Arc::<str>::from(text)).into_sql_str()
 }
 
 impl Statements {
