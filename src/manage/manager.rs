@@ -243,7 +243,9 @@ impl<K: KeyStore> KeyManager<K> {
         }
     }
 
-    /// Records `api_key.created`, `api_key.revoked` and `api_key.rotated` events.
+    /// Records `api_key.created`, `api_key.revoked` and `api_key.rotated` events. They are
+    /// handed to the sink before the operation returns (unlike request entries, which are
+    /// written behind).
     #[must_use]
     pub fn with_auditor(mut self, auditor: Auditor) -> Self {
         self.auditor = Some(auditor);
@@ -298,6 +300,7 @@ impl<K: KeyStore> KeyManager<K> {
         record.metadata = new.metadata;
         self.store.insert(&record).await?;
         self.audit(AuditAction::KeyCreated, &record, actor, None, now);
+        self.settle_audit().await;
         Ok(CreatedKey {
             key: minted.key,
             record,
@@ -352,6 +355,7 @@ impl<K: KeyStore> KeyManager<K> {
             .ok_or(ManageError::NotFound)?;
         if record.revoked_at == Some(now) {
             self.audit(AuditAction::KeyRevoked, &record, actor, None, now);
+            self.settle_audit().await;
         }
         Ok(record)
     }
@@ -409,10 +413,19 @@ impl<K: KeyStore> KeyManager<K> {
         }
         self.audit(AuditAction::KeyRotated, &old, actor, Some(record.id), now);
         self.audit(AuditAction::KeyCreated, &record, actor, None, now);
+        self.settle_audit().await;
         Ok(CreatedKey {
             key: minted.key,
             record,
         })
+    }
+
+    /// Lifecycle events are written before the operation returns: an acknowledged
+    /// create, revoke or rotate is in the audit log even if the process dies next.
+    async fn settle_audit(&self) {
+        if let Some(auditor) = &self.auditor {
+            auditor.flush().await;
+        }
     }
 
     fn check_grantable(&self, scopes: &[String], actor: Actor<'_>) -> Result<(), ManageError> {
