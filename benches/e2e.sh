@@ -87,6 +87,8 @@ callgrind() {
         local ir
         ir=$(instructions "$dump")
         echo "$phase $ir" >>"$OUT/phases.txt"
+        # The last dump of each route stays for callgrind_annotate.
+        cp "$dump" "$OUT/$phase.callgrind.out"
         printf '%-8s %14s instructions  %10.0f per request\n' "$phase" "$ir" "$(echo "$ir / $N" | bc -l)"
     done
     stop_demo

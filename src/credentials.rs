@@ -267,26 +267,49 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, Outcome> {
             reason: "several Authorization headers",
         });
     }
-    let value = value.to_str().map_err(|_| Outcome::Malformed)?;
-    let (scheme, token) = value.split_once(' ').ok_or(Outcome::Malformed)?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    // `Bearer` in any case, then one or more spaces, then the token; checked on the
+    // bytes, in one pass over the token.
+    let bytes = value.as_bytes();
+    let (scheme, rest) = bytes.split_at(bytes.len().min(BEARER.len()));
+    if !scheme.eq_ignore_ascii_case(BEARER) {
         return Err(Outcome::Malformed);
     }
-    let token = token.trim_start_matches(' ');
+    let start = rest
+        .iter()
+        .position(|&b| b != b' ')
+        .ok_or(Outcome::Malformed)?;
+    let token = &rest[start..];
     if !is_b64token(token) {
         return Err(Outcome::Malformed);
     }
-    Ok(Some(token))
+    // Every byte of a b64token is ASCII.
+    std::str::from_utf8(token)
+        .map(Some)
+        .map_err(|_| Outcome::Malformed)
 }
 
+/// The scheme and the space after it.
+const BEARER: &[u8] = b"bearer ";
+
 /// RFC 6750 §2.1: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-fn is_b64token(token: &str) -> bool {
-    let body = token.trim_end_matches('=');
-    !body.is_empty()
-        && body.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
-        })
+fn is_b64token(token: &[u8]) -> bool {
+    let padding = token.iter().rev().take_while(|&&b| b == b'=').count();
+    let body = &token[..token.len() - padding];
+    !body.is_empty() && body.iter().all(|&b| B64TOKEN[usize::from(b)])
 }
+
+/// The bytes of a `b64token` before its padding.
+const B64TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] =
+            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~' | b'+' | b'/');
+        b += 1;
+    }
+    table
+};
 
 fn query_param<'a>(uri: &'a Uri, param: &str) -> Result<Option<&'a str>, Outcome> {
     let Some(query) = uri.query() else {

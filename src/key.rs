@@ -304,7 +304,18 @@ impl Digest {
 
     /// Compares two digests in constant time.
     pub fn ct_eq(&self, other: &Self) -> bool {
-        self.0.ct_eq(&other.0).into()
+        // Four 64-bit words: the same constant-time comparison as byte by byte, with a
+        // quarter of the steps.
+        let words = |d: &[u8; 32]| {
+            let mut out = [0_u64; 4];
+            for (word, chunk) in out.iter_mut().zip(d.chunks_exact(8)) {
+                let mut bytes = [0_u8; 8];
+                bytes.copy_from_slice(chunk);
+                *word = u64::from_ne_bytes(bytes);
+            }
+            out
+        };
+        words(&self.0).ct_eq(&words(&other.0)).into()
     }
 }
 

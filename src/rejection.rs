@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 use serde_json::json;
 
@@ -44,7 +44,7 @@ use crate::ConfigError;
 pub const OUTCOME_METRIC: &str = "tower_api_key_requests_total";
 
 /// The `X-Request-Id` header.
-pub const X_REQUEST_ID: &str = "x-request-id";
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A refused request: the [`Outcome`] and what is known about the request.
 ///

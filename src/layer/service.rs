@@ -149,15 +149,19 @@ fn admit<K: KeyStore, B>(
     req: &mut Request<B>,
     principal: Principal,
 ) -> Admitted {
-    let request_id = req
-        .headers()
-        .get(X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok());
+    // Read only by what needs it: tracing evaluates an event's fields only when the
+    // event is enabled.
+    let request_id = |headers: &HeaderMap| {
+        headers
+            .get(X_REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let sunset = principal.sunset().and_then(|at| {
         tracing::warn!(
             target: "tower_api_key",
             key_id = principal.key_id().as_str(),
-            request_id,
+            request_id = request_id(req.headers()),
             sunset = %at,
             "deprecated API key used during its rotation grace period"
         );
@@ -167,7 +171,7 @@ fn admit<K: KeyStore, B>(
         target: "tower_api_key",
         outcome = "authenticated",
         key_id = principal.key_id().as_str(),
-        request_id,
+        request_id = request_id(req.headers()),
         "request authenticated"
     );
     metrics::counter!("tower_api_key_requests_total", "outcome" => "authenticated").increment(1);
@@ -191,7 +195,7 @@ fn admit<K: KeyStore, B>(
                 .extensions()
                 .get::<MatchedPath>()
                 .map(|m| m.as_str().to_owned());
-            entry.request_id = request_id.map(str::to_owned);
+            entry.request_id = request_id(req.headers());
             Some((auditor.clone(), Box::new(entry)))
         }
         _ => None,

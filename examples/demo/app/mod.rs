@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::FromRef;
-use axum::routing::{get, post, MethodRouter};
+use axum::handler::Handler;
+use axum::routing::{delete, get, post};
 use axum::Router;
 use tower::ServiceBuilder;
 use tower_api_key::audit::Auditor;
@@ -28,7 +29,7 @@ use tower_api_key::manage::{Actor, KeyManager, LastUsed, NewKey};
 use tower_api_key::rate_limit::{RateLimitLayer, RateLimitPolicy, RateLimits};
 use tower_api_key::rejection::ErrorStyle;
 use tower_api_key::scope::RequireScopesLayer;
-use tower_api_key::store::CachedStore;
+use tower_api_key::store::{CachedStore, KeyStore};
 use tower_api_key::{ApiKeyLayer, Authenticator, Owner, ScopeModel};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
@@ -53,6 +54,39 @@ pub const ORGANIZATIONS: [&str; 2] = ["acme", "globex"];
 
 /// How often `last_used_at` is written.
 pub const LAST_USED_INTERVAL: Duration = Duration::from_secs(2);
+
+/// What guards one surface's routes: authentication, then the route's scope, then the
+/// rate limit (a 403 spends no rate limit).
+///
+/// The stack is attached to each handler with [`Handler::layer`] rather than with
+/// `route_layer`: axum boxes a route once per `route_layer` and clones every box on every
+/// request, while a handler's layers are built inline around it (about 4,300 fewer
+/// instructions per request here; see BENCHMARKS.md).
+struct Guards<K> {
+    auth: ApiKeyLayer<K>,
+    model: ScopeModel,
+    rate: RateLimitLayer,
+}
+
+impl<K: KeyStore> Guards<K> {
+    fn guard<H, T>(
+        &self,
+        handler: H,
+        requirement: &str,
+    ) -> Result<impl Handler<T, AppState>, String>
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let scope = RequireScopesLayer::new(&self.model, requirement).map_err(|e| e.to_string())?;
+        Ok(handler.layer(
+            ServiceBuilder::new()
+                .layer(self.auth.clone())
+                .layer(scope)
+                .layer(self.rate.clone()),
+        ))
+    }
+}
 
 /// The handlers' state. Cheap to clone (axum clones it for every request).
 #[derive(Clone)]
@@ -174,82 +208,73 @@ pub fn build(
         RateLimits::new(settings.rate_limit).with_clock(SharedClock(Arc::clone(&settings.clock)));
     let rate = RateLimitLayer::new(limits);
 
-    let guarded = |route: MethodRouter<AppState>,
-                   requirement: &str|
-     -> Result<MethodRouter<AppState>, String> {
-        // One route layer for both checks: each `route_layer` boxes and clones the
-        // route once more per request. The scope guard runs first, so a 403 spends no
-        // rate limit.
-        Ok(route.route_layer(
-            ServiceBuilder::new()
-                .layer(RequireScopesLayer::new(&model, requirement).map_err(err)?)
-                .layer(rate.clone()),
-        ))
-    };
-
     let authenticator = Authenticator::new(cache.clone(), format);
-    let pb_layer = ApiKeyLayer::new(authenticator.clone())
-        .with_sources(KeySources::bearer_or_header())
-        .with_responder(ErrorStyle::envelope().with_request_id_in_body(true))
-        .with_realm("Performance Blocks")
-        .map_err(err)?
-        .with_scope_model(model.clone())
-        .with_last_used(last_used.clone())
-        .with_auditor(auditor.clone());
+    let pb = Guards {
+        auth: ApiKeyLayer::new(authenticator.clone())
+            .with_sources(KeySources::bearer_or_header())
+            .with_responder(ErrorStyle::envelope().with_request_id_in_body(true))
+            .with_realm("Performance Blocks")
+            .map_err(err)?
+            .with_scope_model(model.clone())
+            .with_last_used(last_used.clone())
+            .with_auditor(auditor.clone()),
+        model: model.clone(),
+        rate: rate.clone(),
+    };
     let performance_blocks = Router::new()
-        .route("/v1/ping", guarded(get(api::healthz), "session:read")?)
-        .route("/v1/session", guarded(get(api::session), "session:read")?)
+        .route("/v1/ping", get(pb.guard(api::healthz, "session:read")?))
+        .route("/v1/session", get(pb.guard(api::session, "session:read")?))
         .route(
             "/v1/observations",
-            guarded(get(api::list_observations), "observations:read")?.merge(guarded(
-                post(api::create_observation),
-                "observations:write",
-            )?),
+            get(pb.guard(api::list_observations, "observations:read")?)
+                .post(pb.guard(api::create_observation, "observations:write")?),
         )
         .route(
             "/v1/observations/{id}",
-            guarded(get(api::get_observation), "observations:read")?,
+            get(pb.guard(api::get_observation, "observations:read")?),
         )
         .route(
             "/v1/employees",
-            guarded(get(api::list_employees), "employees:read")?
-                .merge(guarded(post(api::create_employee), "employees:write")?),
+            get(pb.guard(api::list_employees, "employees:read")?)
+                .post(pb.guard(api::create_employee, "employees:write")?),
         )
         .route(
             "/v1/api_keys",
-            guarded(get(keys::list_keys), "api_keys:read")?
-                .merge(guarded(post(keys::create_key), "api_keys:write")?),
+            get(pb.guard(keys::list_keys, "api_keys:read")?)
+                .post(pb.guard(keys::create_key, "api_keys:write")?),
         )
         .route(
             "/v1/api_keys/{id}",
-            guarded(axum::routing::delete(keys::revoke_key), "api_keys:write")?,
+            delete(pb.guard(keys::revoke_key, "api_keys:write")?),
         )
         .route(
             "/v1/api_keys/{id}/rotate",
-            guarded(post(keys::rotate_key), "api_keys:write")?,
+            post(pb.guard(keys::rotate_key, "api_keys:write")?),
         )
         .route(
             "/v1/audit_log",
-            guarded(get(keys::audit_log), "audit_log:read")?,
-        )
-        .route_layer(pb_layer);
+            get(pb.guard(keys::audit_log, "audit_log:read")?),
+        );
 
-    let bridge_layer = ApiKeyLayer::new(authenticator)
-        .with_sources(KeySources::json_body())
-        .with_responder(ErrorStyle::product_bridge())
-        .with_scope_model(model.clone())
-        .with_last_used(last_used.clone())
-        .with_auditor(auditor.clone());
+    let bridge = Guards {
+        auth: ApiKeyLayer::new(authenticator)
+            .with_sources(KeySources::json_body())
+            .with_responder(ErrorStyle::product_bridge())
+            .with_scope_model(model.clone())
+            .with_last_used(last_used.clone())
+            .with_auditor(auditor.clone()),
+        model,
+        rate,
+    };
     let product_bridge = Router::new()
         .route(
             "/api/external/v1/feedback-posts/list",
-            guarded(post(bridge::list_posts), "public_api")?,
+            post(bridge.guard(bridge::list_posts, "public_api")?),
         )
         .route(
             "/api/external/v1/feedback-posts/create",
-            guarded(post(bridge::create_post), "public_api")?,
-        )
-        .route_layer(bridge_layer);
+            post(bridge.guard(bridge::create_post, "public_api")?),
+        );
 
     let state = AppState(Arc::new(Shared {
         data: Arc::new(Data::default()),
