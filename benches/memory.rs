@@ -1,7 +1,9 @@
 //! Bytes of memory per cached key: fills a `CachedStore` with 1,000,000 records and
 //! reads the resident set size (`/proc/self/statm`) before and after.
 //!
-//! Run with `cargo bench --bench memory` (Linux only; prints the figure).
+//! Then, for comparison, measures moka's own cost per entry the same way.
+//!
+//! Run with `cargo bench --bench memory` (Linux only; prints the figures).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::time::Duration;
@@ -17,10 +19,32 @@ fn resident_bytes() -> u64 {
     pages * 4096
 }
 
+/// Selects one measurement in a child process: freed memory stays with the allocator,
+/// so each measurement runs in a fresh process of its own.
+const PHASE: &str = "TOWER_API_KEY_MEMORY_PHASE";
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    match std::env::var(PHASE).as_deref() {
+        Ok("cached_store") => cached_store(),
+        Ok("moka_plain") => moka_plain(),
+        Ok("moka_configured") => moka_configured(),
+        _ => {
+            let exe = std::env::current_exe().expect("the bench's own path");
+            for phase in ["cached_store", "moka_plain", "moka_configured"] {
+                let status = std::process::Command::new(&exe)
+                    .env(PHASE, phase)
+                    .status()
+                    .expect("run a measurement");
+                assert!(status.success(), "measurement {phase} failed");
+            }
+        }
+    }
+}
+
+fn cached_store() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -69,4 +93,63 @@ fn main() {
         );
         println!("bytes per cached key: {per_key:.0}");
     });
+}
+/// moka's own cost per entry, for comparison: the same number of entries with nothing
+/// of ours in them, with a key and value of the sizes `CachedStore` uses (a 33-byte
+/// key, a 24-byte value), a weigher and per-entry expiry, as `CachedStore` configures
+/// it. [`moka_plain`] is the same as `u64 -> u64` with no expiry.
+fn moka_plain() {
+    let before = resident_bytes();
+    let plain: moka::sync::Cache<u64, u64> = moka::sync::Cache::new(2 * KEYS as u64);
+    for i in 0..KEYS as u64 {
+        plain.insert(i, i);
+    }
+    plain.run_pending_tasks();
+    let per_entry = (resident_bytes() - before) as f64 / plain.entry_count() as f64;
+    println!("moka alone, u64 -> u64: {per_entry:.0} bytes per entry");
+}
+
+fn moka_configured() {
+    #[derive(Clone, Copy, PartialEq, Eq, Hash)]
+    enum Key {
+        Id([u8; 24]),
+        // Never built: it gives the key `CachedStore`'s size (33 bytes).
+        #[allow(dead_code)]
+        Digest([u8; 32]),
+    }
+    #[derive(Clone)]
+    struct Value {
+        _record: Option<std::sync::Arc<u64>>,
+        _fetched_at: time::OffsetDateTime,
+    }
+    struct Expiry;
+    impl moka::Expiry<Key, Value> for Expiry {
+        fn expire_after_create(
+            &self,
+            _key: &Key,
+            _value: &Value,
+            _created_at: std::time::Instant,
+        ) -> Option<Duration> {
+            Some(Duration::from_secs(3600))
+        }
+    }
+
+    let before = resident_bytes();
+    let configured = moka::sync::Cache::builder()
+        .max_capacity(8 * 1024 * 1024 * 1024)
+        .weigher(|_: &Key, _: &Value| 400)
+        .expire_after(Expiry)
+        .build_with_hasher(ahash::RandomState::new());
+    for i in 0..KEYS as u64 {
+        let mut id = [0_u8; 24];
+        id[..8].copy_from_slice(&i.to_le_bytes());
+        let value = Value {
+            _record: None,
+            _fetched_at: time::OffsetDateTime::UNIX_EPOCH,
+        };
+        configured.insert(Key::Id(id), value);
+    }
+    configured.run_pending_tasks();
+    let per_entry = (resident_bytes() - before) as f64 / configured.entry_count() as f64;
+    println!("moka alone, configured as CachedStore, empty values: {per_entry:.0} bytes per entry");
 }

@@ -613,7 +613,12 @@ impl KeyFormat {
             (Some(*env), body)
         };
         let bytes = body.as_bytes();
-        if bytes.len() != BODY_LEN || !bytes.iter().all(u8::is_ascii_alphanumeric) {
+        // No early exit: the compiler checks many bytes per instruction.
+        if bytes.len() != BODY_LEN
+            || !bytes
+                .iter()
+                .fold(true, |ok, b| ok & b.is_ascii_alphanumeric())
+        {
             return None;
         }
         let (signed, checksum) = input.split_at(input.len() - CHECKSUM_LEN);

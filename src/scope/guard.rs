@@ -17,7 +17,12 @@ use crate::ConfigError;
 /// Requires scopes on the routes it wraps, behind an [`ApiKeyLayer`](crate::ApiKeyLayer).
 ///
 /// Attach it per route with `MethodRouter::route_layer` (`post(handler).route_layer(…)`);
-/// `Router::route_layer` applies it to every route added before it.
+/// `Router::route_layer` applies it to every route added before it. On hot routes,
+/// attaching the whole stack to the handler with axum's `Handler::layer`
+/// (`post(handler.layer(ServiceBuilder::new().layer(api_key).layer(scope)))`) is
+/// cheaper: axum boxes a route once per `route_layer` and clones each box on every
+/// request, while a handler's layers are built inline (the demo does this; see
+/// BENCHMARKS.md).
 ///
 /// The requirement is parsed once, when the router is built: an unknown scope or an
 /// unbalanced expression is a [`ConfigError`] at start-up. A refused request gets 403
