@@ -249,6 +249,50 @@ mod manager {
     }
 
     #[tokio::test]
+    async fn lifecycle_entries_are_in_the_sink_when_the_call_returns() {
+        let w = world().await;
+        let actions = |sink: &MemorySink| {
+            let mut actions: Vec<AuditAction> = sink.entries().iter().map(|e| e.action).collect();
+            actions.sort_by_key(|a| format!("{a:?}"));
+            actions
+        };
+        let admin = Actor::System("admin");
+        let created = w
+            .manager
+            .create(new_key("ci", &["employees:read"]), admin)
+            .await
+            .unwrap();
+        // No `flush` anywhere in this test: the manager waits for the writer.
+        assert_eq!(actions(&w.sink), [AuditAction::KeyCreated]);
+        let rotated = w
+            .manager
+            .rotate(&acme(), &created.record.id, Duration::from_secs(60), admin)
+            .await
+            .unwrap();
+        assert_eq!(
+            actions(&w.sink),
+            [
+                AuditAction::KeyCreated,
+                AuditAction::KeyCreated,
+                AuditAction::KeyRotated
+            ]
+        );
+        w.manager
+            .revoke(&acme(), &rotated.record.id, admin)
+            .await
+            .unwrap();
+        assert_eq!(
+            actions(&w.sink),
+            [
+                AuditAction::KeyCreated,
+                AuditAction::KeyCreated,
+                AuditAction::KeyRevoked,
+                AuditAction::KeyRotated
+            ]
+        );
+    }
+
+    #[tokio::test]
     async fn the_full_key_appears_only_in_create() {
         let w = world().await;
         let created = w
