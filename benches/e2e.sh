@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # End-to-end cost of authentication over real HTTP on loopback, side by side with the
-# same handler without authentication: GET /healthz (no auth) against GET /v1/ping
-# (ApiKeyLayer + scope guard + rate limit + last-used, same handler and body).
+# same handler without authentication: GET /healthz (no auth) against GET /v1/ping (the
+# same handler and body behind ApiKeyLayer, the scope guard and the last-used buffer).
+# The demo runs twice: with `--rate-limit off` (authentication and scope guard only,
+# the route the targets describe) and with a rate limit so high that it never refuses
+# (the limiter's cost on top).
 #
 # 1. Instructions per request (the primary figure): the release demo runs under
 #    `valgrind --tool=callgrind`; N keep-alive requests go to each route, with
 #    `callgrind_control -z` / `-d` around each phase.
-# 2. Requests per second (secondary, noisy on shared machines): wrk, server and load
-#    generator pinned to different cores, the two routes alternating for several rounds.
+# 2. Requests per second (secondary, noisy on shared machines): wrk, servers and load
+#    generator pinned to different cores, the routes alternating for several rounds.
 #
 # Usage: benches/e2e.sh [callgrind|wrk|all]   (N=2000 ROUNDS=5 DURATION=5s by default)
 set -euo pipefail
@@ -32,11 +35,17 @@ need wrk wrk
 cargo build --release --example demo --quiet
 BIN=target/release/examples/demo
 
-# Starts the demo (optionally under a wrapper command), sets BASE, KEY and PID.
+# The demo's rate limit for each configuration measured.
+RATE_LIMITS=("off" "1000000000/s")
+
+# Starts the demo with rate limit $1 (optionally under a wrapper command, the other
+# arguments), sets BASE, KEY and PID.
 start_demo() {
+    local rate=$1
+    shift
     local log="$OUT/demo.stdout"
     rm -f "$log"
-    "$@" "$BIN" --listen 127.0.0.1:0 --rate-limit 1000000000/s >"$log" 2>"$OUT/demo.stderr" &
+    "$@" "$BIN" --listen 127.0.0.1:0 --rate-limit "$rate" >"$log" 2>"$OUT/demo.stderr" &
     PID=$!
     for _ in $(seq 1 600); do
         if grep -q '^admin key for globex' "$log" 2>/dev/null; then break; fi
@@ -71,12 +80,24 @@ instructions() {
 }
 
 callgrind() {
-    echo "== instructions per request (callgrind, N=$N)"
-    start_demo valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.%p.out"
+    local rate
+    for rate in "${RATE_LIMITS[@]}"; do
+        callgrind_config "$rate"
+    done
+}
+
+# Measures one configuration; the last dump of each route stays in
+# $OUT/<route>[-ratelimit].callgrind.out for callgrind_annotate.
+callgrind_config() {
+    local rate=$1 suffix=""
+    [ "$rate" = off ] || suffix="-ratelimit"
+    echo "== instructions per request (callgrind, N=$N, --rate-limit $rate)"
+    start_demo "$rate" valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.%p.out"
     # Warm up both routes (connection setup, first cache fill, lazy statics).
     N=50 requests /healthz
     N=50 requests /v1/ping "$KEY"
     local phase
+    rm -f "$OUT/phases.txt"
     for phase in healthz ping healthz ping; do
         callgrind_control -z "$PID" >/dev/null 2>&1
         rm -f "$OUT"/callgrind.*.out.*
@@ -87,11 +108,11 @@ callgrind() {
         local ir
         ir=$(instructions "$dump")
         echo "$phase $ir" >>"$OUT/phases.txt"
-        # The last dump of each route stays for callgrind_annotate.
-        cp "$dump" "$OUT/$phase.callgrind.out"
+        cp "$dump" "$OUT/$phase$suffix.callgrind.out"
         printf '%-8s %14s instructions  %10.0f per request\n' "$phase" "$ir" "$(echo "$ir / $N" | bc -l)"
     done
     stop_demo
+    rm -f "$OUT"/callgrind."$PID".out*
     awk -v n="$N" '
         { sum[$1] += $2; count[$1]++ }
         END {
@@ -103,16 +124,24 @@ callgrind() {
 }
 
 wrk_rounds() {
-    echo "== requests per second (wrk, $ROUNDS rounds of $DURATION per route, server on cpu 0, wrk on cpu 1)"
-    start_demo taskset -c 0
-    local round healthz ping
+    echo "== requests per second (wrk, $ROUNDS rounds of $DURATION per route, servers on cpu 0, wrk on cpu 1)"
+    # Both configurations run at once (an idle server costs nothing); the routes alternate.
+    start_demo off taskset -c 0
+    local base=$BASE key=$KEY pid=$PID
+    start_demo 1000000000/s taskset -c 0
+    local limited_base=$BASE limited_key=$KEY limited_pid=$PID
+    local round healthz ping limited
+    rps() { taskset -c 1 wrk -t1 -c16 -d"$DURATION" "$@" | awk '/Requests\/sec/ { print $2 }'; }
     for round in $(seq 1 "$ROUNDS"); do
-        healthz=$(taskset -c 1 wrk -t1 -c16 -d"$DURATION" "$BASE/healthz" | awk '/Requests\/sec/ { print $2 }')
-        ping=$(taskset -c 1 wrk -t1 -c16 -d"$DURATION" -H "Authorization: Bearer $KEY" "$BASE/v1/ping" | awk '/Requests\/sec/ { print $2 }')
-        printf 'round %d  healthz %10.0f req/s  ping %10.0f req/s  ping/healthz %.3f\n' \
-            "$round" "$healthz" "$ping" "$(echo "$ping / $healthz" | bc -l)"
+        healthz=$(rps "$base/healthz")
+        ping=$(rps -H "Authorization: Bearer $key" "$base/v1/ping")
+        limited=$(rps -H "Authorization: Bearer $limited_key" "$limited_base/v1/ping")
+        printf 'round %d  healthz %8.0f req/s  ping %8.0f req/s (%.3f)  ping with rate limit %8.0f req/s (%.3f)\n' \
+            "$round" "$healthz" "$ping" "$(echo "$ping / $healthz" | bc -l)" \
+            "$limited" "$(echo "$limited / $healthz" | bc -l)"
     done
-    stop_demo
+    PID=$pid stop_demo
+    PID=$limited_pid stop_demo
 }
 
 case "$MODE" in

@@ -35,7 +35,7 @@ async fn start(rate_limit: &str) -> Server {
     let sink = MemorySink::new();
     let auditor = Auditor::spawn(sink.clone(), 4096);
     let settings = Settings {
-        rate_limit: rate_limit.parse().unwrap(),
+        rate_limit: (rate_limit != "off").then(|| rate_limit.parse().unwrap()),
         cache_ttl: None,
         clock: Arc::new(clock.clone()),
     };
@@ -695,6 +695,25 @@ async fn the_audit_log_records_lifecycle_and_writes_but_never_reads() {
             .unwrap()
             .iter()
             .all(|e| e["api_key_id"] != id.as_str())
+    );
+}
+
+#[tokio::test]
+async fn rate_limiting_can_be_switched_off_while_scopes_still_apply() {
+    let s = start("off").await;
+    let (key, _) = s.new_key(&["observations:read"], "live").await;
+    for _ in 0..5 {
+        let reply = s.get("/v1/observations", Some(&key)).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(reply.header("ratelimit"), None);
+    }
+    assert_eq!(
+        s.get("/v1/employees", Some(&key)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        s.get("/v1/observations", None).await.status,
+        StatusCode::UNAUTHORIZED
     );
 }
 

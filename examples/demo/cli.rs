@@ -1,4 +1,4 @@
-//! The demo's command line: `[--listen ADDR] [--database URL] [--rate-limit N/UNIT]
+//! The demo's command line: `[--listen ADDR] [--database URL] [--rate-limit N/UNIT|off]
 //! [--cache-ttl SECONDS]`. Any mistake is one line on stderr and exit status 2.
 
 use std::net::SocketAddr;

@@ -4,7 +4,7 @@
 //! Run with:
 //!
 //! ```sh
-//! cargo run --example demo -- [--listen ADDR] [--database URL] [--rate-limit N/UNIT] [--cache-ttl SECONDS]
+//! cargo run --example demo -- [--listen ADDR] [--database URL] [--rate-limit N/UNIT|off] [--cache-ttl SECONDS]
 //! ```
 //!
 //! SQLite and PostgreSQL databases need the `sqlite` / `postgres` features
@@ -32,12 +32,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rate_limit: RateLimitPolicy = match args.rate_limit.parse() {
-        Ok(policy) => policy,
-        Err(error) => {
-            eprintln!("demo: --rate-limit {:?}: {error}", args.rate_limit);
-            return ExitCode::from(2);
-        }
+    let rate_limit: Option<RateLimitPolicy> = match args.rate_limit.as_str() {
+        "off" => None,
+        policy => match policy.parse() {
+            Ok(policy) => Some(policy),
+            Err(error) => {
+                eprintln!("demo: --rate-limit {:?}: {error}", args.rate_limit);
+                return ExitCode::from(2);
+            }
+        },
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use axum::extract::FromRef;
 use axum::handler::Handler;
-use axum::routing::{delete, get, post};
+use axum::routing::{get, on, MethodFilter, MethodRouter};
 use axum::Router;
 use tower::ServiceBuilder;
 use tower_api_key::audit::Auditor;
@@ -65,26 +65,29 @@ pub const LAST_USED_INTERVAL: Duration = Duration::from_secs(2);
 struct Guards<K> {
     auth: ApiKeyLayer<K>,
     model: ScopeModel,
-    rate: RateLimitLayer,
+    /// `None` when the demo runs with `--rate-limit off`.
+    rate: Option<RateLimitLayer>,
 }
 
 impl<K: KeyStore> Guards<K> {
-    fn guard<H, T>(
+    /// `handler` on `method`, behind authentication, the `requirement` scope guard and
+    /// (unless switched off) the rate limit.
+    fn route<H, T>(
         &self,
+        method: MethodFilter,
         handler: H,
         requirement: &str,
-    ) -> Result<impl Handler<T, AppState>, String>
+    ) -> Result<MethodRouter<AppState>, String>
     where
         H: Handler<T, AppState>,
         T: 'static,
     {
         let scope = RequireScopesLayer::new(&self.model, requirement).map_err(|e| e.to_string())?;
-        Ok(handler.layer(
-            ServiceBuilder::new()
-                .layer(self.auth.clone())
-                .layer(scope)
-                .layer(self.rate.clone()),
-        ))
+        let stack = ServiceBuilder::new().layer(self.auth.clone()).layer(scope);
+        Ok(match &self.rate {
+            Some(rate) => on(method, handler.layer(stack.layer(rate.clone()))),
+            None => on(method, handler.layer(stack)),
+        })
     }
 }
 
@@ -114,7 +117,8 @@ impl FromRef<AppState> for Arc<Data> {
 
 /// What `build` needs besides the store.
 pub struct Settings {
-    pub rate_limit: RateLimitPolicy,
+    /// The default rate limit of every key; `None` runs without rate limiting.
+    pub rate_limit: Option<RateLimitPolicy>,
     pub cache_ttl: Option<Duration>,
     /// The clock of the cache, expiry, rotation grace and rate windows.
     pub clock: Arc<dyn Clock>,
@@ -123,7 +127,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            rate_limit: "100/s".parse().expect("valid default"),
+            rate_limit: Some("100/s".parse().expect("valid default")),
             cache_ttl: None,
             clock: Arc::new(SystemClock),
         }
@@ -204,9 +208,11 @@ pub fn build(
     let last_used = LastUsed::spawn(cache.clone(), LAST_USED_INTERVAL);
     let manager =
         KeyManager::new(cache.clone(), format.clone(), model.clone()).with_auditor(auditor.clone());
-    let limits =
-        RateLimits::new(settings.rate_limit).with_clock(SharedClock(Arc::clone(&settings.clock)));
-    let rate = RateLimitLayer::new(limits);
+    let rate = settings.rate_limit.map(|policy| {
+        RateLimitLayer::new(
+            RateLimits::new(policy).with_clock(SharedClock(Arc::clone(&settings.clock))),
+        )
+    });
 
     let authenticator = Authenticator::new(cache.clone(), format);
     let pb = Guards {
@@ -222,38 +228,52 @@ pub fn build(
         rate: rate.clone(),
     };
     let performance_blocks = Router::new()
-        .route("/v1/ping", get(pb.guard(api::healthz, "session:read")?))
-        .route("/v1/session", get(pb.guard(api::session, "session:read")?))
+        .route(
+            "/v1/ping",
+            pb.route(MethodFilter::GET, api::healthz, "session:read")?,
+        )
+        .route(
+            "/v1/session",
+            pb.route(MethodFilter::GET, api::session, "session:read")?,
+        )
         .route(
             "/v1/observations",
-            get(pb.guard(api::list_observations, "observations:read")?)
-                .post(pb.guard(api::create_observation, "observations:write")?),
+            pb.route(
+                MethodFilter::GET,
+                api::list_observations,
+                "observations:read",
+            )?
+            .merge(pb.route(
+                MethodFilter::POST,
+                api::create_observation,
+                "observations:write",
+            )?),
         )
         .route(
             "/v1/observations/{id}",
-            get(pb.guard(api::get_observation, "observations:read")?),
+            pb.route(MethodFilter::GET, api::get_observation, "observations:read")?,
         )
         .route(
             "/v1/employees",
-            get(pb.guard(api::list_employees, "employees:read")?)
-                .post(pb.guard(api::create_employee, "employees:write")?),
+            pb.route(MethodFilter::GET, api::list_employees, "employees:read")?
+                .merge(pb.route(MethodFilter::POST, api::create_employee, "employees:write")?),
         )
         .route(
             "/v1/api_keys",
-            get(pb.guard(keys::list_keys, "api_keys:read")?)
-                .post(pb.guard(keys::create_key, "api_keys:write")?),
+            pb.route(MethodFilter::GET, keys::list_keys, "api_keys:read")?
+                .merge(pb.route(MethodFilter::POST, keys::create_key, "api_keys:write")?),
         )
         .route(
             "/v1/api_keys/{id}",
-            delete(pb.guard(keys::revoke_key, "api_keys:write")?),
+            pb.route(MethodFilter::DELETE, keys::revoke_key, "api_keys:write")?,
         )
         .route(
             "/v1/api_keys/{id}/rotate",
-            post(pb.guard(keys::rotate_key, "api_keys:write")?),
+            pb.route(MethodFilter::POST, keys::rotate_key, "api_keys:write")?,
         )
         .route(
             "/v1/audit_log",
-            get(pb.guard(keys::audit_log, "audit_log:read")?),
+            pb.route(MethodFilter::GET, keys::audit_log, "audit_log:read")?,
         );
 
     let bridge = Guards {
@@ -269,11 +289,11 @@ pub fn build(
     let product_bridge = Router::new()
         .route(
             "/api/external/v1/feedback-posts/list",
-            post(bridge.guard(bridge::list_posts, "public_api")?),
+            bridge.route(MethodFilter::POST, bridge::list_posts, "public_api")?,
         )
         .route(
             "/api/external/v1/feedback-posts/create",
-            post(bridge.guard(bridge::create_post, "public_api")?),
+            bridge.route(MethodFilter::POST, bridge::create_post, "public_api")?,
         );
 
     let state = AppState(Arc::new(Shared {
