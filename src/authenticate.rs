@@ -30,8 +30,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-use time::OffsetDateTime;
-
 use crate::key::{Digest, Environment, KeyFormat, KeyId, Presented};
 use crate::outcome::Outcome;
 use crate::principal::Principal;
@@ -182,7 +180,7 @@ impl<S: KeyStore> Authenticator<S> {
             return Step::Done(Err(Outcome::Malformed));
         };
         // One clock read serves the cache's freshness check and the record's checks.
-        let now = self.store.clock().now();
+        let now = self.store.clock().now_unix_nanos();
         match parsed {
             Presented::Native(key) => {
                 let cache_key = CacheKey::Id(*key.id());
@@ -226,7 +224,7 @@ impl<S: KeyStore> Authenticator<S> {
             .await
             .map_err(|_| Outcome::StoreUnavailable)?
             .ok_or(Outcome::Unknown)?;
-        let now = self.store.clock().now();
+        let now = self.store.clock().now_unix_nanos();
         self.verify(
             record,
             &lookup.digest,
@@ -242,14 +240,14 @@ impl<S: KeyStore> Authenticator<S> {
         digest: &Digest,
         environment: Option<Environment>,
         native: bool,
-        now: OffsetDateTime,
+        now: i128,
     ) -> Result<Principal, Outcome> {
         // The digest comparison is the authentication; the environment check is a
         // second line against a record stored under the wrong prefix.
         if !record.digest.ct_eq(digest) || (native && record.environment != environment) {
             return Err(Outcome::Unknown);
         }
-        let sunset = match record.status_at(now) {
+        let sunset = match record.status_at_unix_nanos(now) {
             KeyStatus::Active => None,
             KeyStatus::InGrace(until) => Some(until),
             KeyStatus::Revoked => return Err(Outcome::Revoked),

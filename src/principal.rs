@@ -22,7 +22,8 @@ use crate::store::{CachedRecord, KeyRecord, Owner, Rotation};
 pub struct Principal {
     record: Arc<CachedRecord>,
     sunset: Option<OffsetDateTime>,
-    authenticated_at: OffsetDateTime,
+    /// Nanoseconds since the Unix epoch.
+    authenticated_at: i128,
     /// How refusals are rendered behind the layer that admitted this key. Carried here
     /// so that admitting a request costs one extensions insert, not two.
     renderer: Option<Arc<Renderer>>,
@@ -32,7 +33,7 @@ impl Principal {
     pub(crate) fn new(
         record: Arc<CachedRecord>,
         sunset: Option<OffsetDateTime>,
-        authenticated_at: OffsetDateTime,
+        authenticated_at: i128,
     ) -> Self {
         Self {
             record,
@@ -140,6 +141,11 @@ impl Principal {
 
     /// When the key was checked (the clock reading expiry and grace were judged at).
     pub fn authenticated_at(&self) -> OffsetDateTime {
+        crate::clock::from_unix_nanos(self.authenticated_at)
+    }
+
+    /// [`Principal::authenticated_at`] in nanoseconds since the Unix epoch.
+    pub(crate) fn authenticated_at_unix_nanos(&self) -> i128 {
         self.authenticated_at
     }
 

@@ -176,9 +176,8 @@ fn admit<K: KeyStore, B>(
     );
     metrics::counter!("tower_api_key_requests_total", "outcome" => "authenticated").increment(1);
 
-    let now = principal.authenticated_at();
     if let Some(last_used) = &config.last_used {
-        last_used.touch(*principal.key_id(), now);
+        last_used.touch_unix_nanos(*principal.key_id(), principal.authenticated_at_unix_nanos());
     }
     let audit = match &config.auditor {
         Some(auditor) if is_state_changing(req.method()) => {
@@ -186,7 +185,7 @@ fn admit<K: KeyStore, B>(
                 AuditAction::Request,
                 *principal.key_id(),
                 principal.owner().clone(),
-                now,
+                principal.authenticated_at(),
             );
             entry.environment = principal.environment();
             entry.method = Some(req.method().as_str().to_owned());

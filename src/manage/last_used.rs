@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use crate::clock::from_unix_nanos;
 use crate::key::KeyId;
 use crate::store::{KeyStore, StoreError};
 
@@ -42,7 +43,9 @@ pub struct LastUsed {
 }
 
 struct Shared {
-    pending: Mutex<HashMap<KeyId, OffsetDateTime, ahash::RandomState>>,
+    /// The latest use of each key, in nanoseconds since the Unix epoch (the request
+    /// path reads the clock that way; dates are built only when a batch is written).
+    pending: Mutex<HashMap<KeyId, i128, ahash::RandomState>>,
     writer: Writer,
     interval: Duration,
 }
@@ -75,6 +78,11 @@ impl LastUsed {
     /// Records that `id` was used at `at`. Cheap: one uncontended lock and a map
     /// insert.
     pub fn touch(&self, id: KeyId, at: OffsetDateTime) {
+        self.touch_unix_nanos(id, at.unix_timestamp_nanos());
+    }
+
+    /// [`LastUsed::touch`] with the time in nanoseconds since the Unix epoch.
+    pub(crate) fn touch_unix_nanos(&self, id: KeyId, at: i128) {
         let mut pending = self.shared.lock();
         let slot = pending.entry(id).or_insert(at);
         if *slot < at {
@@ -103,14 +111,20 @@ impl LastUsed {
 }
 
 impl Shared {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<KeyId, OffsetDateTime, ahash::RandomState>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<KeyId, i128, ahash::RandomState>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Takes everything pending, as the batch to write.
+    fn take_batch(&self) -> Batch {
+        std::mem::take(&mut *self.lock())
+            .into_iter()
+            .map(|(id, at)| (id, from_unix_nanos(at)))
+            .collect()
+    }
+
     async fn flush(&self) -> Result<(), StoreError> {
-        let batch: Batch = std::mem::take(&mut *self.lock()).into_iter().collect();
+        let batch = self.take_batch();
         if batch.is_empty() {
             return Ok(());
         }
@@ -118,6 +132,7 @@ impl Shared {
         if result.is_err() {
             let mut pending = self.lock();
             for (id, at) in batch {
+                let at = at.unix_timestamp_nanos();
                 let slot = pending.entry(id).or_insert(at);
                 if *slot < at {
                     *slot = at;
@@ -130,7 +145,7 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        let batch: Batch = std::mem::take(&mut *self.lock()).into_iter().collect();
+        let batch = self.take_batch();
         if batch.is_empty() {
             return;
         }

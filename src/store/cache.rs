@@ -7,7 +7,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use super::{KeyRecord, KeyStore, Owner, StoreError};
+use super::{KeyRecord, KeyStatus, KeyStore, Owner, StoreError};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::key::{Digest, KeyId};
 use crate::scope::{Grants, ScopeModel};
@@ -81,6 +81,9 @@ struct Inner<S> {
     clock: SharedClock,
     positive_ttl: Duration,
     negative_ttl: Duration,
+    /// The TTLs in nanoseconds, for the request path's integer comparison.
+    positive_ttl_nanos: i128,
+    negative_ttl_nanos: i128,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -92,7 +95,8 @@ pub(crate) enum CacheKey {
 #[derive(Clone)]
 struct Entry {
     record: Option<Arc<CachedRecord>>,
-    fetched_at: OffsetDateTime,
+    /// Nanoseconds since the Unix epoch, on the cache's clock.
+    fetched_at: i128,
 }
 
 type FillResult = Result<Entry, StoreError>;
@@ -102,13 +106,39 @@ type FillResult = Result<Entry, StoreError>;
 pub struct CachedRecord {
     record: KeyRecord,
     grants: OnceLock<Grants>,
+    /// Before this instant (nanoseconds since the Unix epoch) the key is plainly
+    /// active: not revoked, not expired, not rotated. Checked with one integer
+    /// comparison on every request; the full status is worked out only from then on.
+    active_until: i128,
 }
 
 impl CachedRecord {
     pub(crate) fn new(record: KeyRecord) -> Self {
+        let active_until = if record.rotation.is_some() {
+            i128::MIN
+        } else {
+            [record.revoked_at, record.expires_at]
+                .into_iter()
+                .flatten()
+                .map(OffsetDateTime::unix_timestamp_nanos)
+                .min()
+                .unwrap_or(i128::MAX)
+        };
         Self {
             record,
             grants: OnceLock::new(),
+            active_until,
+        }
+    }
+
+    /// The record's status at `now` (nanoseconds since the Unix epoch): the same
+    /// answer as [`KeyRecord::status_at`], without building a date while the key is
+    /// plainly active.
+    pub(crate) fn status_at_unix_nanos(&self, now: i128) -> KeyStatus {
+        if now < self.active_until {
+            KeyStatus::Active
+        } else {
+            self.record.status_at(crate::clock::from_unix_nanos(now))
         }
     }
 
@@ -270,6 +300,8 @@ impl<S> CachedStoreBuilder<S> {
                 clock: self.clock,
                 positive_ttl,
                 negative_ttl,
+                positive_ttl_nanos: positive_ttl.as_nanos().try_into().unwrap_or(i128::MAX),
+                negative_ttl_nanos: negative_ttl.as_nanos().try_into().unwrap_or(i128::MAX),
             }),
         })
     }
@@ -380,11 +412,12 @@ impl<S> Inner<S> {
         self.cache.invalidate(&key);
     }
 
-    fn fresh(&self, entry: &Entry, now: OffsetDateTime) -> bool {
+    /// Whether `entry` is still fresh at `now` (nanoseconds since the Unix epoch).
+    fn fresh(&self, entry: &Entry, now: i128) -> bool {
         let ttl = if entry.record.is_some() {
-            self.positive_ttl
+            self.positive_ttl_nanos
         } else {
-            self.negative_ttl
+            self.negative_ttl_nanos
         };
         now - entry.fetched_at < ttl
     }
@@ -413,7 +446,8 @@ impl<S: KeyStore> CachedStore<S> {
     }
 
     /// A fresh cached answer for `key`, without touching the store: `None` on a miss.
-    pub(crate) fn peek(&self, key: &CacheKey, now: OffsetDateTime) -> Option<Cached> {
+    /// `now` is in nanoseconds since the Unix epoch, on the cache's clock.
+    pub(crate) fn peek(&self, key: &CacheKey, now: i128) -> Option<Cached> {
         let inner = &*self.inner;
         let entry = inner.cache.get(key)?;
         if !inner.fresh(&entry, now) {
@@ -427,7 +461,7 @@ impl<S: KeyStore> CachedStore<S> {
         key: CacheKey,
     ) -> Result<Option<Arc<CachedRecord>>, StoreError> {
         let inner = &*self.inner;
-        let now = inner.clock.now();
+        let now = inner.clock.now_unix_nanos();
         if let Some(entry) = inner.cache.get(&key) {
             if inner.fresh(&entry, now) {
                 return Ok(entry.record);
@@ -496,7 +530,7 @@ impl<S: KeyStore> Inner<S> {
         });
         Ok(Entry {
             record: found.map(|r| Arc::new(CachedRecord::new(r))),
-            fetched_at: self.clock.now(),
+            fetched_at: self.clock.now_unix_nanos(),
         })
     }
 }
@@ -623,6 +657,45 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
     use crate::store::MemoryStore;
+
+    #[test]
+    fn the_fast_status_agrees_with_the_record_at_every_boundary() {
+        let t0 = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        let secs = time::Duration::seconds;
+        let base = KeyRecord::imported(
+            KeyId::new("status1").unwrap(),
+            Digest::of("k"),
+            "p",
+            "n",
+            Owner::organization("acme"),
+            vec![],
+            t0,
+        );
+        let mut expiring = base.clone();
+        expiring.expires_at = Some(t0 + secs(10));
+        let mut revoked = expiring.clone();
+        revoked.revoked_at = Some(t0 + secs(5));
+        let mut rotated = base.clone();
+        rotated.rotation = Some(super::super::Rotation {
+            superseded_by: KeyId::new("status2").unwrap(),
+            valid_until: t0 + secs(7),
+        });
+        let mut rotated_and_expiring = rotated.clone();
+        rotated_and_expiring.expires_at = Some(t0 + secs(3));
+        for record in [base, expiring, revoked, rotated, rotated_and_expiring] {
+            let cached = CachedRecord::new(record.clone());
+            for offset in [-1, 0, 1] {
+                for at in [0, 3, 5, 7, 10, 20] {
+                    let now = t0 + secs(at) + time::Duration::nanoseconds(offset);
+                    assert_eq!(
+                        cached.status_at_unix_nanos(now.unix_timestamp_nanos()),
+                        record.status_at(now),
+                        "{record:?} at {now}"
+                    );
+                }
+            }
+        }
+    }
 
     #[tokio::test]
     async fn invalidating_a_digest_drops_a_negative_entry() {

@@ -134,14 +134,6 @@ impl Default for Settings {
     }
 }
 
-struct SharedClock(Arc<dyn Clock>);
-
-impl Clock for SharedClock {
-    fn now(&self) -> time::OffsetDateTime {
-        self.0.now()
-    }
-}
-
 pub struct Demo {
     pub router: Router,
     pub cache: CachedStore<DemoStore>,
@@ -197,8 +189,7 @@ pub fn build(
         .map_err(err)?
         .with_environments(["live", "test"])
         .map_err(err)?;
-    let mut cache =
-        CachedStore::builder(store).with_clock(SharedClock(Arc::clone(&settings.clock)));
+    let mut cache = CachedStore::builder(store).with_clock(Arc::clone(&settings.clock));
     if let Some(ttl) = settings.cache_ttl {
         cache = cache
             .with_ttl(ttl)
@@ -209,9 +200,7 @@ pub fn build(
     let manager =
         KeyManager::new(cache.clone(), format.clone(), model.clone()).with_auditor(auditor.clone());
     let rate = settings.rate_limit.map(|policy| {
-        RateLimitLayer::new(
-            RateLimits::new(policy).with_clock(SharedClock(Arc::clone(&settings.clock))),
-        )
+        RateLimitLayer::new(RateLimits::new(policy).with_clock(Arc::clone(&settings.clock)))
     });
 
     let authenticator = Authenticator::new(cache.clone(), format);
