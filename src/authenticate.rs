@@ -151,8 +151,8 @@ impl Lookup {
 
 impl<S> Authenticator<S> {
     /// The public id in a presented key of a configured format, for logs.
-    pub(crate) fn presented_id(&self, presented: &str) -> Option<KeyId> {
-        match self.formats.iter().find_map(|f| f.parse(presented))? {
+    pub(crate) fn presented_id(&self, presented: &[u8]) -> Option<KeyId> {
+        match self.formats.iter().find_map(|f| f.parse_bytes(presented))? {
             Presented::Native(key) => Some(*key.id()),
             Presented::Imported(_) => None,
         }
@@ -167,7 +167,7 @@ impl<S: KeyStore> Authenticator<S> {
     /// The [`Outcome`] that refuses it: `Malformed`, `Unknown`, `Revoked`, `Expired`,
     /// `WrongEnvironment` or `StoreUnavailable`.
     pub async fn authenticate(&self, presented: &str) -> Result<Principal, Outcome> {
-        match self.start(presented) {
+        match self.start(presented.as_bytes()) {
             Step::Done(result) => result,
             Step::Miss(lookup) => self.finish(lookup).await,
         }
@@ -175,8 +175,8 @@ impl<S: KeyStore> Authenticator<S> {
 
     /// Parses the key and answers from the cache when it can, without awaiting.
     /// The digest is only computed once a record (or a miss) makes it necessary.
-    pub(crate) fn start(&self, presented: &str) -> Step {
-        let Some(parsed) = self.formats.iter().find_map(|f| f.parse(presented)) else {
+    pub(crate) fn start(&self, presented: &[u8]) -> Step {
+        let Some(parsed) = self.formats.iter().find_map(|f| f.parse_bytes(presented)) else {
             return Step::Done(Err(Outcome::Malformed));
         };
         // One clock read serves the cache's freshness check and the record's checks.

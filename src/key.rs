@@ -75,9 +75,14 @@ struct Inline {
 impl Inline {
     /// Caller guarantees ASCII and `len <= MAX_NAME_LEN`.
     fn from_ascii(s: &str) -> Self {
+        Self::from_ascii_bytes(s.as_bytes())
+    }
+
+    /// Caller guarantees ASCII and `len <= MAX_NAME_LEN`.
+    fn from_ascii_bytes(s: &[u8]) -> Self {
         debug_assert!(s.is_ascii() && s.len() <= MAX_NAME_LEN);
         let mut buf = [0; MAX_NAME_LEN];
-        buf[..s.len()].copy_from_slice(s.as_bytes());
+        buf[..s.len()].copy_from_slice(s);
         Self {
             len: s.len() as u8,
             buf,
@@ -422,7 +427,7 @@ impl fmt::Debug for Presented<'_> {
 /// A well-formed key in this crate's format, whose checksum matched.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct ParsedKey<'a> {
-    full: &'a str,
+    full: &'a [u8],
     id: KeyId,
     environment: Option<Environment>,
 }
@@ -440,7 +445,7 @@ impl<'a> ParsedKey<'a> {
 
     /// SHA-256 of the full key.
     pub fn digest(&self) -> Digest {
-        Digest::of(self.full)
+        Digest(Sha256::digest(self.full).into())
     }
 }
 
@@ -587,6 +592,13 @@ impl KeyFormat {
     /// the alphabet, an unknown prefix or environment, a wrong length, or a failed
     /// checksum. Nothing is hashed and nothing is looked up for such input.
     pub fn parse<'a>(&self, input: &'a str) -> Option<Presented<'a>> {
+        self.parse_bytes(input.as_bytes())
+    }
+
+    /// [`KeyFormat::parse`] on the bytes of a header value or a body field, which the
+    /// request path hands over without a UTF-8 validation of its own: a key is ASCII,
+    /// and anything else fails the alphabet checks.
+    pub(crate) fn parse_bytes<'a>(&self, input: &'a [u8]) -> Option<Presented<'a>> {
         if input.len() > MAX_KEY_LEN {
             return None;
         }
@@ -596,26 +608,33 @@ impl KeyFormat {
         let imported = self
             .imported_prefixes
             .iter()
-            .any(|p| input.len() > p.len() && input.starts_with(p.as_str()))
-            && input.bytes().all(is_foreign_char);
-        imported.then_some(Presented::Imported(input))
+            .any(|p| input.len() > p.len() && input.starts_with(p.as_bytes()))
+            && input.iter().all(|&b| is_foreign_char(b));
+        if !imported {
+            return None;
+        }
+        // Every byte is ASCII (checked just above), so this never fails.
+        std::str::from_utf8(input).ok().map(Presented::Imported)
     }
 
-    fn parse_native<'a>(&self, input: &'a str) -> Option<ParsedKey<'a>> {
+    fn parse_native<'a>(&self, input: &'a [u8]) -> Option<ParsedKey<'a>> {
         let rest = input
-            .strip_prefix(self.product.as_str())?
-            .strip_prefix('_')?;
+            .strip_prefix(self.product.as_bytes())?
+            .strip_prefix(b"_")?;
         let (environment, body) = if self.environments.is_empty() {
             (None, rest)
         } else {
-            let (env, body) = rest.split_once('_')?;
-            let env = self.environments.iter().find(|e| e.as_str() == env)?;
+            let at = rest.iter().position(|&b| b == b'_')?;
+            let (env, body) = (&rest[..at], &rest[at + 1..]);
+            let env = self
+                .environments
+                .iter()
+                .find(|e| e.as_str().as_bytes() == env)?;
             (Some(*env), body)
         };
-        let bytes = body.as_bytes();
         // No early exit: the compiler checks many bytes per instruction.
-        if bytes.len() != BODY_LEN
-            || !bytes
+        if body.len() != BODY_LEN
+            || !body
                 .iter()
                 .fold(true, |ok, b| ok & b.is_ascii_alphanumeric())
         {
@@ -623,10 +642,10 @@ impl KeyFormat {
         }
         let (signed, checksum) = input.split_at(input.len() - CHECKSUM_LEN);
         let expected = base62::decode(checksum).ok()?;
-        if expected != u128::from(crc32fast::hash(signed.as_bytes())) {
+        if expected != u128::from(crc32fast::hash(signed)) {
             return None;
         }
-        let id = KeyId(Inline::from_ascii(&body[..ID_LEN]));
+        let id = KeyId(Inline::from_ascii_bytes(&body[..ID_LEN]));
         Some(ParsedKey {
             full: input,
             id,

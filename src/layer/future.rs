@@ -12,15 +12,36 @@ use crate::audit::{AuditEntry, Auditor};
 use crate::rate_limit::RateLimitStatus;
 use crate::rejection::Rejection;
 
-/// What admitting a request leaves for the way out.
+/// What admitting a request leaves for the way out. Usually nothing: then it is one
+/// null pointer in the response future, which every layer moves several times.
 #[derive(Default)]
-pub(crate) struct Admitted {
+pub(crate) struct Admitted(Option<Box<Additions>>);
+
+/// What to add to a successful response.
+pub(crate) struct Additions {
     /// The `Sunset` header while the key is in rotation grace.
-    pub(crate) sunset: Option<HeaderValue>,
+    sunset: Option<HeaderValue>,
     /// The audit entry to complete with the status and record.
-    pub(crate) audit: Option<(Auditor, Box<AuditEntry>)>,
+    audit: Option<(Auditor, AuditEntry)>,
     /// The `RateLimit` fields for a successful response.
-    pub(crate) rate_limit: Option<RateLimitStatus>,
+    rate_limit: Option<RateLimitStatus>,
+}
+
+impl Admitted {
+    pub(crate) fn new(
+        sunset: Option<HeaderValue>,
+        audit: Option<(Auditor, AuditEntry)>,
+        rate_limit: Option<RateLimitStatus>,
+    ) -> Self {
+        if sunset.is_none() && audit.is_none() && rate_limit.is_none() {
+            return Self(None);
+        }
+        Self(Some(Box::new(Additions {
+            sunset,
+            audit,
+            rate_limit,
+        })))
+    }
 }
 
 /// What the asynchronous part of authentication decided.
@@ -126,18 +147,26 @@ where
                 }
                 StateProj::Calling { fut, admitted } => {
                     let mut response = ready!(fut.poll(cx))?.map(ResponseBody::inner);
-                    if let Some(sunset) = admitted.sunset.take() {
+                    let Some(additions) = admitted.0.take() else {
+                        return Poll::Ready(Ok(response));
+                    };
+                    let Additions {
+                        sunset,
+                        audit,
+                        rate_limit,
+                    } = *additions;
+                    if let Some(sunset) = sunset {
                         response.headers_mut().insert("sunset", sunset);
                     }
-                    if let Some(status) = admitted.rate_limit.take() {
+                    if let Some(status) = rate_limit {
                         status.insert_headers(response.headers_mut());
                     }
                     // A request refused further in (a scope guard, a rate limit) never
                     // reached its handler: it is not audited as a request.
-                    if let Some((auditor, mut entry)) = admitted.audit.take() {
+                    if let Some((auditor, mut entry)) = audit {
                         if response.extensions().get::<Rejection>().is_none() {
                             entry.status = Some(response.status().as_u16());
-                            auditor.record(*entry);
+                            auditor.record(entry);
                         }
                     }
                     return Poll::Ready(Ok(response));

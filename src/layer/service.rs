@@ -195,7 +195,7 @@ fn admit<K: KeyStore, B>(
                 .get::<MatchedPath>()
                 .map(|m| m.as_str().to_owned());
             entry.request_id = request_id(req.headers());
-            Some((auditor.clone(), Box::new(entry)))
+            Some((auditor.clone(), entry))
         }
         _ => None,
     };
@@ -210,11 +210,7 @@ fn admit<K: KeyStore, B>(
     let mut principal = principal;
     principal.set_renderer(Arc::clone(&config.renderer));
     req.extensions_mut().insert(principal);
-    Admitted {
-        sunset,
-        audit,
-        rate_limit: None,
-    }
+    Admitted::new(sunset, audit, None)
 }
 
 fn refuse<K>(
@@ -308,8 +304,8 @@ where
         }
         Ok(None) => (Err(Outcome::Missing), None),
         Ok(Some(key)) => {
-            let key_id = config.authenticator.presented_id(&key);
-            let result = match config.authenticator.start(&key) {
+            let key_id = config.authenticator.presented_id(key.as_bytes());
+            let result = match config.authenticator.start(key.as_bytes()) {
                 Step::Done(result) => result,
                 Step::Miss(lookup) => config.authenticator.finish(lookup).await,
             };

@@ -234,10 +234,11 @@ fn settle<L, B>(
 ) -> Result<Admitted, Response<Bytes>> {
     let refuse = |outcome| render_for(req.extensions(), req.headers(), outcome);
     match decision {
-        Decision::Allowed(status) => Ok(Admitted {
-            rate_limit: layer.success_headers.then_some(status),
-            ..Admitted::default()
-        }),
+        Decision::Allowed(status) => Ok(Admitted::new(
+            None,
+            None,
+            layer.success_headers.then_some(status),
+        )),
         Decision::Limited(status) => {
             let retry_after = status.retry_after.unwrap_or_default();
             let mut response = refuse(Outcome::RateLimited { retry_after });
