@@ -43,7 +43,8 @@ use crate::ConfigError;
 /// # Freshness and the clock
 ///
 /// Entry age is measured with the injected [`Clock`], so tests move time instead of
-/// sleeping; moka's own expiry uses the same TTLs to reclaim memory.
+/// sleeping. moka reclaims every entry's memory after the positive TTL; a negative
+/// entry is already stale after the negative TTL, and the next lookup replaces it.
 ///
 /// # Bounds
 ///
@@ -282,10 +283,11 @@ impl<S> CachedStoreBuilder<S> {
                     + entry.record.as_ref().map_or(0, |r| r.approx_size());
                 u32::try_from(bytes).unwrap_or(u32::MAX).max(min_weight)
             })
-            .expire_after(Ttl {
-                positive: positive_ttl,
-                negative: negative_ttl,
-            })
+            // One TTL for every entry, the positive one: moka then keeps a write-order
+            // queue rather than a timer wheel, which reads would have to update. A
+            // negative entry is stale after the negative TTL all the same (`fresh`
+            // checks every read), and is replaced by the next lookup.
+            .time_to_live(positive_ttl)
             .build_with_hasher(ahash::RandomState::new());
         let digests = moka::sync::Cache::builder()
             .max_capacity(self.max_entries)
@@ -303,26 +305,6 @@ impl<S> CachedStoreBuilder<S> {
                 positive_ttl_nanos: positive_ttl.as_nanos().try_into().unwrap_or(i128::MAX),
                 negative_ttl_nanos: negative_ttl.as_nanos().try_into().unwrap_or(i128::MAX),
             }),
-        })
-    }
-}
-
-struct Ttl {
-    positive: Duration,
-    negative: Duration,
-}
-
-impl moka::Expiry<CacheKey, Entry> for Ttl {
-    fn expire_after_create(
-        &self,
-        _key: &CacheKey,
-        entry: &Entry,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(if entry.record.is_some() {
-            self.positive
-        } else {
-            self.negative
         })
     }
 }
