@@ -96,7 +96,7 @@ fn cached_store() {
 }
 /// moka's own cost per entry, for comparison: the same number of entries with nothing
 /// of ours in them, with a key and value of the sizes `CachedStore` uses (a 33-byte
-/// key, a 24-byte value), a weigher and per-entry expiry, as `CachedStore` configures
+/// key, a 32-byte value), a weigher and one time-to-live, as `CachedStore` configures
 /// it. [`moka_plain`] is the same as `u64 -> u64` with no expiry.
 fn moka_plain() {
     let before = resident_bytes();
@@ -120,32 +120,21 @@ fn moka_configured() {
     #[derive(Clone)]
     struct Value {
         _record: Option<std::sync::Arc<u64>>,
-        _fetched_at: time::OffsetDateTime,
-    }
-    struct Expiry;
-    impl moka::Expiry<Key, Value> for Expiry {
-        fn expire_after_create(
-            &self,
-            _key: &Key,
-            _value: &Value,
-            _created_at: std::time::Instant,
-        ) -> Option<Duration> {
-            Some(Duration::from_secs(3600))
-        }
+        _fetched_at: i64,
     }
 
     let before = resident_bytes();
     let configured = moka::sync::Cache::builder()
         .max_capacity(8 * 1024 * 1024 * 1024)
         .weigher(|_: &Key, _: &Value| 400)
-        .expire_after(Expiry)
+        .time_to_live(Duration::from_secs(3600))
         .build_with_hasher(ahash::RandomState::new());
     for i in 0..KEYS as u64 {
         let mut id = [0_u8; 24];
         id[..8].copy_from_slice(&i.to_le_bytes());
         let value = Value {
             _record: None,
-            _fetched_at: time::OffsetDateTime::UNIX_EPOCH,
+            _fetched_at: 0,
         };
         configured.insert(Key::Id(id), value);
     }

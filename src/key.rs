@@ -89,6 +89,10 @@ impl Inline {
         }
     }
 
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
+    }
+
     fn as_str(&self) -> &str {
         // Only ever built from `&str` slices that were checked to be ASCII.
         std::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or_default()
@@ -626,10 +630,7 @@ impl KeyFormat {
         } else {
             let at = rest.iter().position(|&b| b == b'_')?;
             let (env, body) = (&rest[..at], &rest[at + 1..]);
-            let env = self
-                .environments
-                .iter()
-                .find(|e| e.as_str().as_bytes() == env)?;
+            let env = self.environments.iter().find(|e| e.0.as_bytes() == env)?;
             (Some(*env), body)
         };
         // No early exit: the compiler checks many bytes per instruction.

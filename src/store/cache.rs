@@ -96,8 +96,10 @@ pub(crate) enum CacheKey {
 #[derive(Clone)]
 struct Entry {
     record: Option<Arc<CachedRecord>>,
-    /// Nanoseconds since the Unix epoch, on the cache's clock.
-    fetched_at: i128,
+    /// Nanoseconds since the Unix epoch, on the cache's clock; `i64::MIN` (always
+    /// stale) for a reading outside 1677–2262. An `i64` rather than an `i128`, whose
+    /// 16-byte alignment would pad every cache entry.
+    fetched_at: i64,
 }
 
 type FillResult = Result<Entry, StoreError>;
@@ -109,21 +111,22 @@ pub struct CachedRecord {
     grants: OnceLock<Grants>,
     /// Before this instant (nanoseconds since the Unix epoch) the key is plainly
     /// active: not revoked, not expired, not rotated. Checked with one integer
-    /// comparison on every request; the full status is worked out only from then on.
-    active_until: i128,
+    /// comparison on every request; the full status is worked out only from then on,
+    /// or always when the instant falls outside 1677–2262 (`i64::MIN`).
+    active_until: i64,
 }
 
 impl CachedRecord {
     pub(crate) fn new(record: KeyRecord) -> Self {
         let active_until = if record.rotation.is_some() {
-            i128::MIN
+            i64::MIN
         } else {
             [record.revoked_at, record.expires_at]
                 .into_iter()
                 .flatten()
                 .map(OffsetDateTime::unix_timestamp_nanos)
                 .min()
-                .unwrap_or(i128::MAX)
+                .map_or(i64::MAX, |at| i64::try_from(at).unwrap_or(i64::MIN))
         };
         Self {
             record,
@@ -136,7 +139,8 @@ impl CachedRecord {
     /// answer as [`KeyRecord::status_at`], without building a date while the key is
     /// plainly active.
     pub(crate) fn status_at_unix_nanos(&self, now: i128) -> KeyStatus {
-        if now < self.active_until {
+        // A clock before 1970 always takes the full check.
+        if (0..i128::from(self.active_until)).contains(&now) {
             KeyStatus::Active
         } else {
             self.record.status_at(crate::clock::from_unix_nanos(now))
@@ -401,7 +405,7 @@ impl<S> Inner<S> {
         } else {
             self.negative_ttl_nanos
         };
-        now - entry.fetched_at < ttl
+        now - i128::from(entry.fetched_at) < ttl
     }
 }
 
@@ -512,7 +516,7 @@ impl<S: KeyStore> Inner<S> {
         });
         Ok(Entry {
             record: found.map(|r| Arc::new(CachedRecord::new(r))),
-            fetched_at: self.clock.now_unix_nanos(),
+            fetched_at: i64::try_from(self.clock.now_unix_nanos()).unwrap_or(i64::MIN),
         })
     }
 }
@@ -642,7 +646,13 @@ mod tests {
 
     #[test]
     fn the_fast_status_agrees_with_the_record_at_every_boundary() {
-        let t0 = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        // Today, before 1970, and past 2262 (outside nanoseconds in an `i64`).
+        for days in [20_000, -5_000, 110_000] {
+            agrees_at_every_boundary(OffsetDateTime::UNIX_EPOCH + time::Duration::days(days));
+        }
+    }
+
+    fn agrees_at_every_boundary(t0: OffsetDateTime) {
         let secs = time::Duration::seconds;
         let base = KeyRecord::imported(
             KeyId::new("status1").unwrap(),
