@@ -240,6 +240,9 @@ async fn other_schemes_empty_tokens_and_bad_bytes_are_401() {
         "Bearer",
         "Bearer ",
         "Basic dXNlcjpwYXNz",
+        "Bearer pb_live_a b",
+        "Bearer pb_live_\"quoted\"",
+        "Bearer pb_live_abc==",
     ] {
         let reply = send(&app, get_with("/whoami", &[("authorization", value)])).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{value}");
