@@ -382,11 +382,11 @@ impl PartitionId<'_> {
         match self.0 {
             Partition::Key => {
                 out.push_str("key:");
-                out.push_str(record.id.as_str());
+                record.id.push_to(out);
             }
             Partition::Family => {
                 out.push_str("family:");
-                out.push_str(record.family.as_str());
+                record.family.push_to(out);
             }
             Partition::Owner => {
                 for part in ["owner:", record.owner.kind(), ":", record.owner.id()] {
