@@ -147,17 +147,6 @@ impl KeyId {
     pub fn as_str(&self) -> &str {
         self.0.as_str()
     }
-
-    /// The id's ASCII bytes, without the UTF-8 validation [`KeyId::as_str`] makes.
-    pub(crate) fn as_bytes(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-
-    /// Appends the id to `out` (cheaper than `push_str(id.as_str())`, which validates
-    /// the bytes as UTF-8 first).
-    pub(crate) fn push_to(&self, out: &mut String) {
-        out.extend(self.as_bytes().iter().map(|&b| char::from(b)));
-    }
 }
 
 impl fmt::Debug for KeyId {

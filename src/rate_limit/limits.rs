@@ -382,11 +382,11 @@ impl PartitionId<'_> {
         match self.0 {
             Partition::Key => {
                 out.push_str("key:");
-                record.id.push_to(out);
+                out.push_str(record.id.as_str());
             }
             Partition::Family => {
                 out.push_str("family:");
-                record.family.push_to(out);
+                out.push_str(record.family.as_str());
             }
             Partition::Owner => {
                 for part in ["owner:", record.owner.kind(), ":", record.owner.id()] {
