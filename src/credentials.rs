@@ -185,13 +185,16 @@ impl KeySources {
         // carries this is cheaper than two hashed lookups.
         let (mut authorization, mut authorizations) = (None, 0_u32);
         let (mut named, mut nameds) = (None, 0_u32);
-        for (name, value) in headers {
-            if self.bearer && name == header::AUTHORIZATION {
-                authorization = Some(value);
-                authorizations += 1;
-            } else if self.header.as_ref() == Some(name) {
-                named = Some(value);
-                nameds += 1;
+        // A query-only source skips the walk.
+        if self.bearer || self.header.is_some() {
+            for (name, value) in headers {
+                if self.bearer && name == header::AUTHORIZATION {
+                    authorization = Some(value);
+                    authorizations += 1;
+                } else if self.header.as_ref() == Some(name) {
+                    named = Some(value);
+                    nameds += 1;
+                }
             }
         }
         let mut found = None;

@@ -848,6 +848,14 @@ mod sqlite {
             assert!(message.contains("version 999"), "{message}");
             assert!(message.contains("newer"), "{message}");
         }
+        // The refused migration rolled back its `BEGIN IMMEDIATE` before returning:
+        // another instance can write at once. (Left open on a pooled connection, the
+        // write lock would make this insert wait and fail with "database is locked".)
+        let other = SqliteStore::connect(&url(&db.path)).await.unwrap();
+        sqlx::query("UPDATE tower_api_key_schema_version SET version = 999")
+            .execute(other.pool())
+            .await
+            .unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1473,6 +1481,17 @@ mod postgres {
             };
             assert!(message.contains("version 999"), "{message}");
         }
+        // The refused migration released its lock before returning: its transaction
+        // was rolled back, not left open on a pooled connection (which would make
+        // every later migrator, and dropping the schema, wait forever).
+        let free: bool = sqlx::query_scalar(
+            "SELECT pg_try_advisory_xact_lock(hashtext(coalesce(current_schema(), '') || '.' || $1))",
+        )
+        .bind(format!("{}schema_version", db.prefix))
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        assert!(free, "the migration lock is still held");
     }
 
     #[tokio::test]

@@ -245,16 +245,32 @@ impl PostgresStore {
     /// [`StoreError::Corrupt`] when the database was migrated by a newer version of this
     /// crate; [`StoreError::Unavailable`] when it cannot be reached or written.
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_error)?;
+        match self.migrate_in(&mut tx).await {
+            Ok(()) => tx.commit().await.map_err(map_error),
+            Err(error) => {
+                // Rolled back here, not left to the connection's next use: until then
+                // the open transaction would hold the migration lock and its table
+                // locks (a schema newer than this crate would block every migrator).
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::warn!(error = %rollback, "rolling back a failed migration failed");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// The migration's statements, inside the transaction `migrate` holds.
+    async fn migrate_in(&self, conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
         let prefix = &self.sql.prefix;
         let version_table = prefix.schema_version();
-        let mut tx = self.pool.begin().await.map_err(map_error)?;
         // One migrator at a time per schema and prefix; the lock ends with the
         // transaction.
         sqlx::query(
             "SELECT pg_advisory_xact_lock(hashtext(coalesce(current_schema(), '') || '.' || $1))",
         )
         .bind(version_table.clone())
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await
         .map_err(map_error)?;
         sqlx::raw_sql(sql(format!(
@@ -263,20 +279,20 @@ impl PostgresStore {
                  version bigint NOT NULL, \
                  migrated_at timestamptz NOT NULL DEFAULT now())"
         )))
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await
         .map_err(map_error)?;
         let found: Option<i64> = sqlx::query_scalar(sql(format!(
             "SELECT version FROM {version_table} WHERE singleton = 1"
         )))
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(map_error)?;
         let found = found.unwrap_or(0);
         let mut applied = false;
         for migration in schema::pending(schema::POSTGRES, found, prefix)? {
             sqlx::raw_sql(sql(prefix.render(migration.sql)))
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await
                 .map_err(map_error)?;
             applied = true;
@@ -288,7 +304,7 @@ impl PostgresStore {
                  migrated_at = now()"
             )))
             .bind(CURRENT_VERSION)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await
             .map_err(map_error)?;
             tracing::info!(
@@ -298,7 +314,7 @@ impl PostgresStore {
                 "migrated the PostgreSQL key store"
             );
         }
-        tx.commit().await.map_err(map_error)
+        Ok(())
     }
 
     /// Checks, without changing anything, that the tables are at exactly the schema

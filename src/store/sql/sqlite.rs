@@ -208,33 +208,49 @@ impl SqliteStore {
     /// [`StoreError::Corrupt`] when the database was migrated by a newer version of this
     /// crate; [`StoreError::Unavailable`] when it cannot be written.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let prefix = &self.sql.prefix;
-        let version_table = prefix.schema_version();
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(map_error)?;
+        match self.migrate_in(&mut tx).await {
+            Ok(()) => tx.commit().await.map_err(map_error),
+            Err(error) => {
+                // Rolled back here, not left to the connection's next use: until then
+                // the open transaction would hold the database's write lock (`BEGIN
+                // IMMEDIATE`), and every writer would wait on it.
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::warn!(error = %rollback, "rolling back a failed migration failed");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// The migration's statements, inside the transaction `migrate` holds.
+    async fn migrate_in(&self, conn: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+        let prefix = &self.sql.prefix;
+        let version_table = prefix.schema_version();
         sqlx::raw_sql(sql(format!(
             "CREATE TABLE IF NOT EXISTS {version_table} (\
                  singleton INTEGER NOT NULL PRIMARY KEY CHECK (singleton = 1), \
                  version INTEGER NOT NULL, \
                  migrated_at INTEGER NOT NULL) STRICT"
         )))
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await
         .map_err(map_error)?;
         let found: Option<i64> = sqlx::query_scalar(sql(format!(
             "SELECT version FROM {version_table} WHERE singleton = 1"
         )))
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(map_error)?;
         let found = found.unwrap_or(0);
         let mut applied = false;
         for migration in schema::pending(schema::SQLITE, found, prefix)? {
             sqlx::raw_sql(sql(prefix.render(migration.sql)))
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await
                 .map_err(map_error)?;
             applied = true;
@@ -247,7 +263,7 @@ impl SqliteStore {
             )))
             .bind(CURRENT_VERSION)
             .bind(micros(OffsetDateTime::now_utc()))
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await
             .map_err(map_error)?;
             tracing::info!(
@@ -257,7 +273,7 @@ impl SqliteStore {
                 "migrated the SQLite key store"
             );
         }
-        tx.commit().await.map_err(map_error)
+        Ok(())
     }
 
     /// Checks, without changing anything, that the tables are at exactly the schema
