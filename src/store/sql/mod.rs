@@ -212,6 +212,25 @@ impl std::error::Error for ConnectError {}
 /// Maps a sqlx error to a [`StoreError`]: unique violations are conflicts, decoding
 /// problems and missing tables are corruption, everything else (connections, pool,
 /// locks, a database shutting down) is unavailability.
+/// Commits `tx` when `result` is `Ok`; otherwise rolls it back before returning the
+/// error. Rolling back here rather than leaving it to the connection's next use
+/// matters: until then an open transaction keeps its locks (PostgreSQL's advisory
+/// migration lock, SQLite's write lock) on a connection sitting in the pool.
+pub(crate) async fn settle<DB: sqlx::Database>(
+    tx: sqlx::Transaction<'_, DB>,
+    result: Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    match result {
+        Ok(()) => tx.commit().await.map_err(map_error),
+        Err(error) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(error = %rollback, "rolling back a failed transaction failed");
+            }
+            Err(error)
+        }
+    }
+}
+
 pub(crate) fn map_error(error: sqlx::Error) -> StoreError {
     match error {
         sqlx::Error::Database(db) => {

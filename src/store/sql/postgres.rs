@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use super::listener::{self, ListenerHandle};
 use super::schema::{self, CURRENT_VERSION};
-use super::{map_error, ConnectError, RawAudit, RawRecord, TablePrefix};
+use super::{map_error, settle, ConnectError, RawAudit, RawRecord, TablePrefix};
 use crate::audit::{AuditEntry, AuditSink};
 use crate::key::{Digest, KeyId};
 use crate::store::{CachedStore, KeyRecord, KeyStore, Owner, StoreError};
@@ -246,18 +246,8 @@ impl PostgresStore {
     /// crate; [`StoreError::Unavailable`] when it cannot be reached or written.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_error)?;
-        match self.migrate_in(&mut tx).await {
-            Ok(()) => tx.commit().await.map_err(map_error),
-            Err(error) => {
-                // Rolled back here, not left to the connection's next use: until then
-                // the open transaction would hold the migration lock and its table
-                // locks (a schema newer than this crate would block every migrator).
-                if let Err(rollback) = tx.rollback().await {
-                    tracing::warn!(error = %rollback, "rolling back a failed migration failed");
-                }
-                Err(error)
-            }
-        }
+        let result = self.migrate_in(&mut tx).await;
+        settle(tx, result).await
     }
 
     /// The migration's statements, inside the transaction `migrate` holds.
@@ -605,6 +595,18 @@ impl AuditSink for PostgresStore {
             return Ok(());
         }
         let mut tx = self.pool.begin().await.map_err(map_error)?;
+        let result = self.write_audit_in(&mut tx, &entries).await;
+        settle(tx, result).await
+    }
+}
+
+impl PostgresStore {
+    /// The audit batch's inserts, inside the transaction `write` holds.
+    async fn write_audit_in(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        entries: &[AuditEntry],
+    ) -> Result<(), StoreError> {
         for chunk in entries.chunks(AUDIT_CHUNK) {
             let mut insert = QueryBuilder::<sqlx::Postgres>::new(self.sql.audit_insert.clone());
             insert.push_values(chunk, |mut row, e| {
@@ -623,9 +625,13 @@ impl AuditSink for PostgresStore {
                     .push_bind(e.request_id.clone())
                     .push_bind(e.successor_key_id.map(|k| k.as_str().to_owned()));
             });
-            insert.build().execute(&mut *tx).await.map_err(map_error)?;
+            insert
+                .build()
+                .execute(&mut *conn)
+                .await
+                .map_err(map_error)?;
         }
-        tx.commit().await.map_err(map_error)
+        Ok(())
     }
 }
 

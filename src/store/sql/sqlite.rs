@@ -12,7 +12,7 @@ use sqlx::{QueryBuilder, Row, SqlStr};
 use time::OffsetDateTime;
 
 use super::schema::{self, CURRENT_VERSION};
-use super::{corrupt, map_error, ConnectError, RawAudit, RawRecord, TablePrefix};
+use super::{corrupt, map_error, settle, ConnectError, RawAudit, RawRecord, TablePrefix};
 use crate::audit::{AuditEntry, AuditSink};
 use crate::key::{Digest, KeyId};
 use crate::store::{KeyRecord, KeyStore, Owner, StoreError};
@@ -213,18 +213,8 @@ impl SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(map_error)?;
-        match self.migrate_in(&mut tx).await {
-            Ok(()) => tx.commit().await.map_err(map_error),
-            Err(error) => {
-                // Rolled back here, not left to the connection's next use: until then
-                // the open transaction would hold the database's write lock (`BEGIN
-                // IMMEDIATE`), and every writer would wait on it.
-                if let Err(rollback) = tx.rollback().await {
-                    tracing::warn!(error = %rollback, "rolling back a failed migration failed");
-                }
-                Err(error)
-            }
-        }
+        let result = self.migrate_in(&mut tx).await;
+        settle(tx, result).await
     }
 
     /// The migration's statements, inside the transaction `migrate` holds.
@@ -570,6 +560,18 @@ impl AuditSink for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(map_error)?;
+        let result = self.write_audit_in(&mut tx, &entries).await;
+        settle(tx, result).await
+    }
+}
+
+impl SqliteStore {
+    /// The audit batch's inserts, inside the transaction `write` holds.
+    async fn write_audit_in(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        entries: &[AuditEntry],
+    ) -> Result<(), StoreError> {
         for chunk in entries.chunks(AUDIT_CHUNK) {
             let mut insert = QueryBuilder::<sqlx::Sqlite>::new(self.sql.audit_insert.clone());
             let mut scopes = Vec::with_capacity(chunk.len());
@@ -592,9 +594,13 @@ impl AuditSink for SqliteStore {
                     .push_bind(e.request_id.clone())
                     .push_bind(e.successor_key_id.map(|k| k.as_str().to_owned()));
             });
-            insert.build().execute(&mut *tx).await.map_err(map_error)?;
+            insert
+                .build()
+                .execute(&mut *conn)
+                .await
+                .map_err(map_error)?;
         }
-        tx.commit().await.map_err(map_error)
+        Ok(())
     }
 }
 
