@@ -4,7 +4,7 @@
 //! [`Clock`], so tests move time with a [`ManualClock`] instead of sleeping.
 //!
 //! ```
-//! use std::time::{Duration, SystemTime, UNIX_EPOCH};
+//! use std::time::Duration;
 //! use tower_api_key::clock::{Clock, ManualClock};
 //!
 //! let clock = ManualClock::new(time::macros::datetime!(2026-01-01 0:00 UTC));
