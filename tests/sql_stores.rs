@@ -663,6 +663,7 @@ mod sqlite {
     use std::io::{BufRead, BufReader, Write};
     use std::path::PathBuf;
     use std::process::{Command, Stdio};
+    use std::sync::Arc;
 
     use tower_api_key::store::sql::SqliteStore;
 
@@ -813,21 +814,77 @@ mod sqlite {
 
     #[tokio::test]
     async fn migrate_is_idempotent_and_safe_from_several_processes_at_once() {
-        let path = temp_path();
-        let mut tasks = tokio::task::JoinSet::new();
+        // Several rounds on new files: opening a new file switches it to WAL mode, and
+        // the openers race for that (failing now and then with "database is locked"
+        // before `connect` retried; `opening_waits_for_a_writer_...` shows it for sure).
         for _ in 0..4 {
-            let url = url(&path);
-            tasks.spawn(async move {
-                // Separate pools, as separate processes would have.
-                let store = SqliteStore::connect(&url).await.unwrap();
-                store.migrate().await.unwrap();
-                store.migrate().await.unwrap();
-                store.check_schema().await.unwrap();
-            });
+            let path = temp_path();
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..8 {
+                let url = url(&path);
+                tasks.spawn(async move {
+                    // Separate pools, as separate processes would have.
+                    let store = SqliteStore::connect(&url).await.unwrap();
+                    store.migrate().await.unwrap();
+                    store.migrate().await.unwrap();
+                    store.check_schema().await.unwrap();
+                });
+            }
+            while let Some(done) = tasks.join_next().await {
+                done.unwrap();
+            }
+            remove_db(&path);
         }
-        while let Some(done) = tasks.join_next().await {
-            done.unwrap();
+    }
+
+    /// Notifies on every tracing event (here: the connect retry's).
+    struct NotifyOnEvent(Arc<tokio::sync::Notify>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for NotifyOnEvent {
+        fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            self.0.notify_one();
         }
+    }
+
+    #[tokio::test]
+    async fn opening_waits_for_a_writer_that_blocks_the_switch_to_wal() {
+        use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+        use sqlx::{Connection, Executor};
+        use tracing_subscriber::layer::SubscriberExt;
+
+        // A file in the default rollback-journal mode, with another connection holding
+        // its write lock: SQLite fails the switch to WAL at once, without the busy
+        // timeout (as when several processes open a new file together).
+        let path = temp_path();
+        let mut writer = sqlx::SqliteConnection::connect_with(
+            &SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Delete),
+        )
+        .await
+        .unwrap();
+        writer.execute("CREATE TABLE t (x)").await.unwrap();
+        writer.execute("BEGIN IMMEDIATE").await.unwrap();
+
+        let retried = Arc::new(tokio::sync::Notify::new());
+        let subscriber = tracing_subscriber::registry().with(NotifyOnEvent(Arc::clone(&retried)));
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let url = url(&path);
+        let mut connect = std::pin::pin!(SqliteStore::connect(&url));
+        tokio::select! {
+            result = &mut connect => panic!("finished while the file was locked: {result:?}"),
+            () = retried.notified() => {}
+        }
+        // The writer finishes; the waiting open now switches the file and succeeds.
+        writer.execute("ROLLBACK").await.unwrap();
+        let store = connect.await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        drop((store, writer));
         remove_db(&path);
     }
 

@@ -209,9 +209,6 @@ impl fmt::Display for ConnectError {
 
 impl std::error::Error for ConnectError {}
 
-/// Maps a sqlx error to a [`StoreError`]: unique violations are conflicts, decoding
-/// problems and missing tables are corruption, everything else (connections, pool,
-/// locks, a database shutting down) is unavailability.
 /// Commits `tx` when `result` is `Ok`; otherwise rolls it back before returning the
 /// error. Rolling back here rather than leaving it to the connection's next use
 /// matters: until then an open transaction keeps its locks (PostgreSQL's advisory
@@ -231,6 +228,9 @@ pub(crate) async fn settle<DB: sqlx::Database>(
     }
 }
 
+/// Maps a sqlx error to a [`StoreError`]: unique violations are conflicts, decoding
+/// problems and missing tables are corruption, everything else (connections, pool,
+/// locks, a database shutting down) is unavailability.
 pub(crate) fn map_error(error: sqlx::Error) -> StoreError {
     match error {
         sqlx::Error::Database(db) => {

@@ -128,6 +128,19 @@ impl Statements {
     }
 }
 
+/// Whether `error` is SQLite's `SQLITE_BUSY` (any extended form): another connection
+/// holds a lock this one could not wait for.
+fn is_busy(error: &sqlx::Error) -> bool {
+    const SQLITE_BUSY: i32 = 5;
+    match error {
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| code & 0xff == SQLITE_BUSY),
+        _ => false,
+    }
+}
+
 impl SqliteStore {
     /// Opens the database at `url`, creating the file if it is missing, in WAL mode with
     /// `synchronous=FULL`. Tables use the default prefix, `tower_api_key_`.
@@ -136,9 +149,14 @@ impl SqliteStore {
     /// is absolute, and `sqlite::memory:` is an in-memory database (gone when the store
     /// is dropped). The directory must exist.
     ///
+    /// Several processes may open a new file at the same moment: switching it to WAL
+    /// mode needs a lock that SQLite's busy timeout does not wait for, so an opener that
+    /// finds the file locked tries again, for up to 5 seconds.
+    ///
     /// # Errors
     ///
-    /// [`StoreError::Unavailable`] naming the file when it cannot be opened or created.
+    /// [`StoreError::Unavailable`] naming the file when it cannot be opened or created,
+    /// or stays locked by another connection for 5 seconds.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| ConnectError::store_error(format!("SQLite database {url:?}"), e))?
@@ -150,22 +168,39 @@ impl SqliteStore {
 
     /// Opens the database with sqlx's `options`, as given (see [`SqliteStore::connect`]
     /// for the durable settings it adds), in a pool that never recycles connections.
+    /// Like `connect`, it tries again for up to 5 seconds while the file is locked.
     ///
     /// # Errors
     ///
     /// [`StoreError::Unavailable`] naming the file when it cannot be opened.
     pub async fn connect_with(options: SqliteConnectOptions) -> Result<Self, StoreError> {
         let target = format!("SQLite database {}", options.get_filename().display());
-        let pool = SqlitePoolOptions::new()
+        let pool_options = SqlitePoolOptions::new()
             .acquire_timeout(ACQUIRE_TIMEOUT)
             // Local connections need no recycling, and an in-memory database lives only
             // as long as one of its connections.
             .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await
-            .map_err(|e| ConnectError::store_error(target, e))?;
-        Ok(Self::from_pool(pool))
+            .max_lifetime(None);
+        // Switching a file into WAL mode takes an exclusive lock that SQLite's busy
+        // timeout does not wait for: when several processes open a new file at once,
+        // all but one may get SQLITE_BUSY. They try again until the file has switched.
+        let deadline = tokio::time::Instant::now() + ACQUIRE_TIMEOUT;
+        let mut delay = Duration::from_millis(2);
+        loop {
+            match pool_options.clone().connect_with(options.clone()).await {
+                Ok(pool) => return Ok(Self::from_pool(pool)),
+                Err(error) if is_busy(&error) && tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(
+                        database = %target,
+                        retry_in = ?delay,
+                        "the database is locked by another connection; trying again"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(100));
+                }
+                Err(error) => return Err(ConnectError::store_error(target, error)),
+            }
+        }
     }
 
     /// Uses an existing pool, for example the application's own.
