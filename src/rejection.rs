@@ -25,6 +25,7 @@
 //! );
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +33,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
-use serde_json::json;
+use serde::{Serialize, Serializer};
 
 use crate::key::KeyId;
 use crate::outcome::Outcome;
@@ -235,7 +236,7 @@ impl ErrorStyle {
         }
     }
 
-    fn code_and_message(&self, outcome: &Outcome) -> (&'static str, String) {
+    fn code_and_message(&self, outcome: &Outcome) -> (&'static str, Cow<'static, str>) {
         const GENERIC_401: &str = "API key is missing or invalid";
         match (self.style, outcome) {
             (Style::ProductBridge, o)
@@ -245,55 +246,58 @@ impl ErrorStyle {
                         Outcome::InsufficientScope { .. } | Outcome::WrongEnvironment
                     ) =>
             {
-                ("authentication_required", "invalid api_key".to_owned())
+                ("authentication_required", Cow::Borrowed("invalid api_key"))
             }
             (Style::PromptFloe, Outcome::Expired) => (
                 "expired_key",
-                "Key expired, or was rotated and its grace period ended".to_owned(),
+                Cow::Borrowed("Key expired, or was rotated and its grace period ended"),
             ),
             (Style::PromptFloe, o) if o.is_unauthenticated() => (
                 "invalid_key",
-                "Key is malformed, revoked, or doesn't exist".to_owned(),
+                Cow::Borrowed("Key is malformed, revoked, or doesn't exist"),
             ),
-            (_, o) if o.is_unauthenticated() => ("authentication_required", GENERIC_401.to_owned()),
+            (_, o) if o.is_unauthenticated() => {
+                ("authentication_required", Cow::Borrowed(GENERIC_401))
+            }
             (Style::PromptFloe, Outcome::InsufficientScope { required }) => {
-                ("missing_scope", required_message(required))
+                ("missing_scope", Cow::Owned(required_message(required)))
             }
             (Style::PromptFloe, Outcome::WrongEnvironment) => (
                 "wrong_environment",
-                "API key environment is not allowed here".to_owned(),
+                Cow::Borrowed("API key environment is not allowed here"),
             ),
             (_, Outcome::InsufficientScope { required }) => {
-                ("permission_denied", required_message(required))
+                ("permission_denied", Cow::Owned(required_message(required)))
             }
             (_, Outcome::WrongEnvironment) => (
                 "permission_denied",
-                "API key environment is not allowed here".to_owned(),
+                Cow::Borrowed("API key environment is not allowed here"),
             ),
             (_, Outcome::ForeignResource) => (
                 "permission_denied",
-                "The resource belongs to another organization".to_owned(),
+                Cow::Borrowed("The resource belongs to another organization"),
             ),
             (_, Outcome::RateLimited { retry_after }) => (
                 "rate_limited",
-                format!(
+                Cow::Owned(format!(
                     "Rate limit exceeded; retry after {} seconds",
                     retry_after_secs(*retry_after)
-                ),
+                )),
             ),
             (_, Outcome::QuotaExceeded) => (
                 "quota_exceeded",
-                "Quota exceeded; wait for the reset or raise the limit".to_owned(),
+                Cow::Borrowed("Quota exceeded; wait for the reset or raise the limit"),
             ),
             (_, Outcome::StoreUnavailable) => (
                 "service_unavailable",
-                "Authentication is temporarily unavailable; retry later".to_owned(),
+                Cow::Borrowed("Authentication is temporarily unavailable; retry later"),
             ),
-            (_, Outcome::InvalidRequest { reason }) => ("invalid_request", (*reason).to_owned()),
-            (_, Outcome::PayloadTooLarge) => {
-                ("payload_too_large", "Request body is too large".to_owned())
-            }
-            (_, _) => ("authentication_required", GENERIC_401.to_owned()),
+            (_, Outcome::InvalidRequest { reason }) => ("invalid_request", Cow::Borrowed(*reason)),
+            (_, Outcome::PayloadTooLarge) => (
+                "payload_too_large",
+                Cow::Borrowed("Request body is too large"),
+            ),
+            (_, _) => ("authentication_required", Cow::Borrowed(GENERIC_401)),
         }
     }
 }
@@ -312,35 +316,78 @@ fn required_message(required: &[String]) -> String {
     }
 }
 
+/// `{"error":{…}}`. Members in alphabetical order, as in every body this crate has
+/// answered (they were built as `serde_json::Value` maps once).
+#[derive(Serialize)]
+struct EnvelopeBody<'a> {
+    error: EnvelopeError<'a>,
+}
+
+#[derive(Serialize)]
+struct EnvelopeError<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+}
+
+/// An RFC 9457 problem document, members in alphabetical order.
+#[derive(Serialize)]
+struct ProblemBody<'a> {
+    code: &'a str,
+    detail: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    required_scopes: Option<&'a [String]>,
+    status: u16,
+    title: &'a str,
+    #[serde(rename = "type")]
+    kind: ProblemType<'a>,
+}
+
+/// The problem `type` URI, written without building it as a string first.
+struct ProblemType<'a>(&'a str, &'a str);
+
+impl Serialize for ProblemType<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("{}{}", self.0, self.1))
+    }
+}
+
 impl Responder for ErrorStyle {
     fn respond(&self, rejection: &Rejection) -> Response<Bytes> {
         let outcome = rejection.outcome();
         let status = self.status(outcome);
         let (code, message) = self.code_and_message(outcome);
         let request_id = rejection.request_id().filter(|_| self.request_id_in_body);
+        // Serializing borrowed strings and integers cannot fail; should it ever, the
+        // status and headers still say what happened.
         let (content_type, body) = if self.style == Style::Problem {
-            let mut doc = json!({
-                "type": format!("{}{}", self.problem_type_base, outcome.code()),
-                "title": status.canonical_reason().unwrap_or("Error"),
-                "status": status.as_u16(),
-                "detail": message,
-                "code": code,
-            });
-            if let Outcome::InsufficientScope { required } = outcome {
-                doc["required_scopes"] = json!(required);
-            }
-            if let Some(id) = request_id {
-                doc["request_id"] = json!(id);
-            }
-            ("application/problem+json", doc)
+            let doc = ProblemBody {
+                code,
+                detail: &message,
+                request_id,
+                required_scopes: match outcome {
+                    Outcome::InsufficientScope { required } => Some(required),
+                    _ => None,
+                },
+                status: status.as_u16(),
+                title: status.canonical_reason().unwrap_or("Error"),
+                kind: ProblemType(&self.problem_type_base, outcome.code()),
+            };
+            ("application/problem+json", serde_json::to_vec(&doc))
         } else {
-            let mut error = json!({ "code": code, "message": message });
-            if let Some(id) = request_id {
-                error["request_id"] = json!(id);
-            }
-            ("application/json", json!({ "error": error }))
+            let doc = EnvelopeBody {
+                error: EnvelopeError {
+                    code,
+                    message: &message,
+                    request_id,
+                },
+            };
+            ("application/json", serde_json::to_vec(&doc))
         };
-        let mut response = Response::new(Bytes::from(body.to_string()));
+        let mut response = Response::new(Bytes::from(body.unwrap_or_default()));
         *response.status_mut() = status;
         response
             .headers_mut()
@@ -361,6 +408,12 @@ pub(crate) fn retry_after_secs(d: Duration) -> u64 {
 pub(crate) struct Renderer {
     responder: Arc<dyn Responder>,
     realm: Arc<str>,
+    /// The fixed challenges, built once: `Bearer realm="…"`, with
+    /// `error="invalid_token"`, and with `error="invalid_request"`. `None` only if the
+    /// realm could not be a header value, which realm validation rules out.
+    challenge: Option<HeaderValue>,
+    challenge_invalid_token: Option<HeaderValue>,
+    challenge_invalid_request: Option<HeaderValue>,
     unavailable_retry_after: Duration,
     scope_model: Option<ScopeModel>,
 }
@@ -371,7 +424,12 @@ impl Renderer {
         realm: Arc<str>,
         scope_model: Option<ScopeModel>,
     ) -> Self {
+        let challenge =
+            |error: &str| HeaderValue::try_from(format!("Bearer realm=\"{realm}\"{error}")).ok();
         Self {
+            challenge: challenge(""),
+            challenge_invalid_token: challenge(", error=\"invalid_token\""),
+            challenge_invalid_request: challenge(", error=\"invalid_request\""),
             responder,
             realm,
             unavailable_retry_after: Duration::from_secs(5),
@@ -405,23 +463,24 @@ impl Renderer {
         let outcome = rejection.outcome();
         if !headers.contains_key(header::WWW_AUTHENTICATE) {
             let challenge = match (status, outcome) {
-                (StatusCode::UNAUTHORIZED, _) if rejection.credential_presented() => Some(format!(
-                    "Bearer realm=\"{}\", error=\"invalid_token\"",
-                    self.realm
-                )),
-                (StatusCode::UNAUTHORIZED, _) => Some(format!("Bearer realm=\"{}\"", self.realm)),
-                (StatusCode::FORBIDDEN, Outcome::InsufficientScope { required }) => Some(format!(
-                    "Bearer realm=\"{}\", error=\"insufficient_scope\", scope=\"{}\"",
-                    self.realm,
-                    required.join(" ")
-                )),
-                (StatusCode::BAD_REQUEST, Outcome::InvalidRequest { .. }) => Some(format!(
-                    "Bearer realm=\"{}\", error=\"invalid_request\"",
-                    self.realm
-                )),
+                (StatusCode::UNAUTHORIZED, _) if rejection.credential_presented() => {
+                    self.challenge_invalid_token.clone()
+                }
+                (StatusCode::UNAUTHORIZED, _) => self.challenge.clone(),
+                (StatusCode::FORBIDDEN, Outcome::InsufficientScope { required }) => {
+                    HeaderValue::try_from(format!(
+                        "Bearer realm=\"{}\", error=\"insufficient_scope\", scope=\"{}\"",
+                        self.realm,
+                        required.join(" ")
+                    ))
+                    .ok()
+                }
+                (StatusCode::BAD_REQUEST, Outcome::InvalidRequest { .. }) => {
+                    self.challenge_invalid_request.clone()
+                }
                 _ => None,
             };
-            if let Some(value) = challenge.and_then(|c| HeaderValue::try_from(c).ok()) {
+            if let Some(value) = challenge {
                 headers.insert(header::WWW_AUTHENTICATE, value);
             }
         }
@@ -594,6 +653,131 @@ mod tests {
         );
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert_eq!(b["error"]["message"], "invalid api_key");
+    }
+
+    /// The bodies as they were built before serializing from structs: `serde_json`
+    /// maps, whose members come out in alphabetical order.
+    fn reference_body(style: &ErrorStyle, rejection: &Rejection) -> serde_json::Value {
+        use serde_json::json;
+        let outcome = rejection.outcome();
+        let status = style.status(outcome);
+        let (code, message) = style.code_and_message(outcome);
+        let request_id = rejection.request_id().filter(|_| style.request_id_in_body);
+        if style.style == Style::Problem {
+            let mut doc = json!({
+                "type": format!("{}{}", style.problem_type_base, outcome.code()),
+                "title": status.canonical_reason().unwrap_or("Error"),
+                "status": status.as_u16(),
+                "detail": message,
+                "code": code,
+            });
+            if let Outcome::InsufficientScope { required } = outcome {
+                doc["required_scopes"] = json!(required);
+            }
+            if let Some(id) = request_id {
+                doc["request_id"] = json!(id);
+            }
+            doc
+        } else {
+            let mut error = json!({ "code": code, "message": message });
+            if let Some(id) = request_id {
+                error["request_id"] = json!(id);
+            }
+            json!({ "error": error })
+        }
+    }
+
+    #[test]
+    fn bodies_are_byte_for_byte_the_documented_ones() {
+        let outcomes = || {
+            [
+                Outcome::Missing,
+                Outcome::Malformed,
+                Outcome::Unknown,
+                Outcome::Revoked,
+                Outcome::Expired,
+                Outcome::InsufficientScope {
+                    required: vec!["observations:write".into()],
+                },
+                Outcome::InsufficientScope {
+                    required: vec!["a:write".into(), "b\"q\\:write".into()],
+                },
+                Outcome::WrongEnvironment,
+                Outcome::ForeignResource,
+                Outcome::RateLimited {
+                    retry_after: Duration::from_millis(11_200),
+                },
+                Outcome::QuotaExceeded,
+                Outcome::StoreUnavailable,
+                Outcome::InvalidRequest {
+                    reason: "bad \"thing\"",
+                },
+                Outcome::PayloadTooLarge,
+            ]
+        };
+        let styles = [
+            ErrorStyle::envelope(),
+            ErrorStyle::prompt_floe(),
+            ErrorStyle::product_bridge(),
+            ErrorStyle::problem_json(),
+            ErrorStyle::problem_json()
+                .with_problem_type_base("https://errors.example/a\\b/")
+                .unwrap(),
+        ];
+        let request_ids = [
+            None,
+            Some(HeaderValue::from_static("req-9")),
+            Some(HeaderValue::from_static("a\"b\\c")),
+        ];
+        let mut checked = 0;
+        for style in styles {
+            for in_body in [false, true] {
+                let style = style.clone().with_request_id_in_body(in_body);
+                for request_id in &request_ids {
+                    for outcome in outcomes() {
+                        let rejection = Rejection::new(outcome).with_request_id(request_id.clone());
+                        let response = style.respond(&rejection);
+                        let expected = reference_body(&style, &rejection).to_string();
+                        assert_eq!(
+                            std::str::from_utf8(response.body()).unwrap(),
+                            expected,
+                            "{style:?} {rejection:?}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 5 * 2 * 3 * 14);
+    }
+
+    #[test]
+    fn challenges_name_the_realm() {
+        let renderer = Renderer::new(Arc::new(ErrorStyle::envelope()), Arc::from("my api"), None);
+        let challenge = |rejection: Rejection| {
+            renderer.render(rejection).headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(
+            challenge(Rejection::new(Outcome::Missing)),
+            r#"Bearer realm="my api""#
+        );
+        assert_eq!(
+            challenge(Rejection::new(Outcome::Unknown)),
+            r#"Bearer realm="my api", error="invalid_token""#
+        );
+        assert_eq!(
+            challenge(Rejection::new(Outcome::InvalidRequest { reason: "x" })),
+            r#"Bearer realm="my api", error="invalid_request""#
+        );
+        assert_eq!(
+            challenge(Rejection::new(Outcome::InsufficientScope {
+                required: vec!["a:read".into(), "b:read".into()]
+            })),
+            r#"Bearer realm="my api", error="insufficient_scope", scope="a:read b:read""#
+        );
     }
 
     #[test]
