@@ -837,12 +837,19 @@ mod sqlite {
         }
     }
 
-    /// Notifies on every tracing event (here: the connect retry's).
+    /// Notifies on every tracing event of this crate's SQLite store (sqlx's own events
+    /// do not count): while connecting, the only one is the retry's.
     struct NotifyOnEvent(Arc<tokio::sync::Notify>);
 
     impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for NotifyOnEvent {
-        fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-            self.0.notify_one();
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            if event.metadata().target() == "tower_api_key::store::sql::sqlite" {
+                self.0.notify_one();
+            }
         }
     }
 
