@@ -40,8 +40,9 @@ const MAX_IDLE: Duration = Duration::from_secs(400 * 86_400);
 /// [`with_max_partitions`](Self::with_max_partitions) buckets and
 /// [`with_max_quota_owners`](Self::with_max_quota_owners) counters, evicting the least
 /// recently used. A bucket idle for its policy's [refill time](super::RateLimitPolicy::refill_time)
-/// is full, so dropping it then loses nothing (policies slower than 400 days excepted);
-/// a counter is dropped when its period ends.
+/// is full, so dropping it then loses nothing; it is dropped after between one and two
+/// refill times of idleness (policies slower than 200 days excepted). A counter is
+/// dropped when its period ends.
 ///
 /// Size the bounds above the number of partitions (and owners) active at once: an
 /// evicted bucket or counter starts again full, so eviction under pressure errs toward
@@ -78,8 +79,9 @@ struct Inner {
 /// GCRA state: governor's theoretical arrival time, in nanoseconds since 1970.
 struct Bucket {
     state: InMemoryState,
-    /// The policy's refill time: idle this long, the bucket is full.
-    idle: Duration,
+    /// How long the bucket is kept after a use that extends its life: twice the
+    /// policy's refill time (idle that long, the bucket is full), see [`BucketExpiry`].
+    keep: Duration,
 }
 
 struct Counter {
@@ -189,7 +191,7 @@ impl MemoryLimiter {
             .get_with_by_ref(request.bucket.as_str(), || {
                 Arc::new(Bucket {
                     state: InMemoryState::default(),
-                    idle: (policy.refill_time() + EXPIRY_MARGIN).min(MAX_IDLE),
+                    keep: bucket_keep(policy.refill_time()),
                 })
             });
         let gcra = Gcra::new(policy, now);
@@ -472,7 +474,27 @@ fn duration_between(from: OffsetDateTime, to: OffsetDateTime) -> Duration {
     Duration::try_from(to - from).unwrap_or(Duration::ZERO)
 }
 
+/// How long a bucket of a policy with `refill` time is kept: twice the refill time
+/// (with a margin), at most [`MAX_IDLE`].
+fn bucket_keep(refill: Duration) -> Duration {
+    (refill + EXPIRY_MARGIN).saturating_mul(2).min(MAX_IDLE)
+}
+
+/// A bucket lives [`Bucket::keep`] (twice its refill time) past its creation, and a
+/// use extends that to `keep` again only once less than half of it is left. Every
+/// use therefore leaves at least one refill time: a bucket in use is never dropped
+/// before it has been idle long enough to be full again. Extending on every use
+/// instead would have moka reschedule the entry's timer on every request.
 struct BucketExpiry;
+
+impl BucketExpiry {
+    fn after_use(keep: Duration, left: Option<Duration>) -> Option<Duration> {
+        match left {
+            Some(left) if left >= keep / 2 => Some(left),
+            _ => Some(keep),
+        }
+    }
+}
 
 impl moka::Expiry<String, Arc<Bucket>> for BucketExpiry {
     fn expire_after_create(
@@ -481,7 +503,7 @@ impl moka::Expiry<String, Arc<Bucket>> for BucketExpiry {
         bucket: &Arc<Bucket>,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(bucket.idle)
+        Some(bucket.keep)
     }
 
     fn expire_after_read(
@@ -489,10 +511,10 @@ impl moka::Expiry<String, Arc<Bucket>> for BucketExpiry {
         _key: &String,
         bucket: &Arc<Bucket>,
         _read_at: Instant,
-        _duration_until_expiry: Option<Duration>,
+        duration_until_expiry: Option<Duration>,
         _last_modified_at: Instant,
     ) -> Option<Duration> {
-        Some(bucket.idle)
+        Self::after_use(bucket.keep, duration_until_expiry)
     }
 }
 
@@ -535,6 +557,36 @@ mod tests {
             Decision::Allowed(s) | Decision::Limited(s) => s,
             other => panic!("no rate-limit status in {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_bucket_in_use_outlives_its_refill_time_without_an_extension_per_use() {
+        let refill = Duration::from_secs(60);
+        let keep = bucket_keep(refill);
+        assert_eq!(keep, Duration::from_secs(122));
+        // Uses more than half the keep time before expiry leave it as it is (moka
+        // then has no timer to reschedule); later ones extend it to the full keep.
+        let left = Duration::from_secs(90);
+        assert_eq!(BucketExpiry::after_use(keep, Some(left)), Some(left));
+        assert_eq!(
+            BucketExpiry::after_use(keep, Some(Duration::from_secs(60))),
+            Some(keep)
+        );
+        assert_eq!(BucketExpiry::after_use(keep, None), Some(keep));
+
+        // Uses separated by anything up to the refill time never find the bucket
+        // expired, and each leaves at least one refill time.
+        let mut left = keep;
+        let mut extended = 0;
+        for gap_secs in [1, 59, 30, 60, 60, 5, 45, 61, 2, 60, 60, 60, 60] {
+            let gap = Duration::from_secs(gap_secs).min(refill + EXPIRY_MARGIN);
+            assert!(left > gap, "expired after {gap:?} idle with {left:?} left");
+            let before = left - gap;
+            left = BucketExpiry::after_use(keep, Some(before)).unwrap();
+            extended += usize::from(left != before);
+            assert!(left >= refill + EXPIRY_MARGIN, "{left:?}");
+        }
+        assert!(extended < 13, "every use extended the bucket");
     }
 
     #[test]
