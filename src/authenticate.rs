@@ -126,7 +126,10 @@ impl<S> Authenticator<S> {
 /// The first, synchronous step of an authentication: either an answer (a malformed
 /// key, or a cache hit) or the lookup still to make.
 pub(crate) enum Step {
-    Done(Result<Principal, Outcome>),
+    Admit(Principal),
+    /// Refused, with the public id of the presented key when it parsed as a native
+    /// key (for the log line; the key is never read twice).
+    Refuse(Outcome, Option<KeyId>),
     Miss(Lookup),
 }
 
@@ -149,16 +152,6 @@ impl Lookup {
     }
 }
 
-impl<S> Authenticator<S> {
-    /// The public id in a presented key of a configured format, for logs.
-    pub(crate) fn presented_id(&self, presented: &[u8]) -> Option<KeyId> {
-        match self.formats.iter().find_map(|f| f.parse_bytes(presented))? {
-            Presented::Native(key) => Some(*key.id()),
-            Presented::Imported(_) => None,
-        }
-    }
-}
-
 impl<S: KeyStore> Authenticator<S> {
     /// Authenticates one presented key.
     ///
@@ -168,7 +161,8 @@ impl<S: KeyStore> Authenticator<S> {
     /// `WrongEnvironment` or `StoreUnavailable`.
     pub async fn authenticate(&self, presented: &str) -> Result<Principal, Outcome> {
         match self.start(presented.as_bytes()) {
-            Step::Done(result) => result,
+            Step::Admit(principal) => Ok(principal),
+            Step::Refuse(outcome, _) => Err(outcome),
             Step::Miss(lookup) => self.finish(lookup).await,
         }
     }
@@ -177,17 +171,21 @@ impl<S: KeyStore> Authenticator<S> {
     /// The digest is only computed once a record (or a miss) makes it necessary.
     pub(crate) fn start(&self, presented: &[u8]) -> Step {
         let Some(parsed) = self.formats.iter().find_map(|f| f.parse_bytes(presented)) else {
-            return Step::Done(Err(Outcome::Malformed));
+            return Step::Refuse(Outcome::Malformed, None);
         };
         // One clock read serves the cache's freshness check and the record's checks.
         let now = self.store.clock().now_unix_nanos();
         match parsed {
             Presented::Native(key) => {
-                let cache_key = CacheKey::Id(*key.id());
+                let id = *key.id();
+                let cache_key = CacheKey::Id(id);
                 match self.store.peek(&cache_key, now) {
-                    Some(Cached::Unknown) => Step::Done(Err(Outcome::Unknown)),
+                    Some(Cached::Unknown) => Step::Refuse(Outcome::Unknown, Some(id)),
                     Some(Cached::Found(record)) => {
-                        Step::Done(self.verify(record, &key.digest(), key.environment(), true, now))
+                        match self.verify(record, &key.digest(), key.environment(), true, now) {
+                            Ok(principal) => Step::Admit(principal),
+                            Err(outcome) => Step::Refuse(outcome, Some(id)),
+                        }
                     }
                     None => Step::Miss(Lookup {
                         key: cache_key,
@@ -201,9 +199,12 @@ impl<S: KeyStore> Authenticator<S> {
                 let digest = Digest::of(text);
                 let cache_key = CacheKey::Digest(*digest.as_bytes());
                 match self.store.peek(&cache_key, now) {
-                    Some(Cached::Unknown) => Step::Done(Err(Outcome::Unknown)),
+                    Some(Cached::Unknown) => Step::Refuse(Outcome::Unknown, None),
                     Some(Cached::Found(record)) => {
-                        Step::Done(self.verify(record, &digest, None, false, now))
+                        match self.verify(record, &digest, None, false, now) {
+                            Ok(principal) => Step::Admit(principal),
+                            Err(outcome) => Step::Refuse(outcome, None),
+                        }
                     }
                     None => Step::Miss(Lookup {
                         key: cache_key,

@@ -176,6 +176,56 @@ async fn the_bearer_scheme_is_case_insensitive() {
 }
 
 #[tokio::test]
+async fn a_refusal_names_the_presented_key_id_from_the_store_and_from_the_cache() {
+    let world = World::new().await;
+    let revoked = pb_format().generate(Some("live")).unwrap();
+    world
+        .store
+        .insert(&record(&revoked, &[], world.clock.now()))
+        .await
+        .unwrap();
+    world
+        .store
+        .revoke(&revoked.id, world.clock.now())
+        .await
+        .unwrap();
+    let unknown = pb_format().generate(Some("live")).unwrap();
+    let app = router(world.layer());
+
+    // The first request of each key misses the cache, the second hits it (a record,
+    // or a negative entry): both name the key's public id, never more.
+    for (key, outcome) in [(&revoked, Outcome::Revoked), (&unknown, Outcome::Unknown)] {
+        for _ in 0..2 {
+            let reply = send(
+                &app,
+                get_with(
+                    "/whoami",
+                    &[("authorization", &bearer(key.key.expose_secret()))],
+                ),
+            )
+            .await;
+            let rejection = reply.rejection.expect("a rejection");
+            assert_eq!(rejection.outcome(), &outcome);
+            assert_eq!(rejection.key_id(), Some(&key.id));
+        }
+    }
+    assert_eq!(world.probe.gets(), 2);
+
+    // A key that fails its checksum has no id to name.
+    let mut typo = world.key().to_owned();
+    typo.pop();
+    typo.push(if world.key().ends_with('A') { 'B' } else { 'A' });
+    let reply = send(
+        &app,
+        get_with("/whoami", &[("authorization", &bearer(&typo))]),
+    )
+    .await;
+    let rejection = reply.rejection.expect("a rejection");
+    assert_eq!(rejection.outcome(), &Outcome::Malformed);
+    assert_eq!(rejection.key_id(), None);
+}
+
+#[tokio::test]
 async fn every_401_has_the_same_body_and_a_challenge() {
     let world = World::new().await;
     let revoked = pb_format().generate(Some("live")).unwrap();

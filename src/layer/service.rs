@@ -92,21 +92,20 @@ where
         }
 
         let step = match config.sources.read_head(req.headers(), req.uri()) {
-            Err(outcome) => Step::Done(Err(outcome)),
+            Err(outcome) => Step::Refuse(outcome, None),
             Ok(None) if config.optional => {
                 req.extensions_mut().insert(Arc::clone(&config.renderer));
                 return ResponseFuture::call(self.inner.call(req), Admitted::default());
             }
-            Ok(None) => Step::Done(Err(Outcome::Missing)),
+            Ok(None) => Step::Refuse(Outcome::Missing, None),
             Ok(Some(key)) => config.authenticator.start(key),
         };
         match step {
-            Step::Done(Ok(principal)) => {
+            Step::Admit(principal) => {
                 let admitted = admit(config, &mut req, principal);
                 ResponseFuture::call(self.inner.call(req), admitted)
             }
-            Step::Done(Err(outcome)) => {
-                let key_id = presented_key_id(config, &req);
+            Step::Refuse(outcome, key_id) => {
                 ResponseFuture::reject(refuse(config, outcome, key_id, req.headers()))
             }
             Step::Miss(lookup) => {
@@ -226,11 +225,6 @@ fn refuse<K>(
 }
 
 /// The public id in a presented key, for logging a refusal (it is not secret).
-fn presented_key_id<K, B>(config: &Config<K>, req: &Request<B>) -> Option<KeyId> {
-    let key = config.sources.read_head(req.headers(), req.uri()).ok()??;
-    config.authenticator.presented_id(key)
-}
-
 async fn authenticate_body<K, B>(config: Arc<Config<K>>, req: Request<B>) -> Authorized<B>
 where
     K: KeyStore,
@@ -303,14 +297,11 @@ where
             );
         }
         Ok(None) => (Err(Outcome::Missing), None),
-        Ok(Some(key)) => {
-            let key_id = config.authenticator.presented_id(key.as_bytes());
-            let result = match config.authenticator.start(key.as_bytes()) {
-                Step::Done(result) => result,
-                Step::Miss(lookup) => config.authenticator.finish(lookup).await,
-            };
-            (result, key_id)
-        }
+        Ok(Some(key)) => match config.authenticator.start(key.as_bytes()) {
+            Step::Admit(principal) => (Ok(principal), None),
+            Step::Refuse(outcome, key_id) => (Err(outcome), key_id),
+            Step::Miss(lookup) => (config.authenticator.finish(lookup).await, lookup.key_id()),
+        },
     };
     match result {
         Ok(principal) => {
