@@ -224,7 +224,9 @@ fn refuse<K>(
     config.renderer.render(rejection)
 }
 
-/// The public id in a presented key, for logging a refusal (it is not secret).
+/// Authenticates a request whose key is in its JSON body: buffers the body (within
+/// the limit), finds the key field, and rebuilds the request from those bytes (less
+/// the key field when credentials are hidden).
 async fn authenticate_body<K, B>(config: Arc<Config<K>>, req: Request<B>) -> Authorized<B>
 where
     K: KeyStore,
