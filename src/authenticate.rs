@@ -133,6 +133,16 @@ pub(crate) enum Step {
     Miss(Lookup),
 }
 
+impl Step {
+    /// The answer of a check that ran on a cached record.
+    fn decided(verdict: Result<Principal, Outcome>, key_id: Option<KeyId>) -> Self {
+        match verdict {
+            Ok(principal) => Self::Admit(principal),
+            Err(outcome) => Self::Refuse(outcome, key_id),
+        }
+    }
+}
+
 /// A store lookup still to make, owning everything it needs.
 #[derive(Clone, Copy)]
 pub(crate) struct Lookup {
@@ -181,12 +191,10 @@ impl<S: KeyStore> Authenticator<S> {
                 let cache_key = CacheKey::Id(id);
                 match self.store.peek(&cache_key, now) {
                     Some(Cached::Unknown) => Step::Refuse(Outcome::Unknown, Some(id)),
-                    Some(Cached::Found(record)) => {
-                        match self.verify(record, &key.digest(), key.environment(), true, now) {
-                            Ok(principal) => Step::Admit(principal),
-                            Err(outcome) => Step::Refuse(outcome, Some(id)),
-                        }
-                    }
+                    Some(Cached::Found(record)) => Step::decided(
+                        self.verify(record, &key.digest(), key.environment(), true, now),
+                        Some(id),
+                    ),
                     None => Step::Miss(Lookup {
                         key: cache_key,
                         digest: key.digest(),
@@ -201,10 +209,7 @@ impl<S: KeyStore> Authenticator<S> {
                 match self.store.peek(&cache_key, now) {
                     Some(Cached::Unknown) => Step::Refuse(Outcome::Unknown, None),
                     Some(Cached::Found(record)) => {
-                        match self.verify(record, &digest, None, false, now) {
-                            Ok(principal) => Step::Admit(principal),
-                            Err(outcome) => Step::Refuse(outcome, None),
-                        }
+                        Step::decided(self.verify(record, &digest, None, false, now), None)
                     }
                     None => Step::Miss(Lookup {
                         key: cache_key,
