@@ -1,10 +1,21 @@
 //! The audit log: key lifecycle events and state-changing requests.
 //!
-//! Entries are written off the request path: [`Auditor::record`] puts an entry on a
-//! bounded channel and returns at once; a background task writes batches to the
-//! [`AuditSink`]. When the channel is full the entry is dropped and counted
-//! ([`Auditor::dropped`], and the `tower_api_key_audit_dropped_total` metric): a slow
-//! sink never blocks a request.
+//! The two kinds of entry travel differently:
+//!
+//! - **Lifecycle entries** (a key created, revoked, rotated, or its scopes changed) are
+//!   written by the [`KeyStore`](crate::store::KeyStore) itself, atomically with the
+//!   change (in the same transaction on the SQL stores, under the same lock in the
+//!   [`MemoryStore`](crate::store::MemoryStore)): when
+//!   [`KeyManager`](crate::manage::KeyManager) reports success the entry is durable, and
+//!   when the entry cannot be written the change is not made. They never pass through
+//!   the channel below, so they are never dropped.
+//! - **Request entries** are written off the request path: [`Auditor::record`] puts an
+//!   entry on a bounded channel and returns at once; a background task writes batches
+//!   to the [`AuditSink`]. When the channel is full the entry is dropped and counted
+//!   ([`Auditor::dropped`], and the `tower_api_key_audit_dropped_total` metric); a batch
+//!   the sink fails to write is counted too ([`Auditor::failed_batches`], and
+//!   `tower_api_key_audit_failed_total` counts its entries). A slow sink never blocks a
+//!   request.
 //!
 //! Reads are never audited: the layer records only `POST`, `PUT`, `PATCH` and `DELETE`
 //! (anything but `GET`, `HEAD` and `OPTIONS`).
@@ -36,7 +47,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::key::{Environment, KeyId};
-use crate::store::{Owner, StoreError};
+use crate::store::{KeyRecord, Owner, StoreError};
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -51,6 +62,10 @@ pub enum AuditAction {
     /// A key was rotated (`api_key.rotated`); `api_key_id` is the old key.
     #[serde(rename = "api_key.rotated")]
     KeyRotated,
+    /// A key's scopes were replaced (`api_key.scopes_changed`); `scopes` are the new
+    /// ones.
+    #[serde(rename = "api_key.scopes_changed")]
+    KeyScopesChanged,
     /// A state-changing request made with a key (`request`).
     #[serde(rename = "request")]
     Request,
@@ -63,9 +78,31 @@ impl AuditAction {
             Self::KeyCreated => "api_key.created",
             Self::KeyRevoked => "api_key.revoked",
             Self::KeyRotated => "api_key.rotated",
+            Self::KeyScopesChanged => "api_key.scopes_changed",
             Self::Request => "request",
         }
     }
+
+    /// Every action, for parsing a stored name back.
+    pub const ALL: [Self; 5] = [
+        Self::KeyCreated,
+        Self::KeyRevoked,
+        Self::KeyRotated,
+        Self::KeyScopesChanged,
+        Self::Request,
+    ];
+}
+
+/// Who performed an audited action.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum AuditActor {
+    /// An API key: the key that made the request, or that performed a lifecycle
+    /// operation through [`Actor::Key`](crate::manage::Actor::Key).
+    Key(KeyId),
+    /// A trusted operator or bootstrap code ([`Actor::System`](crate::manage::Actor::System)),
+    /// by the name it was given. System actors are exempt from the authority rules.
+    System(String),
 }
 
 /// One audit entry. Never contains a secret.
@@ -73,21 +110,24 @@ impl AuditAction {
 pub struct AuditEntry {
     /// Assigned by the sink when stored (0 before).
     pub id: u64,
-    /// When it happened.
+    /// When it happened, to the microsecond.
     #[serde(with = "time::serde::rfc3339")]
     pub occurred_at: OffsetDateTime,
     /// What happened.
     pub action: AuditAction,
-    /// The key created, revoked or rotated, or the key that made the request.
+    /// The key created, revoked, rotated or changed, or the key that made the request.
     pub api_key_id: KeyId,
-    /// For lifecycle actions: the key (or user) that performed it.
+    /// The public prefix of `api_key_id` (`pb_live_2hT9xQk1LmZ`), which tells live from
+    /// test at a glance. `None` only for entries built without it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub actor_key_id: Option<String>,
+    pub prefix: Option<String>,
+    /// Who performed it: for a request, the key that made it.
+    pub actor: AuditActor,
     /// The owner of `api_key_id`.
     #[serde(skip)]
     pub owner: Owner,
-    /// The key's environment.
-    #[serde(skip)]
+    /// The environment of `api_key_id`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub environment: Option<Environment>,
     /// The key's scopes, for lifecycle actions.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -111,7 +151,8 @@ pub struct AuditEntry {
 }
 
 impl AuditEntry {
-    /// An entry with only the required fields set.
+    /// An entry with only the required fields set; the actor is `api_key_id` itself.
+    /// `occurred_at` is kept to the whole microsecond, as every store keeps it.
     pub fn new(
         action: AuditAction,
         api_key_id: KeyId,
@@ -120,10 +161,11 @@ impl AuditEntry {
     ) -> Self {
         Self {
             id: 0,
-            occurred_at,
+            occurred_at: crate::clock::whole_micros(occurred_at),
             action,
             api_key_id,
-            actor_key_id: None,
+            prefix: None,
+            actor: AuditActor::Key(api_key_id),
             owner,
             environment: None,
             scopes: Vec::new(),
@@ -134,6 +176,98 @@ impl AuditEntry {
             request_id: None,
             successor_key_id: None,
         }
+    }
+
+    /// An entry about `record`, with its id, prefix, owner and environment, performed
+    /// by `actor`.
+    pub fn about(
+        action: AuditAction,
+        record: &KeyRecord,
+        actor: AuditActor,
+        occurred_at: OffsetDateTime,
+    ) -> Self {
+        let mut entry = Self::new(action, record.id, record.owner.clone(), occurred_at);
+        entry.prefix = Some(record.prefix.clone());
+        entry.environment = record.environment;
+        entry.actor = actor;
+        entry
+    }
+}
+
+/// Which audit entries to read back: [`KeyStore::audit_log`](crate::store::KeyStore::audit_log).
+///
+/// Always one owner's; optionally only about one key or one environment; newest first,
+/// at most [`AuditQuery::limit`] entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditQuery {
+    owner: Owner,
+    key: Option<KeyId>,
+    environment: Option<Environment>,
+    limit: u32,
+}
+
+impl AuditQuery {
+    /// The default and the largest number of entries returned.
+    pub const MAX_LIMIT: u32 = 1000;
+
+    /// The newest entries of `owner` (at most [`AuditQuery::MAX_LIMIT`]).
+    pub fn new(owner: Owner) -> Self {
+        Self {
+            owner,
+            key: None,
+            environment: None,
+            limit: Self::MAX_LIMIT,
+        }
+    }
+
+    /// Only entries about `key`.
+    #[must_use]
+    pub fn for_key(mut self, key: KeyId) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Only entries about keys of `environment`.
+    #[must_use]
+    pub fn in_environment(mut self, environment: Environment) -> Self {
+        self.environment = Some(environment);
+        self
+    }
+
+    /// At most `limit` entries (capped at [`AuditQuery::MAX_LIMIT`]).
+    #[must_use]
+    pub fn with_limit(mut self, limit: u32) -> Self {
+        self.limit = limit.min(Self::MAX_LIMIT);
+        self
+    }
+
+    /// The owner.
+    pub fn owner(&self) -> &Owner {
+        &self.owner
+    }
+
+    /// The key, if only one key's entries are wanted.
+    pub fn key(&self) -> Option<&KeyId> {
+        self.key.as_ref()
+    }
+
+    /// The environment, if only one environment's entries are wanted.
+    pub fn environment(&self) -> Option<Environment> {
+        self.environment
+    }
+
+    /// The largest number of entries returned.
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    /// Whether `entry` is selected (for stores that filter in memory).
+    pub fn matches(&self, entry: &AuditEntry) -> bool {
+        entry.owner == self.owner
+            && self.key.is_none_or(|k| entry.api_key_id == k)
+            && self
+                .environment
+                .is_none_or(|e| entry.environment == Some(e))
     }
 }
 
@@ -157,7 +291,9 @@ impl AuditSink for TracingSink {
                 target: "tower_api_key::audit",
                 action = e.action.as_str(),
                 api_key_id = e.api_key_id.as_str(),
-                actor_key_id = e.actor_key_id.as_deref(),
+                prefix = e.prefix.as_deref(),
+                environment = e.environment.as_ref().map(Environment::as_str),
+                actor = ?e.actor,
                 owner = e.owner.id(),
                 method = e.method.as_deref(),
                 path = e.path.as_deref(),
@@ -308,9 +444,16 @@ async fn write_loop<K: AuditSink>(
             }
         }
         if !entries.is_empty() {
+            let count = entries.len() as u64;
             if let Err(error) = sink.write(entries).await {
                 failed.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(target: "tower_api_key::audit", %error, "audit batch could not be written");
+                metrics::counter!("tower_api_key_audit_failed_total").increment(count);
+                tracing::error!(
+                    target: "tower_api_key::audit",
+                    %error,
+                    entries = count,
+                    "audit batch could not be written; its request entries are lost"
+                );
             }
         }
         for done in flushes {

@@ -133,6 +133,14 @@ pub(crate) fn from_unix_nanos(nanos: i128) -> OffsetDateTime {
     })
 }
 
+/// `t` rounded down to the whole microsecond, the precision the SQL stores keep: key
+/// lifecycle times and audit times are cut to it everywhere, so a record or entry reads
+/// back exactly as it was written, whatever the store.
+pub(crate) fn whole_micros(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(t)
+}
+
 fn to_nanos(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX)
 }

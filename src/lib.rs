@@ -83,8 +83,8 @@
 //! | [`layer`] | [`ApiKeyLayer`], the authentication middleware |
 //! | [`scope`] | scope models with implications, [`RequireScopesLayer`](scope::RequireScopesLayer) and typed guards |
 //! | [`rejection`] | the outcome → response styles (Performance Blocks, PromptFloe, ProductBridge, RFC 9457) |
-//! | [`manage`] | [`KeyManager`](manage::KeyManager): create, list, revoke, rotate; the write-behind last-used buffer |
-//! | [`audit`] | audit sinks and the non-blocking [`Auditor`](audit::Auditor) |
+//! | [`manage`] | [`KeyManager`](manage::KeyManager): create, list, revoke, rotate, change scopes, under one set of authority rules; the write-behind last-used buffer |
+//! | [`audit`] | audit entries, queries, sinks and the non-blocking [`Auditor`](audit::Auditor) for request entries |
 //! | [`rate_limit`] | per-key GCRA rate limits (by key, rotation family or owner), per-owner quotas |
 //! | [`Authenticator`] | a presented key in, a [`Principal`] or an [`Outcome`] out, for other transports |
 //!
@@ -110,6 +110,11 @@
 //!   through [`CachedStore::invalidate`](store::CachedStore::invalidate). With the
 //!   PostgreSQL store and its invalidation listener, they see it within a second while
 //!   the listener is connected.
+//! - No key can obtain or affect more than it was given: every lifecycle operation
+//!   by a key passes [`KeyManager`'s authority rules](manage::KeyManager#authority)
+//!   (own owner, own environment unless privileged, no scope it does not hold, no key
+//!   stronger than itself), and every change is written by the store together with its
+//!   audit entry, atomically.
 //! - Put tower-http's `SetRequestIdLayer` outside the layer: every refusal then
 //!   carries `X-Request-Id`, and every log event the request id.
 //!

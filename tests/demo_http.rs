@@ -13,11 +13,10 @@ use std::time::Duration;
 
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
-use tower_api_key::audit::{Auditor, MemorySink};
 use tower_api_key::clock::ManualClock;
 use tower_api_key::store::MemoryStore;
 
-use app::{AuditLog, Demo, DemoStore, Settings};
+use app::{Demo, DemoStore, Settings};
 
 const GENERIC_401: &str = "API key is missing or invalid";
 
@@ -32,20 +31,12 @@ struct Server {
 
 async fn start(rate_limit: &str) -> Server {
     let clock = ManualClock::new(time::OffsetDateTime::now_utc());
-    let sink = MemorySink::new();
-    let auditor = Auditor::spawn(sink.clone(), 4096);
     let settings = Settings {
         rate_limit: (rate_limit != "off").then(|| rate_limit.parse().unwrap()),
         cache_ttl: None,
         clock: Arc::new(clock.clone()),
     };
-    let demo = app::build(
-        DemoStore::Memory(MemoryStore::new()),
-        AuditLog::memory(sink, auditor.clone()),
-        auditor,
-        settings,
-    )
-    .unwrap();
+    let demo = app::build(DemoStore::Memory(MemoryStore::new()), settings).unwrap();
     let keys = demo.bootstrap().await.unwrap();
     let key = |org: &str| keys.iter().find(|(o, _)| o == org).unwrap().1.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -452,10 +443,23 @@ async fn creating_keys_validates_everything() {
     let live = s
         .create_key(
             &test_admin,
-            json!({"name": "x", "scopes": ["employees:read"]}),
+            json!({"name": "x", "scopes": ["employees:read"], "environment": "live"}),
         )
         .await;
-    assert_eq!(live.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        (live.status, live.code()),
+        (StatusCode::FORBIDDEN, json!("permission_denied"))
+    );
+    assert_eq!(
+        live.json()["error"]["message"],
+        "A test key can only act on test keys"
+    );
+    // Without an environment, a key creates keys of its own.
+    let own = s
+        .create_key(&test_admin, json!({"name": "x", "scopes": []}))
+        .await;
+    assert_eq!(own.status, StatusCode::CREATED);
+    assert_eq!(own.json()["environment"], "test");
     let test = s
         .create_key(
             &test_admin,
@@ -672,7 +676,9 @@ async fn the_audit_log_records_lifecycle_and_writes_but_never_reads() {
     );
     let revoked = &for_key[0];
     assert_eq!(revoked["api_key_id"], id.as_str());
-    assert!(revoked["actor_key_id"].is_string());
+    assert_eq!(revoked["actor"]["kind"], "key");
+    assert!(revoked["prefix"].as_str().unwrap().starts_with("pb_live_"));
+    assert_eq!(revoked["environment"], "live");
     let request = &for_key[1];
     assert_eq!(
         (request["path"].clone(), request["status"].clone()),

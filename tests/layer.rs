@@ -16,7 +16,7 @@ use tower_api_key::clock::{Clock, ManualClock};
 use tower_api_key::credentials::KeySources;
 use tower_api_key::key::MintedKey;
 use tower_api_key::rejection::{ErrorStyle, Rejection};
-use tower_api_key::store::{CachedStore, KeyStore};
+use tower_api_key::store::{Applied, CachedStore, Change, KeyStore};
 use tower_api_key::{ApiKeyLayer, Authenticator, Outcome, Principal};
 
 const GENERIC_401: &str =
@@ -560,11 +560,16 @@ async fn hide_credentials_removes_the_header() {
 async fn a_key_in_rotation_grace_carries_a_sunset_header_then_expires() {
     let world = World::new().await;
     let until = world.clock.now() + time::Duration::hours(24);
-    world
-        .store
-        .supersede(&world.live.id, &world.test.id, until)
-        .await
-        .unwrap();
+    let minted = pb_format().generate(Some("live")).unwrap();
+    let successor = record(&minted, &["session:read"], world.clock.now());
+    let rotate = Change::Rotate {
+        id: &world.live.id,
+        successor: &successor,
+        valid_until: until,
+        at: world.clock.now(),
+    };
+    let applied = world.store.apply(rotate, &[]).await.unwrap();
+    assert!(matches!(applied, Applied::Done(_)), "{applied:?}");
     let app = router(world.layer());
     let reply = send(
         &app,

@@ -14,8 +14,11 @@ use std::collections::HashSet;
 use support::pb_format;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
+use tower_api_key::audit::{AuditAction, AuditActor, AuditEntry, AuditQuery, AuditSink, Auditor};
 use tower_api_key::key::{Digest, KeyId};
-use tower_api_key::store::{KeyRecord, KeyStore, MemoryStore, Owner, Rotation, StoreError};
+use tower_api_key::store::{
+    Applied, Change, KeyRecord, KeyStore, MemoryStore, Owner, Rotation, StoreError,
+};
 
 /// A time with whole microseconds: SQL stores keep microsecond precision.
 const T0: OffsetDateTime = datetime!(2026-01-02 03:04:05.123456 UTC);
@@ -144,11 +147,7 @@ mod cases {
     pub(crate) async fn update_replaces_only_editable_fields<S: KeyStore>(store: &S) {
         let original = new_key(acme(), T0);
         store.insert(&original).await.unwrap();
-        let successor = KeyId::new("successor01").unwrap();
-        store
-            .supersede(&original.id, &successor, T0 + Duration::days(1))
-            .await
-            .unwrap();
+        rotate(store, &original, T0 + Duration::days(1)).await;
         store
             .touch_last_used(&[(original.id, T0 + Duration::minutes(3))])
             .await
@@ -225,25 +224,106 @@ mod cases {
             .is_none());
     }
 
-    pub(crate) async fn supersede_never_revives_a_revoked_key<S: KeyStore>(store: &S) {
-        let key = new_key(acme(), T0);
-        store.insert(&key).await.unwrap();
-        let next = KeyId::new("successor01").unwrap();
-        let until = T0 + Duration::days(1);
-        let rotated = store
-            .supersede(&key.id, &next, until)
+    /// A successor for `key` that a rotation accepts: same owner, scopes and expiry.
+    fn successor_of(key: &KeyRecord) -> KeyRecord {
+        let mut next = new_key(key.owner.clone(), T0);
+        next.scopes.clone_from(&key.scopes);
+        next.expires_at = key.expires_at;
+        next.family = key.family;
+        next
+    }
+
+    /// Rotates `key` (unaudited), which must succeed; returns the successor.
+    async fn rotate<S: KeyStore>(store: &S, key: &KeyRecord, until: OffsetDateTime) -> KeyRecord {
+        let next = successor_of(key);
+        let change = Change::Rotate {
+            id: &key.id,
+            successor: &next,
+            valid_until: until,
+            at: T0,
+        };
+        let applied = store.apply(change, &[]).await.unwrap();
+        assert!(matches!(applied, Applied::Done(_)), "{applied:?}");
+        next
+    }
+
+    fn audit(action: AuditAction, key: &KeyRecord, at: OffsetDateTime) -> AuditEntry {
+        AuditEntry::about(action, key, AuditActor::System("contract".into()), at)
+    }
+
+    async fn audited<S: KeyStore>(store: &S, key: &KeyRecord) -> Vec<AuditAction> {
+        let query = AuditQuery::new(key.owner.clone()).for_key(key.id);
+        let mut actions: Vec<AuditAction> = store
+            .audit_log(&query)
             .await
             .unwrap()
-            .unwrap();
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        actions.reverse();
+        actions
+    }
+
+    pub(crate) async fn rotation_is_conditional_and_both_or_neither<S: KeyStore>(store: &S) {
+        let key = new_key(acme(), T0).with_expires_at(Some(T0 + Duration::days(30)));
+        store.insert(&key).await.unwrap();
+        let until = T0 + Duration::days(1);
+        let next = successor_of(&key);
+        let entry = audit(AuditAction::KeyRotated, &key, T0);
+        let rotate = |next: &KeyRecord, at| {
+            let next = next.clone();
+            let key = key.id;
+            let entry = entry.clone();
+            let store = store.clone();
+            async move {
+                let change = Change::Rotate {
+                    id: &key,
+                    successor: &next,
+                    valid_until: until,
+                    at,
+                };
+                store.apply(change, &[entry]).await
+            }
+        };
+
+        // A successor whose scopes or expiry differ from the key's as stored (the key
+        // changed after the caller read it) is refused, and nothing is written.
+        let mut wider = successor_of(&key);
+        wider.scopes.push("employees:write".into());
+        let mut longer = successor_of(&key);
+        longer.expires_at = None;
+        for stale in [&wider, &longer] {
+            assert!(matches!(
+                rotate(stale, T0).await.unwrap(),
+                Applied::Refused(_)
+            ));
+            assert!(store.get(&stale.id).await.unwrap().is_none());
+        }
+        // Past its expiry, a key cannot be rotated.
+        assert!(matches!(
+            rotate(&next, T0 + Duration::days(30)).await.unwrap(),
+            Applied::Refused(_)
+        ));
+        // A successor whose id is taken: an error, and the old key is untouched.
+        let mut taken = successor_of(&key);
+        taken.id = key.id;
+        assert!(matches!(
+            rotate(&taken, T0).await,
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(store.get(&key.id).await.unwrap().unwrap().rotation, None);
+        assert!(audited(store, &key).await.is_empty(), "nothing audited yet");
+
+        let Applied::Done(rotated) = rotate(&next, T0).await.unwrap() else {
+            panic!("the rotation was refused");
+        };
         let rotation = Rotation {
-            superseded_by: next,
+            superseded_by: next.id,
             valid_until: until,
         };
         assert_eq!(rotated.rotation, Some(rotation));
-        assert_eq!(
-            store.get(&key.id).await.unwrap().unwrap().rotation,
-            Some(rotation)
-        );
+        assert_eq!(store.get(&next.id).await.unwrap().unwrap(), next);
+        assert_eq!(audited(store, &key).await, [AuditAction::KeyRotated]);
         // In grace until `until`, then superseded: rotation state round-trips.
         let stored = store.get(&key.id).await.unwrap().unwrap();
         assert_eq!(
@@ -255,20 +335,155 @@ mod cases {
             tower_api_key::store::KeyStatus::Superseded
         );
 
-        store.revoke(&key.id, T0).await.unwrap();
-        let other = KeyId::new("successor02").unwrap();
+        // Superseded once: a second rotation is refused, its successor not stored.
+        let second = successor_of(&key);
         assert!(matches!(
-            store.supersede(&key.id, &other, until).await,
+            rotate(&second, T0).await.unwrap(),
+            Applied::Refused(_)
+        ));
+        assert!(store.get(&second.id).await.unwrap().is_none());
+
+        // A revoked key is never rotated, and the refusal changes nothing.
+        let other = new_key(acme(), T0);
+        store.insert(&other).await.unwrap();
+        store.revoke(&other.id, T0).await.unwrap();
+        let change = Change::Rotate {
+            id: &other.id,
+            successor: &successor_of(&other),
+            valid_until: until,
+            at: T0,
+        };
+        let Applied::Refused(stored) = store.apply(change, &[]).await.unwrap() else {
+            panic!("a revoked key was rotated");
+        };
+        assert_eq!(stored.rotation, None);
+        assert_eq!(stored.revoked_at, Some(T0));
+        assert_eq!(audited(store, &key).await, [AuditAction::KeyRotated]);
+
+        let nobody = KeyId::new("nobody").unwrap();
+        let change = Change::Rotate {
+            id: &nobody,
+            successor: &successor_of(&other),
+            valid_until: until,
+            at: T0,
+        };
+        assert_eq!(store.apply(change, &[]).await.unwrap(), Applied::NotFound);
+    }
+
+    /// Whether a call revoked the key is the store's answer, and only that call's audit
+    /// entry is written.
+    pub(crate) async fn revocation_and_scope_changes_are_decided_by_the_store<S: KeyStore>(
+        store: &S,
+    ) {
+        let key = new_key(acme(), T0);
+        store.insert(&key).await.unwrap();
+        let revoke = |at| Change::Revoke { id: &key.id, at };
+        let first = store
+            .apply(revoke(T0), &[audit(AuditAction::KeyRevoked, &key, T0)])
+            .await
+            .unwrap();
+        assert!(matches!(first, Applied::Done(ref r) if r.revoked_at == Some(T0)));
+        let later = T0 + Duration::seconds(1);
+        let second = store
+            .apply(
+                revoke(later),
+                &[audit(AuditAction::KeyRevoked, &key, later)],
+            )
+            .await
+            .unwrap();
+        assert!(matches!(second, Applied::Refused(ref r) if r.revoked_at == Some(T0)));
+        assert_eq!(audited(store, &key).await, [AuditAction::KeyRevoked]);
+
+        // Scopes: compare-and-set against what the caller saw.
+        let other = new_key(acme(), T0);
+        store.insert(&other).await.unwrap();
+        let wanted = vec!["employees:write".to_owned()];
+        let stale = vec!["nothing:read".to_owned()];
+        let entry = audit(AuditAction::KeyScopesChanged, &other, T0);
+        let set = |from: &[String]| {
+            let (from, to, id, entry) = (from.to_vec(), wanted.clone(), other.id, entry.clone());
+            let store = store.clone();
+            async move {
+                let change = Change::SetScopes {
+                    id: &id,
+                    from: &from,
+                    to: &to,
+                };
+                store.apply(change, &[entry]).await.unwrap()
+            }
+        };
+        assert!(matches!(set(&stale).await, Applied::Refused(_)));
+        assert!(audited(store, &other).await.is_empty());
+        let Applied::Done(changed) = set(&other.scopes).await else {
+            panic!("the scope change was refused");
+        };
+        assert_eq!(changed.scopes, wanted);
+        assert_eq!(store.get(&other.id).await.unwrap().unwrap().scopes, wanted);
+        assert_eq!(
+            audited(store, &other).await,
+            [AuditAction::KeyScopesChanged]
+        );
+        // Not on a revoked key.
+        store.revoke(&other.id, T0).await.unwrap();
+        assert!(matches!(set(&wanted).await, Applied::Refused(_)));
+        let nobody = KeyId::new("nobody").unwrap();
+        let change = Change::SetScopes {
+            id: &nobody,
+            from: &[],
+            to: &[],
+        };
+        assert_eq!(store.apply(change, &[]).await.unwrap(), Applied::NotFound);
+        // An insert that conflicts writes no entry either.
+        let entry = audit(AuditAction::KeyCreated, &key, T0);
+        assert!(matches!(
+            store.apply(Change::Insert(&key), &[entry]).await,
             Err(StoreError::Conflict)
         ));
+        assert_eq!(audited(store, &key).await, [AuditAction::KeyRevoked]);
+    }
+
+    /// Sixteen tasks rotate one key at once: exactly one wins, one successor exists,
+    /// and one rotation is audited.
+    pub(crate) async fn racing_rotations_have_exactly_one_winner<S: KeyStore>(store: &S) {
+        const N: usize = 16;
+        let key = new_key(acme(), T0);
+        store.insert(&key).await.unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..N {
+            let (store, key) = (store.clone(), key.clone());
+            tasks.spawn(async move {
+                let next = successor_of(&key);
+                let change = Change::Rotate {
+                    id: &key.id,
+                    successor: &next,
+                    valid_until: T0 + Duration::hours(1),
+                    at: T0,
+                };
+                let entry = audit(AuditAction::KeyRotated, &key, T0);
+                let applied = store.apply(change, &[entry]).await.unwrap();
+                (applied, next.id)
+            });
+        }
+        let mut winners = Vec::new();
+        let mut losers = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined.unwrap() {
+                (Applied::Done(_), id) => winners.push(id),
+                (Applied::Refused(_), id) => losers.push(id),
+                (Applied::NotFound, _) => panic!("the key vanished"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "exactly one rotation wins");
         let stored = store.get(&key.id).await.unwrap().unwrap();
-        assert_eq!(stored.rotation, Some(rotation), "unchanged by the refusal");
-        assert_eq!(stored.revoked_at, Some(T0));
-        assert!(store
-            .supersede(&KeyId::new("nobody").unwrap(), &next, until)
-            .await
-            .unwrap()
-            .is_none());
+        assert_eq!(stored.rotation.unwrap().superseded_by, winners[0]);
+        assert!(store.get(&winners[0]).await.unwrap().is_some());
+        for id in &losers {
+            assert!(
+                store.get(id).await.unwrap().is_none(),
+                "a loser's key exists"
+            );
+        }
+        assert_eq!(audited(store, &key).await, [AuditAction::KeyRotated]);
     }
 
     pub(crate) async fn list_by_owner_is_newest_first_and_only_that_owner<S: KeyStore>(store: &S) {
@@ -460,6 +675,121 @@ mod cases {
             }
         }
     }
+
+    fn without_id(mut entries: Vec<AuditEntry>) -> Vec<AuditEntry> {
+        for e in &mut entries {
+            assert!(e.id > 0, "the sink assigns ids");
+            e.id = 0;
+        }
+        entries
+    }
+
+    /// Request entries written through an [`Auditor`] read back with the lifecycle
+    /// ones, newest first.
+    pub(crate) async fn audit_entries_round_trip_newest_first<L: KeyStore + AuditSink>(log: &L) {
+        let k1 = KeyId::new("key00000001").unwrap();
+        let k2 = KeyId::new("key00000002").unwrap();
+        let mut created = AuditEntry::new(AuditAction::KeyCreated, k1, acme(), T0);
+        created.actor = AuditActor::System("user_42".into());
+        created.prefix = Some("pb_live_key00000001".into());
+        created.environment = Some(tower_api_key::key::Environment::live());
+        created.scopes = vec!["employees:read".into(), "ünï".into()];
+        let mut request =
+            AuditEntry::new(AuditAction::Request, k1, acme(), T0 + Duration::seconds(1));
+        request.method = Some("POST".into());
+        request.path = Some("/v1/employees".into());
+        request.route = Some("/v1/employees".into());
+        request.status = Some(201);
+        request.request_id = Some("req_1".into());
+        let mut rotated = AuditEntry::new(
+            AuditAction::KeyRotated,
+            k1,
+            acme(),
+            T0 + Duration::seconds(2),
+        );
+        rotated.successor_key_id = Some(k2);
+        rotated.actor = AuditActor::Key(k2);
+        let personal = AuditEntry::new(
+            AuditAction::KeyRevoked,
+            k1,
+            Owner::user("acme"),
+            T0 + Duration::seconds(3),
+        );
+        let other_key = AuditEntry::new(
+            AuditAction::KeyCreated,
+            k2,
+            acme(),
+            T0 + Duration::seconds(4),
+        );
+
+        // Through the auditor, as the layer writes them.
+        let auditor = Auditor::spawn(log.clone(), 64);
+        for e in [&created, &request, &rotated, &personal, &other_key] {
+            auditor.record(e.clone());
+        }
+        auditor.flush().await;
+        assert_eq!(auditor.failed_batches(), 0);
+
+        let all = log.audit_log(&AuditQuery::new(acme())).await.unwrap();
+        assert_eq!(
+            without_id(all.clone()),
+            [
+                other_key.clone(),
+                rotated.clone(),
+                request.clone(),
+                created.clone()
+            ]
+        );
+        assert!(all.windows(2).all(|w| w[0].id > w[1].id));
+        assert_eq!(
+            without_id(
+                log.audit_log(&AuditQuery::new(acme()).for_key(k1))
+                    .await
+                    .unwrap()
+            ),
+            [rotated.clone(), request, created]
+        );
+        assert_eq!(
+            without_id(
+                log.audit_log(&AuditQuery::new(acme()).with_limit(2))
+                    .await
+                    .unwrap()
+            ),
+            [other_key, rotated]
+        );
+        assert_eq!(
+            without_id(
+                log.audit_log(&AuditQuery::new(Owner::user("acme")))
+                    .await
+                    .unwrap()
+            ),
+            [personal]
+        );
+
+        // A batch larger than one INSERT holds, in one call.
+        let bulk_owner = Owner::organization("bulk");
+        let bulk: Vec<AuditEntry> = (0..1_200)
+            .map(|i| {
+                AuditEntry::new(
+                    AuditAction::Request,
+                    k2,
+                    bulk_owner.clone(),
+                    T0 + Duration::milliseconds(i),
+                )
+            })
+            .collect();
+        log.write(bulk).await.unwrap();
+        let read = log
+            .audit_log(&AuditQuery::new(bulk_owner.clone()).with_limit(5_000))
+            .await
+            .unwrap();
+        assert_eq!(read.len(), 1_000, "capped at AuditQuery::MAX_LIMIT");
+        assert_eq!(read[0].occurred_at, T0 + Duration::milliseconds(1_199));
+        // Filtered by environment: only the entry that has one.
+        let live = AuditQuery::new(acme()).in_environment(tower_api_key::key::Environment::live());
+        assert_eq!(without_id(log.audit_log(&live).await.unwrap()).len(), 1);
+        log.write(Vec::new()).await.unwrap();
+    }
 }
 
 /// Runs every case of the contract against one kind of store. `$open` is an async
@@ -473,7 +803,10 @@ macro_rules! contract {
             duplicate_ids_and_digests_conflict,
             update_replaces_only_editable_fields,
             revoke_is_idempotent_and_keeps_the_first_time,
-            supersede_never_revives_a_revoked_key,
+            rotation_is_conditional_and_both_or_neither,
+            revocation_and_scope_changes_are_decided_by_the_store,
+            racing_rotations_have_exactly_one_winner,
+            audit_entries_round_trip_newest_first,
             list_by_owner_is_newest_first_and_only_that_owner,
             touch_never_moves_backwards_and_ignores_unknown_ids,
             expiry_and_imported_keys_behave_after_a_round_trip,
@@ -508,155 +841,10 @@ impl std::ops::Deref for Memory {
 contract!(memory_contract, Some(Memory(MemoryStore::new())));
 
 #[cfg(feature = "sqlite")]
-contract!(sqlite_contract, Some(sqlite::TempDb::new().await));
+contract!(sqlite_contract, Some(support::stores::TempDb::new().await));
 
 #[cfg(feature = "postgres")]
-contract!(postgres_contract, postgres::TestSchema::new().await);
-
-/// A unique name for a temporary file or schema.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-fn unique(prefix: &str) -> String {
-    let mut bytes = [0u8; 6];
-    getrandom::fill(&mut bytes).unwrap();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}{}_{hex}", std::process::id())
-}
-
-/// Audit sinks that can be read back, for the shared audit test.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
-mod audit_log {
-    use std::future::Future;
-
-    use tower_api_key::audit::{AuditAction, AuditEntry, AuditSink, Auditor};
-
-    use super::*;
-
-    pub(crate) trait AuditLog: AuditSink {
-        fn query(
-            &self,
-            owner: &Owner,
-            key: Option<&KeyId>,
-            limit: u32,
-        ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
-    }
-
-    #[cfg(feature = "sqlite")]
-    impl AuditLog for tower_api_key::store::sql::SqliteStore {
-        async fn query(
-            &self,
-            owner: &Owner,
-            key: Option<&KeyId>,
-            limit: u32,
-        ) -> Result<Vec<AuditEntry>, StoreError> {
-            self.query_audit(owner, key, limit).await
-        }
-    }
-
-    #[cfg(feature = "postgres")]
-    impl AuditLog for tower_api_key::store::sql::PostgresStore {
-        async fn query(
-            &self,
-            owner: &Owner,
-            key: Option<&KeyId>,
-            limit: u32,
-        ) -> Result<Vec<AuditEntry>, StoreError> {
-            self.query_audit(owner, key, limit).await
-        }
-    }
-
-    fn without_id(mut entries: Vec<AuditEntry>) -> Vec<AuditEntry> {
-        for e in &mut entries {
-            assert!(e.id > 0, "the sink assigns ids");
-            e.id = 0;
-        }
-        entries
-    }
-
-    pub(crate) async fn audit_entries_round_trip_newest_first<L: AuditLog>(log: &L) {
-        let k1 = KeyId::new("key00000001").unwrap();
-        let k2 = KeyId::new("key00000002").unwrap();
-        let mut created = AuditEntry::new(AuditAction::KeyCreated, k1, acme(), T0);
-        created.actor_key_id = Some("user_42".into());
-        created.environment = Some(tower_api_key::key::Environment::live());
-        created.scopes = vec!["employees:read".into(), "ünï".into()];
-        let mut request =
-            AuditEntry::new(AuditAction::Request, k1, acme(), T0 + Duration::seconds(1));
-        request.method = Some("POST".into());
-        request.path = Some("/v1/employees".into());
-        request.route = Some("/v1/employees".into());
-        request.status = Some(201);
-        request.request_id = Some("req_1".into());
-        let mut rotated = AuditEntry::new(
-            AuditAction::KeyRotated,
-            k1,
-            acme(),
-            T0 + Duration::seconds(2),
-        );
-        rotated.successor_key_id = Some(k2);
-        let personal = AuditEntry::new(
-            AuditAction::KeyRevoked,
-            k1,
-            Owner::user("acme"),
-            T0 + Duration::seconds(3),
-        );
-        let other_key = AuditEntry::new(
-            AuditAction::KeyCreated,
-            k2,
-            acme(),
-            T0 + Duration::seconds(4),
-        );
-
-        // Through the auditor, as the layer writes them.
-        let auditor = Auditor::spawn(log.clone(), 64);
-        for e in [&created, &request, &rotated, &personal, &other_key] {
-            auditor.record(e.clone());
-        }
-        auditor.flush().await;
-        assert_eq!(auditor.failed_batches(), 0);
-
-        let all = log.query(&acme(), None, 100).await.unwrap();
-        assert_eq!(
-            without_id(all.clone()),
-            [
-                other_key.clone(),
-                rotated.clone(),
-                request.clone(),
-                created.clone()
-            ]
-        );
-        assert!(all.windows(2).all(|w| w[0].id > w[1].id));
-        assert_eq!(
-            without_id(log.query(&acme(), Some(&k1), 100).await.unwrap()),
-            [rotated.clone(), request, created]
-        );
-        assert_eq!(
-            without_id(log.query(&acme(), None, 2).await.unwrap()),
-            [other_key, rotated]
-        );
-        assert_eq!(
-            without_id(log.query(&Owner::user("acme"), None, 100).await.unwrap()),
-            [personal]
-        );
-
-        // A batch larger than one INSERT holds, in one call.
-        let bulk_owner = Owner::organization("bulk");
-        let bulk: Vec<AuditEntry> = (0..1_200)
-            .map(|i| {
-                AuditEntry::new(
-                    AuditAction::Request,
-                    k2,
-                    bulk_owner.clone(),
-                    T0 + Duration::milliseconds(i),
-                )
-            })
-            .collect();
-        log.write(bulk).await.unwrap();
-        let read = log.query(&bulk_owner, None, 5_000).await.unwrap();
-        assert_eq!(read.len(), 1_200);
-        assert_eq!(read[0].occurred_at, T0 + Duration::milliseconds(1_199));
-        log.write(Vec::new()).await.unwrap();
-    }
-}
+contract!(postgres_contract, support::stores::TestSchema::new().await);
 
 #[cfg(feature = "sqlite")]
 mod sqlite {
@@ -668,50 +856,7 @@ mod sqlite {
     use tower_api_key::store::sql::SqliteStore;
 
     use super::*;
-
-    /// A migrated store in a fresh file under the temporary directory, removed on drop.
-    pub(crate) struct TempDb {
-        pub(crate) path: PathBuf,
-        pub(crate) store: SqliteStore,
-    }
-
-    impl TempDb {
-        pub(crate) async fn new() -> Self {
-            let path = temp_path();
-            let store = SqliteStore::connect(&url(&path)).await.unwrap();
-            store.migrate().await.unwrap();
-            Self { path, store }
-        }
-    }
-
-    impl std::ops::Deref for TempDb {
-        type Target = SqliteStore;
-        fn deref(&self) -> &SqliteStore {
-            &self.store
-        }
-    }
-
-    impl Drop for TempDb {
-        fn drop(&mut self) {
-            remove_db(&self.path);
-        }
-    }
-
-    pub(crate) fn temp_path() -> PathBuf {
-        std::env::temp_dir().join(format!("{}.db", unique("tower-api-key-test-")))
-    }
-
-    pub(crate) fn url(path: &std::path::Path) -> String {
-        format!("sqlite://{}", path.display())
-    }
-
-    fn remove_db(path: &std::path::Path) {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut p = path.as_os_str().to_owned();
-            p.push(suffix);
-            let _ = std::fs::remove_file(PathBuf::from(p));
-        }
-    }
+    use crate::support::stores::{remove_db, temp_path, url, TempDb};
 
     #[tokio::test]
     async fn relative_and_absolute_urls_create_the_file() {
@@ -922,12 +1067,6 @@ mod sqlite {
             .unwrap();
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn audit_log() {
-        let db = TempDb::new().await;
-        super::audit_log::audit_entries_round_trip_newest_first(&db.store).await;
-    }
-
     const WRITER_ENV: &str = "TOWER_API_KEY_TEST_SQLITE_WRITER";
 
     /// The child process of `acknowledged_writes_survive_kill_9`. Does nothing unless
@@ -1032,7 +1171,7 @@ mod postgres {
     use axum::Router;
     use http::{Request, StatusCode};
     use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-    use sqlx::{AssertSqlSafe, Connection, PgConnection};
+    use sqlx::AssertSqlSafe;
     use tokio::net::{TcpListener, TcpStream};
     use tower::ServiceExt;
     use tower_api_key::key::MintedKey;
@@ -1041,114 +1180,7 @@ mod postgres {
     use tower_api_key::{ApiKeyLayer, Authenticator, Outcome};
 
     use super::*;
-
-    const URL_ENV: &str = "TOWER_API_KEY_TEST_POSTGRES_URL";
-
-    fn server_url() -> Option<String> {
-        let url = std::env::var(URL_ENV).ok().filter(|u| !u.is_empty());
-        if url.is_none() {
-            #[allow(clippy::print_stderr)]
-            {
-                eprintln!(
-                    "skipped: {URL_ENV} is not set, so there is no PostgreSQL server to test \
-                     against (e.g. {URL_ENV}=postgres://postgres@127.0.0.1:5432/test)"
-                );
-            }
-        }
-        url
-    }
-
-    /// A fresh schema (and table prefix) of its own, dropped at the end, even after a
-    /// failure.
-    pub(crate) struct TestSchema {
-        url: String,
-        schema: String,
-        prefix: String,
-        store: PostgresStore,
-    }
-
-    impl TestSchema {
-        /// `None` (after saying so) when no server is configured.
-        pub(crate) async fn new() -> Option<Self> {
-            let url = server_url()?;
-            let schema = unique("tak_test_");
-            let mut admin = PgConnection::connect(&url).await.unwrap();
-            sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            let prefix = format!("{}_", unique("t"));
-            let store = connect(&options(&url, &schema, None), &prefix).await;
-            store.migrate().await.unwrap();
-            Some(Self {
-                url,
-                schema,
-                prefix,
-                store,
-            })
-        }
-
-        /// Options reaching this schema, through `addr` if given.
-        fn options(&self, addr: Option<SocketAddr>) -> PgConnectOptions {
-            options(&self.url, &self.schema, addr)
-        }
-
-        /// Another store on the same tables, with a pool of its own: another instance.
-        async fn connect(&self) -> PostgresStore {
-            connect(&self.options(None), &self.prefix).await
-        }
-
-        async fn admin(&self) -> PgConnection {
-            PgConnection::connect_with(&self.options(None))
-                .await
-                .unwrap()
-        }
-    }
-
-    fn options(url: &str, schema: &str, addr: Option<SocketAddr>) -> PgConnectOptions {
-        let options = PgConnectOptions::from_str(url)
-            .unwrap()
-            .options([("search_path", schema)]);
-        match addr {
-            Some(addr) => options.host(&addr.ip().to_string()).port(addr.port()),
-            None => options,
-        }
-    }
-
-    async fn connect(options: &PgConnectOptions, prefix: &str) -> PostgresStore {
-        PostgresStore::connect_with(options.clone())
-            .await
-            .unwrap()
-            .with_table_prefix(prefix)
-            .unwrap()
-    }
-
-    impl std::ops::Deref for TestSchema {
-        type Target = PostgresStore;
-        fn deref(&self) -> &PostgresStore {
-            &self.store
-        }
-    }
-
-    impl Drop for TestSchema {
-        fn drop(&mut self) {
-            let (url, schema) = (self.url.clone(), self.schema.clone());
-            // A runtime of its own: this may run while the test's runtime unwinds.
-            let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async {
-                    if let Ok(mut admin) = PgConnection::connect(&url).await {
-                        let drop = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-                        let _ = sqlx::raw_sql(AssertSqlSafe(drop)).execute(&mut admin).await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
+    use crate::support::stores::TestSchema;
 
     /// One server instance: its own pool, cache and listener.
     struct Instance {
@@ -1599,13 +1631,5 @@ mod postgres {
         assert_eq!(row.0, minted.digest.as_bytes());
         let secret = minted.key.expose_secret();
         assert!(!row.1.contains(&secret[minted.prefix.len()..]));
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn audit_log() {
-        let Some(db) = TestSchema::new().await else {
-            return;
-        };
-        super::audit_log::audit_entries_round_trip_newest_first(&db.store).await;
     }
 }

@@ -17,11 +17,10 @@ mod cli;
 use std::io::Write;
 use std::process::ExitCode;
 
-use tower_api_key::audit::{Auditor, MemorySink};
 use tower_api_key::rate_limit::RateLimitPolicy;
 use tower_api_key::store::MemoryStore;
 
-use crate::app::{AuditLog, DemoStore, Settings};
+use crate::app::{DemoStore, Settings};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -50,7 +49,7 @@ async fn main() -> ExitCode {
         )
         .init();
 
-    let (store, audit, auditor) = match open(args.database.as_deref()).await {
+    let store = match open(args.database.as_deref()).await {
         Ok(opened) => opened,
         Err((code, message)) => {
             eprintln!("demo: {message}");
@@ -63,7 +62,7 @@ async fn main() -> ExitCode {
         ..Settings::default()
     };
     let opened_store = store.clone();
-    let demo = match app::build(store, audit, auditor, settings) {
+    let demo = match app::build(store, settings) {
         Ok(demo) => demo,
         Err(message) => {
             eprintln!("demo: {message}");
@@ -119,22 +118,16 @@ async fn main() -> ExitCode {
 }
 
 /// The store for `--database`, or an exit status and a one-line message.
-async fn open(database: Option<&str>) -> Result<(DemoStore, AuditLog, Auditor), (u8, String)> {
+async fn open(database: Option<&str>) -> Result<DemoStore, (u8, String)> {
     match database {
-        None => {
-            let sink = MemorySink::new();
-            let auditor = Auditor::spawn(sink.clone(), 4096);
-            Ok((DemoStore::Memory(MemoryStore::new()), AuditLog::memory(sink, auditor.clone()), auditor))
-        }
+        None => Ok(DemoStore::Memory(MemoryStore::new())),
         #[cfg(feature = "sqlite")]
         Some(url) if url.starts_with("sqlite:") => {
             let store = tower_api_key::store::sql::SqliteStore::connect(url)
                 .await
                 .map_err(|e| (1, format!("--database: {e}")))?;
             store.migrate().await.map_err(|e| (1, format!("--database: {e}")))?;
-            let auditor = Auditor::spawn(store.clone(), 4096);
-            let audit = AuditLog::sql(store.clone(), auditor.clone());
-            Ok((DemoStore::Sqlite(store), audit, auditor))
+            Ok(DemoStore::Sqlite(store))
         }
         #[cfg(feature = "postgres")]
         Some(url) if url.starts_with("postgres:") || url.starts_with("postgresql:") => {
@@ -142,9 +135,7 @@ async fn open(database: Option<&str>) -> Result<(DemoStore, AuditLog, Auditor), 
                 .await
                 .map_err(|e| (1, format!("--database: {e}")))?;
             store.migrate().await.map_err(|e| (1, format!("--database: {e}")))?;
-            let auditor = Auditor::spawn(store.clone(), 4096);
-            let audit = AuditLog::sql(store.clone(), auditor.clone());
-            Ok((DemoStore::Postgres(store), audit, auditor))
+            Ok(DemoStore::Postgres(store))
         }
         Some(url) => Err((
             2,

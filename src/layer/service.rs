@@ -14,7 +14,7 @@ use axum::extract::MatchedPath;
 use super::future::{Admitted, Authorized, ResponseFuture};
 use super::layer::Config;
 use super::ResponseBody;
-use crate::audit::{is_state_changing, AuditAction, AuditEntry};
+use crate::audit::{is_state_changing, AuditAction, AuditActor, AuditEntry};
 use crate::authenticate::Step;
 use crate::credentials::{body_key, strip_body_field, BodyKey};
 use crate::key::KeyId;
@@ -180,13 +180,12 @@ fn admit<K: KeyStore, B>(
     }
     let audit = match &config.auditor {
         Some(auditor) if is_state_changing(req.method()) => {
-            let mut entry = AuditEntry::new(
+            let mut entry = AuditEntry::about(
                 AuditAction::Request,
-                *principal.key_id(),
-                principal.owner().clone(),
+                principal.record(),
+                AuditActor::Key(*principal.key_id()),
                 principal.authenticated_at(),
             );
-            entry.environment = principal.environment();
             entry.method = Some(req.method().as_str().to_owned());
             entry.path = Some(req.uri().path().to_owned());
             entry.route = req

@@ -3,11 +3,11 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::audit::{AuditAction, AuditEntry, Auditor};
-use crate::key::{ApiKey, KeyFormat, KeyId};
+use crate::audit::{AuditAction, AuditActor, AuditEntry, AuditQuery};
+use crate::key::{ApiKey, Environment, KeyError, KeyFormat, KeyId};
 use crate::principal::Principal;
-use crate::scope::ScopeModel;
-use crate::store::{CachedStore, KeyRecord, KeyStore, Owner, StoreError};
+use crate::scope::{Grants, ScopeModel};
+use crate::store::{Applied, CachedStore, Change, KeyRecord, KeyStore, Owner, StoreError};
 
 /// The longest key name accepted, in characters.
 pub const MAX_NAME_LEN: usize = 100;
@@ -29,14 +29,18 @@ pub enum Expiry {
 }
 
 impl Expiry {
-    fn resolve(self, now: OffsetDateTime) -> Option<OffsetDateTime> {
-        match self {
-            Self::Never => None,
-            Self::Days30 => Some(now + time::Duration::days(30)),
-            Self::Days90 => Some(now + time::Duration::days(90)),
-            Self::Days365 => Some(now + time::Duration::days(365)),
-            Self::At(at) => Some(at),
-        }
+    /// The instant, or `Err` when it lies past the calendar's end.
+    fn resolve(self, now: OffsetDateTime) -> Result<Option<OffsetDateTime>, ManageError> {
+        let days = match self {
+            Self::Never => return Ok(None),
+            Self::At(at) => return Ok(Some(at)),
+            Self::Days30 => 30,
+            Self::Days90 => 90,
+            Self::Days365 => 365,
+        };
+        now.checked_add(time::Duration::days(days))
+            .map(Some)
+            .ok_or(ManageError::ExpiryInPast)
     }
 }
 
@@ -108,12 +112,16 @@ impl NewKey {
 }
 
 /// Who performs a lifecycle operation.
+///
+/// A key is bound by the [authority rules](KeyManager#authority); the system is not.
 #[derive(Clone, Copy)]
 pub enum Actor<'a> {
-    /// An API key (the request's [`Principal`]). It can only grant scopes it holds
-    /// itself.
+    /// An API key (the request's [`Principal`]). It acts only on keys of its own owner
+    /// and environment (see [`KeyManager::with_privileged_environments`]), only on keys
+    /// whose scopes it holds, and grants only scopes it holds.
     Key(&'a Principal),
-    /// A trusted operator or bootstrap code, named for the audit log. No scope limit.
+    /// A trusted operator or bootstrap code, named for the audit log (as
+    /// [`AuditActor::System`]). Exempt from the authority rules.
     System(&'a str),
 }
 
@@ -122,6 +130,13 @@ impl Actor<'_> {
         match self {
             Self::Key(p) => p.key_id().to_string(),
             Self::System(name) => (*name).to_owned(),
+        }
+    }
+
+    fn audit(&self) -> AuditActor {
+        match self {
+            Self::Key(p) => AuditActor::Key(*p.key_id()),
+            Self::System(name) => AuditActor::System((*name).to_owned()),
         }
     }
 }
@@ -145,6 +160,38 @@ pub struct CreatedKey {
     pub record: KeyRecord,
 }
 
+/// Which authority rule refused an operation: see [`KeyManager#authority`]. The
+/// message names what is missing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Denied {
+    /// The new key (or the rotation's successor) would hold a scope the acting key
+    /// does not hold.
+    #[error("cannot grant scope {0}: the acting key does not hold it")]
+    GrantNotHeld(String),
+    /// The key acted on holds a scope the acting key does not hold.
+    #[error("cannot act on a key holding scope {0}: the acting key does not hold it")]
+    TargetNotHeld(String),
+    /// The acting key's environment does not reach the other key's.
+    #[error("{}", environment_message(*.acting))]
+    Environment {
+        /// The acting key's environment.
+        acting: Option<Environment>,
+        /// The environment of the key acted on or created.
+        target: Option<Environment>,
+    },
+    /// The acting key belongs to another owner than the one acted on.
+    #[error("the acting key belongs to another {}", .0)]
+    OtherOwner(&'static str),
+}
+
+fn environment_message(acting: Option<Environment>) -> String {
+    match acting {
+        Some(env) => format!("a {env} key can only act on {env} keys"),
+        None => "a key without an environment can only act on keys without one".to_owned(),
+    }
+}
+
 /// Why a lifecycle operation was refused. Nothing was changed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -158,25 +205,64 @@ pub enum ManageError {
     /// The environment is not one of the key format's.
     #[error("unknown environment {0:?}")]
     UnknownEnvironment(String),
-    /// The expiry is not in the future.
+    /// The expiry is not in the future, or past the calendar's end.
     #[error("the expiry must be in the future")]
     ExpiryInPast,
-    /// The acting key does not hold a scope it tried to grant.
-    #[error("cannot grant scope {0:?}: the acting key does not hold it")]
-    ScopeEscalation(String),
+    /// The rotation's grace period ends past the calendar's end.
+    #[error("the grace period is too long")]
+    InvalidGrace,
+    /// An authority rule refused the operation (403 `permission_denied`).
+    #[error("permission denied: {0}")]
+    PermissionDenied(#[from] Denied),
     /// No key with this id belongs to this owner.
     #[error("no such key")]
     NotFound,
-    /// The key is revoked, or already superseded, so it cannot be rotated.
-    #[error("the key is revoked or already rotated")]
+    /// The key is revoked, expired or already rotated, or it changed while the
+    /// operation ran, so the operation does not apply to it (409).
+    #[error("the key is revoked, expired or already rotated")]
     Conflict,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Creates, lists, revokes and rotates keys, keeping the cache, the audit log and the
-/// scope model in step.
+/// Creates, lists, revokes and rotates keys and changes their scopes, under one set of
+/// authority rules, with an audit entry written atomically with every change.
+///
+/// # Authority
+///
+/// Every operation names an [`Actor`]. [`Actor::System`] (operators, bootstrap code)
+/// may do anything; the audit log names it as such. An [`Actor::Key`] is bound by
+/// these rules, checked here rather than in handlers, so no route can forget them:
+///
+/// 1. **Owner.** A key acts only on keys of its own owner: any other owner is
+///    [`Denied::OtherOwner`]. A key id of another owner is [`ManageError::NotFound`],
+///    exactly like a missing one.
+/// 2. **Environment.** A key of a *privileged* environment (by default `live`) acts on
+///    keys of every environment; any other key acts only on keys of its own
+///    environment: a `test` key cannot create, rotate, revoke, read, list or change
+///    `live` keys ([`Denied::Environment`]). Lists and the audit log show it only its
+///    own environment.
+/// 3. **No escalation.** A new key, a rotation's successor and a scope change hold
+///    only scopes the acting key holds, after the model's implications
+///    ([`Denied::GrantNotHeld`]).
+/// 4. **No turning on a stronger key.** A key rotates, revokes or changes the scopes
+///    of another key only if it holds every scope of that key
+///    ([`Denied::TargetNotHeld`]): a key with `api_keys:write` alone cannot rotate the
+///    admin key into a new admin key, nor revoke it.
+///
+/// Rotation keeps the key's expiry; rotating a revoked, expired or already rotated key
+/// is [`ManageError::Conflict`], and so is a rotation or scope change that loses a race
+/// with another change of the same key: the store checks and changes in one step, so
+/// of several concurrent rotations of one key exactly one succeeds.
+///
+/// # Audit
+///
+/// Every successful create, revoke, rotate and scope change writes its
+/// [`AuditEntry`] through [`KeyStore::apply`], atomically with the change: when a call
+/// returns `Ok` the entry is durable, and when the entry cannot be written the change
+/// is not made. Each entry carries the key's prefix and environment and the actor.
+/// Entries are also emitted as `tracing` events (target `tower_api_key::audit`).
 ///
 /// ```
 /// use tower_api_key::key::KeyFormat;
@@ -208,7 +294,7 @@ pub struct KeyManager<K> {
     store: CachedStore<K>,
     format: KeyFormat,
     model: ScopeModel,
-    auditor: Option<Auditor>,
+    privileged: Vec<Environment>,
 }
 
 impl<K> Clone for KeyManager<K> {
@@ -217,7 +303,7 @@ impl<K> Clone for KeyManager<K> {
             store: self.store.clone(),
             format: self.format.clone(),
             model: self.model.clone(),
-            auditor: self.auditor.clone(),
+            privileged: self.privileged.clone(),
         }
     }
 }
@@ -226,29 +312,33 @@ impl<K> fmt::Debug for KeyManager<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyManager")
             .field("format", &self.format)
-            .field("auditor", &self.auditor)
+            .field("privileged_environments", &self.privileged)
             .finish_non_exhaustive()
     }
 }
 
 impl<K: KeyStore> KeyManager<K> {
     /// A manager minting keys of `format`, validating scopes against `model`, and
-    /// writing through `store` (so every change reaches the cache at once).
+    /// writing through `store` (so every change reaches the cache at once). The
+    /// privileged environment is `live`.
     pub fn new(store: CachedStore<K>, format: KeyFormat, model: ScopeModel) -> Self {
         Self {
             store,
             format,
             model,
-            auditor: None,
+            privileged: vec![Environment::live()],
         }
     }
 
-    /// Records `api_key.created`, `api_key.revoked` and `api_key.rotated` events. They are
-    /// handed to the sink before the operation returns (unlike request entries, which are
-    /// written behind).
+    /// The environments whose keys may act on keys of other environments (rule 2 of
+    /// the [authority rules](KeyManager#authority)); `live` unless set. An empty list
+    /// separates every environment completely.
     #[must_use]
-    pub fn with_auditor(mut self, auditor: Auditor) -> Self {
-        self.auditor = Some(auditor);
+    pub fn with_privileged_environments<I: IntoIterator<Item = Environment>>(
+        mut self,
+        environments: I,
+    ) -> Self {
+        self.privileged = environments.into_iter().collect();
         self
     }
 
@@ -262,8 +352,10 @@ impl<K: KeyStore> KeyManager<K> {
         &self.store
     }
 
+    /// The clock's reading in whole microseconds, the precision the SQL stores keep, so
+    /// that a record returned by an operation equals the record read back later.
     fn now(&self) -> OffsetDateTime {
-        self.store.clock().now()
+        crate::clock::whole_micros(self.store.clock().now())
     }
 
     /// Creates a key. The full key is in the result, and nowhere else, ever.
@@ -271,50 +363,66 @@ impl<K: KeyStore> KeyManager<K> {
     /// # Errors
     ///
     /// [`ManageError`] for an invalid name, an unknown scope or environment, an expiry
-    /// in the past, a scope the acting key does not hold, or a store failure. Nothing
-    /// is stored on error.
+    /// in the past, an authority rule ([`ManageError::PermissionDenied`]), or a store
+    /// failure. Nothing is stored on error.
     pub async fn create(&self, new: NewKey, actor: Actor<'_>) -> Result<CreatedKey, ManageError> {
         validate_name(&new.name)?;
         let scopes = new
             .scopes
             .unwrap_or_else(|| self.model.creation_defaults().to_vec());
-        self.check_grantable(&scopes, actor)?;
-        let now = self.now();
-        let expires_at = new.expiry.resolve(now);
-        if expires_at.is_some_and(|at| at <= now) {
-            return Err(ManageError::ExpiryInPast);
-        }
+        self.check_known(&scopes)?;
         let minted = self
             .format
             .generate(new.environment.as_deref())
             .map_err(|e| match e {
-                crate::key::KeyError::UnknownEnvironment(env) => {
-                    ManageError::UnknownEnvironment(env)
-                }
+                KeyError::UnknownEnvironment(env) => ManageError::UnknownEnvironment(env),
                 other => ManageError::Store(StoreError::unavailable(other)),
             })?;
+        if let Actor::Key(principal) = actor {
+            self.check_reach(principal, &new.owner, minted.environment)?;
+            check_grantable(&self.grants(principal), &scopes)?;
+        }
+        let now = self.now();
+        let expires_at = new.expiry.resolve(now)?;
+        if expires_at.is_some_and(|at| at <= now) {
+            return Err(ManageError::ExpiryInPast);
+        }
         let mut record = KeyRecord::new(&minted, new.name, new.owner, scopes, now)
             .with_expires_at(expires_at)
             .with_created_by(actor.describe());
         record.rate_limit_policy = new.rate_limit_policy;
         record.metadata = new.metadata;
-        self.store.insert(&record).await?;
-        self.audit(AuditAction::KeyCreated, &record, actor, None, now);
-        self.settle_audit().await;
+        let entry = entry(AuditAction::KeyCreated, &record, actor, now);
+        match self.store.apply(Change::Insert(&record), &[entry]).await? {
+            Applied::Done(_) => {}
+            Applied::Refused(_) | Applied::NotFound => return Err(ManageError::Conflict),
+        }
+        trace(AuditAction::KeyCreated, &record, actor);
         Ok(CreatedKey {
             key: minted.key,
             record,
         })
     }
 
-    /// The keys of one owner, newest first, revoked ones included. Records hold only
-    /// the public prefix and id, never a secret.
+    /// The keys of `owner` that `actor` may see, newest first, revoked ones included.
+    /// Records hold only the public prefix and id, never a secret.
     ///
     /// # Errors
     ///
-    /// The store's error.
-    pub async fn list(&self, owner: &Owner) -> Result<Vec<KeyRecord>, ManageError> {
-        Ok(self.store.list_by_owner(owner).await?)
+    /// [`Denied::OtherOwner`], or the store's error.
+    pub async fn list(
+        &self,
+        owner: &Owner,
+        actor: Actor<'_>,
+    ) -> Result<Vec<KeyRecord>, ManageError> {
+        if let Actor::Key(principal) = actor {
+            check_owner(principal, owner)?;
+        }
+        let mut keys = self.store.list_by_owner(owner).await?;
+        if let Actor::Key(principal) = actor {
+            keys.retain(|record| self.reaches(principal, record.environment));
+        }
+        Ok(keys)
     }
 
     /// One key of `owner`. Another owner's key is [`ManageError::NotFound`], exactly
@@ -322,42 +430,80 @@ impl<K: KeyStore> KeyManager<K> {
     ///
     /// # Errors
     ///
-    /// [`ManageError::NotFound`] or the store's error.
-    pub async fn get(&self, owner: &Owner, id: &KeyId) -> Result<KeyRecord, ManageError> {
-        match self.store.get_ref().get(id).await? {
-            Some(record) if &record.owner == owner => Ok(record),
-            _ => Err(ManageError::NotFound),
+    /// [`ManageError::NotFound`], an authority rule ([`ManageError::PermissionDenied`]),
+    /// or the store's error.
+    pub async fn get(
+        &self,
+        owner: &Owner,
+        id: &KeyId,
+        actor: Actor<'_>,
+    ) -> Result<KeyRecord, ManageError> {
+        if let Actor::Key(principal) = actor {
+            check_owner(principal, owner)?;
         }
+        let record = self.find(owner, id).await?;
+        if let Actor::Key(principal) = actor {
+            self.check_reach(principal, owner, record.environment)?;
+        }
+        Ok(record)
+    }
+
+    /// The audit log of `query`'s owner as `actor` may see it, newest first: a key of
+    /// an unprivileged environment sees only entries about keys of its environment.
+    ///
+    /// # Errors
+    ///
+    /// [`Denied::OtherOwner`], or the store's error.
+    pub async fn audit_log(
+        &self,
+        query: AuditQuery,
+        actor: Actor<'_>,
+    ) -> Result<Vec<AuditEntry>, ManageError> {
+        let mut query = query;
+        if let Actor::Key(principal) = actor {
+            check_owner(principal, query.owner())?;
+            if let Some(env) = principal.environment() {
+                if !self.privileged.contains(&env) {
+                    query = query.in_environment(env);
+                }
+            }
+        }
+        Ok(self.store.audit_log(&query).await?)
     }
 
     /// Revokes a key of `owner`, at once and for good. The cache is invalidated before
     /// this returns, so the next request through this instance is refused. Revoking a
-    /// revoked key succeeds and changes nothing.
+    /// revoked key succeeds and changes nothing (and writes no second audit entry).
     ///
     /// # Errors
     ///
-    /// [`ManageError::NotFound`] for another owner's key, or the store's error.
+    /// [`ManageError::NotFound`] for another owner's key, an authority rule
+    /// ([`ManageError::PermissionDenied`]), or the store's error.
     pub async fn revoke(
         &self,
         owner: &Owner,
         id: &KeyId,
         actor: Actor<'_>,
     ) -> Result<KeyRecord, ManageError> {
-        let existing = self.get(owner, id).await?;
+        let existing = self.find_to_change(owner, id, actor).await?;
         if existing.revoked_at.is_some() {
             return Ok(existing);
         }
         let now = self.now();
-        let record = self
+        let entry = entry(AuditAction::KeyRevoked, &existing, actor, now);
+        match self
             .store
-            .revoke(id, now)
+            .apply(Change::Revoke { id, at: now }, &[entry])
             .await?
-            .ok_or(ManageError::NotFound)?;
-        if record.revoked_at == Some(now) {
-            self.audit(AuditAction::KeyRevoked, &record, actor, None, now);
-            self.settle_audit().await;
+        {
+            Applied::Done(record) => {
+                trace(AuditAction::KeyRevoked, &record, actor);
+                Ok(record)
+            }
+            // Revoked meanwhile by another call, which wrote the audit entry.
+            Applied::Refused(record) => Ok(record),
+            Applied::NotFound => Err(ManageError::NotFound),
         }
-        Ok(record)
     }
 
     /// Rotates a key of `owner`: a new key with the same name, scopes, owner,
@@ -368,7 +514,10 @@ impl<K: KeyStore> KeyManager<K> {
     /// # Errors
     ///
     /// [`ManageError::NotFound`] for another owner's key, [`ManageError::Conflict`]
-    /// for a revoked or already rotated key, or the store's error.
+    /// for a revoked, expired or already rotated key (or one rotated or changed by a
+    /// concurrent call), [`ManageError::InvalidGrace`] for a grace period ending past
+    /// the calendar's end, an authority rule ([`ManageError::PermissionDenied`]), or
+    /// the store's error.
     pub async fn rotate(
         &self,
         owner: &Owner,
@@ -376,93 +525,217 @@ impl<K: KeyStore> KeyManager<K> {
         grace: Duration,
         actor: Actor<'_>,
     ) -> Result<CreatedKey, ManageError> {
-        let old = self.get(owner, id).await?;
-        if old.revoked_at.is_some() || old.rotation.is_some() {
-            return Err(ManageError::Conflict);
+        let old = self.find_to_change(owner, id, actor).await?;
+        if let Actor::Key(principal) = actor {
+            // The successor holds the old key's scopes.
+            check_grantable(&self.grants(principal), &old.scopes)?;
         }
         let now = self.now();
-        let grace = time::Duration::try_from(grace).map_err(|_| ManageError::Conflict)?;
+        if old.revoked_at.is_some()
+            || old.rotation.is_some()
+            || old.expires_at.is_some_and(|at| at <= now)
+        {
+            return Err(ManageError::Conflict);
+        }
+        let valid_until = time::Duration::try_from(grace)
+            .ok()
+            .and_then(|grace| now.checked_add(grace))
+            .ok_or(ManageError::InvalidGrace)?;
         let minted = self
             .format
-            .generate(old.environment.as_ref().map(|e| e.as_str()))
+            .generate(old.environment.as_ref().map(Environment::as_str))
             .map_err(|e| ManageError::Store(StoreError::unavailable(e)))?;
-        let mut record = KeyRecord::new(
+        let mut successor = KeyRecord::new(
             &minted,
             old.name.clone(),
             old.owner.clone(),
             old.scopes.clone(),
             now,
         )
-        .with_expires_at(old.expires_at.filter(|at| *at > now))
+        .with_expires_at(old.expires_at)
         .with_created_by(actor.describe());
-        record.family = old.family;
-        record.rate_limit_policy.clone_from(&old.rate_limit_policy);
-        record.metadata.clone_from(&old.metadata);
-        self.store.insert(&record).await?;
-        match self.store.supersede(id, &record.id, now + grace).await {
-            Ok(Some(_)) => {}
-            outcome => {
-                // The old key was revoked (or vanished) meanwhile: withdraw the new one.
-                self.store.revoke(&record.id, now).await?;
-                return match outcome {
-                    Err(StoreError::Conflict) | Ok(None) => Err(ManageError::Conflict),
-                    Err(e) => Err(e.into()),
-                    Ok(Some(_)) => Err(ManageError::Conflict),
-                };
-            }
+        successor.family = old.family;
+        successor
+            .rate_limit_policy
+            .clone_from(&old.rate_limit_policy);
+        successor.metadata.clone_from(&old.metadata);
+        let mut rotated = entry(AuditAction::KeyRotated, &old, actor, now);
+        rotated.successor_key_id = Some(successor.id);
+        let created = entry(AuditAction::KeyCreated, &successor, actor, now);
+        let change = Change::Rotate {
+            id,
+            successor: &successor,
+            valid_until,
+            at: now,
+        };
+        match self.store.apply(change, &[rotated, created]).await? {
+            Applied::Done(_) => {}
+            Applied::Refused(_) => return Err(ManageError::Conflict),
+            Applied::NotFound => return Err(ManageError::NotFound),
         }
-        self.audit(AuditAction::KeyRotated, &old, actor, Some(record.id), now);
-        self.audit(AuditAction::KeyCreated, &record, actor, None, now);
-        self.settle_audit().await;
+        trace(AuditAction::KeyRotated, &old, actor);
+        trace(AuditAction::KeyCreated, &successor, actor);
         Ok(CreatedKey {
             key: minted.key,
-            record,
+            record: successor,
         })
     }
 
-    /// Lifecycle events are written before the operation returns: an acknowledged
-    /// create, revoke or rotate is in the audit log even if the process dies next.
-    async fn settle_audit(&self) {
-        if let Some(auditor) = &self.auditor {
-            auditor.flush().await;
-        }
-    }
-
-    fn check_grantable(&self, scopes: &[String], actor: Actor<'_>) -> Result<(), ManageError> {
-        for scope in scopes {
-            if !self.model.contains(scope) {
-                return Err(ManageError::UnknownScope(scope.clone()));
-            }
-        }
-        if let Actor::Key(principal) = actor {
-            let held = self.model.grants(principal.scopes());
-            for scope in scopes {
-                if !held.contains(scope) {
-                    return Err(ManageError::ScopeEscalation(scope.clone()));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn audit(
+    /// Replaces the scopes of a key of `owner` with `scopes` (`api_key.scopes_changed`
+    /// in the audit log). The cache is invalidated before this returns.
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::UnknownScope`], [`ManageError::NotFound`],
+    /// [`ManageError::Conflict`] for a revoked key or one whose scopes changed while
+    /// this ran, an authority rule ([`ManageError::PermissionDenied`]), or the store's
+    /// error.
+    pub async fn set_scopes<I, S>(
         &self,
-        action: AuditAction,
-        record: &KeyRecord,
+        owner: &Owner,
+        id: &KeyId,
+        scopes: I,
         actor: Actor<'_>,
-        successor: Option<KeyId>,
-        now: OffsetDateTime,
-    ) {
-        let Some(auditor) = &self.auditor else {
-            return;
+    ) -> Result<KeyRecord, ManageError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let scopes: Vec<String> = scopes.into_iter().map(Into::into).collect();
+        self.check_known(&scopes)?;
+        let old = self.find_to_change(owner, id, actor).await?;
+        if let Actor::Key(principal) = actor {
+            check_grantable(&self.grants(principal), &scopes)?;
+        }
+        if old.revoked_at.is_some() {
+            return Err(ManageError::Conflict);
+        }
+        let now = self.now();
+        let mut entry = entry(AuditAction::KeyScopesChanged, &old, actor, now);
+        entry.scopes.clone_from(&scopes);
+        let change = Change::SetScopes {
+            id,
+            from: &old.scopes,
+            to: &scopes,
         };
-        let mut entry = AuditEntry::new(action, record.id, record.owner.clone(), now);
-        entry.actor_key_id = Some(actor.describe());
-        entry.environment = record.environment;
-        entry.scopes.clone_from(&record.scopes);
-        entry.successor_key_id = successor;
-        auditor.record(entry);
+        match self.store.apply(change, &[entry]).await? {
+            Applied::Done(record) => {
+                trace(AuditAction::KeyScopesChanged, &record, actor);
+                Ok(record)
+            }
+            Applied::Refused(_) => Err(ManageError::Conflict),
+            Applied::NotFound => Err(ManageError::NotFound),
+        }
     }
+
+    /// The key, if it belongs to `owner` (read from the store, not the cache).
+    async fn find(&self, owner: &Owner, id: &KeyId) -> Result<KeyRecord, ManageError> {
+        match self.store.get_ref().get(id).await? {
+            Some(record) if &record.owner == owner => Ok(record),
+            _ => Err(ManageError::NotFound),
+        }
+    }
+
+    /// The key, if `actor` may change it: rules 1, 2 and 4.
+    async fn find_to_change(
+        &self,
+        owner: &Owner,
+        id: &KeyId,
+        actor: Actor<'_>,
+    ) -> Result<KeyRecord, ManageError> {
+        if let Actor::Key(principal) = actor {
+            check_owner(principal, owner)?;
+        }
+        let record = self.find(owner, id).await?;
+        if let Actor::Key(principal) = actor {
+            self.check_reach(principal, owner, record.environment)?;
+            let held = self.grants(principal);
+            if let Some(scope) = record.scopes.iter().find(|s| !held.contains(s)) {
+                return Err(Denied::TargetNotHeld(scope.clone()).into());
+            }
+        }
+        Ok(record)
+    }
+
+    fn grants(&self, principal: &Principal) -> Grants {
+        self.model.grants(principal.scopes())
+    }
+
+    fn check_known(&self, scopes: &[String]) -> Result<(), ManageError> {
+        match scopes.iter().find(|s| !self.model.contains(s)) {
+            Some(scope) => Err(ManageError::UnknownScope(scope.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `principal` reaches keys of `environment` (rule 2).
+    fn reaches(&self, principal: &Principal, environment: Option<Environment>) -> bool {
+        match principal.environment() {
+            Some(env) if self.privileged.contains(&env) => true,
+            acting => acting == environment,
+        }
+    }
+
+    /// Rules 1 and 2.
+    fn check_reach(
+        &self,
+        principal: &Principal,
+        owner: &Owner,
+        environment: Option<Environment>,
+    ) -> Result<(), ManageError> {
+        check_owner(principal, owner)?;
+        if self.reaches(principal, environment) {
+            return Ok(());
+        }
+        Err(Denied::Environment {
+            acting: principal.environment(),
+            target: environment,
+        }
+        .into())
+    }
+}
+
+/// The audit entry of a lifecycle operation on `record`, with its scopes.
+fn entry(
+    action: AuditAction,
+    record: &KeyRecord,
+    actor: Actor<'_>,
+    now: OffsetDateTime,
+) -> AuditEntry {
+    let mut entry = AuditEntry::about(action, record, actor.audit(), now);
+    entry.scopes.clone_from(&record.scopes);
+    entry
+}
+
+/// Rule 1.
+fn check_owner(principal: &Principal, owner: &Owner) -> Result<(), ManageError> {
+    if principal.owner() == owner {
+        Ok(())
+    } else {
+        Err(Denied::OtherOwner(owner.kind()).into())
+    }
+}
+
+/// Rule 3.
+fn check_grantable(held: &Grants, scopes: &[String]) -> Result<(), ManageError> {
+    match scopes.iter().find(|s| !held.contains(s)) {
+        Some(scope) => Err(Denied::GrantNotHeld(scope.clone()).into()),
+        None => Ok(()),
+    }
+}
+
+/// The lifecycle entry as a `tracing` event, after it is durable in the store.
+fn trace(action: AuditAction, record: &KeyRecord, actor: Actor<'_>) {
+    tracing::info!(
+        target: "tower_api_key::audit",
+        action = action.as_str(),
+        api_key_id = record.id.as_str(),
+        prefix = record.prefix.as_str(),
+        environment = record.environment.as_ref().map(Environment::as_str),
+        actor = ?actor.audit(),
+        owner = record.owner.id(),
+        "audit"
+    );
 }
 
 fn validate_name(name: &str) -> Result<(), ManageError> {

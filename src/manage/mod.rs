@@ -5,4 +5,6 @@ mod last_used;
 mod manager;
 
 pub use self::last_used::LastUsed;
-pub use self::manager::{Actor, CreatedKey, Expiry, KeyManager, ManageError, NewKey, MAX_NAME_LEN};
+pub use self::manager::{
+    Actor, CreatedKey, Denied, Expiry, KeyManager, ManageError, NewKey, MAX_NAME_LEN,
+};

@@ -7,7 +7,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use super::{KeyRecord, KeyStatus, KeyStore, Owner, StoreError};
+use super::{Applied, Change, KeyRecord, KeyStatus, KeyStore, Owner, StoreError};
+use crate::audit::{AuditEntry, AuditQuery};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::key::{Digest, KeyId};
 use crate::scope::{Grants, ScopeModel};
@@ -25,9 +26,8 @@ use crate::ConfigError;
 ///
 /// # Revocation
 ///
-/// Every mutation made through this type ([`KeyStore::insert`], [`KeyStore::update`],
-/// [`KeyStore::revoke`], [`KeyStore::supersede`]) invalidates the key before it
-/// returns, so the next request through the same `CachedStore` sees the change.
+/// Every change made through this type ([`KeyStore::apply`], and the `insert`,
+/// `update` and `revoke` built on it) invalidates the key before it returns, so the next request through the same `CachedStore` sees the change.
 ///
 /// A lookup that was already in flight when the key was invalidated can never write
 /// the old record back: fills are registered under a lock, invalidation removes the
@@ -575,43 +575,19 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
         Ok(self.lookup_digest(digest).await?.map(|r| r.record.clone()))
     }
 
-    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
-        let result = self.inner.store.insert(record).await;
-        // Drops a negative entry for this id or digest.
-        self.invalidate_record(record);
-        result
-    }
-
-    async fn update(&self, record: &KeyRecord) -> Result<(), StoreError> {
-        let result = self.inner.store.update(record).await;
-        self.invalidate_record(record);
-        result
-    }
-
-    async fn revoke(
-        &self,
-        id: &KeyId,
-        at: OffsetDateTime,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        let result = self.inner.store.revoke(id, at).await;
-        // Invalidate whatever the outcome: a failed call may still have committed.
-        match &result {
-            Ok(Some(record)) => self.invalidate_record(record),
-            _ => self.invalidate(id),
-        }
-        result
-    }
-
-    async fn supersede(
-        &self,
-        id: &KeyId,
-        successor: &KeyId,
-        valid_until: OffsetDateTime,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        let result = self.inner.store.supersede(id, successor, valid_until).await;
-        match &result {
-            Ok(Some(record)) => self.invalidate_record(record),
-            _ => self.invalidate(id),
+    /// Passed to the store; whatever the outcome, every key the change names is
+    /// dropped from the cache before this returns (a failed call may still have
+    /// committed), so the next request through this cache sees the change.
+    async fn apply(&self, change: Change<'_>, audit: &[AuditEntry]) -> Result<Applied, StoreError> {
+        let result = self.inner.store.apply(change, audit).await;
+        match change {
+            // Drops a negative entry for the id or the digest.
+            Change::Insert(record) | Change::Update(record) => self.invalidate_record(record),
+            Change::Rotate { id, successor, .. } => {
+                self.invalidate_record(successor);
+                self.invalidate(id);
+            }
+            Change::Revoke { id, .. } | Change::SetScopes { id, .. } => self.invalidate(id),
         }
         result
     }
@@ -624,6 +600,10 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
     /// (nothing on the request path reads it), so the cache stays warm.
     async fn touch_last_used(&self, batch: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
         self.inner.store.touch_last_used(batch).await
+    }
+
+    async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        self.inner.store.audit_log(query).await
     }
 }
 

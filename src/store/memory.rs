@@ -3,12 +3,15 @@ use std::sync::{Arc, RwLock};
 
 use time::OffsetDateTime;
 
-use super::{KeyRecord, KeyStore, Owner, Rotation, StoreError};
+use super::{Applied, Change, KeyRecord, KeyStore, Owner, Rotation, StoreError};
+use crate::audit::{AuditEntry, AuditQuery, AuditSink};
 use crate::key::{Digest, KeyId};
 
-/// An in-memory [`KeyStore`], the embedded default. Clones share the same keys.
+/// An in-memory [`KeyStore`] and [`AuditSink`], the embedded default. Clones share the
+/// same keys and the same audit log.
 ///
-/// Nothing survives a restart; use the SQL stores for that.
+/// Nothing survives a restart; use the SQL stores for that. The audit log grows
+/// without bound: this store is for tests, demos and small deployments.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     inner: Arc<RwLock<Maps>>,
@@ -18,6 +21,7 @@ pub struct MemoryStore {
 struct Maps {
     by_id: HashMap<KeyId, KeyRecord>,
     by_digest: HashMap<[u8; 32], KeyId>,
+    audit: Vec<AuditEntry>,
 }
 
 impl MemoryStore {
@@ -37,8 +41,9 @@ impl MemoryStore {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Maps> {
-        // A panic while holding the lock cannot leave the maps half-updated (every
-        // write below is a single insert), so a poisoned lock is still consistent.
+        // A panic while holding the lock cannot leave the maps half-updated (nothing
+        // below can panic between two writes of one change), so a poisoned lock is
+        // still consistent.
         self.inner
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -48,6 +53,100 @@ impl MemoryStore {
         self.inner
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Maps {
+    /// Adds a key, or fails without changing anything.
+    fn insert(&mut self, record: &KeyRecord) -> Result<(), StoreError> {
+        self.check_free(record)?;
+        self.by_digest.insert(*record.digest.as_bytes(), record.id);
+        self.by_id.insert(record.id, record.clone());
+        Ok(())
+    }
+
+    fn check_free(&self, record: &KeyRecord) -> Result<(), StoreError> {
+        if self.by_id.contains_key(&record.id)
+            || self.by_digest.contains_key(record.digest.as_bytes())
+        {
+            return Err(StoreError::Conflict);
+        }
+        Ok(())
+    }
+
+    /// Makes the change if its condition holds. Nothing is changed unless the result
+    /// is `Ok(Applied::Done(_))`.
+    fn apply(&mut self, change: Change<'_>) -> Result<Applied, StoreError> {
+        match change {
+            Change::Insert(record) => {
+                self.insert(record)?;
+                Ok(Applied::Done(record.clone()))
+            }
+            Change::Update(record) => {
+                let Some(stored) = self.by_id.get_mut(&record.id) else {
+                    return Ok(Applied::NotFound);
+                };
+                stored.name.clone_from(&record.name);
+                stored.scopes.clone_from(&record.scopes);
+                stored.expires_at = record.expires_at;
+                stored
+                    .rate_limit_policy
+                    .clone_from(&record.rate_limit_policy);
+                stored.metadata.clone_from(&record.metadata);
+                Ok(Applied::Done(stored.clone()))
+            }
+            Change::Revoke { id, at } => {
+                let Some(stored) = self.by_id.get_mut(id) else {
+                    return Ok(Applied::NotFound);
+                };
+                if stored.revoked_at.is_some() {
+                    return Ok(Applied::Refused(stored.clone()));
+                }
+                stored.revoked_at = Some(at);
+                Ok(Applied::Done(stored.clone()))
+            }
+            Change::SetScopes { id, from, to } => {
+                let Some(stored) = self.by_id.get_mut(id) else {
+                    return Ok(Applied::NotFound);
+                };
+                if stored.revoked_at.is_some() || stored.scopes.as_slice() != from {
+                    return Ok(Applied::Refused(stored.clone()));
+                }
+                stored.scopes = to.to_vec();
+                Ok(Applied::Done(stored.clone()))
+            }
+            Change::Rotate {
+                id,
+                successor,
+                valid_until,
+                at,
+            } => {
+                let Some(stored) = self.by_id.get(id) else {
+                    return Ok(Applied::NotFound);
+                };
+                let rotatable = stored.revoked_at.is_none()
+                    && stored.rotation.is_none()
+                    && stored.expires_at.is_none_or(|t| t > at)
+                    && stored.scopes == successor.scopes
+                    && stored.expires_at == successor.expires_at;
+                if !rotatable {
+                    return Ok(Applied::Refused(stored.clone()));
+                }
+                // Both or neither: check the successor can be inserted before changing
+                // anything.
+                self.check_free(successor)?;
+                let Some(stored) = self.by_id.get_mut(id) else {
+                    return Ok(Applied::NotFound);
+                };
+                stored.rotation = Some(Rotation {
+                    superseded_by: successor.id,
+                    valid_until,
+                });
+                let done = stored.clone();
+                self.insert(successor)?;
+                Ok(Applied::Done(done))
+            }
+        }
     }
 }
 
@@ -66,61 +165,14 @@ impl KeyStore for MemoryStore {
             .cloned())
     }
 
-    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+    /// The change and its audit entries under one write lock.
+    async fn apply(&self, change: Change<'_>, audit: &[AuditEntry]) -> Result<Applied, StoreError> {
         let mut maps = self.write();
-        if maps.by_id.contains_key(&record.id)
-            || maps.by_digest.contains_key(record.digest.as_bytes())
-        {
-            return Err(StoreError::Conflict);
+        let applied = maps.apply(change)?;
+        if matches!(applied, Applied::Done(_)) {
+            maps.append_audit(audit.iter().cloned());
         }
-        maps.by_digest.insert(*record.digest.as_bytes(), record.id);
-        maps.by_id.insert(record.id, record.clone());
-        Ok(())
-    }
-
-    async fn update(&self, record: &KeyRecord) -> Result<(), StoreError> {
-        let mut maps = self.write();
-        let stored = maps.by_id.get_mut(&record.id).ok_or(StoreError::NotFound)?;
-        stored.name.clone_from(&record.name);
-        stored.scopes.clone_from(&record.scopes);
-        stored.expires_at = record.expires_at;
-        stored
-            .rate_limit_policy
-            .clone_from(&record.rate_limit_policy);
-        stored.metadata.clone_from(&record.metadata);
-        Ok(())
-    }
-
-    async fn revoke(
-        &self,
-        id: &KeyId,
-        at: OffsetDateTime,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        let mut maps = self.write();
-        Ok(maps.by_id.get_mut(id).map(|stored| {
-            stored.revoked_at.get_or_insert(at);
-            stored.clone()
-        }))
-    }
-
-    async fn supersede(
-        &self,
-        id: &KeyId,
-        successor: &KeyId,
-        valid_until: OffsetDateTime,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        let mut maps = self.write();
-        let Some(stored) = maps.by_id.get_mut(id) else {
-            return Ok(None);
-        };
-        if stored.revoked_at.is_some() {
-            return Err(StoreError::Conflict);
-        }
-        stored.rotation = Some(Rotation {
-            superseded_by: *successor,
-            valid_until,
-        });
-        Ok(Some(stored.clone()))
+        Ok(applied)
     }
 
     async fn list_by_owner(&self, owner: &Owner) -> Result<Vec<KeyRecord>, StoreError> {
@@ -144,6 +196,38 @@ impl KeyStore for MemoryStore {
                 }
             }
         }
+        Ok(())
+    }
+
+    async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut entries: Vec<AuditEntry> = self
+            .read()
+            .audit
+            .iter()
+            .filter(|e| query.matches(e))
+            .cloned()
+            .collect();
+        // Newest first; entries of one instant in reverse order of writing.
+        entries.sort_by(|a, b| b.occurred_at.cmp(&a.occurred_at).then(b.id.cmp(&a.id)));
+        entries.truncate(query.limit() as usize);
+        Ok(entries)
+    }
+}
+
+impl Maps {
+    fn append_audit(&mut self, entries: impl Iterator<Item = AuditEntry>) {
+        for mut entry in entries {
+            entry.id = self.audit.len() as u64 + 1;
+            self.audit.push(entry);
+        }
+    }
+}
+
+/// Request entries go into the same log as the lifecycle entries, so
+/// [`KeyStore::audit_log`] returns both.
+impl AuditSink for MemoryStore {
+    async fn write(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
+        self.write().append_audit(entries.into_iter());
         Ok(())
     }
 }

@@ -43,6 +43,7 @@ pub use self::cache::{
 };
 pub use self::memory::MemoryStore;
 pub use self::record::{KeyRecord, KeyStatus, Owner, Rotation};
+use crate::audit::{AuditEntry, AuditQuery};
 use crate::key::{Digest, KeyId};
 
 /// A failure of the key store.
@@ -73,15 +74,100 @@ impl StoreError {
     }
 }
 
+/// A change to one key, made by [`KeyStore::apply`] atomically with the audit entries
+/// that record it.
+///
+/// Each change states the condition under which it applies, and the store checks that
+/// condition and makes the change in one step (a conditional `UPDATE` in one
+/// transaction on the SQL stores, under the lock in [`MemoryStore`]), so two callers
+/// racing on one key can never both succeed, and the store, not the caller, decides
+/// what happened.
+#[derive(Debug, Clone, Copy)]
+pub enum Change<'a> {
+    /// Adds a key. [`StoreError::Conflict`] when its id or digest is taken.
+    Insert(&'a KeyRecord),
+    /// Replaces the editable fields of the key `record.id`: name, scopes, expiry,
+    /// rate-limit policy and metadata. Revocation, rotation and last-used are left as
+    /// stored. Applies to any existing key.
+    Update(&'a KeyRecord),
+    /// Revokes the key at `at`, if it is not revoked yet. Revocation is irreversible.
+    Revoke {
+        /// The key.
+        id: &'a KeyId,
+        /// The revocation time.
+        at: OffsetDateTime,
+    },
+    /// Replaces the key's scopes with `to`, if they are still exactly `from` and the
+    /// key is not revoked (a compare-and-set: a concurrent change of the scopes makes
+    /// this one fail instead of being overwritten).
+    SetScopes {
+        /// The key.
+        id: &'a KeyId,
+        /// The scopes the caller saw and checked.
+        from: &'a [String],
+        /// The new scopes.
+        to: &'a [String],
+    },
+    /// Rotates the key: marks it superseded by `successor` until `valid_until` and
+    /// inserts `successor`, both or neither. Applies only while the key is neither
+    /// revoked nor superseded, has not expired at `at`, and still has the successor's
+    /// scopes and expiry (so the successor never revives scopes or time taken away
+    /// meanwhile).
+    Rotate {
+        /// The key to supersede.
+        id: &'a KeyId,
+        /// Its successor, to insert.
+        successor: &'a KeyRecord,
+        /// The end of the old key's grace period.
+        valid_until: OffsetDateTime,
+        /// The time the expiry is judged at.
+        at: OffsetDateTime,
+    },
+}
+
+impl Change<'_> {
+    /// The key the change is about.
+    pub fn id(&self) -> &KeyId {
+        match self {
+            Self::Insert(record) | Self::Update(record) => &record.id,
+            Self::Revoke { id, .. } | Self::SetScopes { id, .. } | Self::Rotate { id, .. } => id,
+        }
+    }
+}
+
+/// What [`KeyStore::apply`] did.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub enum Applied {
+    /// The change was made, and its audit entries written. The key's record as stored
+    /// afterwards (for a rotation, the superseded key's).
+    Done(KeyRecord),
+    /// The key exists but the change's condition did not hold (already revoked; revoked,
+    /// superseded, expired or changed, for a rotation or a scope change). Nothing was
+    /// changed or audited. The record as it stands.
+    Refused(KeyRecord),
+    /// No key has this id. Nothing was changed or audited.
+    NotFound,
+}
+
 /// A place keys are kept.
 ///
 /// Implementations must be cheap to clone (share state behind an `Arc`). Every
 /// method may fail with [`StoreError`]; none of them ever sees a full key, only
 /// digests.
 ///
-/// Mutations are narrow on purpose: [`KeyStore::revoke`], [`KeyStore::supersede`] and
-/// [`KeyStore::touch_last_used`] change one field each, atomically, so a concurrent
-/// [`KeyStore::update`] of a key's name or scopes can never undo a revocation.
+/// # Writing a store
+///
+/// Every change goes through [`KeyStore::apply`], which must
+///
+/// - check the [`Change`]'s condition and make the change in one atomic step, so that
+///   of several concurrent rotations of one key exactly one is [`Applied::Done`];
+/// - write the given audit entries durably **in the same atomic step**, and only when
+///   the change is made: an entry without its change, or a change without its entry,
+///   must be impossible. When the entries cannot be written, fail and change nothing.
+///
+/// The shared conformance suite in this crate's `tests/sql_stores.rs` and
+/// `tests/key_lifecycle.rs` shows what is expected; run it against a new store.
 pub trait KeyStore: Clone + Send + Sync + 'static {
     /// Finds a key by its public id.
     fn get(&self, id: &KeyId)
@@ -93,33 +179,19 @@ pub trait KeyStore: Clone + Send + Sync + 'static {
         digest: &Digest,
     ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
 
-    /// Adds a key. Fails with [`StoreError::Conflict`] when the id or digest is taken.
-    fn insert(&self, record: &KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Replaces a key's editable fields: name, scopes, expiry, rate-limit policy and
-    /// metadata. Revocation, rotation and last-used are left as stored. Fails with
-    /// [`StoreError::NotFound`] for an unknown id.
-    fn update(&self, record: &KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Revokes a key at `at`. Idempotent: an already revoked key keeps its first
-    /// revocation time. Returns the record as stored afterwards, or `None` for an
-    /// unknown id.
-    fn revoke(
+    /// Makes `change` and writes `audit` with it, atomically, if the change's
+    /// condition holds (see [`Change`]); otherwise changes and writes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Conflict`] for an [`Change::Insert`] whose id or digest is taken
+    /// (or a rotation's successor whose is), or the backend's failure. On error nothing
+    /// was changed or written.
+    fn apply(
         &self,
-        id: &KeyId,
-        at: OffsetDateTime,
-    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
-
-    /// Marks a key as superseded by `successor`, valid until `valid_until`. Fails with
-    /// [`StoreError::Conflict`] when the key is revoked, so a rotation can never revive
-    /// a revoked key. Returns the record as stored afterwards, or `None` for an
-    /// unknown id.
-    fn supersede(
-        &self,
-        id: &KeyId,
-        successor: &KeyId,
-        valid_until: OffsetDateTime,
-    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
+        change: Change<'_>,
+        audit: &[AuditEntry],
+    ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
 
     /// All keys of one owner, newest first, revoked ones included.
     fn list_by_owner(
@@ -133,4 +205,53 @@ pub trait KeyStore: Clone + Send + Sync + 'static {
         &self,
         batch: &[(KeyId, OffsetDateTime)],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The audit entries the query selects, newest first: the lifecycle entries
+    /// written by [`KeyStore::apply`], and request entries when this store is also the
+    /// [`AuditSink`](crate::audit::AuditSink) they are written to.
+    fn audit_log(
+        &self,
+        query: &AuditQuery,
+    ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
+
+    /// Adds a key without an audit entry: [`KeyStore::apply`] with
+    /// [`Change::Insert`]. For imports and tests; [`KeyManager::create`](crate::manage::KeyManager::create)
+    /// audits.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Conflict`] when the id or digest is taken.
+    fn insert(&self, record: &KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move { self.apply(Change::Insert(record), &[]).await.map(drop) }
+    }
+
+    /// Replaces a key's editable fields ([`Change::Update`]), without an audit entry.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] for an unknown id.
+    fn update(&self, record: &KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            match self.apply(Change::Update(record), &[]).await? {
+                Applied::NotFound => Err(StoreError::NotFound),
+                Applied::Done(_) | Applied::Refused(_) => Ok(()),
+            }
+        }
+    }
+
+    /// Revokes a key at `at` ([`Change::Revoke`]) without an audit entry. Idempotent:
+    /// an already revoked key keeps its first revocation time. Returns the record as
+    /// stored afterwards, or `None` for an unknown id.
+    fn revoke(
+        &self,
+        id: &KeyId,
+        at: OffsetDateTime,
+    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send {
+        async move {
+            Ok(match self.apply(Change::Revoke { id, at }, &[]).await? {
+                Applied::Done(record) | Applied::Refused(record) => Some(record),
+                Applied::NotFound => None,
+            })
+        }
+    }
 }

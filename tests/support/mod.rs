@@ -2,13 +2,17 @@
 //! can fail on demand.
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub mod stores;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
+use tower_api_key::audit::{AuditEntry, AuditQuery};
 use tower_api_key::key::{Digest, KeyFormat, KeyId, MintedKey};
-use tower_api_key::store::{KeyRecord, KeyStore, MemoryStore, Owner, StoreError};
+use tower_api_key::store::{Applied, Change, KeyRecord, KeyStore, MemoryStore, Owner, StoreError};
 
 type HoldSlot = (oneshot::Sender<()>, oneshot::Receiver<()>);
 
@@ -53,7 +57,7 @@ impl ProbeStore {
         self.gets.load(Ordering::SeqCst)
     }
 
-    /// Store writes made so far (insert, update, revoke, supersede, touch).
+    /// Store writes made so far (changes and last-used touches).
     pub fn writes(&self) -> usize {
         self.writes.load(Ordering::SeqCst)
     }
@@ -118,37 +122,15 @@ impl KeyStore for ProbeStore {
         found
     }
 
-    async fn insert(&self, record: &KeyRecord) -> Result<(), StoreError> {
+    async fn apply(&self, change: Change<'_>, audit: &[AuditEntry]) -> Result<Applied, StoreError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.check()?;
-        self.inner.insert(record).await
+        self.inner.apply(change, audit).await
     }
 
-    async fn update(&self, record: &KeyRecord) -> Result<(), StoreError> {
-        self.writes.fetch_add(1, Ordering::SeqCst);
+    async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         self.check()?;
-        self.inner.update(record).await
-    }
-
-    async fn revoke(
-        &self,
-        id: &KeyId,
-        at: OffsetDateTime,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        self.check()?;
-        self.inner.revoke(id, at).await
-    }
-
-    async fn supersede(
-        &self,
-        id: &KeyId,
-        successor: &KeyId,
-        valid_until: OffsetDateTime,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        self.check()?;
-        self.inner.supersede(id, successor, valid_until).await
+        self.inner.audit_log(query).await
     }
 
     async fn list_by_owner(&self, owner: &Owner) -> Result<Vec<KeyRecord>, StoreError> {

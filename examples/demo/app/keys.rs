@@ -9,6 +9,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
+use tower_api_key::audit::AuditQuery;
 use tower_api_key::key::KeyId;
 use tower_api_key::manage::{Actor, CreatedKey, Expiry, ManageError, NewKey};
 use tower_api_key::{KeyRecord, Principal};
@@ -22,19 +23,28 @@ impl From<ManageError> for ApiError {
             ManageError::InvalidName(_)
             | ManageError::UnknownScope(_)
             | ManageError::UnknownEnvironment(_)
-            | ManageError::ExpiryInPast => Self::invalid(error.to_string()),
-            ManageError::ScopeEscalation(scope) => Self::forbidden(format!(
-                "Cannot grant scope {scope}: the calling key does not hold it"
-            )),
+            | ManageError::ExpiryInPast
+            | ManageError::InvalidGrace => Self::invalid(error.to_string()),
+            // The message names what is missing: "Cannot grant scope employees:write: …".
+            ManageError::PermissionDenied(denied) => {
+                Self::forbidden(capitalized(&denied.to_string()))
+            }
             ManageError::NotFound => Self::not_found(),
             ManageError::Conflict => Self::new(
                 StatusCode::CONFLICT,
                 "conflict",
-                "The key is revoked or already rotated",
+                "The key is revoked, expired or already rotated",
             ),
             _ => Self::unavailable(),
         }
     }
+}
+
+fn capitalized(message: &str) -> String {
+    let mut chars = message.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_uppercase().chain(chars).collect()
+    })
 }
 
 fn rfc3339(t: Option<OffsetDateTime>) -> Value {
@@ -57,6 +67,7 @@ fn summary(record: &KeyRecord) -> Value {
         "last_used_at": rfc3339(record.last_used_at),
         "created_by": record.created_by,
         "revoked_at": rfc3339(record.revoked_at),
+        "superseded_by": record.rotation.map(|r| r.superseded_by),
     })
 }
 
@@ -94,19 +105,18 @@ pub async fn create_key(
     principal: Principal,
     ApiJson(request): ApiJson<CreateKey>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let environment = request.environment.unwrap_or_else(|| "live".to_owned());
+    // The caller's own environment unless another is named; whether it may name
+    // another is the manager's authority rule, not this handler's.
+    let environment = match request.environment {
+        Some(environment) => environment,
+        None => principal
+            .environment()
+            .map_or_else(|| "live".to_owned(), |e| e.as_str().to_owned()),
+    };
     if environment != "live" && environment != "test" {
         return Err(ApiError::invalid(
             "environment must be \"live\" or \"test\"",
         ));
-    }
-    // A test key may only create test keys; a live key may create both.
-    if principal
-        .environment()
-        .is_some_and(|e| e.as_str() == "test")
-        && environment != "test"
-    {
-        return Err(ApiError::forbidden("A test key can only create test keys"));
     }
     let mut new = NewKey::new(request.name, principal.owner().clone())
         .with_environment(environment)
@@ -122,7 +132,10 @@ pub async fn list_keys(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<Json<Value>, ApiError> {
-    let keys = state.manager.list(principal.owner()).await?;
+    let keys = state
+        .manager
+        .list(principal.owner(), Actor::Key(&principal))
+        .await?;
     Ok(Json(
         json!({ "items": keys.iter().map(summary).collect::<Vec<_>>() }),
     ))
@@ -190,14 +203,14 @@ pub async fn rotate_key(
 }
 
 #[derive(Debug, Deserialize)]
-pub struct AuditQuery {
+pub struct AuditParams {
     api_key_id: Option<String>,
 }
 
 pub async fn audit_log(
     State(state): State<AppState>,
     principal: Principal,
-    Query(query): Query<AuditQuery>,
+    Query(query): Query<AuditParams>,
 ) -> Result<Json<Value>, ApiError> {
     let key = match query.api_key_id.as_deref() {
         Some(id) => {
@@ -205,6 +218,15 @@ pub async fn audit_log(
         }
         None => None,
     };
-    let items = state.audit.query(principal.owner(), key.as_ref()).await?;
+    // Request entries are written behind: make sure this caller's are in.
+    state.auditor.flush().await;
+    let mut audit = AuditQuery::new(principal.owner().clone());
+    if let Some(key) = key {
+        audit = audit.for_key(key);
+    }
+    let items = state
+        .manager
+        .audit_log(audit, Actor::Key(&principal))
+        .await?;
     Ok(Json(json!({ "items": items })))
 }

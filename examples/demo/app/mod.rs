@@ -34,7 +34,7 @@ use tower_api_key::{ApiKeyLayer, Authenticator, Owner, ScopeModel};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use self::data::Data;
-pub use self::store::{AuditLog, DemoStore};
+pub use self::store::DemoStore;
 
 /// Every scope the demo knows; the admin keys hold all of them.
 pub const SCOPES: [&str; 9] = [
@@ -98,7 +98,8 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub data: Arc<Data>,
     pub manager: KeyManager<DemoStore>,
-    pub audit: AuditLog,
+    /// Request entries are written behind; the audit endpoint flushes them first.
+    pub auditor: Auditor,
 }
 
 impl std::ops::Deref for AppState {
@@ -149,7 +150,11 @@ impl Demo {
         let mut made = Vec::new();
         for org in ORGANIZATIONS {
             let owner = Owner::organization(org);
-            let existing = self.manager.list(&owner).await.map_err(|e| e.to_string())?;
+            let existing = self
+                .manager
+                .list(&owner, Actor::System("demo bootstrap"))
+                .await
+                .map_err(|e| e.to_string())?;
             if !existing.is_empty() {
                 continue;
             }
@@ -177,12 +182,10 @@ impl Demo {
     }
 }
 
-pub fn build(
-    store: DemoStore,
-    audit: AuditLog,
-    auditor: Auditor,
-    settings: Settings,
-) -> Result<Demo, String> {
+/// The demo over `store`, which also keeps the audit log. Call inside a tokio runtime
+/// (the audit writer and the last-used buffer run as tasks).
+pub fn build(store: DemoStore, settings: Settings) -> Result<Demo, String> {
+    let auditor = Auditor::spawn(store.clone(), 4096);
     let err = |e: tower_api_key::ConfigError| e.to_string();
     let model = ScopeModel::performance_blocks_demo();
     let format = KeyFormat::new("pb")
@@ -197,8 +200,7 @@ pub fn build(
     }
     let cache = cache.build().map_err(err)?;
     let last_used = LastUsed::spawn(cache.clone(), LAST_USED_INTERVAL);
-    let manager =
-        KeyManager::new(cache.clone(), format.clone(), model.clone()).with_auditor(auditor.clone());
+    let manager = KeyManager::new(cache.clone(), format.clone(), model.clone());
     let rate = settings.rate_limit.map(|policy| {
         RateLimitLayer::new(RateLimits::new(policy).with_clock(Arc::clone(&settings.clock)))
     });
@@ -288,7 +290,7 @@ pub fn build(
     let state = AppState(Arc::new(Shared {
         data: Arc::new(Data::default()),
         manager: manager.clone(),
-        audit,
+        auditor: auditor.clone(),
     }));
     let router = Router::new()
         .route("/healthz", get(api::healthz))

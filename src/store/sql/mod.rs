@@ -91,7 +91,7 @@ pub use self::postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::SqliteStore;
 use super::{KeyRecord, Owner, Rotation, StoreError};
-use crate::audit::{AuditAction, AuditEntry};
+use crate::audit::{AuditAction, AuditActor, AuditEntry};
 use crate::key::{Digest, Environment, KeyId};
 use crate::ConfigError;
 
@@ -103,7 +103,7 @@ pub(crate) const COLUMNS: &str =
 
 /// The audit table's columns (without the generated id).
 pub(crate) const AUDIT_COLUMNS: &str =
-    "occurred_at, action, api_key_id, actor_key_id, owner_kind, \
+    "occurred_at, action, api_key_id, prefix, actor_kind, actor_id, owner_kind, \
     owner_id, environment, scopes, method, path, route, status, request_id, successor_key_id";
 
 /// A statement built from trusted text.
@@ -213,12 +213,12 @@ impl std::error::Error for ConnectError {}
 /// error. Rolling back here rather than leaving it to the connection's next use
 /// matters: until then an open transaction keeps its locks (PostgreSQL's advisory
 /// migration lock, SQLite's write lock) on a connection sitting in the pool.
-pub(crate) async fn settle<DB: sqlx::Database>(
+pub(crate) async fn settle<DB: sqlx::Database, T>(
     tx: sqlx::Transaction<'_, DB>,
-    result: Result<(), StoreError>,
-) -> Result<(), StoreError> {
+    result: Result<T, StoreError>,
+) -> Result<T, StoreError> {
     match result {
-        Ok(()) => tx.commit().await.map_err(map_error),
+        Ok(value) => tx.commit().await.map_err(map_error).map(|()| value),
         Err(error) => {
             if let Err(rollback) = tx.rollback().await {
                 tracing::warn!(error = %rollback, "rolling back a failed transaction failed");
@@ -347,7 +347,9 @@ pub(crate) struct RawAudit {
     pub(crate) occurred_at: OffsetDateTime,
     pub(crate) action: String,
     pub(crate) api_key_id: String,
-    pub(crate) actor_key_id: Option<String>,
+    pub(crate) prefix: Option<String>,
+    pub(crate) actor_kind: String,
+    pub(crate) actor_id: Option<String>,
     pub(crate) owner_kind: String,
     pub(crate) owner_id: String,
     pub(crate) environment: Option<String>,
@@ -367,7 +369,8 @@ impl RawAudit {
             occurred_at: self.occurred_at,
             action: audit_action(&self.action)?,
             api_key_id: key_id(&self.api_key_id)?,
-            actor_key_id: self.actor_key_id,
+            prefix: self.prefix,
+            actor: actor(&self.actor_kind, self.actor_id)?,
             owner: owner(&self.owner_kind, self.owner_id)?,
             environment: environment(self.environment.as_deref())?,
             scopes: self.scopes,
@@ -402,15 +405,29 @@ fn owner(kind: &str, id: String) -> Result<Owner, StoreError> {
 }
 
 fn audit_action(action: &str) -> Result<AuditAction, StoreError> {
-    [
-        AuditAction::KeyCreated,
-        AuditAction::KeyRevoked,
-        AuditAction::KeyRotated,
-        AuditAction::Request,
-    ]
-    .into_iter()
-    .find(|a| a.as_str() == action)
-    .ok_or_else(|| corrupt("audit action", format!("{action:?}")))
+    AuditAction::ALL
+        .into_iter()
+        .find(|a| a.as_str() == action)
+        .ok_or_else(|| corrupt("audit action", format!("{action:?}")))
+}
+
+fn actor(kind: &str, id: Option<String>) -> Result<AuditActor, StoreError> {
+    let Some(id) = id else {
+        return Err(corrupt("audit actor", "it is missing"));
+    };
+    match kind {
+        "key" => Ok(AuditActor::Key(key_id(&id)?)),
+        "system" => Ok(AuditActor::System(id)),
+        other => Err(corrupt("audit actor kind", format!("{other:?}"))),
+    }
+}
+
+/// How an audit entry's actor is stored: `(actor_kind, actor_id)`.
+pub(crate) fn actor_columns(actor: &AuditActor) -> (&'static str, String) {
+    match actor {
+        AuditActor::Key(id) => ("key", id.as_str().to_owned()),
+        AuditActor::System(name) => ("system", name.clone()),
+    }
 }
 
 #[cfg(test)]
@@ -452,12 +469,7 @@ mod tests {
 
     #[test]
     fn every_audit_action_reads_back() {
-        for action in [
-            AuditAction::KeyCreated,
-            AuditAction::KeyRevoked,
-            AuditAction::KeyRotated,
-            AuditAction::Request,
-        ] {
+        for action in AuditAction::ALL {
             assert_eq!(audit_action(action.as_str()).unwrap(), action);
         }
         assert!(matches!(

@@ -11,10 +11,10 @@ use time::OffsetDateTime;
 
 use super::listener::{self, ListenerHandle};
 use super::schema::{self, CURRENT_VERSION};
-use super::{map_error, settle, ConnectError, RawAudit, RawRecord, TablePrefix};
-use crate::audit::{AuditEntry, AuditSink};
+use super::{actor_columns, map_error, settle, ConnectError, RawAudit, RawRecord, TablePrefix};
+use crate::audit::{AuditEntry, AuditQuery, AuditSink};
 use crate::key::{Digest, KeyId};
-use crate::store::{CachedStore, KeyRecord, KeyStore, Owner, StoreError};
+use crate::store::{Applied, CachedStore, Change, KeyRecord, KeyStore, Owner, StoreError};
 use crate::ConfigError;
 
 /// How long [`PostgresStore::connect`] waits for the server to answer.
@@ -76,11 +76,12 @@ struct Statements {
     prefix: TablePrefix,
     get: SqlStr,
     get_by_digest: SqlStr,
+    get_for_update: SqlStr,
     insert: SqlStr,
     update: SqlStr,
     revoke: SqlStr,
-    supersede: SqlStr,
-    is_revoked: SqlStr,
+    set_scopes: SqlStr,
+    rotate: SqlStr,
     list_by_owner: SqlStr,
     touch: SqlStr,
     audit_insert: String,
@@ -96,24 +97,32 @@ impl Statements {
         Self {
             get: sql(format!("{select} WHERE id = $1")),
             get_by_digest: sql(format!("{select} WHERE digest = $1")),
+            get_for_update: sql(format!("{select} WHERE id = $1 FOR UPDATE")),
             insert: sql(format!(
                 "INSERT INTO {keys} ({COLUMNS}) VALUES \
                  ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
             )),
             update: sql(format!(
                 "UPDATE {keys} SET name = $2, scopes = $3, expires_at = $4, \
-                 rate_limit_policy = $5, metadata = $6 WHERE id = $1"
+                 rate_limit_policy = $5, metadata = $6 WHERE id = $1 RETURNING {COLUMNS}"
             )),
+            // Each lifecycle change checks its condition in its own `WHERE`: the store,
+            // not the caller, decides whether it happened. A concurrent writer of the
+            // same row waits for the row lock and then re-checks the condition against
+            // the committed row (READ COMMITTED), so only one of them matches.
             revoke: sql(format!(
-                "UPDATE {keys} SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 \
+                "UPDATE {keys} SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL \
                  RETURNING {COLUMNS}"
             )),
-            supersede: sql(format!(
-                "UPDATE {keys} SET superseded_by = $2, rotation_valid_until = $3 \
-                 WHERE id = $1 AND revoked_at IS NULL RETURNING {COLUMNS}"
+            set_scopes: sql(format!(
+                "UPDATE {keys} SET scopes = $3 WHERE id = $1 AND scopes = $2 \
+                 AND revoked_at IS NULL RETURNING {COLUMNS}"
             )),
-            is_revoked: sql(format!(
-                "SELECT revoked_at IS NOT NULL FROM {keys} WHERE id = $1"
+            rotate: sql(format!(
+                "UPDATE {keys} SET superseded_by = $2, rotation_valid_until = $3 \
+                 WHERE id = $1 AND revoked_at IS NULL AND superseded_by IS NULL \
+                 AND (expires_at IS NULL OR expires_at > $4) \
+                 AND scopes = $5 AND expires_at IS NOT DISTINCT FROM $6 RETURNING {COLUMNS}"
             )),
             list_by_owner: sql(format!(
                 "{select} WHERE owner_kind = $1 AND owner_id = $2 \
@@ -131,11 +140,12 @@ impl Statements {
             audit_insert: format!("INSERT INTO {audit} ({AUDIT_COLUMNS}) "),
             audit_by_owner: sql(format!(
                 "SELECT id, {AUDIT_COLUMNS} FROM {audit} WHERE owner_kind = $1 AND owner_id = $2 \
-                 ORDER BY occurred_at DESC, id DESC LIMIT $3"
+                 AND ($3::text IS NULL OR environment = $3) \
+                 ORDER BY occurred_at DESC, id DESC LIMIT $4"
             )),
             audit_by_key: sql(format!(
-                "SELECT id, {AUDIT_COLUMNS} FROM {audit} WHERE api_key_id = $3 \
-                 AND owner_kind = $1 AND owner_id = $2 \
+                "SELECT id, {AUDIT_COLUMNS} FROM {audit} WHERE api_key_id = $5 \
+                 AND owner_kind = $1 AND owner_id = $2 AND ($3::text IS NULL OR environment = $3) \
                  ORDER BY occurred_at DESC, id DESC LIMIT $4"
             )),
             prefix,
@@ -360,36 +370,6 @@ impl PostgresStore {
         let options = (*self.pool.connect_options()).clone();
         listener::spawn(options, self.channel(), cache)
     }
-
-    /// The audit log of `owner`, newest first, optionally only about one key, at most
-    /// `limit` entries.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`] when the database cannot be read;
-    /// [`StoreError::Corrupt`] for a row that cannot be decoded.
-    pub async fn query_audit(
-        &self,
-        owner: &Owner,
-        key: Option<&KeyId>,
-        limit: u32,
-    ) -> Result<Vec<AuditEntry>, StoreError> {
-        let query = match key {
-            None => sqlx::query(self.sql.audit_by_owner.clone())
-                .bind(owner.kind())
-                .bind(owner.id().to_owned()),
-            Some(key) => sqlx::query(self.sql.audit_by_key.clone())
-                .bind(owner.kind())
-                .bind(owner.id().to_owned())
-                .bind(key.as_str().to_owned()),
-        };
-        let rows = query
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_error)?;
-        rows.iter().map(audit_from_row).collect()
-    }
 }
 
 fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T, StoreError>
@@ -432,7 +412,9 @@ fn audit_from_row(row: &PgRow) -> Result<AuditEntry, StoreError> {
         occurred_at: get(row, "occurred_at")?,
         action: get(row, "action")?,
         api_key_id: get(row, "api_key_id")?,
-        actor_key_id: get(row, "actor_key_id")?,
+        prefix: get(row, "prefix")?,
+        actor_kind: get(row, "actor_kind")?,
+        actor_id: get(row, "actor_id")?,
         owner_kind: get(row, "owner_kind")?,
         owner_id: get(row, "owner_id")?,
         environment: get(row, "environment")?,
@@ -466,93 +448,29 @@ impl KeyStore for PostgresStore {
         row.as_ref().map(record_from_row).transpose()
     }
 
-    async fn insert(&self, r: &KeyRecord) -> Result<(), StoreError> {
-        let rotation = r.rotation.as_ref();
-        sqlx::query(self.sql.insert.clone())
-            .bind(r.id.as_str().to_owned())
-            .bind(r.digest.as_bytes().to_vec())
-            .bind(r.prefix.clone())
-            .bind(r.name.clone())
-            .bind(r.owner.kind())
-            .bind(r.owner.id().to_owned())
-            .bind(r.environment.map(|e| e.as_str().to_owned()))
-            .bind(r.scopes.clone())
-            .bind(r.created_at)
-            .bind(r.created_by.clone())
-            .bind(r.expires_at)
-            .bind(r.revoked_at)
-            .bind(rotation.map(|r| r.superseded_by.as_str().to_owned()))
-            .bind(rotation.map(|r| r.valid_until))
-            .bind(r.family.as_str().to_owned())
-            .bind(r.last_used_at)
-            .bind(r.rate_limit_policy.clone())
-            .bind(Json(r.metadata.clone()))
-            .bind(r.imported)
-            .execute(&self.pool)
-            .await
-            .map_err(map_error)?;
-        Ok(())
+    /// One transaction: the conditional write, and the audit entries when it took
+    /// effect.
+    async fn apply(&self, change: Change<'_>, audit: &[AuditEntry]) -> Result<Applied, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_error)?;
+        let result = self.apply_in(&mut tx, change, audit).await;
+        settle(tx, result).await
     }
 
-    async fn update(&self, r: &KeyRecord) -> Result<(), StoreError> {
-        let done = sqlx::query(self.sql.update.clone())
-            .bind(r.id.as_str().to_owned())
-            .bind(r.name.clone())
-            .bind(r.scopes.clone())
-            .bind(r.expires_at)
-            .bind(r.rate_limit_policy.clone())
-            .bind(Json(r.metadata.clone()))
-            .execute(&self.pool)
+    async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let statement = match query.key() {
+            None => self.sql.audit_by_owner.clone(),
+            Some(_) => self.sql.audit_by_key.clone(),
+        };
+        let rows = sqlx::query(statement)
+            .bind(query.owner().kind())
+            .bind(query.owner().id().to_owned())
+            .bind(query.environment().map(|e| e.as_str().to_owned()))
+            .bind(i64::from(query.limit()))
+            .bind(query.key().map(|k| k.as_str().to_owned()))
+            .fetch_all(&self.pool)
             .await
             .map_err(map_error)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
-    }
-
-    async fn revoke(
-        &self,
-        id: &KeyId,
-        at: OffsetDateTime,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query(self.sql.revoke.clone())
-            .bind(id.as_str().to_owned())
-            .bind(at)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_error)?;
-        row.as_ref().map(record_from_row).transpose()
-    }
-
-    async fn supersede(
-        &self,
-        id: &KeyId,
-        successor: &KeyId,
-        valid_until: OffsetDateTime,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query(self.sql.supersede.clone())
-            .bind(id.as_str().to_owned())
-            .bind(successor.as_str().to_owned())
-            .bind(valid_until)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_error)?;
-        if let Some(row) = row {
-            return record_from_row(&row).map(Some);
-        }
-        // Nothing matched: the key is unknown, or revoked. Revocation is permanent, so a
-        // key seen revoked now was revoked then. A key seen unrevoked now was inserted
-        // after the update looked: it did not exist yet.
-        let revoked: Option<bool> = sqlx::query_scalar(self.sql.is_revoked.clone())
-            .bind(id.as_str().to_owned())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_error)?;
-        match revoked {
-            Some(true) => Err(StoreError::Conflict),
-            _ => Ok(None),
-        }
+        rows.iter().map(audit_from_row).collect()
     }
 
     async fn list_by_owner(&self, owner: &Owner) -> Result<Vec<KeyRecord>, StoreError> {
@@ -585,7 +503,7 @@ impl KeyStore for PostgresStore {
     }
 }
 
-/// Rows per `INSERT`: 14 parameters each, well under PostgreSQL's 65,535.
+/// Rows per `INSERT`: 16 parameters each, well under PostgreSQL's 65,535.
 const AUDIT_CHUNK: usize = 1_000;
 
 impl AuditSink for PostgresStore {
@@ -601,6 +519,139 @@ impl AuditSink for PostgresStore {
 }
 
 impl PostgresStore {
+    /// [`KeyStore::apply`]'s statements, inside the transaction it holds.
+    async fn apply_in(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        change: Change<'_>,
+        audit: &[AuditEntry],
+    ) -> Result<Applied, StoreError> {
+        let id = change.id().as_str().to_owned();
+        if let Change::Insert(record) = change {
+            self.insert_in(conn, record).await?;
+            self.write_audit_in(conn, audit).await?;
+            return Ok(Applied::Done(record.clone()));
+        }
+        // Read the row first, locking it until the transaction ends: a key inserted after this read did not
+        // exist for this change, and one that is found cannot change before the
+        // conditional write below decides.
+        let Some(current) = self
+            .fetch_in(
+                conn,
+                sqlx::query(self.sql.get_for_update.clone()).bind(id.clone()),
+            )
+            .await?
+        else {
+            return Ok(Applied::NotFound);
+        };
+        let changed = match change {
+            // Handled above.
+            Change::Insert(_) => None,
+            Change::Update(r) => {
+                self.fetch_in(
+                    conn,
+                    sqlx::query(self.sql.update.clone())
+                        .bind(id.clone())
+                        .bind(r.name.clone())
+                        .bind(r.scopes.clone())
+                        .bind(r.expires_at)
+                        .bind(r.rate_limit_policy.clone())
+                        .bind(Json(r.metadata.clone())),
+                )
+                .await?
+            }
+            Change::Revoke { at, .. } => {
+                self.fetch_in(
+                    conn,
+                    sqlx::query(self.sql.revoke.clone())
+                        .bind(id.clone())
+                        .bind(at),
+                )
+                .await?
+            }
+            Change::SetScopes { from, to, .. } => {
+                self.fetch_in(
+                    conn,
+                    sqlx::query(self.sql.set_scopes.clone())
+                        .bind(id.clone())
+                        .bind(from.to_vec())
+                        .bind(to.to_vec()),
+                )
+                .await?
+            }
+            Change::Rotate {
+                successor,
+                valid_until,
+                at,
+                ..
+            } => {
+                let old = self
+                    .fetch_in(
+                        conn,
+                        sqlx::query(self.sql.rotate.clone())
+                            .bind(id.clone())
+                            .bind(successor.id.as_str().to_owned())
+                            .bind(valid_until)
+                            .bind(at)
+                            .bind(successor.scopes.clone())
+                            .bind(successor.expires_at),
+                    )
+                    .await?;
+                if old.is_some() {
+                    self.insert_in(conn, successor).await?;
+                }
+                old
+            }
+        };
+        let Some(changed) = changed else {
+            return Ok(Applied::Refused(current));
+        };
+        self.write_audit_in(conn, audit).await?;
+        Ok(Applied::Done(changed))
+    }
+
+    /// Runs a statement that returns at most one key row.
+    async fn fetch_in(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let row = query.fetch_optional(&mut *conn).await.map_err(map_error)?;
+        row.as_ref().map(record_from_row).transpose()
+    }
+
+    async fn insert_in(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        r: &KeyRecord,
+    ) -> Result<(), StoreError> {
+        let rotation = r.rotation.as_ref();
+        sqlx::query(self.sql.insert.clone())
+            .bind(r.id.as_str().to_owned())
+            .bind(r.digest.as_bytes().to_vec())
+            .bind(r.prefix.clone())
+            .bind(r.name.clone())
+            .bind(r.owner.kind())
+            .bind(r.owner.id().to_owned())
+            .bind(r.environment.map(|e| e.as_str().to_owned()))
+            .bind(r.scopes.clone())
+            .bind(r.created_at)
+            .bind(r.created_by.clone())
+            .bind(r.expires_at)
+            .bind(r.revoked_at)
+            .bind(rotation.map(|r| r.superseded_by.as_str().to_owned()))
+            .bind(rotation.map(|r| r.valid_until))
+            .bind(r.family.as_str().to_owned())
+            .bind(r.last_used_at)
+            .bind(r.rate_limit_policy.clone())
+            .bind(Json(r.metadata.clone()))
+            .bind(r.imported)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
     /// The audit batch's inserts, inside the transaction `write` holds.
     async fn write_audit_in(
         &self,
@@ -610,10 +661,13 @@ impl PostgresStore {
         for chunk in entries.chunks(AUDIT_CHUNK) {
             let mut insert = QueryBuilder::<sqlx::Postgres>::new(self.sql.audit_insert.clone());
             insert.push_values(chunk, |mut row, e| {
+                let (actor_kind, actor_id) = actor_columns(&e.actor);
                 row.push_bind(e.occurred_at)
                     .push_bind(e.action.as_str())
                     .push_bind(e.api_key_id.as_str().to_owned())
-                    .push_bind(e.actor_key_id.clone())
+                    .push_bind(e.prefix.clone())
+                    .push_bind(actor_kind)
+                    .push_bind(actor_id)
                     .push_bind(e.owner.kind())
                     .push_bind(e.owner.id().to_owned())
                     .push_bind(e.environment.map(|v| v.as_str().to_owned()))

@@ -4,7 +4,7 @@ use super::TablePrefix;
 use crate::store::StoreError;
 
 /// The schema version this build of the crate writes and understands.
-pub(crate) const CURRENT_VERSION: i64 = 1;
+pub(crate) const CURRENT_VERSION: i64 = 2;
 
 /// One step of the schema, from `version - 1` to `version`.
 pub(crate) struct Migration {
@@ -14,16 +14,28 @@ pub(crate) struct Migration {
 }
 
 #[cfg(feature = "sqlite")]
-pub(crate) const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("migrations/sqlite/0001_create.sql"),
-}];
+pub(crate) const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("migrations/sqlite/0001_create.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("migrations/sqlite/0002_audit_actor.sql"),
+    },
+];
 
 #[cfg(feature = "postgres")]
-pub(crate) const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("migrations/postgres/0001_create.sql"),
-}];
+pub(crate) const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("migrations/postgres/0001_create.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("migrations/postgres/0002_audit_actor.sql"),
+    },
+];
 
 /// The migrations still to apply to a database at `found`.
 ///
@@ -81,13 +93,14 @@ mod tests {
     fn only_missing_steps_are_pending() {
         let prefix = TablePrefix::default();
         let steps = |found| -> Vec<i64> {
-            pending(&ALL[..1], found, &prefix)
+            pending(ALL, found, &prefix)
                 .unwrap()
                 .map(|m| m.version)
                 .collect()
         };
-        assert_eq!(steps(0), [1]);
-        assert!(steps(1).is_empty());
+        assert_eq!(steps(0), [1, 2]);
+        assert_eq!(steps(1), [2]);
+        assert!(steps(2).is_empty());
     }
 
     #[test]

@@ -12,10 +12,12 @@ use sqlx::{QueryBuilder, Row, SqlStr};
 use time::OffsetDateTime;
 
 use super::schema::{self, CURRENT_VERSION};
-use super::{corrupt, map_error, settle, ConnectError, RawAudit, RawRecord, TablePrefix};
-use crate::audit::{AuditEntry, AuditSink};
+use super::{
+    actor_columns, corrupt, map_error, settle, ConnectError, RawAudit, RawRecord, TablePrefix,
+};
+use crate::audit::{AuditEntry, AuditQuery, AuditSink};
 use crate::key::{Digest, KeyId};
-use crate::store::{KeyRecord, KeyStore, Owner, StoreError};
+use crate::store::{Applied, Change, KeyRecord, KeyStore, Owner, StoreError};
 use crate::ConfigError;
 
 /// How long a lookup waits for a free connection before failing with
@@ -63,8 +65,8 @@ struct Statements {
     insert: SqlStr,
     update: SqlStr,
     revoke: SqlStr,
-    supersede: SqlStr,
-    is_revoked: SqlStr,
+    set_scopes: SqlStr,
+    rotate: SqlStr,
     list_by_owner: SqlStr,
     touch: SqlStr,
     audit_insert: String,
@@ -86,18 +88,23 @@ impl Statements {
             )),
             update: sql(format!(
                 "UPDATE {keys} SET name = ?2, scopes = ?3, expires_at = ?4, \
-                 rate_limit_policy = ?5, metadata = ?6 WHERE id = ?1"
+                 rate_limit_policy = ?5, metadata = ?6 WHERE id = ?1 RETURNING {COLUMNS}"
             )),
+            // Each lifecycle change checks its condition in its own `WHERE`: the store,
+            // not the caller, decides whether it happened.
             revoke: sql(format!(
-                "UPDATE {keys} SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1 \
+                "UPDATE {keys} SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL \
                  RETURNING {COLUMNS}"
             )),
-            supersede: sql(format!(
-                "UPDATE {keys} SET superseded_by = ?2, rotation_valid_until = ?3 \
-                 WHERE id = ?1 AND revoked_at IS NULL RETURNING {COLUMNS}"
+            set_scopes: sql(format!(
+                "UPDATE {keys} SET scopes = ?3 WHERE id = ?1 AND json(scopes) = json(?2) \
+                 AND revoked_at IS NULL RETURNING {COLUMNS}"
             )),
-            is_revoked: sql(format!(
-                "SELECT revoked_at IS NOT NULL FROM {keys} WHERE id = ?1"
+            rotate: sql(format!(
+                "UPDATE {keys} SET superseded_by = ?2, rotation_valid_until = ?3 \
+                 WHERE id = ?1 AND revoked_at IS NULL AND superseded_by IS NULL \
+                 AND (expires_at IS NULL OR expires_at > ?4) \
+                 AND json(scopes) = json(?5) AND expires_at IS ?6 RETURNING {COLUMNS}"
             )),
             list_by_owner: sql(format!(
                 "{select} WHERE owner_kind = ?1 AND owner_id = ?2 \
@@ -116,11 +123,12 @@ impl Statements {
             audit_insert: format!("INSERT INTO {audit} ({AUDIT_COLUMNS}) "),
             audit_by_owner: sql(format!(
                 "SELECT id, {AUDIT_COLUMNS} FROM {audit} WHERE owner_kind = ?1 AND owner_id = ?2 \
-                 ORDER BY occurred_at DESC, id DESC LIMIT ?3"
+                 AND (?3 IS NULL OR environment = ?3) \
+                 ORDER BY occurred_at DESC, id DESC LIMIT ?4"
             )),
             audit_by_key: sql(format!(
-                "SELECT id, {AUDIT_COLUMNS} FROM {audit} WHERE api_key_id = ?3 \
-                 AND owner_kind = ?1 AND owner_id = ?2 \
+                "SELECT id, {AUDIT_COLUMNS} FROM {audit} WHERE api_key_id = ?5 \
+                 AND owner_kind = ?1 AND owner_id = ?2 AND (?3 IS NULL OR environment = ?3) \
                  ORDER BY occurred_at DESC, id DESC LIMIT ?4"
             )),
             prefix,
@@ -334,36 +342,6 @@ impl SqliteStore {
         }
         Ok(())
     }
-
-    /// The audit log of `owner`, newest first, optionally only about one key, at most
-    /// `limit` entries.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`] when the database cannot be read;
-    /// [`StoreError::Corrupt`] for a row that cannot be decoded.
-    pub async fn query_audit(
-        &self,
-        owner: &Owner,
-        key: Option<&KeyId>,
-        limit: u32,
-    ) -> Result<Vec<AuditEntry>, StoreError> {
-        let query = match key {
-            None => sqlx::query(self.sql.audit_by_owner.clone())
-                .bind(owner.kind())
-                .bind(owner.id().to_owned()),
-            Some(key) => sqlx::query(self.sql.audit_by_key.clone())
-                .bind(owner.kind())
-                .bind(owner.id().to_owned())
-                .bind(key.as_str().to_owned()),
-        };
-        let rows = query
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_error)?;
-        rows.iter().map(audit_from_row).collect()
-    }
 }
 
 fn micros(t: OffsetDateTime) -> i64 {
@@ -430,7 +408,9 @@ fn audit_from_row(row: &SqliteRow) -> Result<AuditEntry, StoreError> {
         occurred_at: from_micros(get(row, "occurred_at")?)?,
         action: get(row, "action")?,
         api_key_id: get(row, "api_key_id")?,
-        actor_key_id: get(row, "actor_key_id")?,
+        prefix: get(row, "prefix")?,
+        actor_kind: get(row, "actor_kind")?,
+        actor_id: get(row, "actor_id")?,
         owner_kind: get(row, "owner_kind")?,
         owner_id: get(row, "owner_id")?,
         environment: get(row, "environment")?,
@@ -464,93 +444,33 @@ impl KeyStore for SqliteStore {
         row.as_ref().map(record_from_row).transpose()
     }
 
-    async fn insert(&self, r: &KeyRecord) -> Result<(), StoreError> {
-        let rotation = r.rotation.as_ref();
-        sqlx::query(self.sql.insert.clone())
-            .bind(r.id.as_str().to_owned())
-            .bind(r.digest.as_bytes().to_vec())
-            .bind(r.prefix.clone())
-            .bind(r.name.clone())
-            .bind(r.owner.kind())
-            .bind(r.owner.id().to_owned())
-            .bind(r.environment.map(|e| e.as_str().to_owned()))
-            .bind(json_text(&r.scopes)?)
-            .bind(micros(r.created_at))
-            .bind(r.created_by.clone())
-            .bind(r.expires_at.map(micros))
-            .bind(r.revoked_at.map(micros))
-            .bind(rotation.map(|r| r.superseded_by.as_str().to_owned()))
-            .bind(rotation.map(|r| micros(r.valid_until)))
-            .bind(r.family.as_str().to_owned())
-            .bind(r.last_used_at.map(micros))
-            .bind(r.rate_limit_policy.clone())
-            .bind(json_text(&r.metadata)?)
-            .bind(r.imported)
-            .execute(&self.pool)
+    /// One `BEGIN IMMEDIATE` transaction: the conditional write, and the audit entries
+    /// when it took effect.
+    async fn apply(&self, change: Change<'_>, audit: &[AuditEntry]) -> Result<Applied, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(map_error)?;
-        Ok(())
+        let result = self.apply_in(&mut tx, change, audit).await;
+        settle(tx, result).await
     }
 
-    async fn update(&self, r: &KeyRecord) -> Result<(), StoreError> {
-        let done = sqlx::query(self.sql.update.clone())
-            .bind(r.id.as_str().to_owned())
-            .bind(r.name.clone())
-            .bind(json_text(&r.scopes)?)
-            .bind(r.expires_at.map(micros))
-            .bind(r.rate_limit_policy.clone())
-            .bind(json_text(&r.metadata)?)
-            .execute(&self.pool)
+    async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let statement = match query.key() {
+            None => self.sql.audit_by_owner.clone(),
+            Some(_) => self.sql.audit_by_key.clone(),
+        };
+        let rows = sqlx::query(statement)
+            .bind(query.owner().kind())
+            .bind(query.owner().id().to_owned())
+            .bind(query.environment().map(|e| e.as_str().to_owned()))
+            .bind(i64::from(query.limit()))
+            .bind(query.key().map(|k| k.as_str().to_owned()))
+            .fetch_all(&self.pool)
             .await
             .map_err(map_error)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
-    }
-
-    async fn revoke(
-        &self,
-        id: &KeyId,
-        at: OffsetDateTime,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query(self.sql.revoke.clone())
-            .bind(id.as_str().to_owned())
-            .bind(micros(at))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_error)?;
-        row.as_ref().map(record_from_row).transpose()
-    }
-
-    async fn supersede(
-        &self,
-        id: &KeyId,
-        successor: &KeyId,
-        valid_until: OffsetDateTime,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query(self.sql.supersede.clone())
-            .bind(id.as_str().to_owned())
-            .bind(successor.as_str().to_owned())
-            .bind(micros(valid_until))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_error)?;
-        if let Some(row) = row {
-            return record_from_row(&row).map(Some);
-        }
-        // Nothing matched: the key is unknown, or revoked. Revocation is permanent, so a
-        // key seen revoked now was revoked then. A key seen unrevoked now was inserted
-        // after the update looked: it did not exist yet.
-        let revoked: Option<bool> = sqlx::query_scalar(self.sql.is_revoked.clone())
-            .bind(id.as_str().to_owned())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_error)?;
-        match revoked {
-            Some(true) => Err(StoreError::Conflict),
-            _ => Ok(None),
-        }
+        rows.iter().map(audit_from_row).collect()
     }
 
     async fn list_by_owner(&self, owner: &Owner) -> Result<Vec<KeyRecord>, StoreError> {
@@ -581,7 +501,8 @@ impl KeyStore for SqliteStore {
     }
 }
 
-/// Rows per `INSERT`, well under SQLite's limit on bind parameters.
+/// Rows per `INSERT` (16 parameters each), well under SQLite's limit on bind
+/// parameters.
 const AUDIT_CHUNK: usize = 500;
 
 impl AuditSink for SqliteStore {
@@ -601,6 +522,136 @@ impl AuditSink for SqliteStore {
 }
 
 impl SqliteStore {
+    /// [`KeyStore::apply`]'s statements, inside the transaction it holds.
+    async fn apply_in(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        change: Change<'_>,
+        audit: &[AuditEntry],
+    ) -> Result<Applied, StoreError> {
+        let id = change.id().as_str().to_owned();
+        if let Change::Insert(record) = change {
+            self.insert_in(conn, record).await?;
+            self.write_audit_in(conn, audit).await?;
+            return Ok(Applied::Done(record.clone()));
+        }
+        // Read the row first, under the write lock the transaction holds: a key inserted after this read did not
+        // exist for this change, and one that is found cannot change before the
+        // conditional write below decides.
+        let Some(current) = self
+            .fetch_in(conn, sqlx::query(self.sql.get.clone()).bind(id.clone()))
+            .await?
+        else {
+            return Ok(Applied::NotFound);
+        };
+        let changed = match change {
+            // Handled above.
+            Change::Insert(_) => None,
+            Change::Update(r) => {
+                self.fetch_in(
+                    conn,
+                    sqlx::query(self.sql.update.clone())
+                        .bind(id.clone())
+                        .bind(r.name.clone())
+                        .bind(json_text(&r.scopes)?)
+                        .bind(r.expires_at.map(micros))
+                        .bind(r.rate_limit_policy.clone())
+                        .bind(json_text(&r.metadata)?),
+                )
+                .await?
+            }
+            Change::Revoke { at, .. } => {
+                self.fetch_in(
+                    conn,
+                    sqlx::query(self.sql.revoke.clone())
+                        .bind(id.clone())
+                        .bind(micros(at)),
+                )
+                .await?
+            }
+            Change::SetScopes { from, to, .. } => {
+                self.fetch_in(
+                    conn,
+                    sqlx::query(self.sql.set_scopes.clone())
+                        .bind(id.clone())
+                        .bind(json_text(&from)?)
+                        .bind(json_text(&to)?),
+                )
+                .await?
+            }
+            Change::Rotate {
+                successor,
+                valid_until,
+                at,
+                ..
+            } => {
+                let old = self
+                    .fetch_in(
+                        conn,
+                        sqlx::query(self.sql.rotate.clone())
+                            .bind(id.clone())
+                            .bind(successor.id.as_str().to_owned())
+                            .bind(micros(valid_until))
+                            .bind(micros(at))
+                            .bind(json_text(&successor.scopes)?)
+                            .bind(successor.expires_at.map(micros)),
+                    )
+                    .await?;
+                if old.is_some() {
+                    self.insert_in(conn, successor).await?;
+                }
+                old
+            }
+        };
+        let Some(changed) = changed else {
+            return Ok(Applied::Refused(current));
+        };
+        self.write_audit_in(conn, audit).await?;
+        Ok(Applied::Done(changed))
+    }
+
+    /// Runs a statement that returns at most one key row.
+    async fn fetch_in(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        query: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let row = query.fetch_optional(&mut *conn).await.map_err(map_error)?;
+        row.as_ref().map(record_from_row).transpose()
+    }
+
+    async fn insert_in(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        r: &KeyRecord,
+    ) -> Result<(), StoreError> {
+        let rotation = r.rotation.as_ref();
+        sqlx::query(self.sql.insert.clone())
+            .bind(r.id.as_str().to_owned())
+            .bind(r.digest.as_bytes().to_vec())
+            .bind(r.prefix.clone())
+            .bind(r.name.clone())
+            .bind(r.owner.kind())
+            .bind(r.owner.id().to_owned())
+            .bind(r.environment.map(|e| e.as_str().to_owned()))
+            .bind(json_text(&r.scopes)?)
+            .bind(micros(r.created_at))
+            .bind(r.created_by.clone())
+            .bind(r.expires_at.map(micros))
+            .bind(r.revoked_at.map(micros))
+            .bind(rotation.map(|r| r.superseded_by.as_str().to_owned()))
+            .bind(rotation.map(|r| micros(r.valid_until)))
+            .bind(r.family.as_str().to_owned())
+            .bind(r.last_used_at.map(micros))
+            .bind(r.rate_limit_policy.clone())
+            .bind(json_text(&r.metadata)?)
+            .bind(r.imported)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
     /// The audit batch's inserts, inside the transaction `write` holds.
     async fn write_audit_in(
         &self,
@@ -614,10 +665,13 @@ impl SqliteStore {
                 scopes.push(json_text(&e.scopes)?);
             }
             insert.push_values(chunk.iter().zip(scopes), |mut row, (e, scopes)| {
+                let (actor_kind, actor_id) = actor_columns(&e.actor);
                 row.push_bind(micros(e.occurred_at))
                     .push_bind(e.action.as_str())
                     .push_bind(e.api_key_id.as_str().to_owned())
-                    .push_bind(e.actor_key_id.clone())
+                    .push_bind(e.prefix.clone())
+                    .push_bind(actor_kind)
+                    .push_bind(actor_id)
                     .push_bind(e.owner.kind())
                     .push_bind(e.owner.id().to_owned())
                     .push_bind(e.environment.map(|v| v.as_str().to_owned()))

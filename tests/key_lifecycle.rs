@@ -1,0 +1,1102 @@
+//! The key lifecycle as an attacker tries it, on every store: one suite, written once
+//! and run against the memory store, SQLite, and PostgreSQL when
+//! `TOWER_API_KEY_TEST_POSTGRES_URL` is set.
+//!
+//! Each case drives a [`KeyManager`] with keys authenticated through the same cache,
+//! under a clock whose readings have sub-microsecond nanoseconds (the SQL stores keep
+//! microseconds). The last case is a seeded random walk checked against a small
+//! reference model after every step.
+
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use support::pb_format;
+use time::macros::datetime;
+use time::OffsetDateTime;
+use tower_api_key::audit::{AuditAction, AuditActor, AuditEntry, AuditQuery};
+use tower_api_key::clock::{Clock, ManualClock};
+use tower_api_key::key::{Environment, KeyId};
+use tower_api_key::manage::{Actor, CreatedKey, Denied, Expiry, KeyManager, ManageError, NewKey};
+use tower_api_key::store::{CachedStore, KeyStore, MemoryStore};
+use tower_api_key::{Authenticator, Outcome, Owner, Principal, ScopeModel};
+
+/// A start with nanoseconds below the microsecond, which the SQL stores truncate.
+const START: OffsetDateTime = datetime!(2026-03-01 09:30:00.123456789 UTC);
+
+const ALL_SCOPES: [&str; 5] = [
+    "employees:read",
+    "employees:write",
+    "api_keys:read",
+    "api_keys:write",
+    "audit_log:read",
+];
+
+fn model() -> ScopeModel {
+    ScopeModel::builder()
+        .resource("employees", ["read", "write"])
+        .resource("api_keys", ["read", "write"])
+        .resource("audit_log", ["read"])
+        .scope("session:read")
+        .action_implies("write", "read")
+        .granted_to_all(["session:read"])
+        .creation_defaults(["session:read"])
+        .build()
+        .unwrap()
+}
+
+fn acme() -> Owner {
+    Owner::organization("acme")
+}
+
+fn globex() -> Owner {
+    Owner::organization("globex")
+}
+
+/// A manager and an authenticator over one cache, and the clock they read.
+pub(crate) struct World<S: KeyStore> {
+    clock: ManualClock,
+    manager: KeyManager<S>,
+    auth: Authenticator<S>,
+}
+
+impl<S: KeyStore> World<S> {
+    fn new(store: S) -> Self {
+        let clock = ManualClock::new(START);
+        let cache = CachedStore::builder(store)
+            .with_clock(clock.clone())
+            .build()
+            .unwrap();
+        let manager = KeyManager::new(cache.clone(), pb_format(), model());
+        let auth = Authenticator::new(cache, pb_format());
+        Self {
+            clock,
+            manager,
+            auth,
+        }
+    }
+
+    /// A key made by the system.
+    async fn make(&self, owner: Owner, env: &str, scopes: &[&str]) -> CreatedKey {
+        self.manager
+            .create(
+                NewKey::new("k", owner)
+                    .with_environment(env)
+                    .with_scopes(scopes.iter().copied()),
+                Actor::System("bootstrap"),
+            )
+            .await
+            .unwrap()
+    }
+
+    async fn principal(&self, key: &CreatedKey) -> Principal {
+        self.auth
+            .authenticate(key.key.expose_secret())
+            .await
+            .expect("the key authenticates")
+    }
+
+    async fn status(&self, key: &CreatedKey) -> Result<(), Outcome> {
+        self.auth
+            .authenticate(key.key.expose_secret())
+            .await
+            .map(drop)
+    }
+
+    /// Every key of `owner`, as the system sees it.
+    async fn keys(&self, owner: &Owner) -> Vec<tower_api_key::KeyRecord> {
+        self.manager
+            .list(owner, Actor::System("check"))
+            .await
+            .unwrap()
+    }
+
+    async fn audit(&self, owner: &Owner) -> Vec<AuditEntry> {
+        self.manager
+            .audit_log(AuditQuery::new(owner.clone()), Actor::System("check"))
+            .await
+            .unwrap()
+    }
+
+    async fn actions_about(&self, owner: &Owner, id: &KeyId) -> Vec<AuditAction> {
+        let mut actions: Vec<AuditAction> = self
+            .manager
+            .audit_log(
+                AuditQuery::new(owner.clone()).for_key(*id),
+                Actor::System("check"),
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        actions.reverse();
+        actions
+    }
+}
+
+fn denied(result: Result<impl std::fmt::Debug, ManageError>) -> Denied {
+    match result {
+        Err(ManageError::PermissionDenied(denied)) => denied,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+mod cases {
+    use super::*;
+
+    /// Every attack from the issue, through the crate API: refused, and nothing
+    /// changed (no key, no audit entry, the target still works as before).
+    pub(crate) async fn escalations_are_refused_and_change_nothing<S: KeyStore>(w: World<S>) {
+        let admin = w.make(acme(), "live", &ALL_SCOPES).await;
+        let writer = w.make(acme(), "live", &["api_keys:write"]).await;
+        let tester = w
+            .make(acme(), "test", &["api_keys:write", "employees:write"])
+            .await;
+        let outsider = w.make(globex(), "live", &ALL_SCOPES).await;
+        let keys_before = w.keys(&acme()).await;
+        let audit_before = w.audit(&acme()).await;
+        let globex_before = w.keys(&globex()).await;
+
+        let writer_p = w.principal(&writer).await;
+        let as_writer = Actor::Key(&writer_p);
+        // A key with only api_keys:write cannot rotate the admin key into a new admin
+        // key, revoke it, or change its scopes.
+        let grace = Duration::from_secs(31_536_000);
+        assert_eq!(
+            denied(
+                w.manager
+                    .rotate(&acme(), &admin.record.id, grace, as_writer)
+                    .await
+            ),
+            Denied::TargetNotHeld("employees:read".into())
+        );
+        assert!(matches!(
+            denied(w.manager.revoke(&acme(), &admin.record.id, as_writer).await),
+            Denied::TargetNotHeld(_)
+        ));
+        assert!(matches!(
+            denied(
+                w.manager
+                    .set_scopes(&acme(), &admin.record.id, ["api_keys:read"], as_writer)
+                    .await
+            ),
+            Denied::TargetNotHeld(_)
+        ));
+        // Nor grant what it does not hold, to a new key or to itself.
+        let new = NewKey::new("sneaky", acme())
+            .with_environment("live")
+            .with_scopes(["api_keys:read", "employees:write"]);
+        assert_eq!(
+            denied(w.manager.create(new, as_writer).await),
+            Denied::GrantNotHeld("employees:write".into())
+        );
+        assert_eq!(
+            denied(
+                w.manager
+                    .set_scopes(
+                        &acme(),
+                        &writer.record.id,
+                        ["api_keys:write", "audit_log:read"],
+                        as_writer,
+                    )
+                    .await
+            ),
+            Denied::GrantNotHeld("audit_log:read".into())
+        );
+
+        // A test key reaches no live key: create, rotate, revoke, read, change, list.
+        let tester_p = w.principal(&tester).await;
+        let as_tester = Actor::Key(&tester_p);
+        let test_env = Some(Environment::test());
+        let environment = Denied::Environment {
+            acting: test_env,
+            target: Some(Environment::live()),
+        };
+        let live = NewKey::new("live", acme())
+            .with_environment("live")
+            .with_scopes(["employees:read"]);
+        assert_eq!(denied(w.manager.create(live, as_tester).await), environment);
+        let target = &writer.record.id;
+        assert_eq!(
+            denied(
+                w.manager
+                    .rotate(&acme(), target, Duration::ZERO, as_tester)
+                    .await
+            ),
+            environment
+        );
+        assert_eq!(
+            denied(w.manager.revoke(&acme(), target, as_tester).await),
+            environment
+        );
+        assert_eq!(
+            denied(w.manager.get(&acme(), target, as_tester).await),
+            environment
+        );
+        assert_eq!(
+            denied(
+                w.manager
+                    .set_scopes(&acme(), target, ["api_keys:read"], as_tester)
+                    .await
+            ),
+            environment
+        );
+        assert_eq!(
+            environment.to_string(),
+            "a test key can only act on test keys"
+        );
+        let seen = w.manager.list(&acme(), as_tester).await.unwrap();
+        assert_eq!(
+            seen.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [tester.record.id],
+            "a test key lists only test keys"
+        );
+        let seen = w
+            .manager
+            .audit_log(AuditQuery::new(acme()), as_tester)
+            .await
+            .unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].api_key_id, tester.record.id);
+
+        // A key of another organization: refused for the owner it names, and the
+        // other owner's key ids are unknown to it.
+        let outsider_p = w.principal(&outsider).await;
+        let as_outsider = Actor::Key(&outsider_p);
+        for result in [
+            w.manager
+                .revoke(&acme(), &admin.record.id, as_outsider)
+                .await
+                .map(drop),
+            w.manager
+                .rotate(&acme(), &admin.record.id, Duration::ZERO, as_outsider)
+                .await
+                .map(drop),
+            w.manager
+                .get(&acme(), &admin.record.id, as_outsider)
+                .await
+                .map(drop),
+            w.manager.list(&acme(), as_outsider).await.map(drop),
+            w.manager
+                .create(
+                    NewKey::new("x", acme()).with_environment("live"),
+                    as_outsider,
+                )
+                .await
+                .map(drop),
+        ] {
+            assert_eq!(denied(result), Denied::OtherOwner("organization"));
+        }
+        assert!(matches!(
+            w.manager
+                .revoke(&globex(), &admin.record.id, as_outsider)
+                .await,
+            Err(ManageError::NotFound)
+        ));
+
+        // Nothing changed anywhere.
+        assert_eq!(w.keys(&acme()).await, keys_before);
+        assert_eq!(w.keys(&globex()).await, globex_before);
+        assert_eq!(w.audit(&acme()).await, audit_before);
+        assert_eq!(w.status(&admin).await, Ok(()));
+        let admin_now = w.principal(&admin).await;
+        assert!(admin_now.rotation().is_none());
+    }
+
+    /// What the rules allow: rotating a key whose scopes one holds, granting implied
+    /// scopes, the admin rotating any key of its organization (live or test), a test
+    /// key managing test keys, a key rotating itself.
+    pub(crate) async fn positive_controls_are_allowed<S: KeyStore>(w: World<S>) {
+        let admin = w.make(acme(), "live", &ALL_SCOPES).await;
+        let writer = w.make(acme(), "live", &["api_keys:write"]).await;
+        let reader = w.make(acme(), "live", &["api_keys:read"]).await;
+        let tester = w.make(acme(), "test", &["api_keys:write"]).await;
+        let admin_p = w.principal(&admin).await;
+        let writer_p = w.principal(&writer).await;
+        let tester_p = w.principal(&tester).await;
+
+        // write implies read: the writer may grant api_keys:read and rotate a reader.
+        let made = w
+            .manager
+            .create(
+                NewKey::new("reader", acme())
+                    .with_environment("live")
+                    .with_scopes(["api_keys:read"]),
+                Actor::Key(&writer_p),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            made.record.created_by.as_deref(),
+            Some(writer.record.id.as_str())
+        );
+        let rotated = w
+            .manager
+            .rotate(
+                &acme(),
+                &reader.record.id,
+                Duration::ZERO,
+                Actor::Key(&writer_p),
+            )
+            .await
+            .unwrap();
+        assert_eq!(rotated.record.scopes, ["api_keys:read"]);
+        assert_eq!(w.status(&rotated).await, Ok(()));
+
+        // The admin rotates any key of its organization, in either environment.
+        for key in [&writer, &tester] {
+            let next = w
+                .manager
+                .rotate(
+                    &acme(),
+                    &key.record.id,
+                    Duration::from_secs(60),
+                    Actor::Key(&admin_p),
+                )
+                .await
+                .unwrap();
+            assert_eq!(next.record.environment, key.record.environment);
+            assert_eq!(next.record.scopes, key.record.scopes);
+        }
+
+        // A test key creates, narrows and revokes test keys.
+        let test_key = w
+            .manager
+            .create(
+                NewKey::new("t", acme())
+                    .with_environment("test")
+                    .with_scopes(["api_keys:write"]),
+                Actor::Key(&tester_p),
+            )
+            .await
+            .unwrap();
+        assert_eq!(test_key.record.environment, Some(Environment::test()));
+        let narrowed = w
+            .manager
+            .set_scopes(
+                &acme(),
+                &test_key.record.id,
+                ["api_keys:read"],
+                Actor::Key(&tester_p),
+            )
+            .await
+            .unwrap();
+        assert_eq!(narrowed.scopes, ["api_keys:read"]);
+        w.manager
+            .revoke(&acme(), &test_key.record.id, Actor::Key(&tester_p))
+            .await
+            .unwrap();
+        assert_eq!(w.status(&test_key).await, Err(Outcome::Revoked));
+
+        // A key rotates itself.
+        let me = w.make(acme(), "live", &["employees:write"]).await;
+        let me_p = w.principal(&me).await;
+        let next = w
+            .manager
+            .rotate(&acme(), &me.record.id, Duration::ZERO, Actor::Key(&me_p))
+            .await
+            .unwrap();
+        assert_eq!(w.status(&next).await, Ok(()));
+        assert_eq!(w.status(&me).await, Err(Outcome::Expired));
+    }
+
+    /// Rotation keeps the expiry; a revoked, expired or superseded key is a conflict;
+    /// a grace past the calendar's end is a validation error, never a panic.
+    pub(crate) async fn rotation_rules_hold<S: KeyStore>(w: World<S>) {
+        let system = Actor::System("ops");
+        let expiring = w
+            .manager
+            .create(
+                NewKey::new("x", acme())
+                    .with_environment("live")
+                    .with_expiry(Expiry::Days30),
+                system,
+            )
+            .await
+            .unwrap();
+        let before = w.keys(&acme()).await.len();
+        for grace in [Duration::MAX, Duration::from_secs(400_000 * 86_400 * 365)] {
+            assert!(matches!(
+                w.manager
+                    .rotate(&acme(), &expiring.record.id, grace, system)
+                    .await,
+                Err(ManageError::InvalidGrace)
+            ));
+        }
+        assert_eq!(w.keys(&acme()).await.len(), before, "nothing stored");
+        let next = w
+            .manager
+            .rotate(
+                &acme(),
+                &expiring.record.id,
+                Duration::from_secs(3600),
+                system,
+            )
+            .await
+            .unwrap();
+        let stored = w
+            .manager
+            .get(&acme(), &next.record.id, system)
+            .await
+            .unwrap();
+        assert_eq!(
+            stored.expires_at,
+            w.manager
+                .get(&acme(), &expiring.record.id, system)
+                .await
+                .unwrap()
+                .expires_at
+        );
+        assert!(stored.expires_at.is_some());
+        // Already superseded.
+        assert!(matches!(
+            w.manager
+                .rotate(&acme(), &expiring.record.id, Duration::ZERO, system)
+                .await,
+            Err(ManageError::Conflict)
+        ));
+        // Revoked.
+        let revoked = w.make(acme(), "live", &[]).await;
+        w.manager
+            .revoke(&acme(), &revoked.record.id, system)
+            .await
+            .unwrap();
+        assert!(matches!(
+            w.manager
+                .rotate(&acme(), &revoked.record.id, Duration::ZERO, system)
+                .await,
+            Err(ManageError::Conflict)
+        ));
+        // Expired.
+        w.clock.advance(Duration::from_secs(31 * 86_400));
+        assert!(matches!(
+            w.manager
+                .rotate(&acme(), &next.record.id, Duration::ZERO, system)
+                .await,
+            Err(ManageError::Conflict)
+        ));
+        assert_eq!(w.keys(&acme()).await.len(), before + 2);
+    }
+
+    /// Sixteen tasks rotate one key at once through the manager: one succeeds, fifteen
+    /// get 409, one successor exists, one rotation is audited.
+    pub(crate) async fn racing_rotations_have_one_winner<S: KeyStore>(w: World<S>) {
+        let key = w.make(acme(), "live", &["employees:read"]).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..16 {
+            let manager = w.manager.clone();
+            let id = key.record.id;
+            tasks.spawn(async move {
+                manager
+                    .rotate(&acme(), &id, Duration::from_secs(60), Actor::System("race"))
+                    .await
+            });
+        }
+        let mut winners = Vec::new();
+        let mut conflicts = 0;
+        while let Some(joined) = tasks.join_next().await {
+            match joined.unwrap() {
+                Ok(created) => winners.push(created),
+                Err(ManageError::Conflict) => conflicts += 1,
+                Err(other) => panic!("unexpected error: {other}"),
+            }
+        }
+        assert_eq!((winners.len(), conflicts), (1, 15));
+        assert_eq!(w.status(&winners[0]).await, Ok(()));
+        assert_eq!(w.keys(&acme()).await.len(), 2, "one successor, no forks");
+        assert_eq!(
+            w.actions_about(&acme(), &key.record.id).await,
+            [AuditAction::KeyCreated, AuditAction::KeyRotated]
+        );
+    }
+
+    /// Every revocation is in the audit log once, whatever the clock's precision, and
+    /// the next request is refused.
+    pub(crate) async fn revocations_are_audited_once<S: KeyStore>(w: World<S>) {
+        assert_ne!(
+            w.clock.now().nanosecond() % 1_000,
+            0,
+            "sub-microsecond clock"
+        );
+        let mut keys = Vec::new();
+        for _ in 0..5 {
+            keys.push(w.make(acme(), "live", &[]).await);
+        }
+        for key in &keys {
+            assert_eq!(w.status(key).await, Ok(()));
+            w.manager
+                .revoke(&acme(), &key.record.id, Actor::System("ops"))
+                .await
+                .unwrap();
+            assert_eq!(w.status(key).await, Err(Outcome::Revoked));
+            // Idempotent, and audited once.
+            w.clock.advance(Duration::from_nanos(1_234));
+            let again = w
+                .manager
+                .revoke(&acme(), &key.record.id, Actor::System("ops"))
+                .await
+                .unwrap();
+            assert!(again.revoked_at.is_some());
+        }
+        let revocations = w
+            .audit(&acme())
+            .await
+            .into_iter()
+            .filter(|e| e.action == AuditAction::KeyRevoked)
+            .count();
+        assert_eq!(revocations, 5);
+    }
+
+    /// Entries carry the key's prefix and environment and the actor, a system actor
+    /// named as such.
+    pub(crate) async fn audit_entries_say_who_did_what<S: KeyStore>(w: World<S>) {
+        let admin = w.make(acme(), "live", &ALL_SCOPES).await;
+        let admin_p = w.principal(&admin).await;
+        let test = w
+            .manager
+            .create(
+                NewKey::new("t", acme())
+                    .with_environment("test")
+                    .with_scopes(["employees:read"]),
+                Actor::Key(&admin_p),
+            )
+            .await
+            .unwrap();
+        let next = w
+            .manager
+            .rotate(
+                &acme(),
+                &test.record.id,
+                Duration::ZERO,
+                Actor::Key(&admin_p),
+            )
+            .await
+            .unwrap();
+        w.manager
+            .set_scopes(
+                &acme(),
+                &next.record.id,
+                ["employees:write"],
+                Actor::Key(&admin_p),
+            )
+            .await
+            .unwrap();
+        w.manager
+            .revoke(&acme(), &next.record.id, Actor::System("ops"))
+            .await
+            .unwrap();
+
+        let mut log = w.audit(&acme()).await;
+        log.reverse();
+        let summary: Vec<(AuditAction, KeyId, AuditActor)> = log
+            .iter()
+            .map(|e| (e.action, e.api_key_id, e.actor.clone()))
+            .collect();
+        let by_admin = AuditActor::Key(admin.record.id);
+        assert_eq!(
+            summary,
+            [
+                (
+                    AuditAction::KeyCreated,
+                    admin.record.id,
+                    AuditActor::System("bootstrap".into())
+                ),
+                (AuditAction::KeyCreated, test.record.id, by_admin.clone()),
+                (AuditAction::KeyRotated, test.record.id, by_admin.clone()),
+                (AuditAction::KeyCreated, next.record.id, by_admin.clone()),
+                (AuditAction::KeyScopesChanged, next.record.id, by_admin),
+                (
+                    AuditAction::KeyRevoked,
+                    next.record.id,
+                    AuditActor::System("ops".into())
+                ),
+            ]
+        );
+        for entry in &log {
+            let prefix = entry.prefix.as_deref().expect("every entry has the prefix");
+            assert!(prefix.starts_with("pb_"), "{prefix}");
+            assert!(entry.environment.is_some());
+            assert!(entry.occurred_at >= START - time::Duration::microseconds(1));
+        }
+        assert!(log[1].prefix.as_deref().unwrap().starts_with("pb_test_"));
+        assert_eq!(log[1].environment, Some(Environment::test()));
+        assert_eq!(log[2].successor_key_id, Some(next.record.id));
+        assert_eq!(log[4].scopes, ["employees:write"]);
+        let json = serde_json::to_value(&log[5]).unwrap();
+        assert_eq!(
+            json["actor"],
+            serde_json::json!({"kind": "system", "id": "ops"})
+        );
+        assert_eq!(json["environment"], "test");
+        // No secret anywhere.
+        let text = format!("{log:?}{}", serde_json::to_string(&log).unwrap());
+        for key in [&admin, &test, &next] {
+            let secret = key.key.expose_secret();
+            assert!(!text.contains(&secret[key.record.prefix.len()..]));
+        }
+    }
+
+    /// The random walk, 10,000 steps on the memory store, fewer on the SQL stores.
+    pub(crate) async fn random_walk_keeps_every_invariant<S: KeyStore>(w: World<S>) {
+        let steps = if std::any::type_name::<S>().contains("MemoryStore") {
+            10_000
+        } else {
+            400
+        };
+        super::walk::run(&w, 0x5eed_1234_abcd_0001, steps).await;
+    }
+}
+
+/// The model-based random walk: create, rotate, revoke, change scopes, get and list by
+/// random actors of two organizations and both environments, each result predicted by
+/// a reference model of the authority rules, and the store compared with the model
+/// after every step.
+mod walk {
+    use super::*;
+
+    /// A small deterministic generator (xorshift64*), so a failure replays.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        fn chance(&mut self, percent: u64) -> bool {
+            self.next() % 100 < percent
+        }
+    }
+
+    /// What the model knows of one key.
+    #[derive(Clone)]
+    struct Model {
+        created: CreatedKey,
+        owner: Owner,
+        env: Environment,
+        scopes: Vec<String>,
+        revoked: bool,
+        successor: Option<KeyId>,
+        /// End of the grace period once superseded.
+        valid_until: Option<OffsetDateTime>,
+        expires_at: Option<OffsetDateTime>,
+        /// The scopes (with implications) of the key that made this one, if a key did.
+        maker_grants: Option<BTreeSet<String>>,
+        /// Whether a test key is in this key's ancestry.
+        test_lineage: bool,
+    }
+
+    impl Model {
+        fn active(&self, now: OffsetDateTime) -> bool {
+            !self.revoked
+                && self.expires_at.is_none_or(|t| t > now)
+                && self.valid_until.is_none_or(|t| t > now)
+        }
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum Expect {
+        Ok,
+        Denied,
+        NotFound,
+        Conflict,
+    }
+
+    fn kind<T>(result: &Result<T, ManageError>) -> Expect {
+        match result {
+            Ok(_) => Expect::Ok,
+            Err(ManageError::PermissionDenied(_)) => Expect::Denied,
+            Err(ManageError::NotFound) => Expect::NotFound,
+            Err(ManageError::Conflict) => Expect::Conflict,
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+
+    fn grants(scopes: &[String]) -> BTreeSet<String> {
+        let model = super::model();
+        let grants = model.grants(scopes);
+        grants.iter().map(str::to_owned).collect()
+    }
+
+    struct Walk<'w, S: KeyStore> {
+        w: &'w World<S>,
+        rng: Rng,
+        keys: Vec<Model>,
+        /// Audit entries the current step should have written, per owner.
+        audited: HashMap<String, usize>,
+        /// The newest audit entry id seen, per owner.
+        last_entry: HashMap<String, u64>,
+    }
+
+    pub(super) async fn run<S: KeyStore>(w: &World<S>, seed: u64, steps: usize) {
+        let mut walk = Walk {
+            w,
+            rng: Rng(seed),
+            keys: Vec::new(),
+            audited: HashMap::new(),
+            last_entry: HashMap::new(),
+        };
+        // Each organization starts with a live and a test admin.
+        for owner in [acme(), globex()] {
+            for env in ["live", "test"] {
+                let created = w.make(owner.clone(), env, &ALL_SCOPES).await;
+                walk.adopt(created, None, false);
+                *walk.audited.entry(owner.id().to_owned()).or_default() += 1;
+            }
+        }
+        walk.check(0).await;
+        for step in 1..=steps {
+            walk.step(step).await;
+            walk.check(step).await;
+        }
+    }
+
+    impl<S: KeyStore> Walk<'_, S> {
+        fn adopt(&mut self, created: CreatedKey, maker: Option<&Model>, lineage: bool) {
+            let record = &created.record;
+            self.keys.push(Model {
+                owner: record.owner.clone(),
+                env: record.environment.unwrap(),
+                scopes: record.scopes.clone(),
+                revoked: false,
+                successor: None,
+                valid_until: None,
+                expires_at: record.expires_at,
+                maker_grants: maker.map(|m| grants(&m.scopes)),
+                test_lineage: lineage
+                    || maker.is_some_and(|m| m.test_lineage || m.env == Environment::test()),
+                created,
+            });
+        }
+
+        fn random_scopes(&mut self) -> Vec<String> {
+            ALL_SCOPES
+                .iter()
+                .filter(|_| self.rng.chance(35))
+                .map(|s| (*s).to_owned())
+                .collect()
+        }
+
+        /// The model's verdict on `actor` acting on `target` (rules 1, 2 and 4).
+        fn may_change(actor: Option<&Model>, owner: &Owner, target: Option<&Model>) -> Expect {
+            let Some(actor) = actor else {
+                return if target.is_some_and(|t| &t.owner == owner) {
+                    Expect::Ok
+                } else {
+                    Expect::NotFound
+                };
+            };
+            if &actor.owner != owner {
+                return Expect::Denied;
+            }
+            let Some(target) = target.filter(|t| &t.owner == owner) else {
+                return Expect::NotFound;
+            };
+            if actor.env != Environment::live() && actor.env != target.env {
+                return Expect::Denied;
+            }
+            let held = grants(&actor.scopes);
+            if target.scopes.iter().any(|s| !held.contains(s)) {
+                return Expect::Denied;
+            }
+            Expect::Ok
+        }
+
+        async fn step(&mut self, step: usize) {
+            let now = self.w.clock.now();
+            if self.rng.chance(3) {
+                // Time passes: keys expire, grace periods end.
+                self.w.clock.advance(Duration::from_secs(7 * 86_400 + 1));
+                return;
+            }
+            // The actor: the system, or a key that authenticates now.
+            let active: Vec<usize> = (0..self.keys.len())
+                .filter(|&i| self.keys[i].active(now))
+                .collect();
+            let actor_index = if self.rng.chance(10) || active.is_empty() {
+                None
+            } else {
+                Some(active[self.rng.below(active.len())])
+            };
+            let actor_model = actor_index.map(|i| self.keys[i].clone());
+            let principal = match &actor_model {
+                Some(m) => Some(self.w.principal(&m.created).await),
+                None => None,
+            };
+            let actor = match &principal {
+                Some(p) => Actor::Key(p),
+                None => Actor::System("walk"),
+            };
+            // Mostly the actor's own organization, sometimes the other one.
+            let owner = match (&actor_model, self.rng.chance(15)) {
+                (Some(m), false) => m.owner.clone(),
+                _ => [acme(), globex()][self.rng.below(2)].clone(),
+            };
+            let target_index = self.rng.below(self.keys.len());
+            let target = self.keys[target_index].clone();
+            let target_id = target.created.record.id;
+            let manager = &self.w.manager;
+            let org = owner.id().to_owned();
+
+            match self.rng.below(6) {
+                0 => {
+                    let env = if self.rng.chance(50) { "live" } else { "test" };
+                    let scopes = self.random_scopes();
+                    let expiry = if self.rng.chance(30) {
+                        Expiry::Days30
+                    } else {
+                        Expiry::Never
+                    };
+                    let expect = match &actor_model {
+                        None => Expect::Ok,
+                        Some(a) if a.owner != owner => Expect::Denied,
+                        Some(a) if a.env != Environment::live() && a.env.as_str() != env => {
+                            Expect::Denied
+                        }
+                        Some(a) => {
+                            let held = grants(&a.scopes);
+                            if scopes.iter().all(|s| held.contains(s)) {
+                                Expect::Ok
+                            } else {
+                                Expect::Denied
+                            }
+                        }
+                    };
+                    let new = NewKey::new("walk", owner.clone())
+                        .with_environment(env)
+                        .with_scopes(scopes.clone())
+                        .with_expiry(expiry);
+                    let result = manager.create(new, actor).await;
+                    assert_eq!(kind(&result), expect, "step {step}: create");
+                    if let Ok(created) = result {
+                        assert_eq!(created.record.scopes, scopes);
+                        self.adopt(created, actor_model.as_ref(), false);
+                        *self.audited.entry(org).or_default() += 1;
+                    }
+                }
+                1 => {
+                    let grace = if self.rng.chance(50) { 0 } else { 60 };
+                    let mut expect = Self::may_change(actor_model.as_ref(), &owner, Some(&target));
+                    if expect == Expect::Ok
+                        && (target.revoked
+                            || target.successor.is_some()
+                            || target.expires_at.is_some_and(|t| t <= now))
+                    {
+                        expect = Expect::Conflict;
+                    }
+                    let result = manager
+                        .rotate(&owner, &target_id, Duration::from_secs(grace), actor)
+                        .await;
+                    assert_eq!(kind(&result), expect, "step {step}: rotate");
+                    if let Ok(created) = result {
+                        assert_eq!(created.record.scopes, target.scopes);
+                        assert_eq!(created.record.environment, Some(target.env));
+                        assert_eq!(created.record.expires_at, target.expires_at);
+                        let lineage = target.test_lineage
+                            || actor_model
+                                .as_ref()
+                                .is_some_and(|a| a.env == Environment::test());
+                        let successor = created.record.id;
+                        let t = &mut self.keys[target_index];
+                        t.successor = Some(successor);
+                        t.valid_until = Some(now + time::Duration::seconds(grace as i64));
+                        let maker = actor_model.clone().or(Some(target.clone()));
+                        self.adopt(created, maker.as_ref(), lineage);
+                        *self.audited.entry(org).or_default() += 2;
+                    }
+                }
+                2 => {
+                    let expect = Self::may_change(actor_model.as_ref(), &owner, Some(&target));
+                    let result = manager.revoke(&owner, &target_id, actor).await;
+                    assert_eq!(kind(&result), expect, "step {step}: revoke");
+                    if result.is_ok() && !target.revoked {
+                        self.keys[target_index].revoked = true;
+                        *self.audited.entry(org).or_default() += 1;
+                    }
+                }
+                3 => {
+                    let scopes = self.random_scopes();
+                    let mut expect = Self::may_change(actor_model.as_ref(), &owner, Some(&target));
+                    if expect == Expect::Ok {
+                        if let Some(a) = &actor_model {
+                            let held = grants(&a.scopes);
+                            if scopes.iter().any(|s| !held.contains(s)) {
+                                expect = Expect::Denied;
+                            }
+                        }
+                    }
+                    if expect == Expect::Ok && target.revoked {
+                        expect = Expect::Conflict;
+                    }
+                    let result = manager
+                        .set_scopes(&owner, &target_id, scopes.clone(), actor)
+                        .await;
+                    assert_eq!(kind(&result), expect, "step {step}: set_scopes");
+                    if result.is_ok() {
+                        let t = &mut self.keys[target_index];
+                        t.scopes = scopes;
+                        // The system is exempt; a key grants only what it holds.
+                        t.maker_grants = actor_model.as_ref().map(|a| grants(&a.scopes));
+                        if let Some(a) = &actor_model {
+                            t.test_lineage |= a.env == Environment::test();
+                        }
+                        *self.audited.entry(org).or_default() += 1;
+                    }
+                }
+                4 => {
+                    let expect = match &actor_model {
+                        Some(a) if a.owner != owner => Expect::Denied,
+                        _ if target.owner != owner => Expect::NotFound,
+                        Some(a) if a.env != Environment::live() && a.env != target.env => {
+                            Expect::Denied
+                        }
+                        _ => Expect::Ok,
+                    };
+                    let result = manager.get(&owner, &target_id, actor).await;
+                    assert_eq!(kind(&result), expect, "step {step}: get");
+                }
+                _ => {
+                    let result = manager.list(&owner, actor).await;
+                    match &actor_model {
+                        Some(a) if a.owner != owner => {
+                            assert_eq!(kind(&result), Expect::Denied, "step {step}: list");
+                        }
+                        _ => {
+                            let listed = result.unwrap();
+                            let visible = |m: &Model| {
+                                m.owner == owner
+                                    && actor_model.as_ref().is_none_or(|a| {
+                                        a.env == Environment::live() || a.env == m.env
+                                    })
+                            };
+                            let expected = self.keys.iter().filter(|m| visible(m)).count();
+                            assert_eq!(listed.len(), expected, "step {step}: list");
+                        }
+                    }
+                }
+            }
+        }
+
+        /// The store against the model, and the invariants.
+        async fn check(&mut self, step: usize) {
+            for owner in [acme(), globex()] {
+                let stored = self.w.keys(&owner).await;
+                let modeled: Vec<&Model> = self.keys.iter().filter(|m| m.owner == owner).collect();
+                assert_eq!(
+                    stored.len(),
+                    modeled.len(),
+                    "step {step}: keys of {owner:?}"
+                );
+                let mut successors = BTreeSet::new();
+                for record in &stored {
+                    let m = modeled
+                        .iter()
+                        .find(|m| m.created.record.id == record.id)
+                        .unwrap_or_else(|| panic!("step {step}: unknown key {}", record.id));
+                    assert_eq!(record.scopes, m.scopes, "step {step}: scopes");
+                    assert_eq!(
+                        record.revoked_at.is_some(),
+                        m.revoked,
+                        "step {step}: revoked"
+                    );
+                    assert_eq!(
+                        record.rotation.map(|r| r.superseded_by),
+                        m.successor,
+                        "step {step}: rotation"
+                    );
+                    // No key holds a scope outside what its maker held.
+                    if let Some(maker) = &m.maker_grants {
+                        assert!(
+                            record.scopes.iter().all(|s| maker.contains(s)),
+                            "step {step}: {} holds more than its maker",
+                            record.id
+                        );
+                    }
+                    // No test key led to a live key.
+                    if m.test_lineage {
+                        assert_eq!(
+                            record.environment,
+                            Some(Environment::test()),
+                            "step {step}: a test key led to a live key"
+                        );
+                    }
+                    // At most one successor per key.
+                    if let Some(r) = record.rotation {
+                        assert!(successors.insert(r.superseded_by), "step {step}: a fork");
+                    }
+                }
+                // Every successful operation is audited exactly once: the step wrote
+                // exactly the entries it should have, no more (read one extra).
+                let expected = self.audited.remove(owner.id()).unwrap_or(0);
+                let query = AuditQuery::new(owner.clone()).with_limit(expected as u32 + 1);
+                let entries = self
+                    .w
+                    .manager
+                    .audit_log(query, Actor::System("check"))
+                    .await
+                    .unwrap();
+                let last = self.last_entry.get(owner.id()).copied().unwrap_or(0);
+                let new = entries.iter().filter(|e| e.id > last).count();
+                assert_eq!(new, expected, "step {step}: audit entries of {owner:?}");
+                if let Some(newest) = entries.first() {
+                    self.last_entry
+                        .insert(owner.id().to_owned(), newest.id.max(last));
+                }
+            }
+        }
+    }
+}
+
+/// Runs every case against one kind of store. `$open` gives `Option<(store, guard)>`
+/// (`None`: skipped); the guard keeps the database alive until the case ends.
+macro_rules! suite {
+    ($module:ident, $open:expr) => {
+        suite!(@cases $module, $open,
+            escalations_are_refused_and_change_nothing,
+            positive_controls_are_allowed,
+            rotation_rules_hold,
+            racing_rotations_have_one_winner,
+            revocations_are_audited_once,
+            audit_entries_say_who_did_what,
+            random_walk_keeps_every_invariant,
+        );
+    };
+    (@cases $module:ident, $open:expr, $($case:ident),* $(,)?) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    // `_guard` keeps the database until the case ends.
+                    let Some((store, _guard)) = ($open) else { return };
+                    super::cases::$case(World::new(store)).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(memory, Some((MemoryStore::new(), ())));
+
+#[cfg(feature = "sqlite")]
+suite!(sqlite, {
+    let db = support::stores::TempDb::new().await;
+    Some((db.store.clone(), db))
+});
+
+#[cfg(feature = "postgres")]
+suite!(
+    postgres,
+    support::stores::TestSchema::new()
+        .await
+        .map(|db| (db.store.clone(), db))
+);
