@@ -7,6 +7,7 @@
 #[allow(clippy::all, unreachable_pub)]
 #[path = "../examples/demo/app/mod.rs"]
 mod app;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,13 +31,17 @@ struct Server {
 }
 
 async fn start(rate_limit: &str) -> Server {
+    start_on(DemoStore::Memory(MemoryStore::new()), rate_limit).await
+}
+
+async fn start_on(store: DemoStore, rate_limit: &str) -> Server {
     let clock = ManualClock::new(time::OffsetDateTime::now_utc());
     let settings = Settings {
         rate_limit: (rate_limit != "off").then(|| rate_limit.parse().unwrap()),
         cache_ttl: None,
         clock: Arc::new(clock.clone()),
     };
-    let demo = app::build(DemoStore::Memory(MemoryStore::new()), settings).unwrap();
+    let demo = app::build(store, settings).unwrap();
     let keys = demo.bootstrap().await.unwrap();
     let key = |org: &str| keys.iter().find(|(o, _)| o == org).unwrap().1.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -917,4 +922,199 @@ async fn product_bridge_rejects_bad_bodies() {
     );
     let too_large = s.bridge(CREATE, huge, &[]).await;
     assert_eq!(too_large.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+/// The attacks of the key-lifecycle issue, replayed over HTTP: each is 403
+/// `permission_denied` naming what is missing (or 409 for a lost race), changes
+/// nothing, and the positive controls still pass.
+async fn keys_of(s: &Server, key: &str) -> Vec<Value> {
+    let reply = s.get("/v1/api_keys", Some(key)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    reply.json()["items"].as_array().unwrap().clone()
+}
+
+async fn lifecycle_attacks_fail_over_http(s: Server) {
+    let admin_id = keys_of(&s, &s.acme).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (writer, writer_id) = s.new_key(&["api_keys:write"], "live").await;
+    let before = keys_of(&s, &s.acme).await;
+
+    // An api_keys:write key lists the keys, then tries to rotate the admin key into a
+    // new admin key with a year of grace, revoke it, or mint itself a stronger key.
+    let rotate = s
+        .post(
+            &format!("/v1/api_keys/{admin_id}/rotate"),
+            Some(&writer),
+            json!({"grace_seconds": 31_536_000}),
+        )
+        .await;
+    assert_eq!(
+        (rotate.status, rotate.code()),
+        (StatusCode::FORBIDDEN, json!("permission_denied")),
+        "{}",
+        rotate.text
+    );
+    assert_eq!(
+        rotate.json()["error"]["message"],
+        "Cannot act on a key holding scope employees:read: the acting key does not hold it"
+    );
+    let revoke = s
+        .send(
+            Method::DELETE,
+            &format!("/v1/api_keys/{admin_id}"),
+            Some(&writer),
+            None,
+        )
+        .await;
+    assert_eq!(revoke.status, StatusCode::FORBIDDEN);
+    let create = s
+        .create_key(&writer, json!({"name": "x", "scopes": ["audit_log:read"]}))
+        .await;
+    assert_eq!(create.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        create.json()["error"]["message"],
+        "Cannot grant scope audit_log:read: the acting key does not hold it"
+    );
+
+    // A test key with api_keys:write reaches no live key.
+    let (tester, _) = s
+        .new_key(&["api_keys:write", "employees:read"], "test")
+        .await;
+    for (method, path, body) in [
+        (
+            Method::POST,
+            format!("/v1/api_keys/{writer_id}/rotate"),
+            Some(json!({})),
+        ),
+        (Method::DELETE, format!("/v1/api_keys/{writer_id}"), None),
+        (
+            Method::POST,
+            "/v1/api_keys".to_owned(),
+            Some(json!({"name": "x", "scopes": [], "environment": "live"})),
+        ),
+    ] {
+        let reply = s.send(method, &path, Some(&tester), body).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::FORBIDDEN, json!("permission_denied")),
+            "{path}: {}",
+            reply.text
+        );
+        assert_eq!(
+            reply.json()["error"]["message"],
+            "A test key can only act on test keys"
+        );
+    }
+    let seen = keys_of(&s, &tester).await;
+    assert!(seen.iter().all(|k| k["environment"] == "test"), "{seen:?}");
+
+    // Another organization's admin: acme's keys do not exist for it.
+    let foreign = s
+        .send(
+            Method::DELETE,
+            &format!("/v1/api_keys/{writer_id}"),
+            Some(&s.globex),
+            None,
+        )
+        .await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+
+    // Nothing changed: the same keys (plus the test key), the admin key unrotated.
+    let after = keys_of(&s, &s.acme).await;
+    assert_eq!(after.len(), before.len() + 1);
+    assert!(after
+        .iter()
+        .all(|k| k["superseded_by"].is_null() && k["revoked_at"].is_null()));
+    assert_eq!(
+        s.get("/v1/session", Some(&s.acme)).await.status,
+        StatusCode::OK
+    );
+
+    // Eight concurrent rotations of one key: one 201, seven 409.
+    let (_, target) = s.new_key(&["employees:read"], "live").await;
+    let path = format!("/v1/api_keys/{target}/rotate");
+    let replies = futures_util::future::join_all(
+        (0..8).map(|_| s.post(&path, Some(&s.acme), json!({"grace_seconds": 60}))),
+    )
+    .await;
+    let mut statuses: Vec<u16> = replies.iter().map(|r| r.status.as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409, 409, 409, 409, 409, 409, 409]);
+    let successor = replies
+        .iter()
+        .find(|r| r.status == StatusCode::CREATED)
+        .unwrap()
+        .json();
+    assert_eq!(
+        s.get("/v1/session", Some(successor["key"].as_str().unwrap()))
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // Positive controls: the writer rotates a key whose scopes it holds; the admin
+    // rotates the writer; a revocation is in the audit log.
+    let (_, reader_id) = s.new_key(&["api_keys:read"], "live").await;
+    let ok = s
+        .post(
+            &format!("/v1/api_keys/{reader_id}/rotate"),
+            Some(&writer),
+            json!({}),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
+    let ok = s
+        .post(
+            &format!("/v1/api_keys/{writer_id}/rotate"),
+            Some(&s.acme),
+            json!({}),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
+    let (_, doomed) = s.new_key(&[], "live").await;
+    let gone = s
+        .send(
+            Method::DELETE,
+            &format!("/v1/api_keys/{doomed}"),
+            Some(&s.acme),
+            None,
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT);
+    let log = s
+        .get(&format!("/v1/audit_log?api_key_id={doomed}"), Some(&s.acme))
+        .await
+        .json();
+    let actions: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["api_key.revoked", "api_key.created"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_attacks_fail_over_http_on_the_memory_store() {
+    lifecycle_attacks_fail_over_http(start("100/s").await).await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_attacks_fail_over_http_on_sqlite() {
+    let db = support::stores::TempDb::new().await;
+    let store = DemoStore::Sqlite(db.store.clone());
+    lifecycle_attacks_fail_over_http(start_on(store, "100/s").await).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_attacks_fail_over_http_on_postgres() {
+    let Some(db) = support::stores::TestSchema::new().await else {
+        return;
+    };
+    let store = DemoStore::Postgres(db.store.clone());
+    lifecycle_attacks_fail_over_http(start_on(store, "100/s").await).await;
 }

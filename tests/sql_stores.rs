@@ -676,6 +676,53 @@ mod cases {
         }
     }
 
+    /// With the audit table gone, a change fails and is not made: no key inserted, none
+    /// revoked, none rotated. `break_audit` makes audit writes fail.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) async fn a_change_whose_entry_cannot_be_written_is_not_made<S, F, Fut>(
+        store: &S,
+        break_audit: F,
+    ) where
+        S: KeyStore,
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let kept = new_key(acme(), T0);
+        store.insert(&kept).await.unwrap();
+        break_audit().await;
+        let fresh = new_key(acme(), T0);
+        let created = audit(AuditAction::KeyCreated, &fresh, T0);
+        assert!(store
+            .apply(Change::Insert(&fresh), &[created])
+            .await
+            .is_err());
+        assert!(
+            store.get(&fresh.id).await.unwrap().is_none(),
+            "inserted anyway"
+        );
+        let revoked = audit(AuditAction::KeyRevoked, &kept, T0);
+        let change = Change::Revoke {
+            id: &kept.id,
+            at: T0,
+        };
+        assert!(store.apply(change, &[revoked]).await.is_err());
+        let next = successor_of(&kept);
+        let rotated = audit(AuditAction::KeyRotated, &kept, T0);
+        let change = Change::Rotate {
+            id: &kept.id,
+            successor: &next,
+            valid_until: T0,
+            at: T0,
+        };
+        assert!(store.apply(change, &[rotated]).await.is_err());
+        let stored = store.get(&kept.id).await.unwrap().unwrap();
+        assert_eq!(stored.revoked_at, None, "revoked anyway");
+        assert_eq!(stored.rotation, None, "rotated anyway");
+        assert!(store.get(&next.id).await.unwrap().is_none());
+        // Without entries to write, the store still works.
+        store.revoke(&kept.id, T0).await.unwrap();
+    }
+
     fn without_id(mut entries: Vec<AuditEntry>) -> Vec<AuditEntry> {
         for e in &mut entries {
             assert!(e.id > 0, "the sink assigns ids");
@@ -1065,6 +1112,19 @@ mod sqlite {
             .execute(other.pool())
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_change_whose_entry_cannot_be_written_is_not_made() {
+        let db = TempDb::new().await;
+        let pool = db.store.pool().clone();
+        super::cases::a_change_whose_entry_cannot_be_written_is_not_made(&*db, || async move {
+            sqlx::query("DROP TABLE tower_api_key_audit")
+                .execute(&pool)
+                .await
+                .unwrap();
+        })
+        .await;
     }
 
     const WRITER_ENV: &str = "TOWER_API_KEY_TEST_SQLITE_WRITER";
@@ -1631,5 +1691,21 @@ mod postgres {
         assert_eq!(row.0, minted.digest.as_bytes());
         let secret = minted.key.expose_secret();
         assert!(!row.1.contains(&secret[minted.prefix.len()..]));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_change_whose_entry_cannot_be_written_is_not_made() {
+        let Some(db) = TestSchema::new().await else {
+            return;
+        };
+        let mut admin = db.admin().await;
+        let audit_table = format!("{}audit", db.prefix);
+        super::cases::a_change_whose_entry_cannot_be_written_is_not_made(&*db, || async move {
+            sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLE {audit_table}")))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        })
+        .await;
     }
 }
