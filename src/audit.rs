@@ -535,6 +535,58 @@ mod tests {
         auditor.flush().await;
     }
 
+    #[derive(Clone)]
+    struct Failing;
+
+    impl AuditSink for Failing {
+        async fn write(&self, _: Vec<AuditEntry>) -> Result<(), StoreError> {
+            Err(StoreError::unavailable(std::io::Error::other("disk full")))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_is_counted_not_retried_forever() {
+        let auditor = Auditor::spawn(Failing, 16);
+        auditor.record(entry(1));
+        auditor.flush().await;
+        assert_eq!(auditor.failed_batches(), 1);
+        assert_eq!(auditor.dropped(), 0);
+    }
+
+    #[test]
+    fn times_are_kept_to_the_microsecond() {
+        let at = time::macros::datetime!(2026-01-01 00:00:00.123456789 UTC);
+        let e = AuditEntry::new(
+            AuditAction::Request,
+            KeyId::new("k").unwrap(),
+            Owner::organization("acme"),
+            at,
+        );
+        assert_eq!(
+            e.occurred_at,
+            time::macros::datetime!(2026-01-01 00:00:00.123456 UTC)
+        );
+    }
+
+    #[test]
+    fn queries_select_by_owner_key_and_environment() {
+        let mut live = entry(1);
+        live.environment = Some(Environment::live());
+        let query = AuditQuery::new(Owner::organization("acme"));
+        assert!(query.matches(&live));
+        assert!(query.clone().for_key(live.api_key_id).matches(&live));
+        assert!(!query
+            .clone()
+            .for_key(KeyId::new("other").unwrap())
+            .matches(&live));
+        assert!(!query
+            .clone()
+            .in_environment(Environment::test())
+            .matches(&live));
+        assert!(!AuditQuery::new(Owner::user("acme")).matches(&live));
+        assert_eq!(query.with_limit(50_000).limit(), AuditQuery::MAX_LIMIT);
+    }
+
     #[test]
     fn reads_are_not_state_changing() {
         for m in [http::Method::GET, http::Method::HEAD, http::Method::OPTIONS] {

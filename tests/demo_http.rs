@@ -1009,6 +1009,30 @@ async fn lifecycle_attacks_fail_over_http(s: Server) {
     }
     let seen = keys_of(&s, &tester).await;
     assert!(seen.iter().all(|k| k["environment"] == "test"), "{seen:?}");
+    let read = s
+        .get(&format!("/v1/api_keys/{writer_id}"), Some(&tester))
+        .await;
+    assert_eq!(read.status, StatusCode::FORBIDDEN);
+
+    // Scope changes: not to grant oneself more, not on a stronger key.
+    let widen = s
+        .send(
+            Method::PATCH,
+            &format!("/v1/api_keys/{writer_id}"),
+            Some(&writer),
+            Some(json!({"scopes": ["api_keys:write", "employees:write"]})),
+        )
+        .await;
+    assert_eq!(widen.status, StatusCode::FORBIDDEN, "{}", widen.text);
+    let narrow_admin = s
+        .send(
+            Method::PATCH,
+            &format!("/v1/api_keys/{admin_id}"),
+            Some(&writer),
+            Some(json!({"scopes": []})),
+        )
+        .await;
+    assert_eq!(narrow_admin.status, StatusCode::FORBIDDEN);
 
     // Another organization's admin: acme's keys do not exist for it.
     let foreign = s
@@ -1073,6 +1097,17 @@ async fn lifecycle_attacks_fail_over_http(s: Server) {
         )
         .await;
     assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
+    let (_, wide) = s.new_key(&["employees:write"], "live").await;
+    let narrowed = s
+        .send(
+            Method::PATCH,
+            &format!("/v1/api_keys/{wide}"),
+            Some(&s.acme),
+            Some(json!({"scopes": ["employees:read"]})),
+        )
+        .await;
+    assert_eq!(narrowed.status, StatusCode::OK, "{}", narrowed.text);
+    assert_eq!(narrowed.json()["scopes"], json!(["employees:read"]));
     let (_, doomed) = s.new_key(&[], "live").await;
     let gone = s
         .send(

@@ -723,6 +723,36 @@ mod cases {
         store.revoke(&kept.id, T0).await.unwrap();
     }
 
+    /// Rows written by schema version 1 into `audit`: a request entry (no actor), a
+    /// creation by a key (`key00000002`, which exists), and a revocation by a system
+    /// actor named `ops`. Their `(occurred_at, action, api_key_id, actor_key_id)`.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) const V1_ROWS: [(i64, &str, &str, Option<&str>); 3] = [
+        (1, "request", "key00000001", None),
+        (2, "api_key.created", "key00000001", Some("key00000002")),
+        (3, "api_key.revoked", "key00000001", Some("ops")),
+    ];
+
+    /// After the upgrade to version 2, each V1 row names its actor and its key's prefix.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) async fn v1_rows_read_back_after_the_upgrade<S: KeyStore>(store: &S) {
+        let mut entries = store.audit_log(&AuditQuery::new(acme())).await.unwrap();
+        entries.reverse();
+        let actors: Vec<AuditActor> = entries.iter().map(|e| e.actor.clone()).collect();
+        let k1 = KeyId::new("key00000001").unwrap();
+        assert_eq!(
+            actors,
+            [
+                AuditActor::Key(k1),
+                AuditActor::Key(KeyId::new("key00000002").unwrap()),
+                AuditActor::System("ops".into()),
+            ]
+        );
+        assert!(entries
+            .iter()
+            .all(|e| e.prefix.as_deref() == Some("pb_live_key00000001")));
+    }
+
     fn without_id(mut entries: Vec<AuditEntry>) -> Vec<AuditEntry> {
         for e in &mut entries {
             assert!(e.id > 0, "the sink assigns ids");
@@ -1112,6 +1142,53 @@ mod sqlite {
             .execute(other.pool())
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_version_1_database_is_upgraded_with_its_audit_rows() {
+        let path = temp_path();
+        let store = SqliteStore::connect(&url(&path)).await.unwrap();
+        let v1 = include_str!("../src/store/sql/migrations/sqlite/0001_create.sql")
+            .replace("{prefix}", "tower_api_key_");
+        let pool = store.pool().clone();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "{v1}; CREATE TABLE tower_api_key_schema_version (singleton INTEGER NOT NULL \
+             PRIMARY KEY, version INTEGER NOT NULL, migrated_at INTEGER NOT NULL) STRICT; \
+             INSERT INTO tower_api_key_schema_version VALUES (1, 1, 0);"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+        for id in ["key00000001", "key00000002"] {
+            sqlx::query(
+                "INSERT INTO tower_api_key_keys (id, digest, prefix, name, owner_kind, owner_id, \
+                 created_at, family) VALUES (?1, randomblob(32), 'pb_live_' || ?1, 'k', \
+                 'organization', 'acme', 0, ?1)",
+            )
+            .bind(id)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        for (at, action, key, actor) in super::cases::V1_ROWS {
+            sqlx::query(
+                "INSERT INTO tower_api_key_audit (occurred_at, action, api_key_id, actor_key_id, \
+                 owner_kind, owner_id) VALUES (?1, ?2, ?3, ?4, 'organization', 'acme')",
+            )
+            .bind(at)
+            .bind(action)
+            .bind(key)
+            .bind(actor)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        assert!(store.check_schema().await.is_err(), "version 1 is outdated");
+        store.migrate().await.unwrap();
+        store.check_schema().await.unwrap();
+        super::cases::v1_rows_read_back_after_the_upgrade(&store).await;
+        drop(store);
+        remove_db(&path);
     }
 
     #[tokio::test]
@@ -1707,5 +1784,55 @@ mod postgres {
                 .unwrap();
         })
         .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_version_1_database_is_upgraded_with_its_audit_rows() {
+        let Some(db) = TestSchema::new().await else {
+            return;
+        };
+        // A second prefix in the same schema, set up at version 1 by hand.
+        let prefix = format!("{}v1_", db.prefix);
+        let mut admin = db.admin().await;
+        let v1 = include_str!("../src/store/sql/migrations/postgres/0001_create.sql")
+            .replace("{prefix}", &prefix)
+            .replace("{channel}", &format!("{prefix}changes"));
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "{v1}; CREATE TABLE {prefix}schema_version (singleton integer NOT NULL PRIMARY KEY, \
+             version bigint NOT NULL, migrated_at timestamptz NOT NULL DEFAULT now()); \
+             INSERT INTO {prefix}schema_version (singleton, version) VALUES (1, 1);"
+        )))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        for id in ["key00000001", "key00000002"] {
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {prefix}keys (id, digest, prefix, name, owner_kind, owner_id, \
+                 created_at, family) VALUES ($1, sha256($1::bytea), 'pb_live_' || $1, 'k', \
+                 'organization', 'acme', now(), $1)"
+            )))
+            .bind(id)
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        }
+        for (at, action, key, actor) in super::cases::V1_ROWS {
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {prefix}audit (occurred_at, action, api_key_id, actor_key_id, \
+                 owner_kind, owner_id) VALUES (to_timestamp($1), $2, $3, $4, 'organization', 'acme')"
+            )))
+            .bind(at as f64)
+            .bind(action)
+            .bind(key)
+            .bind(actor)
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        }
+        let store = db.connect().await.with_table_prefix(&prefix).unwrap();
+        assert!(store.check_schema().await.is_err(), "version 1 is outdated");
+        store.migrate().await.unwrap();
+        store.check_schema().await.unwrap();
+        super::cases::v1_rows_read_back_after_the_upgrade(&store).await;
     }
 }

@@ -158,6 +158,45 @@ pub async fn revoke_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
+pub async fn get_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let record = state
+        .manager
+        .get(principal.owner(), &id, Actor::Key(&principal))
+        .await?;
+    Ok(Json(summary(&record)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKey {
+    scopes: Vec<String>,
+}
+
+/// Replaces a key's scopes ("Update the key's scopes" in Settings → API).
+pub async fn update_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(request): ApiJson<UpdateKey>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let record = state
+        .manager
+        .set_scopes(
+            principal.owner(),
+            &id,
+            request.scopes,
+            Actor::Key(&principal),
+        )
+        .await?;
+    Ok(Json(summary(&record)))
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rotate {

@@ -256,7 +256,9 @@ pub fn build(store: DemoStore, settings: Settings) -> Result<Demo, String> {
         )
         .route(
             "/v1/api_keys/{id}",
-            pb.route(MethodFilter::DELETE, keys::revoke_key, "api_keys:write")?,
+            pb.route(MethodFilter::GET, keys::get_key, "api_keys:read")?
+                .merge(pb.route(MethodFilter::PATCH, keys::update_key, "api_keys:write")?)
+                .merge(pb.route(MethodFilter::DELETE, keys::revoke_key, "api_keys:write")?),
         )
         .route(
             "/v1/api_keys/{id}/rotate",
