@@ -643,12 +643,8 @@ impl<K: KeyStore> KeyManager<K> {
         id: &KeyId,
         actor: Actor<'_>,
     ) -> Result<KeyRecord, ManageError> {
+        let record = self.get(owner, id, actor).await?;
         if let Actor::Key(principal) = actor {
-            check_owner(principal, owner)?;
-        }
-        let record = self.find(owner, id).await?;
-        if let Actor::Key(principal) = actor {
-            self.check_reach(principal, owner, record.environment)?;
             let held = self.grants(principal);
             if let Some(scope) = record.scopes.iter().find(|s| !held.contains(s)) {
                 return Err(Denied::TargetNotHeld(scope.clone()).into());

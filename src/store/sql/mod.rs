@@ -80,6 +80,7 @@ mod listener;
 mod postgres;
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
@@ -90,7 +91,7 @@ pub use self::listener::ListenerHandle;
 pub use self::postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::SqliteStore;
-use super::{KeyRecord, Owner, Rotation, StoreError};
+use super::{Applied, Change, KeyRecord, Owner, Rotation, StoreError};
 use crate::audit::{AuditAction, AuditActor, AuditEntry};
 use crate::key::{Digest, Environment, KeyId};
 use crate::ConfigError;
@@ -420,6 +421,71 @@ fn actor(kind: &str, id: Option<String>) -> Result<AuditActor, StoreError> {
         "system" => Ok(AuditActor::System(id)),
         other => Err(corrupt("audit actor kind", format!("{other:?}"))),
     }
+}
+
+/// What one database provides for [`apply_in`], inside a transaction.
+pub(crate) trait Backend: Sync {
+    type Conn: Send;
+
+    /// The key's row, read so that it cannot change before the transaction ends (a row
+    /// lock on PostgreSQL; SQLite's `BEGIN IMMEDIATE` already holds the write lock).
+    fn read_locked(
+        &self,
+        conn: &mut Self::Conn,
+        id: &KeyId,
+    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
+
+    /// Inserts a key row.
+    fn insert(
+        &self,
+        conn: &mut Self::Conn,
+        record: &KeyRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The conditional `UPDATE … RETURNING` of a change other than an insert: the row
+    /// afterwards when the condition held, `None` otherwise.
+    fn write(
+        &self,
+        conn: &mut Self::Conn,
+        change: Change<'_>,
+    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
+
+    /// Inserts audit entries.
+    fn write_audit(
+        &self,
+        conn: &mut Self::Conn,
+        entries: &[AuditEntry],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// [`KeyStore::apply`](crate::store::KeyStore::apply) for both databases, inside the
+/// transaction the caller holds and settles.
+///
+/// The row is read (and locked) first: a key inserted after that read did not exist for
+/// this change, and one that was found cannot change before the conditional write
+/// decides. Audit entries are written only when the change was made.
+pub(crate) async fn apply_in<B: Backend>(
+    backend: &B,
+    conn: &mut B::Conn,
+    change: Change<'_>,
+    audit: &[AuditEntry],
+) -> Result<Applied, StoreError> {
+    if let Change::Insert(record) = change {
+        backend.insert(conn, record).await?;
+        backend.write_audit(conn, audit).await?;
+        return Ok(Applied::Done(record.clone()));
+    }
+    let Some(current) = backend.read_locked(conn, change.id()).await? else {
+        return Ok(Applied::NotFound);
+    };
+    let Some(changed) = backend.write(conn, change).await? else {
+        return Ok(Applied::Refused(current));
+    };
+    if let Change::Rotate { successor, .. } = change {
+        backend.insert(conn, successor).await?;
+    }
+    backend.write_audit(conn, audit).await?;
+    Ok(Applied::Done(changed))
 }
 
 /// How an audit entry's actor is stored: `(actor_kind, actor_id)`.

@@ -11,7 +11,10 @@ use time::OffsetDateTime;
 
 use super::listener::{self, ListenerHandle};
 use super::schema::{self, CURRENT_VERSION};
-use super::{actor_columns, map_error, settle, ConnectError, RawAudit, RawRecord, TablePrefix};
+use super::{
+    actor_columns, apply_in, map_error, settle, Backend, ConnectError, RawAudit, RawRecord,
+    TablePrefix,
+};
 use crate::audit::{AuditEntry, AuditQuery, AuditSink};
 use crate::key::{Digest, KeyId};
 use crate::store::{Applied, CachedStore, Change, KeyRecord, KeyStore, Owner, StoreError};
@@ -452,7 +455,7 @@ impl KeyStore for PostgresStore {
     /// effect.
     async fn apply(&self, change: Change<'_>, audit: &[AuditEntry]) -> Result<Applied, StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_error)?;
-        let result = self.apply_in(&mut tx, change, audit).await;
+        let result = apply_in(self, &mut tx, change, audit).await;
         settle(tx, result).await
     }
 
@@ -519,97 +522,6 @@ impl AuditSink for PostgresStore {
 }
 
 impl PostgresStore {
-    /// [`KeyStore::apply`]'s statements, inside the transaction it holds.
-    async fn apply_in(
-        &self,
-        conn: &mut sqlx::PgConnection,
-        change: Change<'_>,
-        audit: &[AuditEntry],
-    ) -> Result<Applied, StoreError> {
-        let id = change.id().as_str().to_owned();
-        if let Change::Insert(record) = change {
-            self.insert_in(conn, record).await?;
-            self.write_audit_in(conn, audit).await?;
-            return Ok(Applied::Done(record.clone()));
-        }
-        // Read the row first, locking it until the transaction ends: a key inserted after this read did not
-        // exist for this change, and one that is found cannot change before the
-        // conditional write below decides.
-        let Some(current) = self
-            .fetch_in(
-                conn,
-                sqlx::query(self.sql.get_for_update.clone()).bind(id.clone()),
-            )
-            .await?
-        else {
-            return Ok(Applied::NotFound);
-        };
-        let changed = match change {
-            // Handled above.
-            Change::Insert(_) => None,
-            Change::Update(r) => {
-                self.fetch_in(
-                    conn,
-                    sqlx::query(self.sql.update.clone())
-                        .bind(id.clone())
-                        .bind(r.name.clone())
-                        .bind(r.scopes.clone())
-                        .bind(r.expires_at)
-                        .bind(r.rate_limit_policy.clone())
-                        .bind(Json(r.metadata.clone())),
-                )
-                .await?
-            }
-            Change::Revoke { at, .. } => {
-                self.fetch_in(
-                    conn,
-                    sqlx::query(self.sql.revoke.clone())
-                        .bind(id.clone())
-                        .bind(at),
-                )
-                .await?
-            }
-            Change::SetScopes { from, to, .. } => {
-                self.fetch_in(
-                    conn,
-                    sqlx::query(self.sql.set_scopes.clone())
-                        .bind(id.clone())
-                        .bind(from.to_vec())
-                        .bind(to.to_vec()),
-                )
-                .await?
-            }
-            Change::Rotate {
-                successor,
-                valid_until,
-                at,
-                ..
-            } => {
-                let old = self
-                    .fetch_in(
-                        conn,
-                        sqlx::query(self.sql.rotate.clone())
-                            .bind(id.clone())
-                            .bind(successor.id.as_str().to_owned())
-                            .bind(valid_until)
-                            .bind(at)
-                            .bind(successor.scopes.clone())
-                            .bind(successor.expires_at),
-                    )
-                    .await?;
-                if old.is_some() {
-                    self.insert_in(conn, successor).await?;
-                }
-                old
-            }
-        };
-        let Some(changed) = changed else {
-            return Ok(Applied::Refused(current));
-        };
-        self.write_audit_in(conn, audit).await?;
-        Ok(Applied::Done(changed))
-    }
-
     /// Runs a statement that returns at most one key row.
     async fn fetch_in(
         &self,
@@ -618,38 +530,6 @@ impl PostgresStore {
     ) -> Result<Option<KeyRecord>, StoreError> {
         let row = query.fetch_optional(&mut *conn).await.map_err(map_error)?;
         row.as_ref().map(record_from_row).transpose()
-    }
-
-    async fn insert_in(
-        &self,
-        conn: &mut sqlx::PgConnection,
-        r: &KeyRecord,
-    ) -> Result<(), StoreError> {
-        let rotation = r.rotation.as_ref();
-        sqlx::query(self.sql.insert.clone())
-            .bind(r.id.as_str().to_owned())
-            .bind(r.digest.as_bytes().to_vec())
-            .bind(r.prefix.clone())
-            .bind(r.name.clone())
-            .bind(r.owner.kind())
-            .bind(r.owner.id().to_owned())
-            .bind(r.environment.map(|e| e.as_str().to_owned()))
-            .bind(r.scopes.clone())
-            .bind(r.created_at)
-            .bind(r.created_by.clone())
-            .bind(r.expires_at)
-            .bind(r.revoked_at)
-            .bind(rotation.map(|r| r.superseded_by.as_str().to_owned()))
-            .bind(rotation.map(|r| r.valid_until))
-            .bind(r.family.as_str().to_owned())
-            .bind(r.last_used_at)
-            .bind(r.rate_limit_policy.clone())
-            .bind(Json(r.metadata.clone()))
-            .bind(r.imported)
-            .execute(&mut *conn)
-            .await
-            .map_err(map_error)?;
-        Ok(())
     }
 
     /// The audit batch's inserts, inside the transaction `write` holds.
@@ -686,6 +566,117 @@ impl PostgresStore {
                 .map_err(map_error)?;
         }
         Ok(())
+    }
+}
+
+impl Backend for PostgresStore {
+    type Conn = sqlx::PgConnection;
+
+    async fn read_locked(
+        &self,
+        conn: &mut Self::Conn,
+        id: &KeyId,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let query = sqlx::query(self.sql.get_for_update.clone()).bind(id.as_str().to_owned());
+        self.fetch_in(conn, query).await
+    }
+
+    async fn insert(&self, conn: &mut Self::Conn, r: &KeyRecord) -> Result<(), StoreError> {
+        let rotation = r.rotation.as_ref();
+        sqlx::query(self.sql.insert.clone())
+            .bind(r.id.as_str().to_owned())
+            .bind(r.digest.as_bytes().to_vec())
+            .bind(r.prefix.clone())
+            .bind(r.name.clone())
+            .bind(r.owner.kind())
+            .bind(r.owner.id().to_owned())
+            .bind(r.environment.map(|e| e.as_str().to_owned()))
+            .bind(r.scopes.clone())
+            .bind(r.created_at)
+            .bind(r.created_by.clone())
+            .bind(r.expires_at)
+            .bind(r.revoked_at)
+            .bind(rotation.map(|r| r.superseded_by.as_str().to_owned()))
+            .bind(rotation.map(|r| r.valid_until))
+            .bind(r.family.as_str().to_owned())
+            .bind(r.last_used_at)
+            .bind(r.rate_limit_policy.clone())
+            .bind(Json(r.metadata.clone()))
+            .bind(r.imported)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn write(
+        &self,
+        conn: &mut Self::Conn,
+        change: Change<'_>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let id = change.id().as_str().to_owned();
+        match change {
+            // Not a conditional write: `apply_in` inserts.
+            Change::Insert(_) => Ok(None),
+            Change::Update(r) => {
+                self.fetch_in(
+                    conn,
+                    sqlx::query(self.sql.update.clone())
+                        .bind(id.clone())
+                        .bind(r.name.clone())
+                        .bind(r.scopes.clone())
+                        .bind(r.expires_at)
+                        .bind(r.rate_limit_policy.clone())
+                        .bind(Json(r.metadata.clone())),
+                )
+                .await
+            }
+            Change::Revoke { at, .. } => {
+                self.fetch_in(
+                    conn,
+                    sqlx::query(self.sql.revoke.clone())
+                        .bind(id.clone())
+                        .bind(at),
+                )
+                .await
+            }
+            Change::SetScopes { from, to, .. } => {
+                self.fetch_in(
+                    conn,
+                    sqlx::query(self.sql.set_scopes.clone())
+                        .bind(id.clone())
+                        .bind(from.to_vec())
+                        .bind(to.to_vec()),
+                )
+                .await
+            }
+            Change::Rotate {
+                successor,
+                valid_until,
+                at,
+                ..
+            } => {
+                self.fetch_in(
+                    conn,
+                    sqlx::query(self.sql.rotate.clone())
+                        .bind(id.clone())
+                        .bind(successor.id.as_str().to_owned())
+                        .bind(valid_until)
+                        .bind(at)
+                        .bind(successor.scopes.clone())
+                        .bind(successor.expires_at),
+                )
+                .await
+            }
+        }
+    }
+
+    async fn write_audit(
+        &self,
+        conn: &mut Self::Conn,
+        entries: &[AuditEntry],
+    ) -> Result<(), StoreError> {
+        self.write_audit_in(conn, entries).await
     }
 }
 

@@ -13,7 +13,8 @@ use time::OffsetDateTime;
 
 use super::schema::{self, CURRENT_VERSION};
 use super::{
-    actor_columns, corrupt, map_error, settle, ConnectError, RawAudit, RawRecord, TablePrefix,
+    actor_columns, apply_in, corrupt, map_error, settle, Backend, ConnectError, RawAudit,
+    RawRecord, TablePrefix,
 };
 use crate::audit::{AuditEntry, AuditQuery, AuditSink};
 use crate::key::{Digest, KeyId};
@@ -452,7 +453,7 @@ impl KeyStore for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(map_error)?;
-        let result = self.apply_in(&mut tx, change, audit).await;
+        let result = apply_in(self, &mut tx, change, audit).await;
         settle(tx, result).await
     }
 
@@ -522,94 +523,6 @@ impl AuditSink for SqliteStore {
 }
 
 impl SqliteStore {
-    /// [`KeyStore::apply`]'s statements, inside the transaction it holds.
-    async fn apply_in(
-        &self,
-        conn: &mut sqlx::SqliteConnection,
-        change: Change<'_>,
-        audit: &[AuditEntry],
-    ) -> Result<Applied, StoreError> {
-        let id = change.id().as_str().to_owned();
-        if let Change::Insert(record) = change {
-            self.insert_in(conn, record).await?;
-            self.write_audit_in(conn, audit).await?;
-            return Ok(Applied::Done(record.clone()));
-        }
-        // Read the row first, under the write lock the transaction holds: a key inserted after this read did not
-        // exist for this change, and one that is found cannot change before the
-        // conditional write below decides.
-        let Some(current) = self
-            .fetch_in(conn, sqlx::query(self.sql.get.clone()).bind(id.clone()))
-            .await?
-        else {
-            return Ok(Applied::NotFound);
-        };
-        let changed = match change {
-            // Handled above.
-            Change::Insert(_) => None,
-            Change::Update(r) => {
-                self.fetch_in(
-                    conn,
-                    sqlx::query(self.sql.update.clone())
-                        .bind(id.clone())
-                        .bind(r.name.clone())
-                        .bind(json_text(&r.scopes)?)
-                        .bind(r.expires_at.map(micros))
-                        .bind(r.rate_limit_policy.clone())
-                        .bind(json_text(&r.metadata)?),
-                )
-                .await?
-            }
-            Change::Revoke { at, .. } => {
-                self.fetch_in(
-                    conn,
-                    sqlx::query(self.sql.revoke.clone())
-                        .bind(id.clone())
-                        .bind(micros(at)),
-                )
-                .await?
-            }
-            Change::SetScopes { from, to, .. } => {
-                self.fetch_in(
-                    conn,
-                    sqlx::query(self.sql.set_scopes.clone())
-                        .bind(id.clone())
-                        .bind(json_text(&from)?)
-                        .bind(json_text(&to)?),
-                )
-                .await?
-            }
-            Change::Rotate {
-                successor,
-                valid_until,
-                at,
-                ..
-            } => {
-                let old = self
-                    .fetch_in(
-                        conn,
-                        sqlx::query(self.sql.rotate.clone())
-                            .bind(id.clone())
-                            .bind(successor.id.as_str().to_owned())
-                            .bind(micros(valid_until))
-                            .bind(micros(at))
-                            .bind(json_text(&successor.scopes)?)
-                            .bind(successor.expires_at.map(micros)),
-                    )
-                    .await?;
-                if old.is_some() {
-                    self.insert_in(conn, successor).await?;
-                }
-                old
-            }
-        };
-        let Some(changed) = changed else {
-            return Ok(Applied::Refused(current));
-        };
-        self.write_audit_in(conn, audit).await?;
-        Ok(Applied::Done(changed))
-    }
-
     /// Runs a statement that returns at most one key row.
     async fn fetch_in(
         &self,
@@ -618,38 +531,6 @@ impl SqliteStore {
     ) -> Result<Option<KeyRecord>, StoreError> {
         let row = query.fetch_optional(&mut *conn).await.map_err(map_error)?;
         row.as_ref().map(record_from_row).transpose()
-    }
-
-    async fn insert_in(
-        &self,
-        conn: &mut sqlx::SqliteConnection,
-        r: &KeyRecord,
-    ) -> Result<(), StoreError> {
-        let rotation = r.rotation.as_ref();
-        sqlx::query(self.sql.insert.clone())
-            .bind(r.id.as_str().to_owned())
-            .bind(r.digest.as_bytes().to_vec())
-            .bind(r.prefix.clone())
-            .bind(r.name.clone())
-            .bind(r.owner.kind())
-            .bind(r.owner.id().to_owned())
-            .bind(r.environment.map(|e| e.as_str().to_owned()))
-            .bind(json_text(&r.scopes)?)
-            .bind(micros(r.created_at))
-            .bind(r.created_by.clone())
-            .bind(r.expires_at.map(micros))
-            .bind(r.revoked_at.map(micros))
-            .bind(rotation.map(|r| r.superseded_by.as_str().to_owned()))
-            .bind(rotation.map(|r| micros(r.valid_until)))
-            .bind(r.family.as_str().to_owned())
-            .bind(r.last_used_at.map(micros))
-            .bind(r.rate_limit_policy.clone())
-            .bind(json_text(&r.metadata)?)
-            .bind(r.imported)
-            .execute(&mut *conn)
-            .await
-            .map_err(map_error)?;
-        Ok(())
     }
 
     /// The audit batch's inserts, inside the transaction `write` holds.
@@ -690,6 +571,117 @@ impl SqliteStore {
                 .map_err(map_error)?;
         }
         Ok(())
+    }
+}
+
+impl Backend for SqliteStore {
+    type Conn = sqlx::SqliteConnection;
+
+    async fn read_locked(
+        &self,
+        conn: &mut Self::Conn,
+        id: &KeyId,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let query = sqlx::query(self.sql.get.clone()).bind(id.as_str().to_owned());
+        self.fetch_in(conn, query).await
+    }
+
+    async fn insert(&self, conn: &mut Self::Conn, r: &KeyRecord) -> Result<(), StoreError> {
+        let rotation = r.rotation.as_ref();
+        sqlx::query(self.sql.insert.clone())
+            .bind(r.id.as_str().to_owned())
+            .bind(r.digest.as_bytes().to_vec())
+            .bind(r.prefix.clone())
+            .bind(r.name.clone())
+            .bind(r.owner.kind())
+            .bind(r.owner.id().to_owned())
+            .bind(r.environment.map(|e| e.as_str().to_owned()))
+            .bind(json_text(&r.scopes)?)
+            .bind(micros(r.created_at))
+            .bind(r.created_by.clone())
+            .bind(r.expires_at.map(micros))
+            .bind(r.revoked_at.map(micros))
+            .bind(rotation.map(|r| r.superseded_by.as_str().to_owned()))
+            .bind(rotation.map(|r| micros(r.valid_until)))
+            .bind(r.family.as_str().to_owned())
+            .bind(r.last_used_at.map(micros))
+            .bind(r.rate_limit_policy.clone())
+            .bind(json_text(&r.metadata)?)
+            .bind(r.imported)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    async fn write(
+        &self,
+        conn: &mut Self::Conn,
+        change: Change<'_>,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        let id = change.id().as_str().to_owned();
+        match change {
+            // Not a conditional write: `apply_in` inserts.
+            Change::Insert(_) => Ok(None),
+            Change::Update(r) => {
+                self.fetch_in(
+                    conn,
+                    sqlx::query(self.sql.update.clone())
+                        .bind(id.clone())
+                        .bind(r.name.clone())
+                        .bind(json_text(&r.scopes)?)
+                        .bind(r.expires_at.map(micros))
+                        .bind(r.rate_limit_policy.clone())
+                        .bind(json_text(&r.metadata)?),
+                )
+                .await
+            }
+            Change::Revoke { at, .. } => {
+                self.fetch_in(
+                    conn,
+                    sqlx::query(self.sql.revoke.clone())
+                        .bind(id.clone())
+                        .bind(micros(at)),
+                )
+                .await
+            }
+            Change::SetScopes { from, to, .. } => {
+                self.fetch_in(
+                    conn,
+                    sqlx::query(self.sql.set_scopes.clone())
+                        .bind(id.clone())
+                        .bind(json_text(&from)?)
+                        .bind(json_text(&to)?),
+                )
+                .await
+            }
+            Change::Rotate {
+                successor,
+                valid_until,
+                at,
+                ..
+            } => {
+                self.fetch_in(
+                    conn,
+                    sqlx::query(self.sql.rotate.clone())
+                        .bind(id.clone())
+                        .bind(successor.id.as_str().to_owned())
+                        .bind(micros(valid_until))
+                        .bind(micros(at))
+                        .bind(json_text(&successor.scopes)?)
+                        .bind(successor.expires_at.map(micros)),
+                )
+                .await
+            }
+        }
+    }
+
+    async fn write_audit(
+        &self,
+        conn: &mut Self::Conn,
+        entries: &[AuditEntry],
+    ) -> Result<(), StoreError> {
+        self.write_audit_in(conn, entries).await
     }
 }
 
