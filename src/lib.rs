@@ -94,8 +94,9 @@
 //! |---|---|
 //! | `sqlite` | `store::sql::SqliteStore`: a durable key store and audit sink in a SQLite file (bundled SQLite, through sqlx) |
 //! | `postgres` | `store::sql::PostgresStore`: a key store and audit sink shared by every instance, with LISTEN/NOTIFY cache invalidation |
+//! | `redis` | `rate_limit::RedisLimiter`: rate limits and quotas shared by every instance through Redis, falling back to local limits while it is down |
 //!
-//! No feature is on by default, and nothing SQL is compiled without one.
+//! No feature is on by default, and nothing SQL or Redis is compiled without one.
 //!
 //! # Security and deployment
 //!

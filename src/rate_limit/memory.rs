@@ -249,13 +249,7 @@ impl MemoryLimiter {
         }
         let limit = quota.policy.limit();
         if cell.used.saturating_add(cost) > limit {
-            return Err(QuotaStatus {
-                policy: quota.policy.name(),
-                limit,
-                used: cell.used,
-                window_secs: whole_secs(duration_between(quota.period_start, quota.period_end)),
-                reset_secs: whole_secs_at_least_one(duration_between(now, quota.period_end)),
-            });
+            return Err(quota_status(quota, cell.used, now));
         }
         cell.used += cost;
         drop(cell);
@@ -365,30 +359,60 @@ impl Gcra {
         tat: Option<Nanos>,
         retry_after: Option<Duration>,
     ) -> RateLimitStatus {
-        let policy = &request.policy;
-        let interval = nanos_u64(self.quota.replenish_interval()).max(1);
-        let burst = u64::from(policy.burst());
-        // As governor's `StateSnapshot::remaining_burst_capacity`.
-        let (remaining, full_in) = match tat {
-            None => (burst, 0),
-            Some(tat) => {
-                let tat = tat.as_u64();
-                let room = (self.now + interval * burst).saturating_sub(tat);
-                ((room / interval).min(burst), tat.saturating_sub(self.now))
-            }
-        };
-        let reset_secs = match retry_after {
-            Some(wait) => whole_secs_at_least_one(wait),
-            None => whole_secs(Duration::from_nanos(full_in)),
-        };
-        RateLimitStatus {
-            policy: policy.shared_name().clone(),
-            quota: policy.quota(),
-            window_secs: policy.window().as_secs(),
-            remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
-            reset_secs,
+        let interval = nanos_u64(self.quota.replenish_interval());
+        bucket_status(
+            request,
+            interval,
+            self.now,
+            tat.map(Nanos::as_u64),
             retry_after,
+        )
+    }
+}
+
+/// A GCRA bucket's state in `RateLimit` terms: `interval` is the policy's emission
+/// interval, `tat` the theoretical arrival time, all in nanoseconds since 1970. Shared
+/// by every backend, so they report alike.
+pub(super) fn bucket_status(
+    request: &LimitRequest,
+    interval: u64,
+    now: u64,
+    tat: Option<u64>,
+    retry_after: Option<Duration>,
+) -> RateLimitStatus {
+    let policy = &request.policy;
+    let interval = interval.max(1);
+    let burst = u64::from(policy.burst());
+    // As governor's `StateSnapshot::remaining_burst_capacity`.
+    let (remaining, full_in) = match tat {
+        None => (burst, 0),
+        Some(tat) => {
+            let room = (now + interval * burst).saturating_sub(tat);
+            ((room / interval).min(burst), tat.saturating_sub(now))
         }
+    };
+    let reset_secs = match retry_after {
+        Some(wait) => whole_secs_at_least_one(wait),
+        None => whole_secs(Duration::from_nanos(full_in)),
+    };
+    RateLimitStatus {
+        policy: policy.shared_name().clone(),
+        quota: policy.quota(),
+        window_secs: policy.window().as_secs(),
+        remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
+        reset_secs,
+        retry_after,
+    }
+}
+
+/// The refusal of a quota with `used` units spent in its current period.
+pub(super) fn quota_status(quota: &QuotaRequest, used: u64, now: OffsetDateTime) -> QuotaStatus {
+    QuotaStatus {
+        policy: quota.policy.name(),
+        limit: quota.policy.limit(),
+        used,
+        window_secs: whole_secs(duration_between(quota.period_start, quota.period_end)),
+        reset_secs: whole_secs_at_least_one(duration_between(now, quota.period_end)),
     }
 }
 
@@ -462,15 +486,15 @@ fn read(state: &InMemoryState) -> Option<Nanos> {
     }
 }
 
-fn nanos_since_epoch(t: OffsetDateTime) -> u64 {
+pub(super) fn nanos_since_epoch(t: OffsetDateTime) -> u64 {
     u64::try_from(t.unix_timestamp_nanos()).unwrap_or(0)
 }
 
-fn nanos_u64(d: Duration) -> u64 {
+pub(super) fn nanos_u64(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn duration_between(from: OffsetDateTime, to: OffsetDateTime) -> Duration {
+pub(super) fn duration_between(from: OffsetDateTime, to: OffsetDateTime) -> Duration {
     Duration::try_from(to - from).unwrap_or(Duration::ZERO)
 }
 

@@ -16,8 +16,9 @@
 //! anything, and a request refused here spends nothing either.
 //!
 //! Buckets are computed with [`governor`] and held by a [`RateLimiter`] backend: the
-//! in-process, memory-bounded [`MemoryLimiter`] by default. Time comes from the
-//! injected [`Clock`](crate::clock::Clock), so tests move it by hand.
+//! in-process, memory-bounded [`MemoryLimiter`] by default, or `RedisLimiter` (feature
+//! `redis`) to share limits and quotas across instances. Time comes from the injected
+//! [`Clock`](crate::clock::Clock), so tests move it by hand.
 //!
 //! ```
 //! use std::time::Duration;
@@ -61,6 +62,9 @@ mod layer;
 mod limits;
 mod memory;
 mod policy;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+mod redis;
 
 pub use self::backend::{LimitRequest, QuotaRequest, RateLimiter};
 pub use self::decision::{Decision, QuotaStatus, RateLimitStatus, RATELIMIT, RATELIMIT_POLICY};
@@ -68,3 +72,8 @@ pub use self::layer::{RateLimit, RateLimitLayer};
 pub use self::limits::RateLimits;
 pub use self::memory::{MemoryLimiter, DEFAULT_MAX_PARTITIONS, DEFAULT_MAX_QUOTA_OWNERS};
 pub use self::policy::{Partition, QuotaPeriod, QuotaPolicy, RateLimitPolicy};
+#[cfg(feature = "redis")]
+pub use self::redis::{
+    OnRedisFailure, RedisLimitError, RedisLimiter, DEFAULT_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT,
+    DEFAULT_RETRY_INTERVAL,
+};

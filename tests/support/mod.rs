@@ -2,6 +2,8 @@
 //! can fail on demand.
 #![allow(dead_code, unreachable_pub)]
 
+#[cfg(feature = "redis")]
+pub mod redis_server;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod stores;
 

@@ -1,0 +1,487 @@
+//! The shared backend: GCRA buckets and quota counters in Redis, so that every
+//! instance behind a load balancer enforces one limit.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::memory::{bucket_status, duration_between, nanos_since_epoch, nanos_u64, quota_status};
+use super::{Decision, LimitRequest, MemoryLimiter, RateLimiter};
+use crate::error::ConfigError;
+
+/// How long a check waits for Redis before the failure policy applies, unless set.
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// After a failure, how long (by the requests' clock) checks skip Redis before trying it
+/// again, unless set.
+pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The key prefix unless set.
+pub const DEFAULT_KEY_PREFIX: &str = "tower_api_key:";
+
+/// One check, atomically: the bucket's theoretical arrival time (TAT, microseconds since
+/// 1970) in `KEYS[1]`, expiring when the bucket is full again; the owner's quota counter
+/// for the current period in `KEYS[2]`, when there is one.
+///
+/// ARGV: now, interval (both µs), burst, cost, and for a quota its limit and how long
+/// to keep the counter (ms: to the period's end by the request's clock, plus a minute).
+/// Expiries are relative, so a skew between the application's clock and Redis's does
+/// not matter.
+///
+/// The GCRA is governor's, as `MemoryLimiter` computes it: with `tat` the stored value
+/// (or now), the request is limited while `now < tat + interval * (cost - 1) - tau`,
+/// where `tau = interval * (burst - 1)`; otherwise the new TAT is
+/// `max(tat, now) + interval * cost`. A request refused by the bucket does not touch
+/// the quota, and one refused by the quota does not touch the bucket.
+///
+/// Returns `{0, tat}` allowed (`tat` -1 for a free check of a full bucket),
+/// `{1, tat, wait}` limited, `{2, used}` over the quota.
+const SCRIPT: &str = r"
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
+local stored = redis.call('GET', KEYS[1])
+if cost == 0 then
+  if stored then return {0, tonumber(stored)} end
+  return {0, -1}
+end
+local tat = now
+if stored then tat = tonumber(stored) end
+local earliest = tat + interval * (cost - 1) - interval * (burst - 1)
+if now < earliest then
+  return {1, tat, earliest - now}
+end
+if #KEYS > 1 then
+  local used = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if used + cost > tonumber(ARGV[5]) then
+    return {2, used}
+  end
+  redis.call('INCRBY', KEYS[2], cost)
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+end
+local new = math.max(tat, now) + interval * cost
+redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', math.max(1, math.ceil((new - now) / 1000)))
+return {0, new}
+";
+
+/// What a [`RedisLimiter`] does while Redis cannot answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OnRedisFailure {
+    /// Decide with the in-process [`MemoryLimiter`]: each instance enforces the limit on
+    /// its own until Redis is back (so the fleet may admit up to `instances × limit`).
+    /// No request fails because of Redis. The default.
+    #[default]
+    FallBackToLocal,
+    /// Refuse with 503 and `Retry-After` (the layer's `StoreUnavailable`): never more
+    /// than the limit, at the price of availability.
+    Refuse,
+}
+
+/// The shared [`RateLimiter`]: one GCRA bucket per partition and one counter per owner
+/// and quota period in Redis, each check one atomic Lua script (`EVALSHA`), over one
+/// multiplexed connection that reconnects by itself.
+///
+/// Every instance pointing at the same Redis (and key prefix) shares the limits: a key
+/// limited to 60 requests a minute gets 60 in total, wherever they land. Decisions are
+/// the same as [`MemoryLimiter`]'s, at microsecond resolution.
+///
+/// # When Redis is down
+///
+/// A check that fails or takes longer than [`with_timeout`](Self::with_timeout)
+/// (250 ms by default) follows [`OnRedisFailure`]: by default the local
+/// [`MemoryLimiter`] decides. The switch is logged once each way (a `WARN` when Redis is
+/// lost, an `INFO` when it is back), counted in `tower_api_key_rate_limit_redis_failures_total`,
+/// and shown by the `tower_api_key_rate_limit_redis_degraded` gauge (1 while degraded).
+/// While degraded, checks skip Redis for [`with_retry_interval`](Self::with_retry_interval)
+/// (1 s by the requests' clock) before trying it again, so an unreachable Redis costs
+/// one timeout per interval, not one per request. The connection is re-established by
+/// itself; nothing needs a restart. Never a 500, never a panic.
+///
+/// Redis Cluster is not supported: a check's bucket and quota keys must be on one node.
+///
+/// ```no_run
+/// use tower_api_key::rate_limit::{RateLimits, RedisLimiter, OnRedisFailure};
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let redis = RedisLimiter::new("redis://127.0.0.1:6379")?
+///     .with_key_prefix("myapp:")?
+///     .with_failure_policy(OnRedisFailure::FallBackToLocal);
+/// let limits = RateLimits::new("60/min".parse()?).with_backend(redis);
+/// # let _ = limits;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisLimiter {
+    inner: Arc<Inner>,
+    state: Arc<State>,
+}
+
+#[derive(Clone)]
+struct Inner {
+    client: redis::Client,
+    connection: ConnectionManager,
+    script: redis::Script,
+    prefix: String,
+    timeout: Duration,
+    retry_interval: Duration,
+    on_failure: OnRedisFailure,
+    local: MemoryLimiter,
+    target: String,
+}
+
+#[derive(Default)]
+struct State {
+    degraded: AtomicBool,
+    /// While degraded: the request time (ns since 1970) from which Redis is tried again.
+    retry_at: AtomicU64,
+}
+
+/// Why a [`RedisLimiter`] under [`OnRedisFailure::Refuse`] could not decide.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the rate-limit store (Redis at {target}) is unavailable: {reason}")]
+pub struct RedisLimitError {
+    target: String,
+    reason: String,
+}
+
+impl RedisLimiter {
+    /// A limiter on the Redis at `url` (`redis://host:port/db`, `rediss://` for TLS if
+    /// the `redis` crate was built with it). The connection is made on the first check,
+    /// so an application starts while Redis is down. Call within a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when the URL cannot be parsed.
+    pub fn new(url: &str) -> Result<Self, ConfigError> {
+        let target = describe(url);
+        let client = redis::Client::open(url).map_err(|e| {
+            ConfigError::new(format!(
+                "invalid Redis URL for the rate limiter ({target}): {e}"
+            ))
+        })?;
+        let connection = connect(&client, &target, DEFAULT_REDIS_TIMEOUT)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client,
+                connection,
+                script: redis::Script::new(SCRIPT),
+                prefix: DEFAULT_KEY_PREFIX.to_owned(),
+                timeout: DEFAULT_REDIS_TIMEOUT,
+                retry_interval: DEFAULT_RETRY_INTERVAL,
+                on_failure: OnRedisFailure::default(),
+                local: MemoryLimiter::new(),
+                target,
+            }),
+            state: Arc::default(),
+        })
+    }
+
+    fn with(mut self, change: impl FnOnce(&mut Inner)) -> Self {
+        change(Arc::make_mut(&mut self.inner));
+        self
+    }
+
+    /// Prefixes every Redis key (`tower_api_key:` by default), so that several
+    /// applications can share one Redis without sharing limits.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for an empty prefix or one with whitespace or control characters.
+    pub fn with_key_prefix(self, prefix: &str) -> Result<Self, ConfigError> {
+        if prefix.is_empty() || prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ConfigError::new(format!(
+                "invalid Redis key prefix {prefix:?}: expected a non-empty prefix without \
+                 whitespace or control characters"
+            )));
+        }
+        let prefix = prefix.to_owned();
+        Ok(self.with(|inner| inner.prefix = prefix))
+    }
+
+    /// How long a check waits for Redis (250 ms by default) before the failure policy
+    /// applies.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for zero, or more than 10 seconds (a request would hang on it).
+    pub fn with_timeout(self, timeout: Duration) -> Result<Self, ConfigError> {
+        if timeout.is_zero() || timeout > Duration::from_secs(10) {
+            return Err(ConfigError::new(format!(
+                "invalid Redis timeout {timeout:?}: expected more than 0 and at most 10 s"
+            )));
+        }
+        let connection = connect(&self.inner.client, &self.inner.target, timeout)?;
+        Ok(self.with(|inner| {
+            inner.timeout = timeout;
+            inner.connection = connection;
+        }))
+    }
+
+    /// After a failure, how long (by the requests' clock) checks skip Redis before
+    /// trying it again (1 s by default). Zero tries on every check.
+    #[must_use]
+    pub fn with_retry_interval(self, interval: Duration) -> Self {
+        self.with(|inner| inner.retry_interval = interval)
+    }
+
+    /// What to do while Redis cannot answer: [`OnRedisFailure::FallBackToLocal`] (the
+    /// default) or [`OnRedisFailure::Refuse`].
+    #[must_use]
+    pub fn with_failure_policy(self, policy: OnRedisFailure) -> Self {
+        self.with(|inner| inner.on_failure = policy)
+    }
+
+    /// The in-process limiter that decides while Redis is down (a default
+    /// [`MemoryLimiter`] unless set).
+    #[must_use]
+    pub fn with_local_fallback(self, local: MemoryLimiter) -> Self {
+        self.with(|inner| inner.local = local)
+    }
+
+    /// `true` while Redis is failing and the failure policy applies.
+    pub fn is_degraded(&self) -> bool {
+        self.state.degraded.load(Ordering::Relaxed)
+    }
+
+    /// One script run against Redis.
+    async fn eval(&self, request: &LimitRequest) -> Result<Decision, redis::RedisError> {
+        let inner = &self.inner;
+        let policy = &request.policy;
+        let now_ns = nanos_since_epoch(request.now);
+        let now = now_ns / 1_000;
+        // Whole microseconds, rounded up: never more lenient than the policy.
+        let interval = nanos_u64(policy.interval()).div_ceil(1_000).max(1);
+        let mut invocation = inner.script.prepare_invoke();
+        invocation
+            .key(format!("{}rl:{}", inner.prefix, request.bucket))
+            .arg(now)
+            .arg(interval)
+            .arg(policy.burst())
+            .arg(request.cost);
+        if let Some(quota) = &request.quota {
+            let left = duration_between(request.now, quota.period_end) + Duration::from_secs(60);
+            invocation
+                .key(format!(
+                    "{}q:{}:{}",
+                    inner.prefix,
+                    quota.counter,
+                    quota.period_start.unix_timestamp()
+                ))
+                .arg(quota.policy.limit())
+                .arg(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
+        }
+        let mut connection = inner.connection.clone();
+        let reply: Vec<i64> = invocation.invoke_async(&mut connection).await?;
+        let micros = |v: i64| u64::try_from(v).ok().map(|v| v.saturating_mul(1_000));
+        let interval_ns = interval * 1_000;
+        let now_us_ns = now * 1_000;
+        let decision = match reply.as_slice() {
+            [0, tat] => Decision::Allowed(bucket_status(
+                request,
+                interval_ns,
+                now_us_ns,
+                micros(*tat),
+                None,
+            )),
+            [1, tat, wait] => {
+                let wait = Duration::from_micros(u64::try_from(*wait).unwrap_or(0));
+                Decision::Limited(bucket_status(
+                    request,
+                    interval_ns,
+                    now_us_ns,
+                    micros(*tat),
+                    Some(wait),
+                ))
+            }
+            [2, used] => match &request.quota {
+                Some(quota) => Decision::QuotaExceeded(quota_status(
+                    quota,
+                    u64::try_from(*used).unwrap_or(0),
+                    request.now,
+                )),
+                None => return Err(unexpected(&reply)),
+            },
+            _ => return Err(unexpected(&reply)),
+        };
+        Ok(decision)
+    }
+
+    fn failed(&self, request: &LimitRequest, reason: &str) -> Result<Decision, RedisLimitError> {
+        let inner = &self.inner;
+        let now = nanos_since_epoch(request.now);
+        self.state.retry_at.store(
+            now.saturating_add(nanos_u64(inner.retry_interval)),
+            Ordering::Relaxed,
+        );
+        metrics::counter!("tower_api_key_rate_limit_redis_failures_total").increment(1);
+        if !self.state.degraded.swap(true, Ordering::Relaxed) {
+            metrics::gauge!("tower_api_key_rate_limit_redis_degraded").set(1.0);
+            tracing::warn!(
+                target: "tower_api_key::rate_limit",
+                redis = %inner.target,
+                error = reason,
+                policy = ?inner.on_failure,
+                "Redis rate limiter unavailable; applying the failure policy until it is back"
+            );
+        }
+        self.degraded_decision(request, reason)
+    }
+
+    fn degraded_decision(
+        &self,
+        request: &LimitRequest,
+        reason: &str,
+    ) -> Result<Decision, RedisLimitError> {
+        match self.inner.on_failure {
+            OnRedisFailure::FallBackToLocal => Ok(self.inner.local.decide(request)),
+            OnRedisFailure::Refuse => Err(RedisLimitError {
+                target: self.inner.target.clone(),
+                reason: reason.to_owned(),
+            }),
+        }
+    }
+
+    fn recovered(&self) {
+        if self.state.degraded.swap(false, Ordering::Relaxed) {
+            metrics::gauge!("tower_api_key_rate_limit_redis_degraded").set(0.0);
+            tracing::info!(
+                target: "tower_api_key::rate_limit",
+                redis = %self.inner.target,
+                "Redis rate limiter is back; limits are shared again"
+            );
+        }
+    }
+}
+
+impl RateLimiter for RedisLimiter {
+    type Error = RedisLimitError;
+
+    async fn check(&self, request: &LimitRequest) -> Result<Decision, RedisLimitError> {
+        let policy = &request.policy;
+        if request.cost > policy.burst() {
+            return Ok(Decision::CostExceedsBurst {
+                policy: policy.shared_name().clone(),
+                cost: request.cost,
+                burst: policy.burst(),
+            });
+        }
+        if self.is_degraded()
+            && nanos_since_epoch(request.now) < self.state.retry_at.load(Ordering::Relaxed)
+        {
+            return self.degraded_decision(request, "waiting before trying Redis again");
+        }
+        // A lost connection is replaced on the failing call: try once more on the new one.
+        let attempt = async {
+            match self.eval(request).await {
+                Err(error) if error.is_io_error() || error.is_connection_dropped() => {
+                    self.eval(request).await
+                }
+                other => other,
+            }
+        };
+        match tokio::time::timeout(self.inner.timeout, attempt).await {
+            Ok(Ok(decision)) => {
+                self.recovered();
+                Ok(decision)
+            }
+            Ok(Err(error)) => self.failed(request, &error.to_string()),
+            Err(_elapsed) => self.failed(request, "timed out"),
+        }
+    }
+}
+
+impl fmt::Debug for RedisLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &self.inner;
+        f.debug_struct("RedisLimiter")
+            .field("redis", &inner.target)
+            .field("key_prefix", &inner.prefix)
+            .field("timeout", &inner.timeout)
+            .field("on_failure", &inner.on_failure)
+            .field("degraded", &self.is_degraded())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connection made on first use, with one try per reconnection: while Redis is down,
+/// checks apply the failure policy at once rather than wait on a retry schedule, and a
+/// later check tries again.
+fn connect(
+    client: &redis::Client,
+    target: &str,
+    timeout: Duration,
+) -> Result<ConnectionManager, ConfigError> {
+    let config = ConnectionManagerConfig::new()
+        .set_number_of_retries(0)
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    ConnectionManager::new_lazy_with_config(client.clone(), config)
+        .map_err(|e| ConfigError::new(format!("the Redis rate limiter ({target}): {e}")))
+}
+
+fn unexpected(reply: &[i64]) -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::Parse,
+        "unexpected reply from the rate-limit script",
+        format!("{reply:?}"),
+    ))
+}
+
+/// Where `url` points, for messages: scheme, host, port and database, never a password.
+fn describe(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "an unparsable URL".to_owned();
+    };
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    format!("{scheme}://{host}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_described_without_credentials() {
+        assert_eq!(
+            describe("redis://:s3cret@cache.internal:6380/2"),
+            "redis://cache.internal:6380/2"
+        );
+        assert_eq!(describe("redis://127.0.0.1"), "redis://127.0.0.1");
+        assert_eq!(describe("nonsense"), "an unparsable URL");
+    }
+
+    #[tokio::test]
+    async fn bad_settings_are_refused_when_built() {
+        let err = RedisLimiter::new("http://example").unwrap_err();
+        assert!(err.message().contains("invalid Redis URL"), "{err}");
+        let limiter = RedisLimiter::new("redis://127.0.0.1:1").unwrap();
+        assert!(limiter.clone().with_key_prefix("").is_err());
+        assert!(limiter.clone().with_key_prefix("a b").is_err());
+        assert!(limiter.clone().with_timeout(Duration::ZERO).is_err());
+        assert!(limiter.with_timeout(Duration::from_secs(11)).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_password_never_reaches_an_error_or_debug() {
+        let limiter = RedisLimiter::new("redis://:hunter2@127.0.0.1:1").unwrap();
+        assert!(!format!("{limiter:?}").contains("hunter2"));
+        let limiter = limiter.with_failure_policy(OnRedisFailure::Refuse);
+        let request = LimitRequest::new(
+            "b",
+            "1/s".parse::<super::super::RateLimitPolicy>().unwrap(),
+            1,
+            time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000),
+        );
+        let err = limiter.check(&request).await.unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+        assert!(limiter.is_degraded());
+    }
+}
