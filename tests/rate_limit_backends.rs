@@ -198,7 +198,7 @@ suite!(
 /// behaviour while Redis is down, with recovery and no restart.
 #[cfg(feature = "redis")]
 mod redis_only {
-    use tower_api_key::rate_limit::{OnRedisFailure, RedisLimiter};
+    use tower_api_key::rate_limit::{LocalFirst, OnRedisFailure, RedisLimiter};
 
     use super::support::redis_server::RedisServer;
     use super::*;
@@ -281,5 +281,135 @@ mod redis_only {
         server.restart();
         assert!(limiter.check(&request(at(2))).await.unwrap().is_allowed());
         assert!(!limiter.is_degraded());
+    }
+
+    /// Requests every `step` for `duration`, round-robin over `instances`, all on one
+    /// bucket of `policy`: how many were admitted.
+    async fn sustained(
+        instances: &[RedisLimiter],
+        policy: &Arc<RateLimitPolicy>,
+        bucket: &str,
+        step: Duration,
+        duration: Duration,
+    ) -> usize {
+        let mut admitted = 0;
+        let mut elapsed = Duration::ZERO;
+        let mut i = 0;
+        while elapsed <= duration {
+            let now = T0 + elapsed;
+            let request = LimitRequest::new(bucket, Arc::clone(policy), 1, now);
+            admitted += usize::from(
+                instances[i % instances.len()]
+                    .check(&request)
+                    .await
+                    .unwrap()
+                    .is_allowed(),
+            );
+            i += 1;
+            elapsed += step;
+        }
+        admitted
+    }
+
+    /// A burst of `limit` at once plus the rate over the rest: what GCRA admits.
+    fn expected(burst: u32, per_minute: u32, duration: Duration) -> f64 {
+        f64::from(burst) + f64::from(per_minute) * duration.as_secs_f64() / 60.0
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn strict_mode_holds_the_limit_across_instances_to_one_percent() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let instances: Vec<RedisLimiter> = (0..3)
+            .map(|_| RedisLimiter::new(&server.url()).unwrap())
+            .collect();
+        let policy: Arc<RateLimitPolicy> = Arc::new("60/min".parse().unwrap());
+        let duration = Duration::from_secs(600);
+        let admitted = sustained(
+            &instances,
+            &policy,
+            "s",
+            Duration::from_millis(250),
+            duration,
+        )
+        .await;
+        let expected = expected(60, 60, duration);
+        let error = (admitted as f64 - expected).abs() / expected;
+        assert!(error <= 0.01, "admitted {admitted}, expected {expected}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn local_first_stays_within_five_percent_across_instances() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let instances: Vec<RedisLimiter> = (0..3)
+            .map(|_| {
+                RedisLimiter::new(&server.url())
+                    .unwrap()
+                    .with_local_first(LocalFirst::new())
+            })
+            .collect();
+        let policy: Arc<RateLimitPolicy> = Arc::new("60/min".parse().unwrap());
+        let duration = Duration::from_secs(600);
+        let admitted = sustained(
+            &instances,
+            &policy,
+            "l",
+            Duration::from_millis(250),
+            duration,
+        )
+        .await;
+        let expected = expected(60, 60, duration);
+        let error = (admitted as f64 - expected).abs() / expected;
+        assert!(error <= 0.05, "admitted {admitted}, expected {expected}");
+        // A burst at one instant: all three instances together admit no more than the
+        // burst (the bound is 3 × 9 − 30 < 0 units over it).
+        let mut at_once = 0;
+        for i in 0..90 {
+            let request = LimitRequest::new("burst", Arc::clone(&policy), 1, T0);
+            at_once += usize::from(instances[i % 3].check(&request).await.unwrap().is_allowed());
+        }
+        assert_eq!(at_once, 60);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn local_first_costs_one_round_trip_per_ten_requests_far_from_the_limit() {
+        let Some(server) = RedisServer::start() else {
+            return;
+        };
+        let limiter = RedisLimiter::new(&server.url())
+            .unwrap()
+            .with_local_first(LocalFirst::new());
+        let policy: Arc<RateLimitPolicy> = Arc::new("1000/h".parse().unwrap());
+        // 100 requests over 10 s: a tenth of the burst.
+        let admitted = sustained(
+            std::slice::from_ref(&limiter),
+            &policy,
+            "far",
+            Duration::from_millis(100),
+            Duration::from_millis(9_900),
+        )
+        .await;
+        assert_eq!(admitted, 100);
+        assert!(
+            limiter.round_trips() <= 10,
+            "{} round trips",
+            limiter.round_trips()
+        );
+        // What was admitted locally reached Redis: a strict instance sees it spent, but
+        // for the last batch not yet sent and the 2 units refilled in 9.9 s.
+        let strict = RedisLimiter::new(&server.url()).unwrap();
+        let request = LimitRequest::new(
+            "far",
+            Arc::clone(&policy),
+            0,
+            T0 + Duration::from_millis(9_900),
+        );
+        let Decision::Allowed(status) = strict.check(&request).await.unwrap() else {
+            panic!("a free check is allowed");
+        };
+        assert!(status.remaining <= 1_000 - 90 + 2, "{status:?}");
     }
 }

@@ -74,6 +74,6 @@ pub use self::memory::{MemoryLimiter, DEFAULT_MAX_PARTITIONS, DEFAULT_MAX_QUOTA_
 pub use self::policy::{Partition, QuotaPeriod, QuotaPolicy, RateLimitPolicy};
 #[cfg(feature = "redis")]
 pub use self::redis::{
-    OnRedisFailure, RedisLimitError, RedisLimiter, DEFAULT_KEY_PREFIX, DEFAULT_REDIS_TIMEOUT,
-    DEFAULT_RETRY_INTERVAL,
+    LocalFirst, OnRedisFailure, RedisLimitError, RedisLimiter, DEFAULT_KEY_PREFIX,
+    DEFAULT_REDIS_TIMEOUT, DEFAULT_RETRY_INTERVAL,
 };

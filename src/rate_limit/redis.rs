@@ -3,13 +3,15 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::memory::{bucket_status, duration_between, nanos_since_epoch, nanos_u64, quota_status};
-use super::{Decision, LimitRequest, MemoryLimiter, RateLimiter};
+use super::{
+    Decision, LimitRequest, MemoryLimiter, QuotaStatus, RateLimiter, DEFAULT_MAX_PARTITIONS,
+};
 use crate::error::ConfigError;
 
 /// How long a check waits for Redis before the failure policy applies, unless set.
@@ -26,10 +28,10 @@ pub const DEFAULT_KEY_PREFIX: &str = "tower_api_key:";
 /// 1970) in `KEYS[1]`, expiring when the bucket is full again; the owner's quota counter
 /// for the current period in `KEYS[2]`, when there is one.
 ///
-/// ARGV: now, interval (both µs), burst, cost, and for a quota its limit and how long
-/// to keep the counter (ms: to the period's end by the request's clock, plus a minute).
-/// Expiries are relative, so a skew between the application's clock and Redis's does
-/// not matter.
+/// ARGV: now, interval (both µs), burst, cost, units admitted locally to record first
+/// (local-first mode; 0 otherwise), and for a quota its limit and how long to keep the
+/// counter (ms: to the period's end by the request's clock, plus a minute). Expiries
+/// are relative, so a skew between the application's clock and Redis's does not matter.
 ///
 /// The GCRA is governor's, as `MemoryLimiter` computes it: with `tat` the stored value
 /// (or now), the request is limited while `now < tat + interval * (cost - 1) - tau`,
@@ -37,36 +39,60 @@ pub const DEFAULT_KEY_PREFIX: &str = "tower_api_key:";
 /// `max(tat, now) + interval * cost`. A request refused by the bucket does not touch
 /// the quota, and one refused by the quota does not touch the bucket.
 ///
-/// Returns `{0, tat}` allowed (`tat` -1 for a free check of a full bucket),
-/// `{1, tat, wait}` limited, `{2, used}` over the quota.
+/// Returns `{0, tat, used}` allowed (`tat` -1 for a free check of a full bucket, `used`
+/// the quota spent, -1 without one), `{1, tat, wait}` limited, `{2, used}` over the
+/// quota.
 const SCRIPT: &str = r"
 local now = tonumber(ARGV[1])
 local interval = tonumber(ARGV[2])
 local burst = tonumber(ARGV[3])
 local cost = tonumber(ARGV[4])
-local stored = redis.call('GET', KEYS[1])
-if cost == 0 then
-  if stored then return {0, tonumber(stored)} end
-  return {0, -1}
+local forced = tonumber(ARGV[5])
+local quota = #KEYS > 1
+local function save(t)
+  redis.call('SET', KEYS[1], string.format('%.0f', t), 'PX', math.max(1, math.ceil((t - now) / 1000)))
 end
+local function spend(units)
+  local used = redis.call('INCRBY', KEYS[2], units)
+  redis.call('PEXPIRE', KEYS[2], ARGV[7])
+  return used
+end
+local stored = redis.call('GET', KEYS[1])
 local tat = now
 if stored then tat = tonumber(stored) end
+local used = -1
+if quota then used = tonumber(redis.call('GET', KEYS[2]) or '0') end
+if forced > 0 then
+  tat = math.max(tat, now) + interval * forced
+  save(tat)
+  stored = true
+  if quota then used = spend(forced) end
+end
+if cost == 0 then
+  if stored then return {0, tat, used} end
+  return {0, -1, used}
+end
 local earliest = tat + interval * (cost - 1) - interval * (burst - 1)
 if now < earliest then
   return {1, tat, earliest - now}
 end
-if #KEYS > 1 then
-  local used = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if used + cost > tonumber(ARGV[5]) then
+if quota then
+  if used + cost > tonumber(ARGV[6]) then
     return {2, used}
   end
-  redis.call('INCRBY', KEYS[2], cost)
-  redis.call('PEXPIRE', KEYS[2], ARGV[6])
+  used = spend(cost)
 end
 local new = math.max(tat, now) + interval * cost
-redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', math.max(1, math.ceil((new - now) / 1000)))
-return {0, new}
+save(new)
+return {0, new, used}
 ";
+
+/// What the script answered, in the units it works in (µs).
+enum Reply {
+    Allowed { tat: Option<u64>, used: Option<u64> },
+    Limited { tat: u64, wait: u64 },
+    OverQuota(QuotaStatus),
+}
 
 /// What a [`RedisLimiter`] does while Redis cannot answer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -133,11 +159,14 @@ struct Inner {
     retry_interval: Duration,
     on_failure: OnRedisFailure,
     local: MemoryLimiter,
+    local_first: Option<LocalFirst>,
     target: String,
 }
 
 #[derive(Default)]
 struct State {
+    leases: Leases,
+    round_trips: AtomicU64,
     degraded: AtomicBool,
     /// While degraded: the request time (ns since 1970) from which Redis is tried again.
     retry_at: AtomicU64,
@@ -177,6 +206,7 @@ impl RedisLimiter {
                 retry_interval: DEFAULT_RETRY_INTERVAL,
                 on_failure: OnRedisFailure::default(),
                 local: MemoryLimiter::new(),
+                local_first: None,
                 target,
             }),
             state: Arc::default(),
@@ -245,26 +275,30 @@ impl RedisLimiter {
         self.with(|inner| inner.local = local)
     }
 
+    /// Decides in process while a bucket is far from its limit: see [`LocalFirst`]. Off
+    /// by default (every check is a round trip).
+    #[must_use]
+    pub fn with_local_first(self, local_first: LocalFirst) -> Self {
+        self.with(|inner| inner.local_first = Some(local_first))
+    }
+
     /// `true` while Redis is failing and the failure policy applies.
     pub fn is_degraded(&self) -> bool {
         self.state.degraded.load(Ordering::Relaxed)
     }
 
-    /// One script run against Redis.
-    async fn eval(&self, request: &LimitRequest) -> Result<Decision, redis::RedisError> {
+    /// One script run against Redis, first recording `forced` units admitted locally.
+    async fn eval(&self, request: &LimitRequest, forced: u32) -> Result<Reply, redis::RedisError> {
         let inner = &self.inner;
         let policy = &request.policy;
-        let now_ns = nanos_since_epoch(request.now);
-        let now = now_ns / 1_000;
-        // Whole microseconds, rounded up: never more lenient than the policy.
-        let interval = nanos_u64(policy.interval()).div_ceil(1_000).max(1);
         let mut invocation = inner.script.prepare_invoke();
         invocation
             .key(format!("{}rl:{}", inner.prefix, request.bucket))
-            .arg(now)
-            .arg(interval)
+            .arg(micros_since_epoch(request))
+            .arg(interval_micros(policy))
             .arg(policy.burst())
-            .arg(request.cost);
+            .arg(request.cost)
+            .arg(forced);
         if let Some(quota) = &request.quota {
             let left = duration_between(request.now, quota.period_end) + Duration::from_secs(60);
             invocation
@@ -278,39 +312,54 @@ impl RedisLimiter {
                 .arg(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
         }
         let mut connection = inner.connection.clone();
+        self.state.round_trips.fetch_add(1, Ordering::Relaxed);
         let reply: Vec<i64> = invocation.invoke_async(&mut connection).await?;
-        let micros = |v: i64| u64::try_from(v).ok().map(|v| v.saturating_mul(1_000));
-        let interval_ns = interval * 1_000;
-        let now_us_ns = now * 1_000;
-        let decision = match reply.as_slice() {
-            [0, tat] => Decision::Allowed(bucket_status(
-                request,
-                interval_ns,
-                now_us_ns,
-                micros(*tat),
-                None,
-            )),
-            [1, tat, wait] => {
-                let wait = Duration::from_micros(u64::try_from(*wait).unwrap_or(0));
-                Decision::Limited(bucket_status(
-                    request,
-                    interval_ns,
-                    now_us_ns,
-                    micros(*tat),
-                    Some(wait),
-                ))
-            }
+        let unsigned = |v: i64| u64::try_from(v).ok();
+        match reply.as_slice() {
+            [0, tat, used] => Ok(Reply::Allowed {
+                tat: unsigned(*tat),
+                used: unsigned(*used),
+            }),
+            [1, tat, wait] => Ok(Reply::Limited {
+                tat: unsigned(*tat).unwrap_or(0),
+                wait: unsigned(*wait).unwrap_or(0),
+            }),
             [2, used] => match &request.quota {
-                Some(quota) => Decision::QuotaExceeded(quota_status(
+                Some(quota) => Ok(Reply::OverQuota(quota_status(
                     quota,
-                    u64::try_from(*used).unwrap_or(0),
+                    unsigned(*used).unwrap_or(0),
                     request.now,
-                )),
-                None => return Err(unexpected(&reply)),
+                ))),
+                None => Err(unexpected(&reply)),
             },
-            _ => return Err(unexpected(&reply)),
-        };
-        Ok(decision)
+            _ => Err(unexpected(&reply)),
+        }
+    }
+
+    /// The decision a reply stands for.
+    fn decide(request: &LimitRequest, reply: &Reply) -> Decision {
+        let interval = interval_micros(&request.policy) * 1_000;
+        let now = micros_since_epoch(request) * 1_000;
+        let nanos = |us: u64| us.saturating_mul(1_000);
+        match *reply {
+            Reply::Allowed { tat, .. } => {
+                Decision::Allowed(bucket_status(request, interval, now, tat.map(nanos), None))
+            }
+            Reply::Limited { tat, wait } => Decision::Limited(bucket_status(
+                request,
+                interval,
+                now,
+                Some(nanos(tat)),
+                Some(Duration::from_micros(wait)),
+            )),
+            Reply::OverQuota(ref status) => Decision::QuotaExceeded(status.clone()),
+        }
+    }
+
+    /// Redis calls made so far (script runs, including failed ones): with
+    /// [`LocalFirst`], fewer than requests.
+    pub fn round_trips(&self) -> u64 {
+        self.state.round_trips.load(Ordering::Relaxed)
     }
 
     fn failed(&self, request: &LimitRequest, reason: &str) -> Result<Decision, RedisLimitError> {
@@ -377,23 +426,238 @@ impl RateLimiter for RedisLimiter {
         {
             return self.degraded_decision(request, "waiting before trying Redis again");
         }
+        let forced = match &self.inner.local_first {
+            Some(local) => match self.state.leases.try_local(local, request) {
+                Ok(decision) => return Ok(decision),
+                Err(forced) => forced,
+            },
+            None => 0,
+        };
         // A lost connection is replaced on the failing call: try once more on the new one.
         let attempt = async {
-            match self.eval(request).await {
+            match self.eval(request, forced).await {
                 Err(error) if error.is_io_error() || error.is_connection_dropped() => {
-                    self.eval(request).await
+                    self.eval(request, forced).await
                 }
                 other => other,
             }
         };
-        match tokio::time::timeout(self.inner.timeout, attempt).await {
-            Ok(Ok(decision)) => {
+        let reason = match tokio::time::timeout(self.inner.timeout, attempt).await {
+            Ok(Ok(reply)) => {
                 self.recovered();
-                Ok(decision)
+                if self.inner.local_first.is_some() {
+                    self.state.leases.synced(request, forced, &reply);
+                }
+                return Ok(Self::decide(request, &reply));
             }
-            Ok(Err(error)) => self.failed(request, &error.to_string()),
-            Err(_elapsed) => self.failed(request, "timed out"),
+            Ok(Err(error)) => error.to_string(),
+            Err(_elapsed) => "timed out".to_owned(),
+        };
+        if forced > 0 {
+            // Not recorded: push them with the next round trip.
+            self.state.leases.unsent(request, forced);
         }
+        self.failed(request, &reason)
+    }
+}
+
+/// Local-first mode for a [`RedisLimiter`] (off unless set with
+/// [`RedisLimiter::with_local_first`]), as Unkey does for hot keys: while a bucket (and
+/// its quota) is far from its limit, an instance decides in process and records what it
+/// admitted in Redis with its next round trip, at most [`batch`](Self::with_batch) units
+/// later; near the limit, after a refusal, or when its view is older than
+/// [`sync_interval`](Self::with_sync_interval), every request is a round trip again.
+///
+/// "Far" means that after the request at least [`headroom`](Self::with_headroom) of
+/// the burst (and of the quota) would still be left by this instance's last view. What
+/// that view misses is bounded: each instance admits at most `batch − 1` units unseen
+/// by the others, so the fleet admits at most
+/// `max(0, instances × (batch − 1) − headroom × burst)` units over the limit. With the
+/// defaults (batch 10, headroom 50%) and a limit of 60 a minute, that is 0 for up to 3
+/// instances; a key far below its limit costs one round trip per 10 requests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LocalFirst {
+    batch: u32,
+    headroom: f64,
+    sync_interval: Duration,
+}
+
+impl LocalFirst {
+    /// Batches of 10 units, 50% headroom, views at most 1 s old.
+    pub fn new() -> Self {
+        Self {
+            batch: 10,
+            headroom: 0.5,
+            sync_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// At most `batch − 1` units are admitted locally between two round trips.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for less than 2 (no request would ever be decided locally).
+    pub fn with_batch(mut self, batch: u32) -> Result<Self, ConfigError> {
+        if batch < 2 {
+            return Err(ConfigError::new(
+                "local-first batch must be at least 2 units",
+            ));
+        }
+        self.batch = batch;
+        Ok(self)
+    }
+
+    /// The share of the burst (and of the quota) that must remain after a local
+    /// decision, from 0 to 1.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] outside `0.0..=1.0`.
+    pub fn with_headroom(mut self, headroom: f64) -> Result<Self, ConfigError> {
+        if !(0.0..=1.0).contains(&headroom) {
+            return Err(ConfigError::new(format!(
+                "local-first headroom {headroom} must be between 0 and 1"
+            )));
+        }
+        self.headroom = headroom;
+        Ok(self)
+    }
+
+    /// How old (by the requests' clock) a view may be before a round trip refreshes it.
+    #[must_use]
+    pub fn with_sync_interval(mut self, interval: Duration) -> Self {
+        self.sync_interval = interval;
+        self
+    }
+
+    fn headroom_of(&self, total: u64) -> u64 {
+        // Rounded up: never less headroom than asked for.
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let units = (self.headroom * total as f64).ceil() as u64;
+        units
+    }
+}
+
+impl Default for LocalFirst {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What one instance knows of each bucket in local-first mode.
+struct Leases {
+    cache: moka::sync::Cache<String, Arc<Mutex<Lease>>, ahash::RandomState>,
+}
+
+impl Default for Leases {
+    fn default() -> Self {
+        Self {
+            cache: moka::sync::Cache::builder()
+                .max_capacity(DEFAULT_MAX_PARTITIONS)
+                .time_to_idle(Duration::from_secs(600))
+                .build_with_hasher(ahash::RandomState::new()),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Lease {
+    /// The bucket's TAT (µs) as of the last round trip; 0 when it was full.
+    tat: u64,
+    /// The request time (µs) of the last round trip; 0 before the first.
+    synced_at: u64,
+    /// Units admitted here and not yet sent.
+    pending: u64,
+    /// Units being sent by a round trip in flight.
+    sending: u64,
+    /// The quota spent as of the last round trip, and the period it belongs to.
+    quota: Option<(i64, u64)>,
+}
+
+impl Leases {
+    fn lease(&self, request: &LimitRequest) -> Arc<Mutex<Lease>> {
+        self.cache
+            .get_with_by_ref(request.bucket.as_str(), Arc::default)
+    }
+
+    /// Decides `request` here when the bucket is far from its limit; otherwise hands
+    /// back the units to send with the round trip.
+    fn try_local(&self, local: &LocalFirst, request: &LimitRequest) -> Result<Decision, u32> {
+        let lease = self.lease(request);
+        let mut l = lease.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = micros_since_epoch(request);
+        let policy = &request.policy;
+        let cost = u64::from(request.cost);
+        let fresh = l.synced_at > 0
+            && now >= l.synced_at
+            && now - l.synced_at
+                < local
+                    .sync_interval
+                    .as_micros()
+                    .try_into()
+                    .unwrap_or(u64::MAX);
+        let unsent = l.pending + l.sending;
+        if fresh && cost > 0 && l.pending + cost < u64::from(local.batch) {
+            let interval = interval_micros(policy);
+            let burst = u64::from(policy.burst());
+            let tat = l.tat.max(now) + interval * (unsent + cost);
+            let left = (now + interval * burst).saturating_sub(tat) / interval;
+            let bucket_far = left >= local.headroom_of(burst).max(1);
+            let quota_far = match (&request.quota, l.quota) {
+                (None, _) => true,
+                (Some(q), Some((period, used))) if period == q.period_start.unix_timestamp() => {
+                    let limit = q.policy.limit();
+                    limit.saturating_sub(used + unsent + cost) >= local.headroom_of(limit).max(1)
+                }
+                (Some(_), _) => false,
+            };
+            if bucket_far && quota_far {
+                l.pending += cost;
+                return Ok(Decision::Allowed(bucket_status(
+                    request,
+                    interval * 1_000,
+                    now * 1_000,
+                    Some(tat * 1_000),
+                    None,
+                )));
+            }
+        }
+        let forced = l.pending;
+        l.sending += forced;
+        l.pending = 0;
+        Err(u32::try_from(forced).unwrap_or(u32::MAX))
+    }
+
+    /// A round trip that sent `forced` units answered `reply`.
+    fn synced(&self, request: &LimitRequest, forced: u32, reply: &Reply) {
+        let lease = self.lease(request);
+        let mut l = lease.lock().unwrap_or_else(PoisonError::into_inner);
+        l.sending = l.sending.saturating_sub(u64::from(forced));
+        l.synced_at = micros_since_epoch(request);
+        let period = request
+            .quota
+            .as_ref()
+            .map(|q| q.period_start.unix_timestamp());
+        match *reply {
+            Reply::Allowed { tat, used } => {
+                l.tat = tat.unwrap_or(0);
+                l.quota = period.zip(used);
+            }
+            Reply::Limited { tat, .. } => l.tat = tat,
+            Reply::OverQuota(ref status) => l.quota = period.map(|p| (p, status.used)),
+        }
+    }
+
+    /// A round trip that was to send `forced` units failed: send them with the next.
+    fn unsent(&self, request: &LimitRequest, forced: u32) {
+        let lease = self.lease(request);
+        let mut l = lease.lock().unwrap_or_else(PoisonError::into_inner);
+        l.sending = l.sending.saturating_sub(u64::from(forced));
+        l.pending += u64::from(forced);
     }
 }
 
@@ -424,6 +688,15 @@ fn connect(
         .set_response_timeout(Some(timeout));
     ConnectionManager::new_lazy_with_config(client.clone(), config)
         .map_err(|e| ConfigError::new(format!("the Redis rate limiter ({target}): {e}")))
+}
+
+fn micros_since_epoch(request: &LimitRequest) -> u64 {
+    nanos_since_epoch(request.now) / 1_000
+}
+
+/// The policy's interval in whole microseconds, rounded up: never more lenient.
+fn interval_micros(policy: &super::RateLimitPolicy) -> u64 {
+    nanos_u64(policy.interval()).div_ceil(1_000).max(1)
 }
 
 fn unexpected(reply: &[i64]) -> redis::RedisError {
