@@ -405,9 +405,40 @@ pub enum KeyError {
     /// The operating system's random number generator failed.
     #[error("the operating system's random number generator failed")]
     Randomness,
-    /// The environment is not one of the format's environments.
-    #[error("environment {0:?} is not configured for this key format")]
-    UnknownEnvironment(String),
+    /// The environment is not one of the format's environments (or the format has
+    /// none).
+    #[error("unknown environment {given:?}: {}", expected_environments(.expected))]
+    UnknownEnvironment {
+        /// The environment asked for.
+        given: String,
+        /// The format's environments.
+        expected: Vec<Environment>,
+    },
+    /// The format has environments and none was given.
+    #[error("this key format requires an environment: {}", or_list(.expected))]
+    MissingEnvironment {
+        /// The format's environments.
+        expected: Vec<Environment>,
+    },
+}
+
+fn or_list(environments: &[Environment]) -> String {
+    match environments {
+        [] => String::new(),
+        [only] => only.to_string(),
+        [rest @ .., last] => {
+            let rest: Vec<&str> = rest.iter().map(Environment::as_str).collect();
+            format!("{} or {last}", rest.join(", "))
+        }
+    }
+}
+
+fn expected_environments(environments: &[Environment]) -> String {
+    if environments.is_empty() {
+        "this key format has no environments".to_owned()
+    } else {
+        format!("expected {}", or_list(environments))
+    }
 }
 
 /// A key as presented by a client, after a successful [`KeyFormat::parse`].
@@ -550,19 +581,26 @@ impl KeyFormat {
     /// # Errors
     ///
     /// [`KeyError::UnknownEnvironment`] for an environment the format does not have,
-    /// and [`KeyError::Randomness`] when the CSPRNG fails.
+    /// [`KeyError::MissingEnvironment`] for none when the format has environments, and
+    /// [`KeyError::Randomness`] when the CSPRNG fails.
     pub fn generate(&self, environment: Option<&str>) -> Result<MintedKey, KeyError> {
-        let environment = match (environment, self.environments.is_empty()) {
-            (None, true) => None,
-            (Some(name), false) => Some(
+        let environment = match environment {
+            None if self.environments.is_empty() => None,
+            None => {
+                return Err(KeyError::MissingEnvironment {
+                    expected: self.environments.clone(),
+                })
+            }
+            Some(name) => Some(
                 *self
                     .environments
                     .iter()
                     .find(|e| e.as_str() == name)
-                    .ok_or_else(|| KeyError::UnknownEnvironment(name.to_owned()))?,
+                    .ok_or_else(|| KeyError::UnknownEnvironment {
+                        given: name.to_owned(),
+                        expected: self.environments.clone(),
+                    })?,
             ),
-            (Some(name), true) => return Err(KeyError::UnknownEnvironment(name.to_owned())),
-            (None, false) => return Err(KeyError::UnknownEnvironment(String::new())),
         };
         let id = KeyId::generate()?;
         let mut secret = [0u8; 16];
@@ -713,12 +751,20 @@ mod tests {
 
     #[test]
     fn environment_must_be_configured() {
+        let err = format().generate(Some("dev")).unwrap_err();
         assert_eq!(
-            format().generate(Some("dev")).unwrap_err(),
-            KeyError::UnknownEnvironment("dev".into())
+            err.to_string(),
+            "unknown environment \"dev\": expected live or test"
+        );
+        assert_eq!(
+            format().generate(None).unwrap_err().to_string(),
+            "this key format requires an environment: live or test"
         );
         let plain = KeyFormat::new("pbo").unwrap();
-        assert!(plain.generate(Some("live")).is_err());
+        assert_eq!(
+            plain.generate(Some("live")).unwrap_err().to_string(),
+            "unknown environment \"live\": this key format has no environments"
+        );
         let key = plain.generate(None).unwrap();
         assert!(key.key.expose_secret().starts_with("pbo_"));
         assert!(plain.parse(key.key.expose_secret()).is_some());

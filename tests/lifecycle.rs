@@ -373,7 +373,7 @@ mod manager {
             ),
             (
                 NewKey::new("k", acme()).with_environment("prod"),
-                "UnknownEnvironment",
+                "InvalidEnvironment",
             ),
         ];
         for (request, expected) in cases {

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use super::error::{Denied, ManageError};
 use crate::audit::{AuditAction, AuditActor, AuditEntry, AuditQuery};
 use crate::key::{ApiKey, Environment, KeyError, KeyFormat, KeyId};
 use crate::principal::Principal;
@@ -160,72 +161,6 @@ pub struct CreatedKey {
     pub record: KeyRecord,
 }
 
-/// Which authority rule refused an operation: see [`KeyManager#authority`]. The
-/// message names what is missing.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Denied {
-    /// The new key (or the rotation's successor) would hold a scope the acting key
-    /// does not hold.
-    #[error("cannot grant scope {0}: the acting key does not hold it")]
-    GrantNotHeld(String),
-    /// The key acted on holds a scope the acting key does not hold.
-    #[error("cannot act on a key holding scope {0}: the acting key does not hold it")]
-    TargetNotHeld(String),
-    /// The acting key's environment does not reach the other key's.
-    #[error("{}", environment_message(*.acting))]
-    Environment {
-        /// The acting key's environment.
-        acting: Option<Environment>,
-        /// The environment of the key acted on or created.
-        target: Option<Environment>,
-    },
-    /// The acting key belongs to another owner than the one acted on.
-    #[error("the acting key belongs to another {}", .0)]
-    OtherOwner(&'static str),
-}
-
-fn environment_message(acting: Option<Environment>) -> String {
-    match acting {
-        Some(env) => format!("a {env} key can only act on {env} keys"),
-        None => "a key without an environment can only act on keys without one".to_owned(),
-    }
-}
-
-/// Why a lifecycle operation was refused. Nothing was changed.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum ManageError {
-    /// The name is empty, too long, or has control characters.
-    #[error("invalid key name: {0}")]
-    InvalidName(&'static str),
-    /// A scope is not declared by the scope model.
-    #[error("unknown scope {0:?}")]
-    UnknownScope(String),
-    /// The environment is not one of the key format's.
-    #[error("unknown environment {0:?}")]
-    UnknownEnvironment(String),
-    /// The expiry is not in the future, or past the calendar's end.
-    #[error("the expiry must be in the future")]
-    ExpiryInPast,
-    /// The rotation's grace period ends past the calendar's end.
-    #[error("the grace period is too long")]
-    InvalidGrace,
-    /// An authority rule refused the operation (403 `permission_denied`).
-    #[error("permission denied: {0}")]
-    PermissionDenied(#[from] Denied),
-    /// No key with this id belongs to this owner.
-    #[error("no such key")]
-    NotFound,
-    /// The key is revoked, expired or already rotated, or it changed while the
-    /// operation ran, so the operation does not apply to it (409).
-    #[error("the key is revoked, expired or already rotated")]
-    Conflict,
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
 /// Creates, lists, revokes and rotates keys and changes their scopes, under one set of
 /// authority rules, with an audit entry written atomically with every change.
 ///
@@ -375,8 +310,8 @@ impl<K: KeyStore> KeyManager<K> {
             .format
             .generate(new.environment.as_deref())
             .map_err(|e| match e {
-                KeyError::UnknownEnvironment(env) => ManageError::UnknownEnvironment(env),
-                other => ManageError::Store(StoreError::unavailable(other)),
+                e @ KeyError::Randomness => ManageError::Store(StoreError::unavailable(e)),
+                invalid => ManageError::InvalidEnvironment(invalid),
             })?;
         if let Actor::Key(principal) = actor {
             self.check_reach(principal, &new.owner, minted.environment)?;

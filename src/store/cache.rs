@@ -27,7 +27,8 @@ use crate::ConfigError;
 /// # Revocation
 ///
 /// Every change made through this type ([`KeyStore::apply`], and the `insert`,
-/// `update` and `revoke` built on it) invalidates the key before it returns, so the next request through the same `CachedStore` sees the change.
+/// `update` and `revoke` built on it) invalidates the key before it returns, so the
+/// next request through the same `CachedStore` sees the change.
 ///
 /// A lookup that was already in flight when the key was invalidated can never write
 /// the old record back: fills are registered under a lock, invalidation removes the

@@ -17,34 +17,11 @@ use tower_api_key::{KeyRecord, Principal};
 use super::errors::{ApiError, ApiJson};
 use super::AppState;
 
+/// The crate's own status, code and message for each refusal.
 impl From<ManageError> for ApiError {
     fn from(error: ManageError) -> Self {
-        match error {
-            ManageError::InvalidName(_)
-            | ManageError::UnknownScope(_)
-            | ManageError::UnknownEnvironment(_)
-            | ManageError::ExpiryInPast
-            | ManageError::InvalidGrace => Self::invalid(error.to_string()),
-            // The message names what is missing: "Cannot grant scope employees:write: …".
-            ManageError::PermissionDenied(denied) => {
-                Self::forbidden(capitalized(&denied.to_string()))
-            }
-            ManageError::NotFound => Self::not_found(),
-            ManageError::Conflict => Self::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                "The key is revoked, expired or already rotated",
-            ),
-            _ => Self::unavailable(),
-        }
+        Self::new(error.status(), error.code(), error.client_message())
     }
-}
-
-fn capitalized(message: &str) -> String {
-    let mut chars = message.chars();
-    chars.next().map_or_else(String::new, |first| {
-        first.to_uppercase().chain(chars).collect()
-    })
 }
 
 fn rfc3339(t: Option<OffsetDateTime>) -> Value {
