@@ -470,4 +470,35 @@ mod manager {
             tower_api_key::audit::AuditActor::System("admin".into())
         );
     }
+
+    #[tokio::test]
+    async fn ensure_key_makes_one_usable_key_per_name() {
+        let w = world().await;
+        let admin = || new_key("admin", &["employees:write"]);
+        let system = Actor::System("bootstrap");
+        let first = w.manager.ensure_key(admin(), system).await.unwrap();
+        let first = first.expect("the first call creates the key");
+        assert!(w
+            .manager
+            .ensure_key(admin(), system)
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(w.memory.len(), 1);
+        // Once it is revoked, the next call makes a new one.
+        w.manager
+            .revoke(&acme(), &first.record.id, system)
+            .await
+            .unwrap();
+        let second = w.manager.ensure_key(admin(), system).await.unwrap();
+        assert!(second.is_some());
+        assert_eq!(w.memory.len(), 2);
+        // Another name is another key.
+        assert!(w
+            .manager
+            .ensure_key(new_key("ci", &[]), system)
+            .await
+            .unwrap()
+            .is_some());
+    }
 }

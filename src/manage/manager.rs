@@ -8,7 +8,9 @@ use crate::audit::{AuditAction, AuditActor, AuditEntry, AuditQuery};
 use crate::key::{ApiKey, Environment, KeyError, KeyFormat, KeyId};
 use crate::principal::Principal;
 use crate::scope::{Grants, ScopeModel};
-use crate::store::{Applied, CachedStore, Change, KeyRecord, KeyStore, Owner, StoreError};
+use crate::store::{
+    Applied, CachedStore, Change, KeyRecord, KeyStatus, KeyStore, Owner, StoreError,
+};
 
 /// The longest key name accepted, in characters.
 pub const MAX_NAME_LEN: usize = 100;
@@ -337,6 +339,53 @@ impl<K: KeyStore> KeyManager<K> {
             key: minted.key,
             record,
         })
+    }
+
+    /// Creates `new` unless its owner already has a usable key (neither revoked nor
+    /// expired, nor past a rotation's grace) with the same name: the idempotent
+    /// "make sure there is a first admin key" of a bootstrap. `None` when one exists.
+    ///
+    /// Two processes calling this at the same moment may both create one; call it from
+    /// one place (start-up of one instance, a migration job).
+    ///
+    /// # Errors
+    ///
+    /// As [`KeyManager::create`], and the store's error from the lookup.
+    ///
+    /// ```
+    /// use tower_api_key::key::KeyFormat;
+    /// use tower_api_key::manage::{Actor, KeyManager, NewKey};
+    /// use tower_api_key::store::{CachedStore, MemoryStore};
+    /// use tower_api_key::{Owner, ScopeModel};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = CachedStore::builder(MemoryStore::new()).build()?;
+    /// let manager = KeyManager::new(store, KeyFormat::new("pb")?, ScopeModel::performance_blocks());
+    /// let admin = || NewKey::new("admin", Owner::organization("acme"));
+    /// let first = manager.ensure_key(admin(), Actor::System("bootstrap")).await?;
+    /// assert!(first.is_some(), "made, and shown once");
+    /// assert!(manager.ensure_key(admin(), Actor::System("bootstrap")).await?.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn ensure_key(
+        &self,
+        new: NewKey,
+        actor: Actor<'_>,
+    ) -> Result<Option<CreatedKey>, ManageError> {
+        let now = self.now();
+        let exists = self.list(&new.owner, actor).await?.iter().any(|record| {
+            record.name == new.name
+                && matches!(
+                    record.status_at(now),
+                    KeyStatus::Active | KeyStatus::InGrace(_)
+                )
+        });
+        if exists {
+            return Ok(None);
+        }
+        self.create(new, actor).await.map(Some)
     }
 
     /// The keys of `owner` that `actor` may see, newest first, revoked ones included.
