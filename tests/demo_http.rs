@@ -38,12 +38,17 @@ async fn start_on(store: DemoStore, rate_limit: &str) -> Server {
     let clock = ManualClock::new(time::OffsetDateTime::now_utc());
     let settings = Settings {
         rate_limit: (rate_limit != "off").then(|| rate_limit.parse().unwrap()),
-        cache_ttl: None,
         clock: Arc::new(clock.clone()),
+        ..Settings::default()
     };
     let demo = app::build(store, settings).unwrap();
     let keys = demo.bootstrap().await.unwrap();
     let key = |org: &str| keys.iter().find(|(o, _)| o == org).unwrap().1.clone();
+    serve(demo, clock, key("acme"), key("globex")).await
+}
+
+/// Serves `demo` on a free port; `acme` and `globex` are its admin keys.
+async fn serve(demo: Demo, clock: ManualClock, acme: String, globex: String) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let router = demo.router.clone();
@@ -51,8 +56,8 @@ async fn start_on(store: DemoStore, rate_limit: &str) -> Server {
     Server {
         base,
         clock,
-        acme: key("acme"),
-        globex: key("globex"),
+        acme,
+        globex,
         demo,
         client: Client::new(),
     }
@@ -1152,4 +1157,87 @@ async fn lifecycle_attacks_fail_over_http_on_postgres() {
     };
     let store = DemoStore::Postgres(db.store.clone());
     lifecycle_attacks_fail_over_http(start_on(store, "100/s").await).await;
+}
+
+/// Three demo instances sharing PostgreSQL (keys) and Redis (limits and quotas), with
+/// requests spread round-robin: one limit and one quota for the fleet.
+#[cfg(all(feature = "postgres", feature = "redis"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_share_limits_and_quotas_through_redis() {
+    use tower_api_key::rate_limit::RedisLimiter;
+
+    let Some(db) = support::stores::TestSchema::new().await else {
+        return;
+    };
+    let Some(redis) = support::redis_server::RedisServer::start() else {
+        return;
+    };
+    let clock = ManualClock::new(time::OffsetDateTime::now_utc());
+    let mut instances = Vec::new();
+    let mut admin = None;
+    for _ in 0..3 {
+        let settings = Settings {
+            rate_limit: Some("60/min".parse().unwrap()),
+            clock: Arc::new(clock.clone()),
+            limiter: app::DemoLimiter::Redis(RedisLimiter::new(&redis.url()).unwrap()),
+            daily_quota: Some(100),
+            ..Settings::default()
+        };
+        let store = DemoStore::Postgres(db.connect().await);
+        let demo = app::build(store, settings).unwrap();
+        // The first instance makes the admin keys; the others find them.
+        let keys = demo.bootstrap().await.unwrap();
+        let (acme, globex) = admin.get_or_insert_with(|| {
+            let key = |org: &str| keys.iter().find(|(o, _)| o == org).unwrap().1.clone();
+            (key("acme"), key("globex"))
+        });
+        instances.push(serve(demo, clock.clone(), acme.clone(), globex.clone()).await);
+    }
+    let (key, _) = instances[0].new_key(&["observations:read"], "live").await;
+
+    // 60 a minute across the fleet: 60 successes in all, then 429 everywhere with the
+    // same Retry-After and RateLimit fields.
+    let mut ok = 0;
+    let mut limited = Vec::new();
+    for i in 0..75 {
+        let reply = instances[i % 3].get("/v1/observations", Some(&key)).await;
+        match reply.status {
+            StatusCode::OK => ok += 1,
+            StatusCode::TOO_MANY_REQUESTS => limited.push((
+                reply.header("retry-after").unwrap().to_owned(),
+                reply.header("ratelimit").unwrap().to_owned(),
+            )),
+            other => panic!("{other}: {}", reply.text),
+        }
+    }
+    assert_eq!(ok, 60);
+    assert_eq!(limited.len(), 15);
+    assert!(limited.iter().all(|l| *l == limited[0]), "{limited:?}");
+    assert_eq!(limited[0].0, "1");
+
+    // The acme admin has spent some of the daily quota of 100 (creating the key, and
+    // the quota is per organization): spend the rest with fresh keys, round-robin.
+    let mut spent = 0;
+    for i in 0.. {
+        let (reader, _) = instances[i % 3]
+            .new_key(&["observations:read"], "live")
+            .await;
+        let reply = instances[(i + 1) % 3]
+            .get("/v1/observations", Some(&reader))
+            .await;
+        if reply.status == StatusCode::FORBIDDEN {
+            assert_eq!(reply.code(), json!("quota_exceeded"), "{}", reply.text);
+            break;
+        }
+        spent += 1;
+        assert!(spent < 100, "the quota was never reached");
+    }
+    // Exhausted on one instance: exhausted on all.
+    for server in &instances {
+        let reply = server.get("/v1/session", Some(&server.acme)).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::FORBIDDEN, json!("quota_exceeded"))
+        );
+    }
 }

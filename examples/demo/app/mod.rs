@@ -11,6 +11,7 @@ pub mod bridge;
 pub mod data;
 pub mod errors;
 pub mod keys;
+pub mod limiter;
 pub mod store;
 
 use std::sync::Arc;
@@ -26,7 +27,9 @@ use tower_api_key::clock::{Clock, SystemClock};
 use tower_api_key::credentials::KeySources;
 use tower_api_key::key::KeyFormat;
 use tower_api_key::manage::{Actor, KeyManager, LastUsed, NewKey};
-use tower_api_key::rate_limit::{RateLimitLayer, RateLimitPolicy, RateLimits};
+use tower_api_key::rate_limit::{
+    MemoryLimiter, QuotaPolicy, RateLimitLayer, RateLimitPolicy, RateLimits,
+};
 use tower_api_key::rejection::ErrorStyle;
 use tower_api_key::scope::RequireScopesLayer;
 use tower_api_key::store::{CachedStore, KeyStore};
@@ -34,6 +37,7 @@ use tower_api_key::{ApiKeyLayer, Authenticator, Owner, ScopeModel};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use self::data::Data;
+pub use self::limiter::DemoLimiter;
 pub use self::store::DemoStore;
 
 /// Every scope the demo knows; the admin keys hold all of them.
@@ -66,7 +70,7 @@ struct Guards<K> {
     auth: ApiKeyLayer<K>,
     model: ScopeModel,
     /// `None` when the demo runs with `--rate-limit off`.
-    rate: Option<RateLimitLayer>,
+    rate: Option<RateLimitLayer<DemoLimiter>>,
 }
 
 impl<K: KeyStore> Guards<K> {
@@ -123,6 +127,11 @@ pub struct Settings {
     pub cache_ttl: Option<Duration>,
     /// The clock of the cache, expiry, rotation grace and rate windows.
     pub clock: Arc<dyn Clock>,
+    /// Where rate limits and quotas are kept: this process, or a Redis shared by every
+    /// instance.
+    pub limiter: DemoLimiter,
+    /// Each organization's daily quota of requests, `None` for none.
+    pub daily_quota: Option<u64>,
 }
 
 impl Default for Settings {
@@ -131,6 +140,8 @@ impl Default for Settings {
             rate_limit: Some("100/s".parse().expect("valid default")),
             cache_ttl: None,
             clock: Arc::new(SystemClock),
+            limiter: DemoLimiter::Memory(MemoryLimiter::new()),
+            daily_quota: None,
         }
     }
 }
@@ -201,9 +212,16 @@ pub fn build(store: DemoStore, settings: Settings) -> Result<Demo, String> {
     let cache = cache.build().map_err(err)?;
     let last_used = LastUsed::spawn(cache.clone(), LAST_USED_INTERVAL);
     let manager = KeyManager::new(cache.clone(), format.clone(), model.clone());
-    let rate = settings.rate_limit.map(|policy| {
-        RateLimitLayer::new(RateLimits::new(policy).with_clock(Arc::clone(&settings.clock)))
-    });
+    let rate = match settings.rate_limit {
+        Some(policy) => {
+            let mut limits = RateLimits::new(policy).with_clock(Arc::clone(&settings.clock));
+            if let Some(quota) = settings.daily_quota {
+                limits = limits.with_quota(QuotaPolicy::daily(quota).map_err(err)?);
+            }
+            Some(RateLimitLayer::new(limits.with_backend(settings.limiter)))
+        }
+        None => None,
+    };
 
     let authenticator = Authenticator::new(cache.clone(), format);
     let pb = Guards {
