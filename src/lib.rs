@@ -111,7 +111,20 @@
 //!   PostgreSQL store and its invalidation listener, they see it within a second while
 //!   the listener is connected.
 //! - Put tower-http's `SetRequestIdLayer` outside the layer: every refusal then
-//!   carries `X-Request-Id`, and every log event the request id.
+//!   carries `X-Request-Id`, and every log event the request id. An id over 128
+//!   characters or outside visible ASCII is ignored
+//!   ([`rejection::is_valid_request_id`]).
+//! - Anyone can mint well-formed keys (the checksum is public), and each distinct one
+//!   costs a store lookup. The [unknown-key budget](budget) (100 such lookups a minute
+//!   per client, by [`client::ClientIp`]) answers 429 past it without a lookup; the
+//!   cache caps concurrent lookups (8) and times them out (3 s), answering 503 past
+//!   either; negative entries are kept apart so they never evict known keys.
+//! - Through a store outage, records used within the TTL plus the stale-if-error
+//!   window (5 minutes) keep answering; see
+//!   [`CachedStore`](store::CachedStore#stale-if-error) for the worst case.
+//! - Refusals are logged at `DEBUG` and counted in
+//!   [`OUTCOME_METRIC`](rejection::OUTCOME_METRIC). A JSON-body key source refuses a
+//!   body that has not arrived in 10 s with 408.
 //!
 //! # Minimum supported Rust version
 //!
@@ -122,6 +135,8 @@
 
 pub mod audit;
 mod authenticate;
+pub mod budget;
+pub mod client;
 pub mod clock;
 pub mod credentials;
 mod error;
