@@ -38,6 +38,7 @@ async fn start(rate_limit: &str) -> Server {
         rate_limit: (rate_limit != "off").then(|| rate_limit.parse().unwrap()),
         cache_ttl: None,
         clock: Arc::new(clock.clone()),
+        ..Settings::default()
     };
     let demo = app::build(
         DemoStore::Memory(MemoryStore::new()),

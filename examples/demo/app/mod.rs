@@ -22,14 +22,18 @@ use axum::routing::{get, on, MethodFilter, MethodRouter};
 use axum::Router;
 use tower::ServiceBuilder;
 use tower_api_key::audit::Auditor;
+use tower_api_key::budget::UnknownKeyBudget;
+use tower_api_key::client::ClientIp;
 use tower_api_key::clock::{Clock, SystemClock};
 use tower_api_key::credentials::KeySources;
 use tower_api_key::key::KeyFormat;
 use tower_api_key::manage::{Actor, KeyManager, LastUsed, NewKey};
 use tower_api_key::rate_limit::{RateLimitLayer, RateLimitPolicy, RateLimits};
-use tower_api_key::rejection::ErrorStyle;
+use tower_api_key::rejection::{is_valid_request_id, ErrorStyle, X_REQUEST_ID};
 use tower_api_key::scope::RequireScopesLayer;
-use tower_api_key::store::{CachedStore, KeyStore};
+use tower_api_key::store::{
+    CachedStore, KeyStore, DEFAULT_LOOKUP_TIMEOUT, DEFAULT_MAX_LOOKUPS, DEFAULT_STALE_IF_ERROR,
+};
 use tower_api_key::{ApiKeyLayer, Authenticator, Owner, ScopeModel};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
@@ -122,6 +126,18 @@ pub struct Settings {
     pub cache_ttl: Option<Duration>,
     /// The clock of the cache, expiry, rotation grace and rate windows.
     pub clock: Arc<dyn Clock>,
+    /// Lookups ending in "unknown key" allowed per client; `None` switches it off.
+    pub unknown_key_budget: Option<UnknownKeyBudget>,
+    /// Store lookups in flight at once.
+    pub max_lookups: usize,
+    pub lookup_timeout: Duration,
+    /// How long past its TTL a record answers while the store fails (zero: never).
+    pub stale_if_error: Duration,
+    /// How long a ProductBridge JSON body may take to arrive.
+    pub body_timeout: Duration,
+    /// Reverse proxies in front whose `X-Forwarded-For` is trusted (0: the peer
+    /// address is the client).
+    pub trusted_proxies: usize,
 }
 
 impl Default for Settings {
@@ -130,6 +146,12 @@ impl Default for Settings {
             rate_limit: Some("100/s".parse().expect("valid default")),
             cache_ttl: None,
             clock: Arc::new(SystemClock),
+            unknown_key_budget: Some(UnknownKeyBudget::default()),
+            max_lookups: DEFAULT_MAX_LOOKUPS,
+            lookup_timeout: DEFAULT_LOOKUP_TIMEOUT,
+            stale_if_error: DEFAULT_STALE_IF_ERROR,
+            body_timeout: tower_api_key::credentials::DEFAULT_BODY_TIMEOUT,
+            trusted_proxies: 0,
         }
     }
 }
@@ -189,7 +211,11 @@ pub fn build(
         .map_err(err)?
         .with_environments(["live", "test"])
         .map_err(err)?;
-    let mut cache = CachedStore::builder(store).with_clock(Arc::clone(&settings.clock));
+    let mut cache = CachedStore::builder(store)
+        .with_clock(Arc::clone(&settings.clock))
+        .with_max_concurrent_lookups(settings.max_lookups)
+        .with_lookup_timeout(settings.lookup_timeout)
+        .with_stale_if_error(settings.stale_if_error);
     if let Some(ttl) = settings.cache_ttl {
         cache = cache
             .with_ttl(ttl)
@@ -204,9 +230,18 @@ pub fn build(
     });
 
     let authenticator = Authenticator::new(cache.clone(), format);
+    let authenticator = match settings.unknown_key_budget {
+        Some(budget) => authenticator.with_unknown_key_budget(budget),
+        None => authenticator.without_unknown_key_budget(),
+    };
+    let client_ip = match settings.trusted_proxies {
+        0 => ClientIp::peer(),
+        hops => ClientIp::x_forwarded_for(hops).map_err(err)?,
+    };
     let pb = Guards {
         auth: ApiKeyLayer::new(authenticator.clone())
             .with_sources(KeySources::bearer_or_header())
+            .with_client_ip(client_ip.clone())
             .with_responder(ErrorStyle::envelope().with_request_id_in_body(true))
             .with_realm("Performance Blocks")
             .map_err(err)?
@@ -267,7 +302,12 @@ pub fn build(
 
     let bridge = Guards {
         auth: ApiKeyLayer::new(authenticator)
-            .with_sources(KeySources::json_body())
+            .with_sources(
+                KeySources::json_body()
+                    .with_body_timeout(settings.body_timeout)
+                    .map_err(err)?,
+            )
+            .with_client_ip(client_ip)
             .with_responder(ErrorStyle::product_bridge())
             .with_scope_model(model.clone())
             .with_last_used(last_used.clone())
@@ -299,6 +339,9 @@ pub fn build(
         .with_state(state)
         .layer(
             ServiceBuilder::new()
+                // A client's id that is too long or not visible ASCII is replaced by a
+                // generated one before anything logs, echoes or stores it.
+                .map_request(drop_invalid_request_id)
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(PropagateRequestIdLayer::x_request_id()),
         );
@@ -309,4 +352,19 @@ pub fn build(
         last_used,
         auditor,
     })
+}
+
+/// Removes an `X-Request-Id` that is over 128 characters or not visible ASCII, so the
+/// `SetRequestIdLayer` behind it generates one.
+fn drop_invalid_request_id<B>(mut req: http::Request<B>) -> http::Request<B> {
+    if req
+        .headers()
+        .get_all(X_REQUEST_ID)
+        .iter()
+        .any(|v| !is_valid_request_id(v))
+        || req.headers().get_all(X_REQUEST_ID).iter().count() > 1
+    {
+        req.headers_mut().remove(X_REQUEST_ID);
+    }
+    req
 }
