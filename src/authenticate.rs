@@ -45,7 +45,7 @@ use crate::ConfigError;
 /// constant-time digest comparison, then revocation, expiry and rotation grace against
 /// the clock, then the environment.
 ///
-/// A cache miss for a key the cache has never seen is charged to the client's
+/// A cache miss for a key the store has not found lately is charged to the client's
 /// [unknown-key budget](crate::budget) (100 per minute by default) before the lookup,
 /// and given back unless the lookup ends in [`Outcome::Unknown`]. Past the budget the
 /// key is refused with [`Outcome::TooManyUnknownKeys`] (429) without a lookup. Clones
@@ -183,8 +183,9 @@ pub(crate) struct Lookup {
     digest: Digest,
     environment: Option<Environment>,
     native: bool,
-    /// The cache holds a record for this key (past its TTL): the lookup refreshes a
-    /// known key and is not charged to the client's budget.
+    /// The store has found a record for this key (the cache may have dropped it
+    /// since): the lookup refreshes a real key and is not charged to
+    /// the client's budget.
     known: bool,
 }
 
@@ -251,7 +252,7 @@ impl<S: KeyStore> Authenticator<S> {
                         digest: key.digest(),
                         environment: key.environment(),
                         native: true,
-                        known: self.store.holds_record(&cache_key),
+                        known: self.store.knows(&cache_key),
                     }),
                 }
             }
@@ -268,7 +269,7 @@ impl<S: KeyStore> Authenticator<S> {
                         digest,
                         environment: None,
                         native: false,
-                        known: self.store.holds_record(&cache_key),
+                        known: self.store.knows(&cache_key),
                     }),
                 }
             }

@@ -7,7 +7,11 @@
 //!
 //! - malformed keys and checksum failures, which never reach the cache or the store;
 //! - keys answered from the cache (a known key keeps working for the client, whatever
-//!   its budget says, and so does a refresh of a record the cache holds);
+//!   its budget says), and lookups of ids the store has found a record for (a 64-bit
+//!   fingerprint per key is remembered), even once the cache dropped the record (its
+//!   TTL ran out, or the whole cache was cleared after the invalidation listener
+//!   reconnected): a client that shares an address with an attacker is not locked out
+//!   of its own key;
 //! - lookups that found the key (the secret matched) or failed (a store outage).
 //!
 //! Failures are counted per client, never per key id: knowing a key's id does not let

@@ -41,6 +41,10 @@
 //! # }
 //! ```
 //!
+//! Serve it with the peer address, which the [unknown-key budget](budget) counts
+//! against (without it every client shares one budget):
+//! `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())`.
+//!
 //! # Plain tower
 //!
 //! The layer wraps any `tower::Service<http::Request<B>>` whose body can be rebuilt

@@ -261,6 +261,27 @@ async fn a_known_key_whose_record_expired_is_refreshed_past_the_budget() {
 }
 
 #[tokio::test]
+async fn a_cleared_cache_does_not_lock_a_known_key_out_of_a_throttled_address() {
+    let world = World::new().await;
+    let router = world.router();
+    let valid = world.valid.key.expose_secret().to_owned();
+    assert_eq!(send(&router, from(ATTACKER, &valid)).await.status(), 200);
+    for _ in 0..150 {
+        send(&router, from(ATTACKER, &forged())).await;
+    }
+    // The invalidation listener reconnected (the whole cache is cleared), or another
+    // instance changed the key (NOTIFY): the record must be fetched again, and is.
+    world.store.invalidate_all();
+    assert_eq!(send(&router, from(ATTACKER, &valid)).await.status(), 200);
+    world.store.invalidate(&world.valid.id);
+    assert_eq!(send(&router, from(ATTACKER, &valid)).await.status(), 200);
+    // Forged keys are still refused without a lookup.
+    let before = world.probe.gets();
+    assert_eq!(send(&router, from(ATTACKER, &forged())).await.status(), 429);
+    assert_eq!(world.probe.gets(), before);
+}
+
+#[tokio::test]
 async fn a_configured_budget_and_a_trusted_proxy_header_are_honoured() {
     let world = World::new().await;
     let auth = world

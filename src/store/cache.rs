@@ -1,5 +1,5 @@
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
@@ -106,6 +106,15 @@ struct Inner<S> {
     /// Unknown ids and digests, with the time (as [`Entry::fetched_at`]) the store
     /// said so. Apart from `cache`, so unknown ids never evict known records.
     negatives: moka::sync::Cache<CacheKey, i64, ahash::RandomState>,
+    /// Fingerprints (64-bit hashes) of the ids and digests the store has found a
+    /// record for, kept through invalidations and dropped when the store no longer
+    /// finds them: a lookup for one of them refreshes a real key (its owner's request)
+    /// rather than probing, so the unknown-key budget does not apply to it. Never used
+    /// to accept or refuse a key. Written once per fill, read only on a cache miss;
+    /// about 10 to 20 bytes per key, at most `max_entries` of them.
+    known: Mutex<HashSet<u64, ahash::RandomState>>,
+    fingerprints: ahash::RandomState,
+    max_entries: u64,
     /// Digests of imported keys whose record is cached under their digest, so that
     /// invalidating an id also drops the digest entry.
     digests: moka::sync::Cache<KeyId, [u8; 32], ahash::RandomState>,
@@ -426,6 +435,9 @@ impl<S> CachedStoreBuilder<S> {
                 store: self.store,
                 cache,
                 negatives,
+                known: Mutex::new(HashSet::default()),
+                fingerprints: ahash::RandomState::new(),
+                max_entries: self.max_entries,
                 digests,
                 fills: Mutex::new(HashMap::new()),
                 clock: self.clock,
@@ -511,7 +523,9 @@ impl<S> CachedStore<S> {
         self.inner.digests.invalidate(&record.id);
     }
 
-    /// Drops the whole cache, for example after a missed notification.
+    /// Drops the whole cache, for example after a missed notification. (Which ids
+    /// exist is remembered, so that their owners' next lookups are not charged to an
+    /// unknown-key budget; that memory never accepts a key.)
     pub fn invalidate_all(&self) {
         let mut fills = self.inner.lock_fills();
         fills.clear();
@@ -541,14 +555,25 @@ impl<S> CachedStore<S> {
         self.inner.max_lookups - self.inner.lookups.available_permits()
     }
 
-    /// Whether a found record is held for this key, fresh or not: its id is known to
-    /// exist, so a lookup for it is a refresh, not a probe.
-    pub(crate) fn holds_record(&self, key: &CacheKey) -> bool {
-        self.inner.cache.contains_key(key)
+    /// Whether the store has found a record for this key (even if it was
+    /// invalidated since, or the whole cache was cleared after a listener reconnected):
+    /// a lookup for it refreshes a real key rather than probing.
+    pub(crate) fn knows(&self, key: &CacheKey) -> bool {
+        let inner = &*self.inner;
+        inner.cache.contains_key(key) || inner.lock_known().contains(&inner.fingerprint(key))
     }
 }
 
 impl<S> Inner<S> {
+    fn lock_known(&self) -> MutexGuard<'_, HashSet<u64, ahash::RandomState>> {
+        // Inserting into or removing from a set cannot leave it half-updated.
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn fingerprint(&self, key: &CacheKey) -> u64 {
+        self.fingerprints.hash_one(key)
+    }
+
     fn lock_fills(&self) -> MutexGuard<'_, HashMap<CacheKey, Arc<Fill>>> {
         // Nothing under this lock can panic half-way through an update.
         self.fills.lock().unwrap_or_else(PoisonError::into_inner)
@@ -796,11 +821,19 @@ impl<S> FillGuard<'_, S> {
                                 self.inner.digests.insert(record.id, *digest);
                             }
                             self.inner.negatives.invalidate(&self.key);
+                            let fingerprint = self.inner.fingerprint(&self.key);
+                            let mut known = self.inner.lock_known();
+                            if (known.len() as u64) < self.inner.max_entries {
+                                known.insert(fingerprint);
+                            }
+                            drop(known);
                             self.inner.cache.insert(self.key, entry.clone());
                         }
                         None => {
                             // The key is gone: no stale copy may answer for it.
                             self.inner.cache.invalidate(&self.key);
+                            let fingerprint = self.inner.fingerprint(&self.key);
+                            self.inner.lock_known().remove(&fingerprint);
                             self.inner.negatives.insert(self.key, entry.fetched_at);
                         }
                     }
