@@ -985,6 +985,53 @@ mod tests {
         }
     }
 
+    #[test]
+    fn abuse_bounds_are_validated_at_build_time() {
+        let builder = || CachedStore::builder(MemoryStore::new());
+        assert!(builder().build().is_ok());
+        for bad in [
+            builder().with_max_concurrent_lookups(0),
+            builder().with_max_concurrent_lookups(1_000_001),
+            builder().with_lookup_timeout(Duration::ZERO),
+            builder().with_lookup_timeout(Duration::from_secs(61)),
+            builder().with_stale_if_error(Duration::from_secs(86_401)),
+            builder().with_max_negative_entries(0),
+        ] {
+            assert!(bad.build().is_err());
+        }
+        assert!(builder()
+            .with_stale_if_error(Duration::ZERO)
+            .with_max_concurrent_lookups(1)
+            .build()
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_key_the_store_found_is_known_through_invalidations() {
+        let store = MemoryStore::new();
+        let clock = ManualClock::default();
+        let cache = CachedStore::builder(store.clone())
+            .with_clock(clock.clone())
+            .build()
+            .unwrap();
+        let format = crate::key::KeyFormat::new("pb").unwrap();
+        let minted = format.generate(None).unwrap();
+        let record = KeyRecord::new(
+            &minted,
+            "n",
+            Owner::organization("acme"),
+            vec![],
+            clock.now(),
+        );
+        let key = CacheKey::Id(minted.id);
+        assert!(!cache.knows(&key));
+        store.insert(&record).await.unwrap();
+        assert!(cache.lookup_id(&minted.id).await.unwrap().is_some());
+        cache.invalidate_all();
+        assert!(cache.knows(&key), "remembered through invalidations");
+        assert!(!cache.knows(&CacheKey::Id(KeyId::generate().unwrap())));
+    }
+
     #[tokio::test]
     async fn invalidating_a_digest_drops_a_negative_entry() {
         let store = MemoryStore::new();
