@@ -200,12 +200,14 @@ impl Lookup {
 }
 
 impl<S: KeyStore> Authenticator<S> {
-    /// Authenticates one presented key.
+    /// Authenticates one presented key, from a client that cannot be told: its lookups
+    /// are charged to the one budget all such calls share. Use
+    /// [`Authenticator::authenticate_from`] when the client's address is known.
     ///
     /// # Errors
     ///
     /// The [`Outcome`] that refuses it: `Malformed`, `Unknown`, `Revoked`, `Expired`,
-    /// `WrongEnvironment` or `StoreUnavailable`.
+    /// `WrongEnvironment`, `StoreUnavailable` or `TooManyUnknownKeys`.
     pub async fn authenticate(&self, presented: &str) -> Result<Principal, Outcome> {
         self.authenticate_from(None, presented).await
     }

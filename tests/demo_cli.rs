@@ -336,3 +336,41 @@ async fn forged_keys_from_one_client_are_throttled_while_a_valid_key_works() {
     }
     assert_eq!(statuses, [(401, 20), (429, 40)].into_iter().collect());
 }
+
+#[test]
+fn past_the_connection_cap_a_connection_waits_for_one_to_end() {
+    use std::io::{Read, Write};
+    let demo = DemoProcess::start(&[
+        "--max-connections",
+        "1",
+        "--header-timeout",
+        "60",
+        "--idle-timeout",
+        "60",
+    ]);
+    // The one permitted connection, open and silent.
+    let mut first = connect(&demo.base);
+    first.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+    let mut second = connect(&demo.base);
+    second
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    // Not served while the first holds the only slot. (A server that ignored the cap
+    // would answer within this wait; one that honours it never does.)
+    second
+        .set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let waited = second.read(&mut buf);
+    assert!(
+        matches!(&waited, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "served past the cap: {waited:?}"
+    );
+    // The first ends: the second is served.
+    drop(first);
+    second
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let answer = read_to_close(&mut second);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+}
