@@ -14,6 +14,11 @@
 //!   of its own key;
 //! - lookups that found the key (the secret matched) or failed (a store outage).
 //!
+//! The exemption for known ids has a bounded cost of its own: someone who knows K real
+//! key ids (ids are public: they appear in key lists and logs) can cause at most K
+//! lookups per cache TTL beyond the budget, since each such lookup caches the record
+//! and forged secrets for it are then refused from the cache.
+//!
 //! Failures are counted per client, never per key id: knowing a key's id does not let
 //! anyone lock its owner out.
 //!
