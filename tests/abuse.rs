@@ -196,6 +196,7 @@ async fn knowing_a_key_id_does_not_lock_its_owner_out() {
         let checksum = base62_checksum(&guess);
         format!("{guess}{checksum}")
     });
+    let before = world.probe.gets();
     for guess in guesses {
         let response = send(&router, from(ATTACKER, &guess)).await;
         let refused = outcome(&response).unwrap();
@@ -207,6 +208,9 @@ async fn knowing_a_key_id_does_not_lock_its_owner_out() {
             "{refused:?}"
         );
     }
+    // One lookup: the record is cached after it, and every other guess is refused
+    // from the cache.
+    assert_eq!(world.probe.gets(), before + 1);
     // The owner, from its own address, is unaffected; even once the record ages out
     // of the cache and must be fetched again.
     world.clock.advance(Duration::from_secs(31));
