@@ -621,3 +621,31 @@ async fn an_oversized_or_invisible_request_id_is_never_echoed() {
     let response = send(&router, req).await;
     assert_eq!(response.headers()["x-request-id"], ok.as_str());
 }
+
+#[tokio::test]
+async fn imported_keys_take_the_same_budget() {
+    let world = World::new().await;
+    let auth = Authenticator::new(
+        world.store.clone(),
+        pb_format().with_imported_prefix("pb_").unwrap(),
+    )
+    .with_unknown_key_budget("2/min".parse().unwrap());
+    let client = Some("192.0.2.9".parse().unwrap());
+    let foreign = |n: u32| format!("pb_rcbcKubT0rEilFd9haG5JoPaMwIEx6G9nRjNdTY{n:04}");
+    let before = world.probe.gets();
+    for n in 0..2 {
+        assert_eq!(
+            auth.authenticate_from(client, &foreign(n))
+                .await
+                .unwrap_err(),
+            Outcome::Unknown
+        );
+    }
+    assert!(matches!(
+        auth.authenticate_from(client, &foreign(2))
+            .await
+            .unwrap_err(),
+        Outcome::TooManyUnknownKeys { .. }
+    ));
+    assert_eq!(world.probe.gets(), before + 2);
+}
