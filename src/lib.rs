@@ -113,7 +113,9 @@
 //!   instances see it within the cache TTL (30 s by default) unless they are told
 //!   through [`CachedStore::invalidate`](store::CachedStore::invalidate). With the
 //!   PostgreSQL store and its invalidation listener, they see it within a second while
-//!   the listener is connected.
+//!   the listener is connected. An instance cut off from the store and its
+//!   notifications may use a cached record for the TTL plus the stale-if-error window
+//!   (330 s by default) after its last fetch.
 //! - Put tower-http's `SetRequestIdLayer` outside the layer: every refusal then
 //!   carries `X-Request-Id`, and every log event the request id. An id over 128
 //!   characters or outside visible ASCII is ignored
