@@ -293,6 +293,14 @@ pub const DEFAULT_STALE_IF_ERROR: Duration = Duration::from_secs(300);
 /// The default bound on negative entries: 100,000.
 pub const DEFAULT_MAX_NEGATIVE_ENTRIES: u64 = 100_000;
 
+/// The counter of cache misses answered with a record past its TTL because the store
+/// failed, timed out or the lookup cap was reached (stale-if-error).
+pub const STALE_ANSWERS_METRIC: &str = "tower_api_key_stale_answers_total";
+
+/// The counter of store lookups not made or not finished, labelled `reason`:
+/// `overloaded` (the cap on concurrent lookups was reached) or `timeout`.
+pub const LOOKUPS_REFUSED_METRIC: &str = "tower_api_key_lookups_refused_total";
+
 impl<S> CachedStoreBuilder<S> {
     /// How long a found record is served from the cache (default 30 s). This bounds
     /// how long another instance may keep using a key revoked elsewhere when no
@@ -620,7 +628,7 @@ impl<S> Inner<S> {
                         %error,
                         "key store unavailable; answering from a stale cache entry"
                     );
-                    metrics::counter!("tower_api_key_stale_answers_total").increment(1);
+                    metrics::counter!(STALE_ANSWERS_METRIC).increment(1);
                     return Ok(Some(record));
                 }
             }
@@ -715,6 +723,8 @@ impl<S: KeyStore> CachedStore<S> {
                     // Past the cap, fail now rather than queue for a connection.
                     let Ok(permit) = inner.lookups.try_acquire() else {
                         drop(fills);
+                        metrics::counter!(LOOKUPS_REFUSED_METRIC, "reason" => "overloaded")
+                            .increment(1);
                         let refused = LookupRefused::Overloaded(inner.max_lookups);
                         return inner
                             .stale_or(&key, StoreError::unavailable(refused))
@@ -736,6 +746,8 @@ impl<S: KeyStore> CachedStore<S> {
                 let result = tokio::time::timeout(inner.lookup_timeout, inner.fetch(key))
                     .await
                     .unwrap_or_else(|_| {
+                        metrics::counter!(LOOKUPS_REFUSED_METRIC, "reason" => "timeout")
+                            .increment(1);
                         Err(StoreError::unavailable(LookupRefused::TimedOut(
                             inner.lookup_timeout,
                         )))
