@@ -306,7 +306,8 @@ fn sigterm_completes_while_a_client_holds_a_connection_open() {
 
 #[tokio::test]
 async fn forged_keys_from_one_client_are_throttled_while_a_valid_key_works() {
-    let demo = DemoProcess::start(&["--unknown-key-budget", "20/min", "--rate-limit", "off"]);
+    // A day per 20 lookups: no refill can land while the test runs, however slow.
+    let demo = DemoProcess::start(&["--unknown-key-budget", "20/day", "--rate-limit", "off"]);
     let client = reqwest::Client::new();
     let get = |key: String| {
         let request = client
