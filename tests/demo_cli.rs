@@ -375,3 +375,28 @@ fn past_the_connection_cap_a_connection_waits_for_one_to_end() {
     let answer = read_to_close(&mut second);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_budgeted() {
+    let demo = DemoProcess::start(&["--trusted-proxies", "1", "--unknown-key-budget", "2/day"]);
+    let client = reqwest::Client::new();
+    let format = tower_api_key::key::KeyFormat::new("pb")
+        .unwrap()
+        .with_environments(["live"])
+        .unwrap();
+    let forged_from = |client_ip: &'static str| {
+        let key = format.generate(Some("live")).unwrap();
+        let request = client
+            .get(format!("{}/v1/ping", demo.base))
+            .bearer_auth(key.key.expose_secret())
+            .header("x-forwarded-for", client_ip);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(forged_from("192.0.2.1").await);
+    }
+    // Another client behind the same proxy (the same peer address) has its own budget.
+    statuses.push(forged_from("192.0.2.2").await);
+    assert_eq!(statuses, [401, 401, 429, 401]);
+}
