@@ -113,9 +113,7 @@
 //!   instances see it within the cache TTL (30 s by default) unless they are told
 //!   through [`CachedStore::invalidate`](store::CachedStore::invalidate). With the
 //!   PostgreSQL store and its invalidation listener, they see it within a second while
-//!   the listener is connected. An instance cut off from the store and its
-//!   notifications may use a cached record for the TTL plus the stale-if-error window
-//!   (330 s by default) after its last fetch.
+//!   the listener is connected.
 //! - Put tower-http's `SetRequestIdLayer` outside the layer: every refusal then
 //!   carries `X-Request-Id`, and every log event the request id. An id over 128
 //!   characters or outside visible ASCII is ignored
@@ -126,8 +124,9 @@
 //!   cache caps concurrent lookups (8) and times them out (3 s), answering 503 past
 //!   either; negative entries are kept apart so they never evict known keys.
 //! - Through a store outage, records used within the TTL plus the stale-if-error
-//!   window (5 minutes) keep answering; see
-//!   [`CachedStore`](store::CachedStore#stale-if-error) for the worst case.
+//!   window (5 minutes) keep answering. An instance cut off from the store and its
+//!   notifications may so use a record revoked elsewhere for 330 s after its last
+//!   fetch; see [`CachedStore`](store::CachedStore#stale-if-error).
 //! - Refusals are logged at `DEBUG` and counted in
 //!   [`OUTCOME_METRIC`](rejection::OUTCOME_METRIC). A JSON-body key source refuses a
 //!   body that has not arrived in 10 s with 408.
