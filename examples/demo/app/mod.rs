@@ -29,7 +29,7 @@ use tower_api_key::credentials::KeySources;
 use tower_api_key::key::KeyFormat;
 use tower_api_key::manage::{Actor, KeyManager, LastUsed, NewKey};
 use tower_api_key::rate_limit::{RateLimitLayer, RateLimitPolicy, RateLimits};
-use tower_api_key::rejection::{is_valid_request_id, ErrorStyle, X_REQUEST_ID};
+use tower_api_key::rejection::ErrorStyle;
 use tower_api_key::scope::RequireScopesLayer;
 use tower_api_key::store::{
     CachedStore, KeyStore, DEFAULT_LOOKUP_TIMEOUT, DEFAULT_MAX_LOOKUPS, DEFAULT_STALE_IF_ERROR,
@@ -124,8 +124,6 @@ pub struct Settings {
     /// The default rate limit of every key; `None` runs without rate limiting.
     pub rate_limit: Option<RateLimitPolicy>,
     pub cache_ttl: Option<Duration>,
-    /// The clock of the cache, expiry, rotation grace and rate windows.
-    pub clock: Arc<dyn Clock>,
     /// Lookups ending in "unknown key" allowed per client; `None` switches it off.
     pub unknown_key_budget: Option<UnknownKeyBudget>,
     /// Store lookups in flight at once.
@@ -138,6 +136,8 @@ pub struct Settings {
     /// Reverse proxies in front whose `X-Forwarded-For` is trusted (0: the peer
     /// address is the client).
     pub trusted_proxies: usize,
+    /// The clock of the cache, expiry, rotation grace and rate windows.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for Settings {
@@ -145,13 +145,13 @@ impl Default for Settings {
         Self {
             rate_limit: Some("100/s".parse().expect("valid default")),
             cache_ttl: None,
-            clock: Arc::new(SystemClock),
             unknown_key_budget: Some(UnknownKeyBudget::default()),
             max_lookups: DEFAULT_MAX_LOOKUPS,
             lookup_timeout: DEFAULT_LOOKUP_TIMEOUT,
             stale_if_error: DEFAULT_STALE_IF_ERROR,
             body_timeout: tower_api_key::credentials::DEFAULT_BODY_TIMEOUT,
             trusted_proxies: 0,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -357,6 +357,7 @@ pub fn build(
 /// Removes an `X-Request-Id` that is over 128 characters or not visible ASCII, so the
 /// `SetRequestIdLayer` behind it generates one.
 fn drop_invalid_request_id<B>(mut req: http::Request<B>) -> http::Request<B> {
+    use tower_api_key::rejection::{is_valid_request_id, X_REQUEST_ID};
     if req
         .headers()
         .get_all(X_REQUEST_ID)
