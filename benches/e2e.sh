@@ -14,7 +14,18 @@
 # 2. Requests per second (secondary, noisy on shared machines): wrk, servers and load
 #    generator pinned to different cores, the routes alternating for several rounds.
 #
-# Usage: benches/e2e.sh [callgrind|wrk|all]   (N=2000 ROUNDS=5 DURATION=5s by default)
+# 3. A flood of forged keys (`flood`, not part of `all`): the PostgreSQL-backed demo
+#    behind a TCP proxy this script controls (benches/pgproxy.py; the shared server is
+#    never stopped), `examples/flood.rs` sending distinct well-formed unknown keys from
+#    FLOOD_THREADS (8) threads for FLOOD_SECONDS (30) while one client uses a valid
+#    key, from the same address. Store lookups are read from `pg_stat_user_tables`
+#    (seq_scan + idx_scan of the keys table, which also counts the few last-used
+#    writes), RSS from /proc. Phases: the valid client alone; the flood; the flood with
+#    PostgreSQL cut off from 10 s to 20 s; the flood with `--unknown-key-budget off`.
+#    PG_URL (postgres://postgres@127.0.0.1:5432) names the server; a scratch database
+#    is created and dropped.
+#
+# Usage: benches/e2e.sh [callgrind|wrk|all|flood]   (N=2000 ROUNDS=5 DURATION=5s by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,10 +42,11 @@ need() {
     apt-get update -qq && apt-get install -y -qq "$2" >/dev/null
 }
 need curl curl
-need valgrind valgrind
-need wrk wrk
-
-cargo build --release --example demo --quiet
+if [ "$MODE" != flood ]; then
+    need valgrind valgrind
+    need wrk wrk
+    cargo build --release --example demo --quiet
+fi
 BIN=target/release/examples/demo
 
 # The demo's rate limit for each configuration measured.
@@ -153,9 +165,112 @@ wrk_rounds() {
     PID=$limited_pid stop_demo
 }
 
+FLOOD_SECONDS=${FLOOD_SECONDS:-30}
+FLOOD_THREADS=${FLOOD_THREADS:-8}
+PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
+
+rss_mib() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+
+# seq_scan + idx_scan of the keys table, once every backend has flushed its counters
+# (an idle backend flushes within 10 s).
+lookups() {
+    sleep 11
+    psql -w "$PG_URL/$FLOOD_DB" -tAc \
+        "SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables WHERE relname = 'tower_api_key_keys'"
+}
+
+# Starts the PostgreSQL-backed demo through the proxy with extra flags; sets BASE, KEY,
+# OTHER_KEY (never used until asked) and PID.
+start_pg_demo() {
+    local log="$OUT/flood-demo.stdout"
+    rm -f "$log"
+    taskset -c 0 target/release/examples/demo --listen 127.0.0.1:0 --rate-limit off \
+        --database "postgres://postgres@127.0.0.1:$PROXY_PORT/$FLOOD_DB" "$@" \
+        >"$log" 2>"$OUT/flood-demo.stderr" &
+    PID=$!
+    for _ in $(seq 1 600); do
+        if grep -q '^listening on' "$log" 2>/dev/null; then break; fi
+        sleep 0.1
+    done
+    BASE=$(sed -n 's/^listening on //p' "$log")
+    [ -n "$BASE" ] || { echo "the demo did not start" >&2; cat "$OUT/flood-demo.stderr" >&2; exit 1; }
+    sleep 0.5
+}
+
+# One phase: THREADS flooders for FLOOD_SECONDS; the optional command runs alongside.
+flood_phase() {
+    local name=$1 threads=$2
+    shift 2
+    curl -s -o /dev/null -H "Authorization: Bearer $KEY" "$BASE/v1/ping"
+    local before_lookups before_rss result after_rss after_lookups
+    before_lookups=$(lookups)
+    before_rss=$(rss_mib "$PID")
+    taskset -c 1 target/release/examples/flood "$BASE" "$KEY" "$FLOOD_SECONDS" "$threads" >"$OUT/flood-$name.txt" &
+    local client=$!
+    "$@"
+    wait "$client"
+    result=$(cat "$OUT/flood-$name.txt")
+    after_rss=$(rss_mib "$PID")
+    after_lookups=$(lookups)
+    printf '%-10s lookups=%d lookups_per_s=%.2f rss_before_mib=%s rss_after_mib=%s %s\n' \
+        "$name" "$((after_lookups - before_lookups))" \
+        "$(echo "($after_lookups - $before_lookups) / $FLOOD_SECONDS" | bc -l)" \
+        "$before_rss" "$after_rss" "$result"
+}
+
+# PostgreSQL unreachable from 10 s to 20 s into the phase. A key never used so far is
+# probed during and after it, from another loopback address (127.0.0.2): from the
+# flood's own address an uncached key is 429 by design.
+outage() {
+    local probe=(curl -s --interface 127.0.0.2 -H "Authorization: Bearer $OTHER_KEY")
+    sleep 10
+    kill -USR1 "$PROXY_PID"
+    sleep 2
+    printf 'during the outage: unused key %s, Retry-After %s\n' \
+        "$("${probe[@]}" -o /dev/null -w '%{http_code}' "$BASE/v1/ping")" \
+        "$("${probe[@]}" -D - -o /dev/null "$BASE/v1/ping" | tr -d '\r' | sed -n 's/^retry-after: //Ip')"
+    sleep 8
+    kill -USR2 "$PROXY_PID"
+    local t0 code
+    t0=$(date +%s.%N)
+    for _ in $(seq 1 400); do
+        code=$("${probe[@]}" -o /dev/null -w '%{http_code}' "$BASE/v1/ping")
+        [ "$code" = 200 ] && break
+        sleep 0.05
+    done
+    printf 'after the outage: unused key %s, %.2f s after the database came back\n' "$code" "$(echo "$(date +%s.%N) - $t0" | bc -l)"
+}
+
+flood() {
+    need psql postgresql-client
+    need bc bc
+    cargo build --release --features postgres --example demo --example flood --quiet
+    FLOOD_DB=tak_flood_$$
+    psql -w "$PG_URL/postgres" -qc "CREATE DATABASE $FLOOD_DB"
+    python3 benches/pgproxy.py 127.0.0.1 "${PG_URL##*:}" >"$OUT/pgproxy.out" &
+    PROXY_PID=$!
+    trap 'kill "$PID" "$PROXY_PID" 2>/dev/null; wait 2>/dev/null; psql -w "$PG_URL/postgres" -qc "DROP DATABASE IF EXISTS $FLOOD_DB WITH (FORCE)"' EXIT
+    for _ in $(seq 1 50); do grep -q '^port' "$OUT/pgproxy.out" && break; sleep 0.1; done
+    PROXY_PORT=$(awk '/^port/ { print $2 }' "$OUT/pgproxy.out")
+
+    echo "== flood (${FLOOD_SECONDS}s per phase, $FLOOD_THREADS flood threads, one valid client, one address)"
+    start_pg_demo
+    KEY=$(sed -n 's/^admin key for acme (shown once): //p' "$OUT/flood-demo.stdout")
+    OTHER_KEY=$(sed -n 's/^admin key for globex (shown once): //p' "$OUT/flood-demo.stdout")
+    flood_phase baseline 0 true
+    flood_phase flood "$FLOOD_THREADS" true
+    flood_phase outage "$FLOOD_THREADS" outage
+    stop_demo
+    echo "== the same flood with --unknown-key-budget off (the lookup cap alone)"
+    start_pg_demo --unknown-key-budget off
+    flood_phase no-budget "$FLOOD_THREADS" true
+    stop_demo
+}
+
 case "$MODE" in
     callgrind) callgrind ;;
     wrk) wrk_rounds ;;
     all) callgrind; wrk_rounds ;;
-    *) echo "usage: $0 [callgrind|wrk|all]" >&2; exit 2 ;;
+    flood) flood ;;
+    *) echo "usage: $0 [callgrind|wrk|all|flood]" >&2; exit 2 ;;
 esac

@@ -28,12 +28,14 @@
 //! ```
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::budget::{Budgets, UnknownKeyBudget};
 use crate::key::{Digest, Environment, KeyFormat, KeyId, Presented};
 use crate::outcome::Outcome;
 use crate::principal::Principal;
-use crate::store::{CacheKey, Cached, CachedRecord, CachedStore, KeyStatus, KeyStore};
+use crate::store::{CacheKey, Cached, CachedRecord, CachedStore, Gated, KeyStatus, KeyStore};
 use crate::ConfigError;
 
 /// Checks presented keys against a [`CachedStore`].
@@ -42,10 +44,17 @@ use crate::ConfigError;
 /// malformed input), the cached lookup by id (or by digest for imported keys), a
 /// constant-time digest comparison, then revocation, expiry and rotation grace against
 /// the clock, then the environment.
+///
+/// A cache miss for a key the store has not found lately is charged to the client's
+/// [unknown-key budget](crate::budget) (100 per minute by default) before the lookup,
+/// and given back unless the lookup ends in [`Outcome::Unknown`]. Past the budget the
+/// key is refused with [`Outcome::TooManyUnknownKeys`] (429) without a lookup. Clones
+/// share the budgets.
 pub struct Authenticator<S> {
     store: CachedStore<S>,
     formats: Arc<[KeyFormat]>,
     environments: Option<Arc<[Environment]>>,
+    budgets: Option<Arc<Budgets>>,
 }
 
 impl<S> Clone for Authenticator<S> {
@@ -54,17 +63,41 @@ impl<S> Clone for Authenticator<S> {
             store: self.store.clone(),
             formats: Arc::clone(&self.formats),
             environments: self.environments.clone(),
+            budgets: self.budgets.clone(),
         }
     }
 }
 
 impl<S> Authenticator<S> {
-    /// Accepts keys of `format` found in `store`, in every environment.
+    /// Accepts keys of `format` found in `store`, in every environment, with the
+    /// default unknown-key budget (100 per minute per client).
     pub fn new(store: CachedStore<S>, format: KeyFormat) -> Self {
         Self {
             store,
             formats: Arc::from(vec![format]),
             environments: None,
+            budgets: Some(Arc::new(Budgets::new(UnknownKeyBudget::default()))),
+        }
+    }
+
+    /// Replaces the per-client budget of lookups that end in "unknown key" (see
+    /// [`budget`](crate::budget)).
+    #[must_use]
+    pub fn with_unknown_key_budget(self, budget: UnknownKeyBudget) -> Self {
+        Self {
+            budgets: Some(Arc::new(Budgets::new(budget))),
+            ..self
+        }
+    }
+
+    /// Removes the unknown-key budget: every distinct well-formed key then costs a
+    /// store lookup, bounded only by the cache's cap on concurrent lookups. For tests
+    /// and for deployments that limit unauthenticated traffic in front of this one.
+    #[must_use]
+    pub fn without_unknown_key_budget(self) -> Self {
+        Self {
+            budgets: None,
+            ..self
         }
     }
 
@@ -150,6 +183,10 @@ pub(crate) struct Lookup {
     digest: Digest,
     environment: Option<Environment>,
     native: bool,
+    /// The store has found a record for this key (the cache may have dropped it
+    /// since): the lookup refreshes a real key and is not charged to
+    /// the client's budget.
+    known: bool,
 }
 
 impl Lookup {
@@ -163,24 +200,41 @@ impl Lookup {
 }
 
 impl<S: KeyStore> Authenticator<S> {
-    /// Authenticates one presented key.
+    /// Authenticates one presented key, from a client that cannot be told: its lookups
+    /// are charged to the one budget all such calls share. Use
+    /// [`Authenticator::authenticate_from`] when the client's address is known.
     ///
     /// # Errors
     ///
     /// The [`Outcome`] that refuses it: `Malformed`, `Unknown`, `Revoked`, `Expired`,
-    /// `WrongEnvironment` or `StoreUnavailable`.
+    /// `WrongEnvironment`, `StoreUnavailable` or `TooManyUnknownKeys`.
     pub async fn authenticate(&self, presented: &str) -> Result<Principal, Outcome> {
+        self.authenticate_from(None, presented).await
+    }
+
+    /// Authenticates one presented key sent by `client`, whose
+    /// [unknown-key budget](crate::budget) a lookup is charged to (`None`: a client
+    /// that cannot be told; all such share one budget).
+    ///
+    /// # Errors
+    ///
+    /// As [`Authenticator::authenticate`], and `TooManyUnknownKeys` past the budget.
+    pub async fn authenticate_from(
+        &self,
+        client: Option<IpAddr>,
+        presented: &str,
+    ) -> Result<Principal, Outcome> {
         match self.start(presented.as_bytes()) {
             Step::Admit(principal) => Ok(principal),
             Step::Refuse(outcome, _) => Err(outcome),
-            Step::Miss(lookup) => self.finish(lookup).await,
+            Step::Miss(lookup) => self.finish(lookup, client).await,
         }
     }
 
     /// Parses the key and answers from the cache when it can, without awaiting.
     /// The digest is only computed once a record (or a miss) makes it necessary.
     pub(crate) fn start(&self, presented: &[u8]) -> Step {
-        let Some(parsed) = self.formats.iter().find_map(|f| f.parse_bytes(presented)) else {
+        let Some(parsed) = self.parse(presented) else {
             return Step::Refuse(Outcome::Malformed, None);
         };
         // One clock read serves the cache's freshness check and the record's checks.
@@ -200,6 +254,7 @@ impl<S: KeyStore> Authenticator<S> {
                         digest: key.digest(),
                         environment: key.environment(),
                         native: true,
+                        known: self.store.knows(&cache_key),
                     }),
                 }
             }
@@ -216,28 +271,76 @@ impl<S: KeyStore> Authenticator<S> {
                         digest,
                         environment: None,
                         native: false,
+                        known: self.store.knows(&cache_key),
                     }),
                 }
             }
         }
     }
 
-    /// Completes a lookup that missed the cache.
-    pub(crate) async fn finish(&self, lookup: Lookup) -> Result<Principal, Outcome> {
-        let record = self
-            .store
-            .lookup(lookup.key)
-            .await
-            .map_err(|_| Outcome::StoreUnavailable)?
-            .ok_or(Outcome::Unknown)?;
-        let now = self.store.clock().now_unix_nanos();
-        self.verify(
-            record,
-            &lookup.digest,
-            lookup.environment,
-            lookup.native,
-            now,
-        )
+    /// A native key of any format; failing that, an imported key, unless some format
+    /// could take the input for a mistyped native key.
+    fn parse<'a>(&self, presented: &'a [u8]) -> Option<Presented<'a>> {
+        if let [format] = &*self.formats {
+            return format.parse_bytes(presented);
+        }
+        if let Some(key) = self
+            .formats
+            .iter()
+            .find_map(|f| f.parse_native_bytes(presented))
+        {
+            return Some(Presented::Native(key));
+        }
+        if self.formats.iter().any(|f| f.could_be_native(presented)) {
+            return None;
+        }
+        self.formats
+            .iter()
+            .find_map(|f| f.parse_imported_bytes(presented))
+            .map(Presented::Imported)
+    }
+
+    /// Completes a lookup that missed the cache, charging it to `client`'s budget
+    /// unless the key is known.
+    pub(crate) async fn finish(
+        &self,
+        lookup: Lookup,
+        client: Option<IpAddr>,
+    ) -> Result<Principal, Outcome> {
+        // Charged only when this request makes the lookup itself: not when it joins a
+        // lookup in flight for the same key, nor to refresh a record the cache holds.
+        let budgets = self.budgets.as_deref().filter(|_| !lookup.known);
+        let gate = || match budgets {
+            Some(budgets) => budgets
+                .reserve(client, self.store.clock().now_unix_nanos())
+                .map(Some),
+            None => Ok(None),
+        };
+        let (record, reservation) = match self.store.lookup_gated(lookup.key, gate).await {
+            Ok(found) => found,
+            Err(Gated::Refused(retry_after)) => {
+                return Err(Outcome::TooManyUnknownKeys { retry_after })
+            }
+            Err(Gated::Store(_)) => return Err(Outcome::StoreUnavailable),
+        };
+        let verdict = match record {
+            Some(record) => {
+                let now = self.store.clock().now_unix_nanos();
+                self.verify(
+                    record,
+                    &lookup.digest,
+                    lookup.environment,
+                    lookup.native,
+                    now,
+                )
+            }
+            None => Err(Outcome::Unknown),
+        };
+        // The lookup stays charged only when it found no key for this secret.
+        if let (Some(Some(reservation)), Err(Outcome::Unknown)) = (reservation, &verdict) {
+            reservation.keep();
+        }
+        verdict
     }
 
     fn verify(
@@ -274,6 +377,7 @@ impl<S: fmt::Debug> fmt::Debug for Authenticator<S> {
             .field("store", &self.store)
             .field("formats", &self.formats)
             .field("environments", &self.environments)
+            .field("budgets", &self.budgets)
             .finish()
     }
 }

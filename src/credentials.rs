@@ -14,6 +14,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName};
 use http::Uri;
@@ -24,6 +25,9 @@ use crate::ConfigError;
 
 /// The default limit for buffering a JSON body: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+/// The default time a JSON body has to arrive in full: 10 seconds.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The configured key sources of one layer, tried together: a key sent by more than
 /// one of them is refused with 400 `invalid_request` (RFC 6750 §2).
@@ -39,6 +43,7 @@ pub struct KeySources {
 pub(crate) struct BodyField {
     pub(crate) field: String,
     pub(crate) limit: usize,
+    pub(crate) timeout: Duration,
 }
 
 impl KeySources {
@@ -60,7 +65,8 @@ impl KeySources {
         }
     }
 
-    /// Only a top-level `api_key` field of a JSON body, buffered up to 1 MiB.
+    /// Only a top-level `api_key` field of a JSON body, buffered up to 1 MiB, which
+    /// must arrive within 10 s.
     ///
     /// A layer configured this way ignores `Authorization`, other headers and the
     /// query string completely: a key sent there counts as missing (ProductBridge).
@@ -72,6 +78,7 @@ impl KeySources {
             body: Some(BodyField {
                 field: "api_key".to_owned(),
                 limit: DEFAULT_BODY_LIMIT,
+                timeout: DEFAULT_BODY_TIMEOUT,
             }),
         }
     }
@@ -155,6 +162,29 @@ impl KeySources {
             return Err(ConfigError::new("the JSON body limit must be non-zero"));
         }
         body.limit = limit;
+        Ok(self)
+    }
+
+    /// How long the whole body may take to arrive (10 s by default), counted from
+    /// when the layer starts reading it. A body still incomplete then is refused with
+    /// 408 `request_timeout` and the connection's body is dropped, so a client that
+    /// stops sending half-way holds no buffer. Measured with tokio's timer.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for a zero timeout or one over ten minutes, or when the sources
+    /// are not a body source.
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Result<Self, ConfigError> {
+        let body = self
+            .body
+            .as_mut()
+            .ok_or_else(|| ConfigError::new("with_body_timeout needs KeySources::json_body()"))?;
+        if timeout.is_zero() || timeout > Duration::from_secs(600) {
+            return Err(ConfigError::new(format!(
+                "the JSON body timeout {timeout:?} must be between 1 ns and ten minutes"
+            )));
+        }
+        body.timeout = timeout;
         Ok(self)
     }
 
@@ -263,7 +293,8 @@ impl fmt::Debug for KeySources {
             .field("query", &self.query);
         if let Some(body) = &self.body {
             d.field("body_field", &body.field)
-                .field("body_limit", &body.limit);
+                .field("body_limit", &body.limit)
+                .field("body_timeout", &body.timeout);
         }
         d.finish()
     }
@@ -588,6 +619,15 @@ mod tests {
         assert!(KeySources::json_body().with_query("k").is_err());
         assert!(KeySources::bearer().with_body_limit(10).is_err());
         assert!(KeySources::json_body().with_body_limit(0).is_err());
+        assert!(KeySources::bearer()
+            .with_body_timeout(Duration::from_secs(1))
+            .is_err());
+        assert!(KeySources::json_body()
+            .with_body_timeout(Duration::ZERO)
+            .is_err());
+        assert!(KeySources::json_body()
+            .with_body_timeout(Duration::from_secs(5))
+            .is_ok());
         assert!(KeySources::bearer().with_header("authorization").is_err());
         assert!(KeySources::bearer().with_header("bad header").is_err());
     }

@@ -552,6 +552,12 @@ impl KeyFormat {
     /// checksum-checked; they are looked up by their SHA-256 digest, so import them
     /// with [`KeyRecord::imported`](crate::KeyRecord::imported).
     ///
+    /// Only input that cannot be a key of this format takes that path: anything that
+    /// starts like a native key (`<product>_<environment>_`, or for a format without
+    /// environments `<product>_` followed by a native key's length) is parsed as one
+    /// and, with a wrong checksum or length, refused as malformed without a lookup. A
+    /// mistyped native key never costs a lookup by digest.
+    ///
     /// # Errors
     ///
     /// [`ConfigError`] when the prefix is empty, too long or not `[A-Za-z0-9_-]`.
@@ -641,11 +647,46 @@ impl KeyFormat {
     /// request path hands over without a UTF-8 validation of its own: a key is ASCII,
     /// and anything else fails the alphabet checks.
     pub(crate) fn parse_bytes<'a>(&self, input: &'a [u8]) -> Option<Presented<'a>> {
+        if let Some(parsed) = self.parse_native_bytes(input) {
+            return Some(Presented::Native(parsed));
+        }
+        if self.could_be_native(input) {
+            return None;
+        }
+        self.parse_imported_bytes(input).map(Presented::Imported)
+    }
+
+    /// A native key of this format, or `None`.
+    pub(crate) fn parse_native_bytes<'a>(&self, input: &'a [u8]) -> Option<ParsedKey<'a>> {
         if input.len() > MAX_KEY_LEN {
             return None;
         }
-        if let Some(parsed) = self.parse_native(input) {
-            return Some(Presented::Native(parsed));
+        self.parse_native(input)
+    }
+
+    /// Whether `input` starts like a native key of this format: such input is never
+    /// taken for an imported key, whatever its checksum or length.
+    pub(crate) fn could_be_native(&self, input: &[u8]) -> bool {
+        let Some(rest) = input
+            .strip_prefix(self.product.as_bytes())
+            .and_then(|rest| rest.strip_prefix(b"_"))
+        else {
+            return false;
+        };
+        if self.environments.is_empty() {
+            return rest.len() == BODY_LEN;
+        }
+        self.environments.iter().any(|env| {
+            rest.strip_prefix(env.0.as_bytes())
+                .is_some_and(|rest| rest.starts_with(b"_"))
+        })
+    }
+
+    /// A foreign key with one of the imported prefixes, or `None`. The caller has
+    /// checked that no configured format could take it for a native key.
+    pub(crate) fn parse_imported_bytes<'a>(&self, input: &'a [u8]) -> Option<&'a str> {
+        if input.len() > MAX_KEY_LEN {
+            return None;
         }
         let imported = self
             .imported_prefixes
@@ -656,7 +697,7 @@ impl KeyFormat {
             return None;
         }
         // Every byte is ASCII (checked just above), so this never fails.
-        std::str::from_utf8(input).ok().map(Presented::Imported)
+        std::str::from_utf8(input).ok()
     }
 
     fn parse_native<'a>(&self, input: &'a [u8]) -> Option<ParsedKey<'a>> {
@@ -813,5 +854,29 @@ mod tests {
         assert_eq!(f.parse("pb_"), None);
         assert_eq!(f.parse("pb_abc def"), None);
         assert_eq!(f.parse("xx_abc"), None);
+    }
+
+    #[test]
+    fn a_mistyped_native_key_is_never_taken_for_an_imported_one() {
+        let f = KeyFormat::new("pb")
+            .unwrap()
+            .with_environments(["live", "test"])
+            .unwrap()
+            .with_imported_prefix("pb_")
+            .unwrap();
+        let minted = f.generate(Some("live")).unwrap();
+        let key = minted.key.expose_secret();
+        assert!(matches!(f.parse(key), Some(Presented::Native(_))));
+        // A changed character (checksum), a dropped one and an added one.
+        let mut typo = key.to_owned().into_bytes();
+        let last = typo.len() - 1;
+        typo[last] = if typo[last] == b'a' { b'b' } else { b'a' };
+        let typo = String::from_utf8(typo).unwrap();
+        for bad in [typo.as_str(), &key[..key.len() - 1], &format!("{key}x")] {
+            assert_eq!(f.parse(bad), None, "{bad}");
+        }
+        // A foreign key with the same prefix but no environment is still imported.
+        let foreign = "pb_rcbcKubT0rEilFd9haG5JoPaMwIEx6G9nRjNdTYXSIM";
+        assert_eq!(f.parse(foreign), Some(Presented::Imported(foreign)));
     }
 }

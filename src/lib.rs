@@ -41,6 +41,10 @@
 //! # }
 //! ```
 //!
+//! Serve it with the peer address, which the [unknown-key budget](budget) counts
+//! against (without it every client shares one budget):
+//! `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())`.
+//!
 //! # Plain tower
 //!
 //! The layer wraps any `tower::Service<http::Request<B>>` whose body can be rebuilt
@@ -117,7 +121,21 @@
 //!   stronger than itself), and every change is written by the store together with its
 //!   audit entry, atomically.
 //! - Put tower-http's `SetRequestIdLayer` outside the layer: every refusal then
-//!   carries `X-Request-Id`, and every log event the request id.
+//!   carries `X-Request-Id`, and every log event the request id. An id over 128
+//!   characters or outside visible ASCII is ignored
+//!   ([`rejection::is_valid_request_id`]).
+//! - Anyone can mint well-formed keys (the checksum is public), and each distinct one
+//!   costs a store lookup. The [unknown-key budget](budget) (100 such lookups a minute
+//!   per client, by [`client::ClientIp`]) answers 429 past it without a lookup; the
+//!   cache caps concurrent lookups (8) and times them out (3 s), answering 503 past
+//!   either; negative entries are kept apart so they never evict known keys.
+//! - Through a store outage, records used within the TTL plus the stale-if-error
+//!   window (5 minutes) keep answering. An instance cut off from the store and its
+//!   notifications may so use a record revoked elsewhere for 330 s after its last
+//!   fetch; see [`CachedStore`](store::CachedStore#stale-if-error).
+//! - Refusals are logged at `DEBUG` and counted in
+//!   [`OUTCOME_METRIC`](rejection::OUTCOME_METRIC). A JSON-body key source refuses a
+//!   body that has not arrived in 10 s with 408.
 //!
 //! # Minimum supported Rust version
 //!
@@ -128,6 +146,8 @@
 
 pub mod audit;
 mod authenticate;
+pub mod budget;
+pub mod client;
 pub mod clock;
 pub mod credentials;
 mod error;

@@ -19,10 +19,12 @@ use http::StatusCode;
 /// | `ForeignResource` | 403 | `foreign_resource` |
 /// | `InsufficientScope` | 403 | `insufficient_scope` |
 /// | `RateLimited` | 429 | `rate_limited` |
+/// | `TooManyUnknownKeys` | 429 | `too_many_unknown_keys` |
 /// | `QuotaExceeded` | 403 | `quota_exceeded` |
 /// | `StoreUnavailable` | 503 | `store_unavailable` |
 /// | `InvalidRequest` | 400 | `invalid_request` |
 /// | `PayloadTooLarge` | 413 | `payload_too_large` |
+/// | `RequestTimeout` | 408 | `request_timeout` |
 ///
 /// `Revoked` and `Expired` are only ever reported after the presented secret matched
 /// the stored digest, so they never reveal that some other key exists.
@@ -54,6 +56,12 @@ pub enum Outcome {
         /// How long until a request of the same cost would be allowed.
         retry_after: Duration,
     },
+    /// The client spent its budget of lookups for unknown keys: an uncached key from
+    /// it is refused without a lookup (see [`budget`](crate::budget)).
+    TooManyUnknownKeys {
+        /// How long until one more lookup is allowed.
+        retry_after: Duration,
+    },
     /// The owner's daily or monthly quota is spent.
     QuotaExceeded,
     /// The key store could not answer: fail closed with 503.
@@ -67,6 +75,8 @@ pub enum Outcome {
     },
     /// The body is larger than the buffering limit of the JSON-body key source.
     PayloadTooLarge,
+    /// The body of a JSON-body key source did not arrive within its timeout.
+    RequestTimeout,
 }
 
 impl Outcome {
@@ -80,10 +90,13 @@ impl Outcome {
             | Self::ForeignResource
             | Self::InsufficientScope { .. }
             | Self::QuotaExceeded => StatusCode::FORBIDDEN,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::TooManyUnknownKeys { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -103,6 +116,8 @@ impl Outcome {
             Self::StoreUnavailable => "store_unavailable",
             Self::InvalidRequest { .. } => "invalid_request",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::TooManyUnknownKeys { .. } => "too_many_unknown_keys",
+            Self::RequestTimeout => "request_timeout",
         }
     }
 

@@ -10,8 +10,15 @@
 //! - a scope refusal carries `error="insufficient_scope", scope="…"`, and a 400
 //!   `error="invalid_request"`;
 //! - 429 and 503 carry `Retry-After` in whole seconds (never 0);
-//! - every error carries `X-Request-Id` when the request had one (set it with
-//!   tower-http's `SetRequestIdLayer` in front of this crate's layer).
+//! - every error carries `X-Request-Id` when the request had a valid one (set it with
+//!   tower-http's `SetRequestIdLayer` in front of this crate's layer). An id longer
+//!   than [`MAX_REQUEST_ID_LEN`] characters or with anything but visible ASCII is
+//!   never logged, echoed or audited: see [`is_valid_request_id`].
+//!
+//! Each refusal is one `DEBUG` event (target `tower_api_key`, with the outcome, the
+//! key id when known, never the key) and one increment of [`OUTCOME_METRIC`]:
+//! refusals are what an attacker controls, so they are counted rather than logged at
+//! a level that is on in production.
 //!
 //! ```
 //! use tower_api_key::rejection::{ErrorStyle, Rejection, Responder};
@@ -47,6 +54,32 @@ pub const OUTCOME_METRIC: &str = "tower_api_key_requests_total";
 /// The `X-Request-Id` header.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The longest request id used: 128 characters.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Whether a request id may be logged, echoed and stored: 1 to
+/// [`MAX_REQUEST_ID_LEN`] characters of visible ASCII (no spaces, no control
+/// characters). This crate ignores any other `X-Request-Id`; put a layer in front that
+/// replaces it with a generated one (the demo shows how).
+///
+/// ```
+/// use http::HeaderValue;
+/// use tower_api_key::rejection::is_valid_request_id;
+///
+/// assert!(is_valid_request_id(&HeaderValue::from_static("req-42")));
+/// assert!(!is_valid_request_id(&HeaderValue::from_static("two words")));
+/// assert!(!is_valid_request_id(&HeaderValue::from_str(&"x".repeat(129)).unwrap()));
+/// ```
+pub fn is_valid_request_id(value: &HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    !bytes.is_empty() && bytes.len() <= MAX_REQUEST_ID_LEN && bytes.iter().all(u8::is_ascii_graphic)
+}
+
+/// The request's `X-Request-Id`, when it is a valid one.
+pub(crate) fn request_id(headers: &HeaderMap) -> Option<&HeaderValue> {
+    headers.get(X_REQUEST_ID).filter(|v| is_valid_request_id(v))
+}
+
 /// A refused request: the [`Outcome`] and what is known about the request.
 ///
 /// The layer attaches a clone to the response extensions, so outer layers and tests
@@ -79,10 +112,10 @@ impl Rejection {
         self
     }
 
-    /// Records the request id.
+    /// Records the request id (dropped unless [`is_valid_request_id`]).
     #[must_use]
     pub fn with_request_id(mut self, request_id: Option<HeaderValue>) -> Self {
-        self.request_id = request_id;
+        self.request_id = request_id.filter(is_valid_request_id);
         self
     }
 
@@ -153,10 +186,12 @@ enum Style {
 /// | insufficient scope | 403 `permission_denied` "Required scope: observations:write" | 403 `missing_scope` | 401 "invalid api_key" (the wrong kind of key) | 403 |
 /// | wrong environment | 403 `permission_denied` | 403 `wrong_environment` | 401 "invalid api_key" | 403 |
 /// | rate limited | 429 `rate_limited` | 429 `rate_limited` | 429 `rate_limited` | 429 |
+/// | too many unknown keys | 429 `rate_limited` | same | same | 429 |
 /// | quota exceeded | 403 `quota_exceeded` | 403 `quota_exceeded` | 403 `quota_exceeded` | 403 |
 /// | store unavailable | 503 `service_unavailable` | same | same | 503 |
 /// | invalid request | 400 `invalid_request` | same | same | 400 |
 /// | payload too large | 413 `payload_too_large` | same | same | 413 |
+/// | request timeout (body) | 408 `request_timeout` | same | same | 408 |
 ///
 /// The first three answer `{"error":{"code":…,"message":…}}`; with
 /// [`ErrorStyle::with_request_id_in_body`] a `request_id` member is added inside
@@ -283,6 +318,17 @@ impl ErrorStyle {
                     "Rate limit exceeded; retry after {} seconds",
                     retry_after_secs(*retry_after)
                 )),
+            ),
+            (_, Outcome::TooManyUnknownKeys { retry_after }) => (
+                "rate_limited",
+                Cow::Owned(format!(
+                    "Too many unknown API keys from this client; retry after {} seconds",
+                    retry_after_secs(*retry_after)
+                )),
+            ),
+            (_, Outcome::RequestTimeout) => (
+                "request_timeout",
+                Cow::Borrowed("The request body did not arrive in time"),
             ),
             (_, Outcome::QuotaExceeded) => (
                 "quota_exceeded",
@@ -446,7 +492,7 @@ impl Renderer {
     pub(crate) fn render(&self, rejection: Rejection) -> Response<Bytes> {
         let mut response = self.responder.respond(&rejection);
         self.add_headers(&rejection, response.status(), response.headers_mut());
-        tracing::info!(
+        tracing::debug!(
             target: "tower_api_key",
             outcome = rejection.outcome().code(),
             status = response.status().as_u16(),
@@ -486,7 +532,8 @@ impl Renderer {
         }
         if !headers.contains_key(header::RETRY_AFTER) {
             let retry = match outcome {
-                Outcome::RateLimited { retry_after } => Some(*retry_after),
+                Outcome::RateLimited { retry_after }
+                | Outcome::TooManyUnknownKeys { retry_after } => Some(*retry_after),
                 Outcome::StoreUnavailable => Some(self.unavailable_retry_after),
                 _ => None,
             };
@@ -587,7 +634,7 @@ pub(crate) fn render_for(
     let key_id = extensions.get::<crate::Principal>().map(|p| *p.key_id());
     let rejection = Rejection::new(outcome)
         .with_key_id(key_id)
-        .with_request_id(headers.get(X_REQUEST_ID).cloned());
+        .with_request_id(request_id(headers).cloned());
     renderer.render(rejection)
 }
 
@@ -713,6 +760,10 @@ mod tests {
                     reason: "bad \"thing\"",
                 },
                 Outcome::PayloadTooLarge,
+                Outcome::TooManyUnknownKeys {
+                    retry_after: Duration::from_millis(600),
+                },
+                Outcome::RequestTimeout,
             ]
         };
         let styles = [
@@ -748,7 +799,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 5 * 2 * 3 * 14);
+        assert_eq!(checked, 5 * 2 * 3 * 16);
     }
 
     #[test]

@@ -32,13 +32,20 @@ async fn outcomes_are_counted_by_label() {
         .unwrap();
     let app = Router::new()
         .route("/", get(|| async { "ok" }))
-        .layer(ApiKeyLayer::new(Authenticator::new(store, pb_format())));
+        .layer(ApiKeyLayer::new(
+            Authenticator::new(store, pb_format())
+                .with_unknown_key_budget("1/min".parse().unwrap()),
+        ));
     let key = minted.key.expose_secret().to_owned();
+    let forged = || pb_format().generate(Some("live")).unwrap().key;
+    let (forged1, forged2) = (forged(), forged());
     for auth in [
         Some(key.as_str()),
         Some(key.as_str()),
         Some("pb_live_x"),
         None,
+        Some(forged1.expose_secret()),
+        Some(forged2.expose_secret()),
     ] {
         let mut req = Request::get("/");
         if let Some(k) = auth {
@@ -66,9 +73,14 @@ async fn outcomes_are_counted_by_label() {
             counts.insert(outcome, n);
         }
     }
-    let expected: std::collections::BTreeMap<String, u64> =
-        [("authenticated", 2), ("malformed", 1), ("missing", 1)]
-            .map(|(k, v)| (k.to_owned(), v))
-            .into();
+    let expected: std::collections::BTreeMap<String, u64> = [
+        ("authenticated", 2),
+        ("malformed", 1),
+        ("missing", 1),
+        ("unknown", 1),
+        ("too_many_unknown_keys", 1),
+    ]
+    .map(|(k, v)| (k.to_owned(), v))
+    .into();
     assert_eq!(counts, expected);
 }

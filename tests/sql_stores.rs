@@ -1690,6 +1690,90 @@ mod postgres {
         .await;
     }
 
+    /// Stale-if-error against PostgreSQL cut off through a proxy: a key used within the
+    /// TTL plus five minutes keeps answering 200 after its TTL ran out, others get 503
+    /// with `Retry-After`, and everything heals when the database is back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn through_an_outage_a_recently_used_key_answers_past_its_ttl() {
+        use tower_api_key::clock::{Clock, ManualClock};
+        let Some(db) = TestSchema::new().await else {
+            return;
+        };
+        let proxy = Proxy::start(server_addr(&db.url).await).await;
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(StdDuration::from_secs(1))
+            .connect_lazy_with(db.options(Some(proxy.addr)));
+        let store = PostgresStore::from_pool(pool)
+            .with_table_prefix(&db.prefix)
+            .unwrap();
+        let clock = ManualClock::new(OffsetDateTime::now_utc());
+        // The defaults: 30 s TTL, 300 s stale-if-error.
+        let cache = CachedStore::builder(store.clone())
+            .with_clock(clock.clone())
+            .build()
+            .unwrap();
+        let app = Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(ApiKeyLayer::new(Authenticator::new(
+                cache.clone(),
+                pb_format(),
+            )));
+        let call = |key: String| {
+            let app = app.clone();
+            async move {
+                let request = Request::get("/")
+                    .header("authorization", format!("Bearer {key}"))
+                    .body(Body::empty())
+                    .unwrap();
+                app.oneshot(request).await.unwrap()
+            }
+        };
+        let used = pb_format().generate(Some("live")).unwrap();
+        let unused = pb_format().generate(Some("live")).unwrap();
+        for minted in [&used, &unused] {
+            let record = KeyRecord::new(minted, "k", acme(), vec![], clock.now());
+            store.insert(&record).await.unwrap();
+        }
+        let used_key = used.key.expose_secret().to_owned();
+        let unused_key = unused.key.expose_secret().to_owned();
+        assert_eq!(call(used_key.clone()).await.status(), StatusCode::OK);
+        let fetched = clock.now();
+
+        proxy.down();
+        for after in [31, 120, 329] {
+            clock.set(fetched + StdDuration::from_secs(after));
+            assert_eq!(
+                call(used_key.clone()).await.status(),
+                StatusCode::OK,
+                "{after} s after the last fetch"
+            );
+        }
+        let forged = pb_format().generate(Some("live")).unwrap();
+        for key in [unused_key.clone(), forged.key.expose_secret().to_owned()] {
+            let response = call(key).await;
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert!(response.headers().contains_key("retry-after"));
+        }
+        clock.set(fetched + StdDuration::from_secs(331));
+        assert_eq!(
+            call(used_key.clone()).await.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "past the stale window"
+        );
+
+        proxy.up();
+        let took = wait_until(StdDuration::from_secs(10), "recovered", || {
+            let call = call(unused_key.clone());
+            async move { call.await.status() == StatusCode::OK }
+        })
+        .await;
+        report(
+            "stale-if-error: recovered after the database came back, in",
+            took,
+        );
+        assert_eq!(call(used_key).await.status(), StatusCode::OK);
+    }
+
     #[tokio::test]
     async fn a_schema_from_a_newer_version_is_refused() {
         let Some(db) = TestSchema::new().await else {

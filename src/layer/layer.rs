@@ -6,6 +6,7 @@ use tower_layer::Layer;
 use super::ApiKeyService;
 use crate::audit::Auditor;
 use crate::authenticate::Authenticator;
+use crate::client::ClientIp;
 use crate::credentials::KeySources;
 use crate::manage::LastUsed;
 use crate::rejection::{validate_realm, ErrorStyle, Renderer, Responder};
@@ -30,6 +31,7 @@ pub(crate) struct Config<K> {
     pub(crate) hide_credentials: bool,
     pub(crate) last_used: Option<LastUsed>,
     pub(crate) auditor: Option<Auditor>,
+    pub(crate) client_ip: ClientIp,
     scope_model: Option<ScopeModel>,
     responder: Arc<dyn Responder>,
     realm: Arc<str>,
@@ -45,6 +47,7 @@ impl<K> Clone for Config<K> {
             hide_credentials: self.hide_credentials,
             last_used: self.last_used.clone(),
             auditor: self.auditor.clone(),
+            client_ip: self.client_ip.clone(),
             scope_model: self.scope_model.clone(),
             responder: Arc::clone(&self.responder),
             realm: Arc::clone(&self.realm),
@@ -70,6 +73,7 @@ impl<K> ApiKeyLayer<K> {
                 hide_credentials: false,
                 last_used: None,
                 auditor: None,
+                client_ip: ClientIp::peer(),
                 scope_model: None,
                 responder,
                 realm,
@@ -138,6 +142,15 @@ impl<K> ApiKeyLayer<K> {
         self.update(|c| c.auditor = Some(auditor))
     }
 
+    /// How the client of a request is identified, for the authenticator's
+    /// [unknown-key budget](crate::budget): the peer address by default (serve the
+    /// router with `into_make_service_with_connect_info::<SocketAddr>()`, or every
+    /// request shares one budget). Behind a reverse proxy, trust its forwarding header
+    /// with [`ClientIp::x_forwarded_for`] or [`ClientIp::forwarded`].
+    pub fn with_client_ip(self, client_ip: ClientIp) -> Self {
+        self.update(|c| c.client_ip = client_ip)
+    }
+
     /// The scope model that typed guards ([`RequireScope`](crate::scope::RequireScope))
     /// behind this layer check against.
     pub fn with_scope_model(self, model: ScopeModel) -> Self {
@@ -174,6 +187,7 @@ impl<K: fmt::Debug> fmt::Debug for ApiKeyLayer<K> {
             .field("realm", &self.config.realm)
             .field("optional", &self.config.optional)
             .field("hide_credentials", &self.config.hide_credentials)
+            .field("client_ip", &self.config.client_ip)
             .finish_non_exhaustive()
     }
 }

@@ -20,7 +20,7 @@ use crate::credentials::{body_key, strip_body_field, BodyKey};
 use crate::key::KeyId;
 use crate::outcome::Outcome;
 use crate::principal::Principal;
-use crate::rejection::{Rejection, X_REQUEST_ID};
+use crate::rejection::{request_id, Rejection};
 use crate::store::KeyStore;
 
 /// The service built by [`ApiKeyLayer`](super::ApiKeyLayer).
@@ -111,8 +111,9 @@ where
             Step::Miss(lookup) => {
                 let inner = take_ready(&mut self.inner);
                 let config = Arc::clone(config);
+                let client = config.client_ip.client(req.headers(), req.extensions());
                 let fut = Box::pin(async move {
-                    match config.authenticator.finish(lookup).await {
+                    match config.authenticator.finish(lookup, client).await {
                         Ok(principal) => {
                             let admitted = admit(&config, &mut req, principal);
                             Authorized::Pass(req, admitted)
@@ -151,8 +152,7 @@ fn admit<K: KeyStore, B>(
     // Read only by what needs it: tracing evaluates an event's fields only when the
     // event is enabled.
     let request_id = |headers: &HeaderMap| {
-        headers
-            .get(X_REQUEST_ID)
+        request_id(headers)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
@@ -219,7 +219,7 @@ fn refuse<K>(
 ) -> Response<bytes::Bytes> {
     let rejection = Rejection::new(outcome)
         .with_key_id(key_id)
-        .with_request_id(headers.get(X_REQUEST_ID).cloned());
+        .with_request_id(request_id(headers).cloned());
     config.renderer.render(rejection)
 }
 
@@ -262,12 +262,14 @@ where
             &parts.headers,
         );
     }
-    let bytes = match Limited::new(body, field.limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<LengthLimitError>() => {
+    let collected = tokio::time::timeout(field.timeout, Limited::new(body, field.limit).collect());
+    let bytes = match collected.await {
+        Err(_elapsed) => return refused(Outcome::RequestTimeout, None, &parts.headers),
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => {
             return refused(Outcome::PayloadTooLarge, None, &parts.headers)
         }
-        Err(_) => {
+        Ok(Err(_)) => {
             return refused(
                 Outcome::InvalidRequest {
                     reason: "the request body could not be read",
@@ -301,7 +303,13 @@ where
         Ok(Some(key)) => match config.authenticator.start(key.as_bytes()) {
             Step::Admit(principal) => (Ok(principal), None),
             Step::Refuse(outcome, key_id) => (Err(outcome), key_id),
-            Step::Miss(lookup) => (config.authenticator.finish(lookup).await, lookup.key_id()),
+            Step::Miss(lookup) => {
+                let client = config.client_ip.client(&parts.headers, &parts.extensions);
+                (
+                    config.authenticator.finish(lookup, client).await,
+                    lookup.key_id(),
+                )
+            }
         },
     };
     match result {

@@ -1,11 +1,11 @@
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use super::{Applied, Change, KeyRecord, KeyStatus, KeyStore, Owner, StoreError};
 use crate::audit::{AuditEntry, AuditQuery};
@@ -21,8 +21,30 @@ use crate::ConfigError;
 /// Records, never verdicts: expiry, revocation and rotation grace are evaluated
 /// against the clock on every request, so a key that expires is refused on its first
 /// request after expiry even when its record comes from the cache. Unknown ids are
-/// cached too, as negative entries with a shorter TTL, so a flood of well-formed but
-/// unknown keys does not reach the store. Store errors are never cached.
+/// cached too, as negative entries with a shorter TTL, so an unknown id that repeats
+/// does not reach the store again. Store errors are never cached.
+///
+/// Negative entries live in a cache of their own, smaller than the positive one
+/// ([`CachedStoreBuilder::with_max_negative_entries`]): a flood of unknown ids evicts
+/// other unknown ids, never a known key's record.
+///
+/// **A forged key does reach the store once.** The checksum is public, so anyone can
+/// mint well-formed keys with ids nobody ever issued; each distinct one costs a
+/// lookup. What bounds that cost: the per-client budget of lookups that end in
+/// "unknown key" ([`Authenticator::with_unknown_key_budget`](crate::Authenticator::with_unknown_key_budget)),
+/// the cap on concurrent lookups ([`CachedStoreBuilder::with_max_concurrent_lookups`]:
+/// past it a miss fails at once with [`StoreError::Unavailable`], a 503, instead of
+/// queuing for a connection) and the lookup timeout
+/// ([`CachedStoreBuilder::with_lookup_timeout`]).
+///
+/// # Stale if error
+///
+/// While the store fails, times out or the concurrency cap is reached, a record whose
+/// TTL has run out is still served for [`CachedStoreBuilder::with_stale_if_error`]
+/// (5 minutes by default; zero disables it), so keys used recently keep working
+/// through an outage. Revocation through this cache and [`CachedStore::invalidate`]
+/// (the PostgreSQL store's LISTEN/NOTIFY) still drop the record at once, and expiry
+/// and revocation times in the record are still checked on every request.
 ///
 /// # Revocation
 ///
@@ -40,6 +62,11 @@ use crate::ConfigError;
 /// the positive TTL ([`CachedStoreBuilder::with_ttl`], 30 s by default), unless that
 /// instance is told through [`CachedStore::invalidate`] (the PostgreSQL store's
 /// LISTEN/NOTIFY does this), which brings it down to the notification latency.
+/// When that other instance cannot reach the store either (a network partition, so
+/// it hears no notification and cannot refresh), it may go on using its cached
+/// record for the positive TTL plus the stale-if-error window: 30 s + 300 s with the
+/// defaults, counted from the record's last successful fetch. Set
+/// [`CachedStoreBuilder::with_stale_if_error`] to zero to bound it by the TTL alone.
 ///
 /// # Freshness and the clock
 ///
@@ -75,7 +102,20 @@ impl<S> Clone for CachedStore<S> {
 
 struct Inner<S> {
     store: S,
+    /// Found records.
     cache: moka::sync::Cache<CacheKey, Entry, ahash::RandomState>,
+    /// Unknown ids and digests, with the time (as [`Entry::fetched_at`]) the store
+    /// said so. Apart from `cache`, so unknown ids never evict known records.
+    negatives: moka::sync::Cache<CacheKey, i64, ahash::RandomState>,
+    /// Fingerprints (64-bit hashes) of the ids and digests the store has found a
+    /// record for, kept through invalidations and dropped when the store no longer
+    /// finds them: a lookup for one of them refreshes a real key (its owner's request)
+    /// rather than probing, so the unknown-key budget does not apply to it. Never used
+    /// to accept or refuse a key. Written once per fill, read only on a cache miss;
+    /// about 10 to 20 bytes per key, at most `max_entries` of them.
+    known: Mutex<HashSet<u64, ahash::RandomState>>,
+    fingerprints: ahash::RandomState,
+    max_entries: u64,
     /// Digests of imported keys whose record is cached under their digest, so that
     /// invalidating an id also drops the digest entry.
     digests: moka::sync::Cache<KeyId, [u8; 32], ahash::RandomState>,
@@ -86,6 +126,13 @@ struct Inner<S> {
     /// The TTLs in nanoseconds, for the request path's integer comparison.
     positive_ttl_nanos: i128,
     negative_ttl_nanos: i128,
+    /// How long past its TTL a record may answer while the store cannot.
+    stale_if_error: Duration,
+    stale_if_error_nanos: i128,
+    /// Permits for store lookups in flight (cache fills).
+    lookups: Semaphore,
+    max_lookups: usize,
+    lookup_timeout: Duration,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,6 +143,7 @@ pub(crate) enum CacheKey {
 
 #[derive(Clone)]
 struct Entry {
+    /// `None` for an unknown key (kept in the negative cache as `fetched_at` alone).
     record: Option<Arc<CachedRecord>>,
     /// Nanoseconds since the Unix epoch, on the cache's clock; `i64::MIN` (always
     /// stale) for a reading outside 1677–2262. An `i64` rather than an `i128`, whose
@@ -181,6 +229,15 @@ impl fmt::Debug for CachedRecord {
     }
 }
 
+/// Why a gated lookup gave no answer.
+pub(crate) enum Gated<E> {
+    /// The store failed (or was not asked: the cap, the timeout), and no stale record
+    /// could answer.
+    Store(StoreError),
+    /// The gate refused the lookup.
+    Refused(E),
+}
+
 /// A fresh cache answer.
 pub(crate) enum Cached {
     /// The record.
@@ -201,6 +258,10 @@ pub struct CachedStoreBuilder<S> {
     negative_ttl: Duration,
     max_entries: u64,
     max_bytes: u64,
+    max_negative_entries: u64,
+    max_lookups: usize,
+    lookup_timeout: Duration,
+    stale_if_error: Duration,
     clock: SharedClock,
 }
 
@@ -212,6 +273,10 @@ impl<S: fmt::Debug> fmt::Debug for CachedStoreBuilder<S> {
             .field("negative_ttl", &self.negative_ttl)
             .field("max_entries", &self.max_entries)
             .field("max_bytes", &self.max_bytes)
+            .field("max_negative_entries", &self.max_negative_entries)
+            .field("max_lookups", &self.max_lookups)
+            .field("lookup_timeout", &self.lookup_timeout)
+            .field("stale_if_error", &self.stale_if_error)
             .finish_non_exhaustive()
     }
 }
@@ -220,6 +285,22 @@ impl<S: fmt::Debug> fmt::Debug for CachedStoreBuilder<S> {
 pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
 /// The default negative TTL: 5 seconds.
 pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
+/// The default cap on concurrent store lookups: 8, well under a typical pool of 10.
+pub const DEFAULT_MAX_LOOKUPS: usize = 8;
+/// The default lookup timeout: 3 seconds.
+pub const DEFAULT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
+/// The default stale-if-error window: 5 minutes.
+pub const DEFAULT_STALE_IF_ERROR: Duration = Duration::from_secs(300);
+/// The default bound on negative entries: 100,000.
+pub const DEFAULT_MAX_NEGATIVE_ENTRIES: u64 = 100_000;
+
+/// The counter of cache misses answered with a record past its TTL because the store
+/// failed, timed out or the lookup cap was reached (stale-if-error).
+pub const STALE_ANSWERS_METRIC: &str = "tower_api_key_stale_answers_total";
+
+/// The counter of store lookups not made or not finished, labelled `reason`:
+/// `overloaded` (the cap on concurrent lookups was reached) or `timeout`.
+pub const LOOKUPS_REFUSED_METRIC: &str = "tower_api_key_lookups_refused_total";
 
 impl<S> CachedStoreBuilder<S> {
     /// How long a found record is served from the cache (default 30 s). This bounds
@@ -249,6 +330,42 @@ impl<S> CachedStoreBuilder<S> {
         self
     }
 
+    /// The most negative entries (unknown ids) held (default 100,000, and never more
+    /// than [`with_max_entries`](Self::with_max_entries)). They are kept apart from
+    /// found records, so a flood of unknown ids evicts only other unknown ids.
+    pub fn with_max_negative_entries(mut self, entries: u64) -> Self {
+        self.max_negative_entries = entries;
+        self
+    }
+
+    /// The most store lookups in flight at once for cache misses (default 8; keep it
+    /// well under the store's connection pool). A miss past the cap fails at once with
+    /// [`StoreError::Unavailable`] (a 503 with `Retry-After` from the layer) instead of
+    /// queuing, unless stale-if-error can answer it. Requests for an id already being
+    /// looked up wait for that lookup and take no permit.
+    pub fn with_max_concurrent_lookups(mut self, lookups: usize) -> Self {
+        self.max_lookups = lookups;
+        self
+    }
+
+    /// How long a store lookup may take (default 3 s). Past it the lookup is dropped
+    /// and fails with [`StoreError::Unavailable`] (a 503), unless stale-if-error can
+    /// answer. Measured with tokio's timer.
+    pub fn with_lookup_timeout(mut self, timeout: Duration) -> Self {
+        self.lookup_timeout = timeout;
+        self
+    }
+
+    /// How long past its TTL a found record may still be used while the store errors,
+    /// times out or the lookup cap is reached (default 5 minutes; zero disables it).
+    /// Revocation through this cache and [`CachedStore::invalidate`] still drop the
+    /// record at once; expiry and revocation times in the record are still checked.
+    /// See the worst case in the [type docs](CachedStore).
+    pub fn with_stale_if_error(mut self, window: Duration) -> Self {
+        self.stale_if_error = window;
+        self
+    }
+
     /// The clock that measures entry age (the system clock by default).
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
@@ -260,9 +377,29 @@ impl<S> CachedStoreBuilder<S> {
     /// # Errors
     ///
     /// [`ConfigError`] when a TTL is zero or longer than a day, the negative TTL is
-    /// longer than the positive one, or a bound is zero.
+    /// longer than the positive one, a bound is zero, the lookup cap is zero or above
+    /// 1,000,000, the lookup timeout is zero or longer than a minute, or the
+    /// stale-if-error window is longer than a day.
     pub fn build(self) -> Result<CachedStore<S>, ConfigError> {
         const DAY: Duration = Duration::from_secs(86_400);
+        if !(1..=1_000_000).contains(&self.max_lookups) {
+            return Err(ConfigError::new(format!(
+                "the cap on concurrent key lookups ({}) must be between 1 and 1000000",
+                self.max_lookups
+            )));
+        }
+        if self.lookup_timeout.is_zero() || self.lookup_timeout > Duration::from_secs(60) {
+            return Err(ConfigError::new(format!(
+                "key lookup timeout {:?} must be between 1 ns and one minute",
+                self.lookup_timeout
+            )));
+        }
+        if self.stale_if_error > DAY {
+            return Err(ConfigError::new(format!(
+                "stale-if-error window {:?} must be at most one day",
+                self.stale_if_error
+            )));
+        }
         if self.positive_ttl.is_zero() || self.positive_ttl > DAY {
             return Err(ConfigError::new(format!(
                 "cache TTL {:?} must be between 1 ns and one day",
@@ -275,7 +412,7 @@ impl<S> CachedStoreBuilder<S> {
                 self.negative_ttl, self.positive_ttl
             )));
         }
-        if self.max_entries == 0 || self.max_bytes == 0 {
+        if self.max_entries == 0 || self.max_bytes == 0 || self.max_negative_entries == 0 {
             return Err(ConfigError::new("cache bounds must be non-zero"));
         }
         let min_weight = (self.max_bytes / self.max_entries).max(1);
@@ -288,11 +425,15 @@ impl<S> CachedStoreBuilder<S> {
                     + entry.record.as_ref().map_or(0, |r| r.approx_size());
                 u32::try_from(bytes).unwrap_or(u32::MAX).max(min_weight)
             })
-            // One TTL for every entry, the positive one: moka then keeps a write-order
-            // queue rather than a timer wheel, which reads would have to update. A
-            // negative entry is stale after the negative TTL all the same (`fresh`
-            // checks every read), and is replaced by the next lookup.
-            .time_to_live(positive_ttl)
+            // One TTL for every entry: moka then keeps a write-order queue rather than
+            // a timer wheel, which reads would have to update. An entry is stale after
+            // the positive TTL all the same (`fresh` checks every read); moka keeps it
+            // through the stale-if-error window so an outage can still use it.
+            .time_to_live(positive_ttl + self.stale_if_error)
+            .build_with_hasher(ahash::RandomState::new());
+        let negatives = moka::sync::Cache::builder()
+            .max_capacity(self.max_negative_entries.min(self.max_entries))
+            .time_to_live(negative_ttl)
             .build_with_hasher(ahash::RandomState::new());
         let digests = moka::sync::Cache::builder()
             .max_capacity(self.max_entries)
@@ -302,21 +443,36 @@ impl<S> CachedStoreBuilder<S> {
             inner: Arc::new(Inner {
                 store: self.store,
                 cache,
+                negatives,
+                known: Mutex::new(HashSet::default()),
+                fingerprints: ahash::RandomState::new(),
+                max_entries: self.max_entries,
                 digests,
                 fills: Mutex::new(HashMap::new()),
                 clock: self.clock,
                 positive_ttl,
                 negative_ttl,
-                positive_ttl_nanos: positive_ttl.as_nanos().try_into().unwrap_or(i128::MAX),
-                negative_ttl_nanos: negative_ttl.as_nanos().try_into().unwrap_or(i128::MAX),
+                positive_ttl_nanos: nanos(positive_ttl),
+                negative_ttl_nanos: nanos(negative_ttl),
+                stale_if_error: self.stale_if_error,
+                stale_if_error_nanos: nanos(self.stale_if_error),
+                lookups: Semaphore::new(self.max_lookups),
+                max_lookups: self.max_lookups,
+                lookup_timeout: self.lookup_timeout,
             }),
         })
     }
 }
 
+fn nanos(d: Duration) -> i128 {
+    d.as_nanos().try_into().unwrap_or(i128::MAX)
+}
+
 impl<S> CachedStore<S> {
     /// A builder with the defaults: 30 s positive TTL, 5 s negative TTL, at most
-    /// 1,000,000 entries and 256 MiB, the system clock.
+    /// 1,000,000 entries and 256 MiB (of which at most 100,000 negative entries), at
+    /// most 8 store lookups at once, each within 3 s, records served up to 5 minutes
+    /// past their TTL while the store fails, the system clock.
     pub fn builder(store: S) -> CachedStoreBuilder<S> {
         CachedStoreBuilder {
             store,
@@ -324,6 +480,10 @@ impl<S> CachedStore<S> {
             negative_ttl: DEFAULT_NEGATIVE_TTL,
             max_entries: 1_000_000,
             max_bytes: 256 * 1024 * 1024,
+            max_negative_entries: DEFAULT_MAX_NEGATIVE_ENTRIES,
+            max_lookups: DEFAULT_MAX_LOOKUPS,
+            lookup_timeout: DEFAULT_LOOKUP_TIMEOUT,
+            stale_if_error: DEFAULT_STALE_IF_ERROR,
             clock: Arc::new(SystemClock),
         }
     }
@@ -372,11 +532,14 @@ impl<S> CachedStore<S> {
         self.inner.digests.invalidate(&record.id);
     }
 
-    /// Drops the whole cache, for example after a missed notification.
+    /// Drops the whole cache, for example after a missed notification. (Which ids
+    /// exist is remembered, so that their owners' next lookups are not charged to an
+    /// unknown-key budget; that memory never accepts a key.)
     pub fn invalidate_all(&self) {
         let mut fills = self.inner.lock_fills();
         fills.clear();
         self.inner.cache.invalidate_all();
+        self.inner.negatives.invalidate_all();
         self.inner.digests.invalidate_all();
     }
 
@@ -384,11 +547,42 @@ impl<S> CachedStore<S> {
     /// maintenance is run first, so the count is exact.
     pub fn entry_count(&self) -> u64 {
         self.inner.cache.run_pending_tasks();
-        self.inner.cache.entry_count()
+        self.inner.negatives.run_pending_tasks();
+        self.inner.cache.entry_count() + self.inner.negatives.entry_count()
+    }
+
+    /// The number of negative entries (unknown ids and digests) currently cached.
+    pub fn negative_entry_count(&self) -> u64 {
+        self.inner.negatives.run_pending_tasks();
+        self.inner.negatives.entry_count()
+    }
+
+    /// Store lookups in flight now (each holds one of the
+    /// [`with_max_concurrent_lookups`](CachedStoreBuilder::with_max_concurrent_lookups)
+    /// permits).
+    pub fn lookups_in_flight(&self) -> usize {
+        self.inner.max_lookups - self.inner.lookups.available_permits()
+    }
+
+    /// Whether the store has found a record for this key (even if it was
+    /// invalidated since, or the whole cache was cleared after a listener reconnected):
+    /// a lookup for it refreshes a real key rather than probing.
+    pub(crate) fn knows(&self, key: &CacheKey) -> bool {
+        let inner = &*self.inner;
+        inner.cache.contains_key(key) || inner.lock_known().contains(&inner.fingerprint(key))
     }
 }
 
 impl<S> Inner<S> {
+    fn lock_known(&self) -> MutexGuard<'_, HashSet<u64, ahash::RandomState>> {
+        // Inserting into or removing from a set cannot leave it half-updated.
+        self.known.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn fingerprint(&self, key: &CacheKey) -> u64 {
+        self.fingerprints.hash_one(key)
+    }
+
     fn lock_fills(&self) -> MutexGuard<'_, HashMap<CacheKey, Arc<Fill>>> {
         // Nothing under this lock can panic half-way through an update.
         self.fills.lock().unwrap_or_else(PoisonError::into_inner)
@@ -397,17 +591,60 @@ impl<S> Inner<S> {
     fn invalidate_locked(&self, fills: &mut HashMap<CacheKey, Arc<Fill>>, key: CacheKey) {
         fills.remove(&key);
         self.cache.invalidate(&key);
+        self.negatives.invalidate(&key);
     }
 
-    /// Whether `entry` is still fresh at `now` (nanoseconds since the Unix epoch).
-    fn fresh(&self, entry: &Entry, now: i128) -> bool {
-        let ttl = if entry.record.is_some() {
-            self.positive_ttl_nanos
-        } else {
-            self.negative_ttl_nanos
-        };
-        now - i128::from(entry.fetched_at) < ttl
+    /// A fresh answer for `key` at `now` (nanoseconds since the Unix epoch): the
+    /// record, `Some(None)` for a fresh negative entry, or `None` on a miss. (The
+    /// nesting is the lookup's own answer, `Option<record>`, inside a cache answer.)
+    #[allow(clippy::option_option)]
+    fn fresh(&self, key: &CacheKey, now: i128) -> Option<Option<Arc<CachedRecord>>> {
+        if let Some(entry) = self.cache.get(key) {
+            if now - i128::from(entry.fetched_at) < self.positive_ttl_nanos {
+                return Some(entry.record);
+            }
+        }
+        let fetched_at = self.negatives.get(key)?;
+        (now - i128::from(fetched_at) < self.negative_ttl_nanos).then_some(None)
     }
+
+    /// The answer to a lookup that failed with `error`: a record past its TTL but
+    /// within the stale-if-error window, or the error.
+    fn stale_or(
+        &self,
+        key: &CacheKey,
+        error: StoreError,
+    ) -> Result<Option<Arc<CachedRecord>>, StoreError> {
+        if self.stale_if_error_nanos > 0 {
+            if let Some(Entry {
+                record: Some(record),
+                fetched_at,
+            }) = self.cache.get(key)
+            {
+                let age = self.clock.now_unix_nanos() - i128::from(fetched_at);
+                if age < self.positive_ttl_nanos + self.stale_if_error_nanos {
+                    tracing::debug!(
+                        target: "tower_api_key",
+                        key_id = record.id.as_str(),
+                        %error,
+                        "key store unavailable; answering from a stale cache entry"
+                    );
+                    metrics::counter!(STALE_ANSWERS_METRIC).increment(1);
+                    return Ok(Some(record));
+                }
+            }
+        }
+        Err(error)
+    }
+}
+
+/// Why a lookup was not made or not finished, wrapped in [`StoreError::Unavailable`].
+#[derive(Debug, thiserror::Error)]
+enum LookupRefused {
+    #[error("too many key lookups in flight (the cap is {0})")]
+    Overloaded(usize),
+    #[error("the key lookup took longer than {0:?}")]
+    TimedOut(Duration),
 }
 
 impl<S: KeyStore> CachedStore<S> {
@@ -435,24 +672,38 @@ impl<S: KeyStore> CachedStore<S> {
     /// A fresh cached answer for `key`, without touching the store: `None` on a miss.
     /// `now` is in nanoseconds since the Unix epoch, on the cache's clock.
     pub(crate) fn peek(&self, key: &CacheKey, now: i128) -> Option<Cached> {
-        let inner = &*self.inner;
-        let entry = inner.cache.get(key)?;
-        if !inner.fresh(&entry, now) {
-            return None;
-        }
-        Some(entry.record.map_or(Cached::Unknown, Cached::Found))
+        let found = self.inner.fresh(key, now)?;
+        Some(found.map_or(Cached::Unknown, Cached::Found))
     }
 
     pub(crate) async fn lookup(
         &self,
         key: CacheKey,
     ) -> Result<Option<Arc<CachedRecord>>, StoreError> {
+        match self
+            .lookup_gated(key, || Ok::<(), std::convert::Infallible>(()))
+            .await
+        {
+            Ok((found, _)) => Ok(found),
+            Err(Gated::Store(error)) => Err(error),
+            Err(Gated::Refused(never)) => match never {},
+        }
+    }
+
+    /// [`lookup`](Self::lookup), calling `gate` only when this request would make a
+    /// store lookup itself (not for a cache hit, nor when it joins a lookup in flight
+    /// for the same key). `gate` refusing means no lookup; its token is handed back
+    /// with the answer of the lookup it let through.
+    pub(crate) async fn lookup_gated<G, E>(
+        &self,
+        key: CacheKey,
+        gate: impl FnOnce() -> Result<G, E>,
+    ) -> Result<(Option<Arc<CachedRecord>>, Option<G>), Gated<E>> {
+        let mut gate = Some(gate);
         let inner = &*self.inner;
         let now = inner.clock.now_unix_nanos();
-        if let Some(entry) = inner.cache.get(&key) {
-            if inner.fresh(&entry, now) {
-                return Ok(entry.record);
-            }
+        if let Some(found) = inner.fresh(&key, now) {
+            return Ok((found, None));
         }
         loop {
             let (mut rx, fill) = {
@@ -462,26 +713,55 @@ impl<S: KeyStore> CachedStore<S> {
                 } else {
                     // Re-check under the lock: a fill may have completed since the
                     // first look, and its insert happened under this lock.
-                    if let Some(entry) = inner.cache.get(&key) {
-                        if inner.fresh(&entry, now) {
-                            return Ok(entry.record);
-                        }
+                    if let Some(found) = inner.fresh(&key, now) {
+                        return Ok((found, None));
                     }
+                    let token = match gate.take().map(|gate| gate()) {
+                        Some(Err(refused)) => return Err(Gated::Refused(refused)),
+                        Some(Ok(token)) => Some(token),
+                        None => None,
+                    };
+                    // Past the cap, fail now rather than queue for a connection.
+                    let Ok(permit) = inner.lookups.try_acquire() else {
+                        drop(fills);
+                        metrics::counter!(LOOKUPS_REFUSED_METRIC, "reason" => "overloaded")
+                            .increment(1);
+                        let refused = LookupRefused::Overloaded(inner.max_lookups);
+                        return inner
+                            .stale_or(&key, StoreError::unavailable(refused))
+                            .map(|found| (found, None))
+                            .map_err(Gated::Store);
+                    };
                     let (tx, rx) = watch::channel(None);
                     let fill = Arc::new(Fill { tx });
                     fills.insert(key, Arc::clone(&fill));
-                    (rx, Some(fill))
+                    (rx, Some((fill, permit, token)))
                 }
             };
-            if let Some(fill) = fill {
+            if let Some((fill, permit, token)) = fill {
                 let guard = FillGuard {
                     inner,
                     key,
                     fill: Some(fill),
                 };
-                let result = inner.fetch(key).await;
+                let result = tokio::time::timeout(inner.lookup_timeout, inner.fetch(key))
+                    .await
+                    .unwrap_or_else(|_| {
+                        metrics::counter!(LOOKUPS_REFUSED_METRIC, "reason" => "timeout")
+                            .increment(1);
+                        Err(StoreError::unavailable(LookupRefused::TimedOut(
+                            inner.lookup_timeout,
+                        )))
+                    });
+                drop(permit);
                 guard.complete(result.clone());
-                return result.map(|entry| entry.record);
+                return match result {
+                    Ok(entry) => Ok((entry.record, token)),
+                    Err(error) => inner
+                        .stale_or(&key, error)
+                        .map(|found| (found, None))
+                        .map_err(Gated::Store),
+                };
             }
             // Another request is fetching: wait for it. If its future was dropped
             // before it finished, the channel closes and this request takes over.
@@ -491,7 +771,13 @@ impl<S: KeyStore> CachedStore<S> {
                 .ok()
                 .and_then(|v| v.clone());
             if let Some(result) = settled {
-                return result.map(|entry| entry.record);
+                return match result {
+                    Ok(entry) => Ok((entry.record, None)),
+                    Err(error) => inner
+                        .stale_or(&key, error)
+                        .map(|found| (found, None))
+                        .map_err(Gated::Store),
+                };
             }
         }
     }
@@ -542,10 +828,28 @@ impl<S> FillGuard<'_, S> {
             if current {
                 fills.remove(&self.key);
                 if let Ok(entry) = &result {
-                    if let (CacheKey::Digest(digest), Some(record)) = (&self.key, &entry.record) {
-                        self.inner.digests.insert(record.id, *digest);
+                    match &entry.record {
+                        Some(record) => {
+                            if let CacheKey::Digest(digest) = &self.key {
+                                self.inner.digests.insert(record.id, *digest);
+                            }
+                            self.inner.negatives.invalidate(&self.key);
+                            let fingerprint = self.inner.fingerprint(&self.key);
+                            let mut known = self.inner.lock_known();
+                            if (known.len() as u64) < self.inner.max_entries {
+                                known.insert(fingerprint);
+                            }
+                            drop(known);
+                            self.inner.cache.insert(self.key, entry.clone());
+                        }
+                        None => {
+                            // The key is gone: no stale copy may answer for it.
+                            self.inner.cache.invalidate(&self.key);
+                            let fingerprint = self.inner.fingerprint(&self.key);
+                            self.inner.lock_known().remove(&fingerprint);
+                            self.inner.negatives.insert(self.key, entry.fetched_at);
+                        }
                     }
-                    self.inner.cache.insert(self.key, entry.clone());
                 }
             }
         }
@@ -613,8 +917,12 @@ impl<S: fmt::Debug> fmt::Debug for CachedStore<S> {
         f.debug_struct("CachedStore")
             .field("store", &self.inner.store)
             .field("entries", &self.inner.cache.entry_count())
+            .field("negative_entries", &self.inner.negatives.entry_count())
             .field("positive_ttl", &self.inner.positive_ttl)
             .field("negative_ttl", &self.inner.negative_ttl)
+            .field("stale_if_error", &self.inner.stale_if_error)
+            .field("max_lookups", &self.inner.max_lookups)
+            .field("lookup_timeout", &self.inner.lookup_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -668,6 +976,53 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn abuse_bounds_are_validated_at_build_time() {
+        let builder = || CachedStore::builder(MemoryStore::new());
+        assert!(builder().build().is_ok());
+        for bad in [
+            builder().with_max_concurrent_lookups(0),
+            builder().with_max_concurrent_lookups(1_000_001),
+            builder().with_lookup_timeout(Duration::ZERO),
+            builder().with_lookup_timeout(Duration::from_secs(61)),
+            builder().with_stale_if_error(Duration::from_secs(86_401)),
+            builder().with_max_negative_entries(0),
+        ] {
+            assert!(bad.build().is_err());
+        }
+        assert!(builder()
+            .with_stale_if_error(Duration::ZERO)
+            .with_max_concurrent_lookups(1)
+            .build()
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_key_the_store_found_is_known_through_invalidations() {
+        let store = MemoryStore::new();
+        let clock = ManualClock::default();
+        let cache = CachedStore::builder(store.clone())
+            .with_clock(clock.clone())
+            .build()
+            .unwrap();
+        let format = crate::key::KeyFormat::new("pb").unwrap();
+        let minted = format.generate(None).unwrap();
+        let record = KeyRecord::new(
+            &minted,
+            "n",
+            Owner::organization("acme"),
+            vec![],
+            clock.now(),
+        );
+        let key = CacheKey::Id(minted.id);
+        assert!(!cache.knows(&key));
+        store.insert(&record).await.unwrap();
+        assert!(cache.lookup_id(&minted.id).await.unwrap().is_some());
+        cache.invalidate_all();
+        assert!(cache.knows(&key), "remembered through invalidations");
+        assert!(!cache.knows(&CacheKey::Id(KeyId::generate().unwrap())));
     }
 
     #[tokio::test]

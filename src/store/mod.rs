@@ -37,9 +37,11 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-pub(crate) use self::cache::{CacheKey, Cached};
+pub(crate) use self::cache::{CacheKey, Cached, Gated};
 pub use self::cache::{
-    CachedRecord, CachedStore, CachedStoreBuilder, DEFAULT_NEGATIVE_TTL, DEFAULT_TTL,
+    CachedRecord, CachedStore, CachedStoreBuilder, DEFAULT_LOOKUP_TIMEOUT, DEFAULT_MAX_LOOKUPS,
+    DEFAULT_MAX_NEGATIVE_ENTRIES, DEFAULT_NEGATIVE_TTL, DEFAULT_STALE_IF_ERROR, DEFAULT_TTL,
+    LOOKUPS_REFUSED_METRIC, STALE_ANSWERS_METRIC,
 };
 pub use self::memory::MemoryStore;
 pub use self::record::{KeyRecord, KeyStatus, Owner, Rotation};

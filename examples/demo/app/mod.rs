@@ -23,6 +23,8 @@ use axum::routing::{get, on, MethodFilter, MethodRouter};
 use axum::Router;
 use tower::ServiceBuilder;
 use tower_api_key::audit::Auditor;
+use tower_api_key::budget::UnknownKeyBudget;
+use tower_api_key::client::ClientIp;
 use tower_api_key::clock::{Clock, SystemClock};
 use tower_api_key::credentials::KeySources;
 use tower_api_key::key::KeyFormat;
@@ -32,7 +34,9 @@ use tower_api_key::rate_limit::{
 };
 use tower_api_key::rejection::ErrorStyle;
 use tower_api_key::scope::RequireScopesLayer;
-use tower_api_key::store::{CachedStore, KeyStore};
+use tower_api_key::store::{
+    CachedStore, KeyStore, DEFAULT_LOOKUP_TIMEOUT, DEFAULT_MAX_LOOKUPS, DEFAULT_STALE_IF_ERROR,
+};
 use tower_api_key::{ApiKeyLayer, Authenticator, Owner, ScopeModel};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
@@ -125,6 +129,18 @@ pub struct Settings {
     /// The default rate limit of every key; `None` runs without rate limiting.
     pub rate_limit: Option<RateLimitPolicy>,
     pub cache_ttl: Option<Duration>,
+    /// Lookups ending in "unknown key" allowed per client; `None` switches it off.
+    pub unknown_key_budget: Option<UnknownKeyBudget>,
+    /// Store lookups in flight at once.
+    pub max_lookups: usize,
+    pub lookup_timeout: Duration,
+    /// How long past its TTL a record answers while the store fails (zero: never).
+    pub stale_if_error: Duration,
+    /// How long a ProductBridge JSON body may take to arrive.
+    pub body_timeout: Duration,
+    /// Reverse proxies in front whose `X-Forwarded-For` is trusted (0: the peer
+    /// address is the client).
+    pub trusted_proxies: usize,
     /// The clock of the cache, expiry, rotation grace and rate windows.
     pub clock: Arc<dyn Clock>,
     /// Where rate limits and quotas are kept: this process, or a Redis shared by every
@@ -139,6 +155,12 @@ impl Default for Settings {
         Self {
             rate_limit: Some("100/s".parse().expect("valid default")),
             cache_ttl: None,
+            unknown_key_budget: Some(UnknownKeyBudget::default()),
+            max_lookups: DEFAULT_MAX_LOOKUPS,
+            lookup_timeout: DEFAULT_LOOKUP_TIMEOUT,
+            stale_if_error: DEFAULT_STALE_IF_ERROR,
+            body_timeout: tower_api_key::credentials::DEFAULT_BODY_TIMEOUT,
+            trusted_proxies: 0,
             clock: Arc::new(SystemClock),
             limiter: DemoLimiter::Memory(MemoryLimiter::new()),
             daily_quota: None,
@@ -203,7 +225,11 @@ pub fn build(store: DemoStore, settings: Settings) -> Result<Demo, String> {
         .map_err(err)?
         .with_environments(["live", "test"])
         .map_err(err)?;
-    let mut cache = CachedStore::builder(store).with_clock(Arc::clone(&settings.clock));
+    let mut cache = CachedStore::builder(store)
+        .with_clock(Arc::clone(&settings.clock))
+        .with_max_concurrent_lookups(settings.max_lookups)
+        .with_lookup_timeout(settings.lookup_timeout)
+        .with_stale_if_error(settings.stale_if_error);
     if let Some(ttl) = settings.cache_ttl {
         cache = cache
             .with_ttl(ttl)
@@ -224,9 +250,18 @@ pub fn build(store: DemoStore, settings: Settings) -> Result<Demo, String> {
     };
 
     let authenticator = Authenticator::new(cache.clone(), format);
+    let authenticator = match settings.unknown_key_budget {
+        Some(budget) => authenticator.with_unknown_key_budget(budget),
+        None => authenticator.without_unknown_key_budget(),
+    };
+    let client_ip = match settings.trusted_proxies {
+        0 => ClientIp::peer(),
+        hops => ClientIp::x_forwarded_for(hops).map_err(err)?,
+    };
     let pb = Guards {
         auth: ApiKeyLayer::new(authenticator.clone())
             .with_sources(KeySources::bearer_or_header())
+            .with_client_ip(client_ip.clone())
             .with_responder(ErrorStyle::envelope().with_request_id_in_body(true))
             .with_realm("Performance Blocks")
             .map_err(err)?
@@ -289,7 +324,12 @@ pub fn build(store: DemoStore, settings: Settings) -> Result<Demo, String> {
 
     let bridge = Guards {
         auth: ApiKeyLayer::new(authenticator)
-            .with_sources(KeySources::json_body())
+            .with_sources(
+                KeySources::json_body()
+                    .with_body_timeout(settings.body_timeout)
+                    .map_err(err)?,
+            )
+            .with_client_ip(client_ip)
             .with_responder(ErrorStyle::product_bridge())
             .with_scope_model(model.clone())
             .with_last_used(last_used.clone())
@@ -321,6 +361,9 @@ pub fn build(store: DemoStore, settings: Settings) -> Result<Demo, String> {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
+                // A client's id that is too long or not visible ASCII is replaced by a
+                // generated one before anything logs, echoes or stores it.
+                .map_request(drop_invalid_request_id)
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(PropagateRequestIdLayer::x_request_id()),
         );
@@ -331,4 +374,20 @@ pub fn build(store: DemoStore, settings: Settings) -> Result<Demo, String> {
         last_used,
         auditor,
     })
+}
+
+/// Removes an `X-Request-Id` that is over 128 characters or not visible ASCII, so the
+/// `SetRequestIdLayer` behind it generates one.
+fn drop_invalid_request_id<B>(mut req: http::Request<B>) -> http::Request<B> {
+    use tower_api_key::rejection::{is_valid_request_id, X_REQUEST_ID};
+    if req
+        .headers()
+        .get_all(X_REQUEST_ID)
+        .iter()
+        .any(|v| !is_valid_request_id(v))
+        || req.headers().get_all(X_REQUEST_ID).iter().count() > 1
+    {
+        req.headers_mut().remove(X_REQUEST_ID);
+    }
+    req
 }

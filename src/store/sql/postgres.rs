@@ -45,8 +45,11 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 ///   instance within one second (in practice, a few milliseconds after the commit);
 /// - **in the worst case** (the listener's connection is down, or the database is),
 ///   within the cache TTL ([`CachedStoreBuilder::with_ttl`](crate::store::CachedStoreBuilder::with_ttl),
-///   30 s by default). When the listener reconnects it clears the whole cache, since a
-///   notification may have been missed.
+///   30 s by default), or, while this instance cannot reach the database either, the
+///   TTL plus the stale-if-error window
+///   ([`CachedStoreBuilder::with_stale_if_error`](crate::store::CachedStoreBuilder::with_stale_if_error),
+///   300 s by default) after the record's last fetch. When the listener reconnects it
+///   clears the whole cache, since a notification may have been missed.
 ///
 /// Notifications are database-wide: deployments that share one database through
 /// different schemas should use different table prefixes, or they will invalidate each
@@ -208,9 +211,10 @@ impl PostgresStore {
         Ok(Self::from_pool(pool))
     }
 
-    /// Uses an existing pool, for example the application's own. Its acquire timeout
-    /// is how long a lookup waits while the database is down before the layer answers
-    /// 503.
+    /// Uses an existing pool, for example the application's own. Its acquire timeout,
+    /// or the cache's lookup timeout if shorter (3 s by default), is how long a lookup
+    /// waits while the database is down before the layer answers 503. Keep the cache's
+    /// cap on concurrent lookups (8 by default) under the pool's size.
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
             pool,
