@@ -44,6 +44,10 @@ fn bad_arguments_exit_2_with_one_line() {
         &["--max-connections", "0"],
         &["--shutdown-timeout", "0"],
         &["--trusted-proxies", "many"],
+        &["--redis-on-failure", "panic"],
+        &["--daily-quota", "0"],
+        &["--daily-quota", "lots"],
+        &["--redis", "http://not-redis"],
     ];
     for args in cases {
         let (code, stdout, stderr) = run(args);
@@ -195,6 +199,10 @@ fn help_lists_every_flag() {
         "--max-connections",
         "--shutdown-timeout",
         "--trusted-proxies",
+        "--redis",
+        "--redis-on-failure",
+        "--redis-local-first",
+        "--daily-quota",
         "--help",
     ] {
         assert!(

@@ -24,6 +24,12 @@ pub struct Args {
     pub max_connections: usize,
     pub shutdown_timeout: Duration,
     pub trusted_proxies: usize,
+    /// `--redis`: share rate limits and quotas through this Redis.
+    pub redis: Option<String>,
+    /// `--redis-on-failure refuse`: 503 while Redis is down (default: local limits).
+    pub redis_refuse: bool,
+    pub redis_local_first: bool,
+    pub daily_quota: Option<u64>,
 }
 
 /// What parsing decided: run, or print this (help) and exit 0.
@@ -124,6 +130,32 @@ fn command() -> Command {
                 .help("Reverse proxies in front whose X-Forwarded-For is trusted to name the client (0: the peer address)"),
         )
         .arg(
+            Arg::new("redis")
+                .long("redis")
+                .value_name("URL")
+                .help("Share rate limits and quotas with every instance through this Redis, e.g. redis://127.0.0.1:6379 (needs --features redis) [default: in process]"),
+        )
+        .arg(
+            Arg::new("redis-on-failure")
+                .long("redis-on-failure")
+                .value_name("local|refuse")
+                .default_value("local")
+                .help("While Redis is down: decide with in-process limits, or answer 503"),
+        )
+        .arg(
+            Arg::new("redis-local-first")
+                .long("redis-local-first")
+                .action(ArgAction::SetTrue)
+                .help("Decide in process while a key is far from its limit, one Redis round trip per 10 requests"),
+        )
+        .arg(
+            Arg::new("daily-quota")
+                .long("daily-quota")
+                .value_name("N|off")
+                .default_value("off")
+                .help("Requests per organization per UTC day (403 quota_exceeded past it)"),
+        )
+        .arg(
             Arg::new("help")
                 .long("help")
                 .short('h')
@@ -192,7 +224,26 @@ impl Args {
                     .map_err(|e| format!("--unknown-key-budget: {e}"))?,
             ),
         };
+        let redis_refuse = match value("redis-on-failure").as_str() {
+            "local" => false,
+            "refuse" => true,
+            other => {
+                return Err(format!(
+                    "--redis-on-failure: {other:?} is neither \"local\" nor \"refuse\""
+                ))
+            }
+        };
+        let daily_quota = match value("daily-quota").as_str() {
+            "off" => None,
+            n => Some(n.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                format!("--daily-quota: {n:?} is neither \"off\" nor a positive number")
+            })?),
+        };
         Ok(Parsed::Run(Box::new(Self {
+            redis: text("redis"),
+            redis_refuse,
+            redis_local_first: matches.get_flag("redis-local-first"),
+            daily_quota,
             listen,
             database: text("database"),
             rate_limit: value("rate-limit"),

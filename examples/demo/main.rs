@@ -9,7 +9,11 @@
 //! ```
 //!
 //! SQLite and PostgreSQL databases need the `sqlite` / `postgres` features
-//! (`cargo run --features sqlite --example demo -- --database sqlite://demo.db`).
+//! (`cargo run --features sqlite --example demo -- --database sqlite://demo.db`), and
+//! rate limits shared through Redis the `redis` feature
+//! (`--features postgres,redis … --database postgres://… --redis redis://127.0.0.1:6379`:
+//! run several instances on one database and one Redis, and they share keys, limits and
+//! quotas).
 //!
 //! The defaults are the secure ones: 100 unknown-key lookups a minute per client, 8
 //! store lookups at once (3 s each), 5 minutes of stale-if-error, 10 s for a request
@@ -24,10 +28,10 @@ mod serve;
 use std::io::Write;
 use std::process::ExitCode;
 
-use tower_api_key::rate_limit::RateLimitPolicy;
+use tower_api_key::rate_limit::{MemoryLimiter, RateLimitPolicy};
 use tower_api_key::store::MemoryStore;
 
-use crate::app::{DemoStore, Settings};
+use crate::app::{DemoLimiter, DemoStore, Settings};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -67,8 +71,17 @@ async fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    let limiter = match limiter(&args) {
+        Ok(limiter) => limiter,
+        Err(message) => {
+            eprintln!("demo: {message}");
+            return ExitCode::from(2);
+        }
+    };
     let settings = Settings {
         rate_limit,
+        limiter,
+        daily_quota: args.daily_quota,
         cache_ttl: args.cache_ttl,
         unknown_key_budget: args.unknown_key_budget,
         max_lookups: args.max_lookups,
@@ -128,6 +141,32 @@ async fn main() -> ExitCode {
     serve::serve(listener, demo.router.clone(), limits, shutdown).await;
     demo.flush().await;
     ExitCode::SUCCESS
+}
+
+/// The rate-limit backend for `--redis`.
+fn limiter(args: &cli::Args) -> Result<DemoLimiter, String> {
+    let Some(url) = &args.redis else {
+        return Ok(DemoLimiter::Memory(MemoryLimiter::new()));
+    };
+    #[cfg(feature = "redis")]
+    {
+        use tower_api_key::rate_limit::{LocalFirst, OnRedisFailure, RedisLimiter};
+        let mut redis = RedisLimiter::new(url).map_err(|e| format!("--redis: {e}"))?;
+        if args.redis_refuse {
+            redis = redis.with_failure_policy(OnRedisFailure::Refuse);
+        }
+        if args.redis_local_first {
+            redis = redis.with_local_first(LocalFirst::new());
+        }
+        Ok(DemoLimiter::Redis(redis))
+    }
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = (args.redis_refuse, args.redis_local_first);
+        Err(format!(
+            "--redis {url:?}: this demo was built without Redis (build with --features redis)"
+        ))
+    }
 }
 
 /// The store for `--database`, or an exit status and a one-line message.
