@@ -25,11 +25,13 @@
 #    PG_URL (postgres://postgres@127.0.0.1:5432) names the server; a scratch database
 #    is created and dropped.
 #
-# Usage: benches/e2e.sh [callgrind|wrk|all|flood]   (N=2000 ROUNDS=5 DURATION=5s by default)
+# Usage: benches/e2e.sh [callgrind|wrk|all|flood|redis]   (N=2000 ROUNDS=5 DURATION=5s by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MODE=${1:-all}
+# Extra demo flags for the configuration being measured.
+EXTRA=()
 N=${N:-2000}
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-5s}
@@ -45,7 +47,7 @@ need curl curl
 if [ "$MODE" != flood ]; then
     need valgrind valgrind
     need wrk wrk
-    cargo build --release --example demo --quiet
+    cargo build --release --features redis --example demo --quiet
 fi
 BIN=target/release/examples/demo
 
@@ -59,7 +61,7 @@ start_demo() {
     shift
     local log="$OUT/demo.stdout"
     rm -f "$log"
-    "$@" "$BIN" --listen 127.0.0.1:0 --rate-limit "$rate" >"$log" 2>"$OUT/demo.stderr" &
+    "$@" "$BIN" --listen 127.0.0.1:0 --rate-limit "$rate" "${EXTRA[@]}" >"$log" 2>"$OUT/demo.stderr" &
     PID=$!
     for _ in $(seq 1 600); do
         if grep -q '^admin key for globex' "$log" 2>/dev/null; then break; fi
@@ -105,7 +107,8 @@ callgrind() {
 callgrind_config() {
     local rate=$1 suffix=""
     [ "$rate" = off ] || suffix="-ratelimit"
-    echo "== instructions per request (callgrind, N=$N, --rate-limit $rate)"
+    [ "${#EXTRA[@]}" -eq 0 ] || suffix="$suffix-$(echo "${EXTRA[*]}" | tr -c 'a-z0-9\n' '_' | cut -c1-40)"
+    echo "== instructions per request (callgrind, N=$N, --rate-limit $rate ${EXTRA[*]})"
     start_demo "$rate" valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.%p.out"
     # Warm up both routes (connection setup, first cache fill, lazy statics).
     N=50 requests /healthz
@@ -267,10 +270,62 @@ flood() {
     stop_demo
 }
 
+# The Redis rate limiter beside the in-process one: a private redis-server on
+# REDIS_PORT (never the shared one), instructions per request for /v1/ping with each
+# limiter and without one, then requests per second with three instances sharing it.
+REDIS_PORT=${REDIS_PORT:-6391}
+
+redis() {
+    need redis-server redis-server
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+        --daemonize yes --pidfile "$PWD/$OUT/redis.pid" >/dev/null
+    local url="redis://127.0.0.1:$REDIS_PORT"
+    echo "== /v1/ping with the Redis limiter (callgrind, N=$N): compare with the memory limiter and none above"
+    RATE_LIMITS=("off" "1000000000/s")
+    callgrind
+    EXTRA=(--redis "$url")
+    callgrind_config 1000000000/s
+    EXTRA=(--redis "$url" --redis-local-first)
+    callgrind_config 1000000000/s
+    EXTRA=()
+    three_instances "memory limiter" 1000000000/s
+    three_instances "Redis, strict" 1000000000/s --redis "$url"
+    three_instances "Redis, local-first" 1000000000/s --redis "$url" --redis-local-first
+    kill "$(cat "$OUT/redis.pid")" 2>/dev/null || true
+}
+
+# Three demo instances (cpu 0) under one wrk each at once (cpu 1), for DURATION: the sum
+# of their requests per second on /v1/ping.
+three_instances() {
+    local name=$1 rate=$2
+    shift 2
+    local bases=() keys=() pids=() i
+    EXTRA=("$@")
+    for i in 1 2 3; do
+        start_demo "$rate" taskset -c 0
+        bases+=("$BASE")
+        keys+=("$KEY")
+        pids+=("$PID")
+    done
+    EXTRA=()
+    local loads=()
+    for i in 0 1 2; do
+        taskset -c 1 wrk -t1 -c8 -d"$DURATION" -H "Authorization: Bearer ${keys[$i]}" \
+            "${bases[$i]}/v1/ping" >"$OUT/wrk.$i" &
+        loads+=($!)
+    done
+    wait "${loads[@]}"
+    local total
+    total=$(awk '/Requests\/sec/ { sum += $2 } END { printf "%.0f", sum }' "$OUT"/wrk.0 "$OUT"/wrk.1 "$OUT"/wrk.2)
+    printf 'three instances, %-20s %8s req/s in all\n' "$name:" "$total"
+    for i in 0 1 2; do PID=${pids[$i]} stop_demo; done
+}
+
 case "$MODE" in
     callgrind) callgrind ;;
     wrk) wrk_rounds ;;
     all) callgrind; wrk_rounds ;;
     flood) flood ;;
-    *) echo "usage: $0 [callgrind|wrk|all|flood]" >&2; exit 2 ;;
+    redis) redis ;;
+    *) echo "usage: $0 [callgrind|wrk|all|flood|redis]" >&2; exit 2 ;;
 esac

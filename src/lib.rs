@@ -145,6 +145,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod audit;
+pub mod auth;
 mod authenticate;
 pub mod budget;
 pub mod client;

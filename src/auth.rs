@@ -1,0 +1,325 @@
+//! One entry point: [`ApiKeyAuth`] builds, over one shared cache, everything that must
+//! agree: the authentication layer, the [`KeyManager`] and the per-route [`Guard`]s.
+//!
+//! Building a layer and a manager over two [`CachedStore`]s of one store is the easy
+//! mistake that makes revocation slow: a key revoked through the manager's cache stays
+//! in the layer's until its TTL. Through `ApiKeyAuth` there is only one cache, so a
+//! revocation is seen by the very next request through every guard it built.
+//!
+//! ```
+//! use axum::handler::Handler;
+//! use axum::routing::get;
+//! use axum::Router;
+//! use tower_api_key::auth::ApiKeyAuth;
+//! use tower_api_key::key::KeyFormat;
+//! use tower_api_key::store::MemoryStore;
+//! use tower_api_key::ScopeModel;
+//!
+//! # fn main() -> Result<(), tower_api_key::ConfigError> {
+//! let scopes = ScopeModel::builder()
+//!     .resource("invoices", ["read", "write"])
+//!     .action_implies("write", "read")
+//!     .build()?;
+//! let auth = ApiKeyAuth::builder(MemoryStore::new())
+//!     .format(KeyFormat::new("inv")?.with_environments(["live", "test"])?)
+//!     .scopes(scopes)
+//!     .rate_limit("100/min".parse()?)
+//!     .build()?;
+//!
+//! // Each guard authenticates, checks the route's scopes, then spends the rate limit,
+//! // in that order, on the one method it is attached to.
+//! async fn list() -> &'static str { "list" }
+//! async fn create() -> &'static str { "created" }
+//!
+//! let app: Router = Router::new().route(
+//!     "/invoices",
+//!     get(list.layer(auth.guard("invoices:read")?))
+//!         .post(create.layer(auth.guard("invoices:write")?)),
+//! );
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+use tower_layer::{Identity, Layer};
+
+use crate::audit::Auditor;
+use crate::credentials::KeySources;
+use crate::key::KeyFormat;
+use crate::layer::{ApiKeyLayer, ApiKeyService};
+use crate::manage::{KeyManager, LastUsed};
+use crate::rate_limit::{MemoryLimiter, RateLimitLayer, RateLimitPolicy, RateLimits};
+use crate::rejection::Responder;
+use crate::scope::{RequireScopes, RequireScopesLayer};
+use crate::store::{CachedStore, CachedStoreBuilder, KeyStore};
+use crate::{Authenticator, ConfigError, ScopeModel};
+
+/// Authentication, key management and route guards over one cache of one store. Built
+/// by [`ApiKeyAuth::builder`]; cheap to clone.
+///
+/// `R` is the rate-limit layer every guard ends with: [`Identity`] (none) unless
+/// [`ApiKeyAuthBuilder::rate_limit`] or [`ApiKeyAuthBuilder::rate_limits`] was called.
+pub struct ApiKeyAuth<K, R = Identity> {
+    cache: CachedStore<K>,
+    manager: KeyManager<K>,
+    layer: ApiKeyLayer<K>,
+    model: ScopeModel,
+    rate: R,
+}
+
+impl<K, R: Clone> Clone for ApiKeyAuth<K, R> {
+    fn clone(&self) -> Self {
+        Self {
+            cache: self.cache.clone(),
+            manager: self.manager.clone(),
+            layer: self.layer.clone(),
+            model: self.model.clone(),
+            rate: self.rate.clone(),
+        }
+    }
+}
+
+impl<K: fmt::Debug, R> fmt::Debug for ApiKeyAuth<K, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyAuth")
+            .field("cache", &self.cache)
+            .field("manager", &self.manager)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: KeyStore> ApiKeyAuth<K> {
+    /// Starts building over `store` (wrapped in one [`CachedStore`]). A key format and a
+    /// scope model are required.
+    pub fn builder(store: K) -> ApiKeyAuthBuilder<K> {
+        ApiKeyAuthBuilder {
+            cache: CachedStore::builder(store),
+            format: None,
+            model: None,
+            configure_layer: Vec::new(),
+            last_used: None,
+            auditor: None,
+            rate: Identity::new(),
+        }
+    }
+}
+
+impl<K: KeyStore, R: Clone> ApiKeyAuth<K, R> {
+    /// A guard for one route: authentication, then the scope `requirement` (an
+    /// expression such as `"invoices:write"` or `"a:read AND (b:read OR admin)"`),
+    /// then the rate limit. Attach it to a handler (`handler.layer(guard)`), so that it
+    /// guards exactly that method.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when the requirement does not parse or names a scope the model
+    /// does not declare: found when the router is built, not at the first request.
+    pub fn guard(&self, requirement: &str) -> Result<Guard<K, R>, ConfigError> {
+        Ok(Guard {
+            auth: self.layer.clone(),
+            scope: RequireScopesLayer::new(&self.model, requirement)?,
+            rate: self.rate.clone(),
+        })
+    }
+
+    /// The authentication layer alone, for a router where every route needs a key but
+    /// no particular scope (`Router::layer`).
+    pub fn layer(&self) -> ApiKeyLayer<K> {
+        self.layer.clone()
+    }
+
+    /// The key manager, writing through the same cache the guards read.
+    pub fn manager(&self) -> &KeyManager<K> {
+        &self.manager
+    }
+
+    /// The cache, for an invalidation listener (PostgreSQL's NOTIFY) or metrics.
+    pub fn cache(&self) -> &CachedStore<K> {
+        &self.cache
+    }
+
+    /// The scope model.
+    pub fn scope_model(&self) -> &ScopeModel {
+        &self.model
+    }
+}
+
+type LayerChange<K> = Box<dyn FnOnce(ApiKeyLayer<K>) -> Result<ApiKeyLayer<K>, ConfigError>>;
+
+/// Builds an [`ApiKeyAuth`]: see [`ApiKeyAuth::builder`]. Nothing is checked until
+/// [`build`](Self::build).
+#[must_use]
+pub struct ApiKeyAuthBuilder<K, R = Identity> {
+    cache: CachedStoreBuilder<K>,
+    format: Option<KeyFormat>,
+    model: Option<ScopeModel>,
+    configure_layer: Vec<LayerChange<K>>,
+    last_used: Option<Duration>,
+    auditor: Option<Auditor>,
+    rate: R,
+}
+
+impl<K, R> fmt::Debug for ApiKeyAuthBuilder<K, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyAuthBuilder")
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: KeyStore + 'static, R> ApiKeyAuthBuilder<K, R> {
+    /// The key format (required): product prefix, environments, imported prefixes.
+    pub fn format(mut self, format: KeyFormat) -> Self {
+        self.format = Some(format);
+        self
+    }
+
+    /// The scope model (required): what scopes exist and what implies what.
+    pub fn scopes(mut self, model: ScopeModel) -> Self {
+        self.model = Some(model);
+        self
+    }
+
+    /// Adjusts the one cache (TTL, bounds, clock, abuse bounds) before it is built.
+    pub fn cache(
+        mut self,
+        configure: impl FnOnce(CachedStoreBuilder<K>) -> CachedStoreBuilder<K>,
+    ) -> Self {
+        self.cache = configure(self.cache);
+        self
+    }
+
+    /// Where keys are read from (`Authorization: Bearer` or `X-API-Key` by default).
+    pub fn sources(self, sources: KeySources) -> Self {
+        self.configure(move |layer| Ok(layer.with_sources(sources)))
+    }
+
+    /// How refusals are answered (the Performance Blocks envelope by default): an
+    /// [`ErrorStyle`](crate::rejection::ErrorStyle) or your own [`Responder`]. Every
+    /// guard answers in it.
+    pub fn responder(self, responder: impl Responder) -> Self {
+        self.configure(move |layer| Ok(layer.with_responder(responder)))
+    }
+
+    /// Any other setting of the authentication layer (realm, optional keys, …).
+    pub fn configure(
+        mut self,
+        change: impl FnOnce(ApiKeyLayer<K>) -> Result<ApiKeyLayer<K>, ConfigError> + 'static,
+    ) -> Self {
+        self.configure_layer.push(Box::new(change));
+        self
+    }
+
+    /// Records `last_used_at`, written behind every `interval` (off unless set). Build
+    /// within a tokio runtime.
+    pub fn last_used(mut self, interval: Duration) -> Self {
+        self.last_used = Some(interval);
+        self
+    }
+
+    /// Audits state-changing requests through `auditor` (off unless set; key lifecycle
+    /// changes are always audited by the store).
+    pub fn audit_requests(mut self, auditor: Auditor) -> Self {
+        self.auditor = Some(auditor);
+        self
+    }
+
+    /// Every key's rate limit, in process, after the scope check (so a 401 or a 403
+    /// never spends it).
+    pub fn rate_limit(
+        self,
+        policy: RateLimitPolicy,
+    ) -> ApiKeyAuthBuilder<K, RateLimitLayer<MemoryLimiter>> {
+        self.rate_limits(RateLimits::new(policy))
+    }
+
+    /// Rate limits and quotas on any backend (per environment, per owner, Redis, …).
+    pub fn rate_limits<L>(self, limits: RateLimits<L>) -> ApiKeyAuthBuilder<K, RateLimitLayer<L>> {
+        ApiKeyAuthBuilder {
+            cache: self.cache,
+            format: self.format,
+            model: self.model,
+            configure_layer: self.configure_layer,
+            last_used: self.last_used,
+            auditor: self.auditor,
+            rate: RateLimitLayer::new(limits),
+        }
+    }
+
+    /// Checks everything and builds the one cache, the layer, the manager and the
+    /// guards' configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when the format or the scope model is missing, or a setting is
+    /// invalid.
+    pub fn build(self) -> Result<ApiKeyAuth<K, R>, ConfigError> {
+        let format = self.format.ok_or_else(|| {
+            ConfigError::new("ApiKeyAuth needs a key format: call .format(KeyFormat::new(\"…\")?)")
+        })?;
+        let model = self.model.ok_or_else(|| {
+            ConfigError::new(
+                "ApiKeyAuth needs a scope model: call .scopes(ScopeModel::builder()…build()?)",
+            )
+        })?;
+        let cache = self.cache.build()?;
+        let manager = KeyManager::new(cache.clone(), format.clone(), model.clone());
+        let mut layer = ApiKeyLayer::new(Authenticator::new(cache.clone(), format))
+            .with_scope_model(model.clone());
+        if let Some(interval) = self.last_used {
+            layer = layer.with_last_used(LastUsed::spawn(cache.clone(), interval));
+        }
+        if let Some(auditor) = self.auditor {
+            layer = layer.with_auditor(auditor);
+        }
+        for change in self.configure_layer {
+            layer = change(layer)?;
+        }
+        Ok(ApiKeyAuth {
+            cache,
+            manager,
+            layer,
+            model,
+            rate: self.rate,
+        })
+    }
+}
+
+/// One route's guard: authentication, the route's scopes, then the rate limit, as one
+/// layer. Made by [`ApiKeyAuth::guard`].
+#[derive(Clone)]
+pub struct Guard<K, R = Identity> {
+    auth: ApiKeyLayer<K>,
+    scope: RequireScopesLayer,
+    rate: R,
+}
+
+impl<K, R> fmt::Debug for Guard<K, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Guard")
+            .field("requirement", self.scope.requirement())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, R> Guard<K, R> {
+    /// The scope requirement this guard enforces.
+    pub fn requirement(&self) -> &crate::Requirement {
+        self.scope.requirement()
+    }
+}
+
+impl<S, K, R> Layer<S> for Guard<K, R>
+where
+    K: Clone,
+    R: Layer<S>,
+{
+    type Service = ApiKeyService<RequireScopes<R::Service>, K>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        self.auth.layer(self.scope.layer(self.rate.layer(inner)))
+    }
+}
