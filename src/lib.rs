@@ -81,6 +81,8 @@
 //!
 //! | module | what it holds |
 //! |---|---|
+//! | [`auth`] | [`ApiKeyAuth`](auth::ApiKeyAuth): the one entry point, building the layer, the key manager and per-route guards (authentication, scopes, rate limit) over one cache |
+//! | [`prelude`] | what protecting an API needs, in one `use` |
 //! | [`key`] | the key format, generation from the OS CSPRNG, the CRC32 checksum that refuses typos before any lookup, SHA-256 digests |
 //! | [`store`] | the [`KeyStore`] trait, [`MemoryStore`](store::MemoryStore), the revocation-safe [`CachedStore`](store::CachedStore) |
 //! | [`credentials`] | where keys are read from: Bearer, a header, a query parameter, a JSON body field |
@@ -156,6 +158,7 @@ pub mod key;
 pub mod layer;
 pub mod manage;
 mod outcome;
+pub mod prelude;
 mod principal;
 pub mod rate_limit;
 pub mod rejection;

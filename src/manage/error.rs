@@ -6,7 +6,7 @@ use http::{HeaderValue, StatusCode};
 use crate::key::{Environment, KeyError};
 use crate::store::StoreError;
 
-/// Which authority rule refused an operation: see [`KeyManager#authority`]. The
+/// Which authority rule refused an operation: see [the rules](super::KeyManager#authority). The
 /// message names what is missing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -1,0 +1,27 @@
+//! What protecting an API needs, in one import: `use tower_api_key::prelude::*;`.
+//!
+//! ```
+//! use tower_api_key::prelude::*;
+//!
+//! # fn main() -> Result<(), ConfigError> {
+//! let auth = ApiKeyAuth::builder(MemoryStore::new())
+//!     .format(KeyFormat::new("inv")?)
+//!     .scopes(ScopeModel::builder().resource("invoices", ["read", "write"]).build()?)
+//!     .build()?;
+//! let _guard = auth.guard("invoices:read")?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub use crate::auth::{ApiKeyAuth, Guard};
+pub use crate::credentials::KeySources;
+pub use crate::key::KeyFormat;
+pub use crate::manage::{Actor, CreatedKey, Expiry, KeyManager, ManageError, NewKey};
+pub use crate::rate_limit::{QuotaPolicy, RateLimitPolicy, RateLimits};
+pub use crate::rejection::{ErrorStyle, Rejection, Responder};
+#[cfg(feature = "postgres")]
+pub use crate::store::sql::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use crate::store::sql::SqliteStore;
+pub use crate::store::{KeyRecord, KeyStore, MemoryStore, Owner};
+pub use crate::{ConfigError, Outcome, Principal, ScopeModel};

@@ -1,0 +1,215 @@
+//! The one entry point over real routers: one cache for the layer, the manager and the
+//! guards; guards that check in order, on one method; configuration mistakes refused
+//! when the router is built.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::handler::Handler;
+use axum::routing::get;
+use axum::Router;
+use http::{Request, StatusCode};
+use tower::ServiceExt;
+use tower_api_key::auth::ApiKeyAuth;
+use tower_api_key::clock::ManualClock;
+use tower_api_key::key::KeyFormat;
+use tower_api_key::manage::{Actor, NewKey};
+use tower_api_key::rejection::ErrorStyle;
+use tower_api_key::store::MemoryStore;
+use tower_api_key::{Owner, ScopeModel};
+
+fn scopes() -> ScopeModel {
+    ScopeModel::builder()
+        .resource("invoices", ["read", "write"])
+        .action_implies("write", "read")
+        .build()
+        .unwrap()
+}
+
+fn format() -> KeyFormat {
+    KeyFormat::new("inv")
+        .unwrap()
+        .with_environments(["live", "test"])
+        .unwrap()
+}
+
+async fn list() -> &'static str {
+    "list"
+}
+
+async fn create() -> (StatusCode, &'static str) {
+    (StatusCode::CREATED, "created")
+}
+
+async fn call(app: &Router, method: &str, path: &str, key: Option<&str>) -> (StatusCode, String) {
+    let mut request = Request::builder().method(method).uri(path);
+    if let Some(key) = key {
+        request = request.header("authorization", format!("Bearer {key}"));
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+async fn key(auth: &ApiKeyAuth<MemoryStore, impl Clone>, scopes: &[&str]) -> String {
+    let created = auth
+        .manager()
+        .create(
+            NewKey::new("k", Owner::organization("acme"))
+                .with_environment("live")
+                .with_scopes(scopes.iter().copied()),
+            Actor::System("test"),
+        )
+        .await
+        .unwrap();
+    created.key.expose_secret().to_owned()
+}
+
+#[tokio::test]
+async fn a_revocation_is_seen_by_the_next_request_through_every_guard() {
+    let auth = ApiKeyAuth::builder(MemoryStore::new())
+        .format(format())
+        .scopes(scopes())
+        // A TTL far longer than the test: only the shared cache makes this work.
+        .cache(|cache| cache.with_ttl(Duration::from_secs(3_600)))
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/invoices",
+            get(list.layer(auth.guard("invoices:read").unwrap()))
+                .post(create.layer(auth.guard("invoices:write").unwrap())),
+        )
+        .route("/everything", get(list).layer(auth.layer()));
+    let key = key(&auth, &["invoices:write"]).await;
+    assert_eq!(
+        call(&app, "GET", "/invoices", Some(&key)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&app, "POST", "/invoices", Some(&key)).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        call(&app, "GET", "/everything", Some(&key)).await.0,
+        StatusCode::OK
+    );
+
+    let id = auth
+        .manager()
+        .list(&Owner::organization("acme"), Actor::System("t"))
+        .await
+        .unwrap()[0]
+        .id;
+    auth.manager()
+        .revoke(&Owner::organization("acme"), &id, Actor::System("t"))
+        .await
+        .unwrap();
+    for (method, path) in [
+        ("GET", "/invoices"),
+        ("POST", "/invoices"),
+        ("GET", "/everything"),
+    ] {
+        assert_eq!(
+            call(&app, method, path, Some(&key)).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{method} {path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_guard_guards_only_its_method_and_checks_scopes_before_spending_the_limit() {
+    let clock = ManualClock::default();
+    let auth = ApiKeyAuth::builder(MemoryStore::new())
+        .format(format())
+        .scopes(scopes())
+        .cache(|cache| cache.with_clock(clock.clone()))
+        .rate_limit("2/min".parse().unwrap())
+        .build()
+        .unwrap();
+    let app = Router::new().route(
+        "/invoices",
+        get(list).post(create.layer(auth.guard("invoices:write").unwrap())),
+    );
+    // GET carries no guard at all.
+    assert_eq!(call(&app, "GET", "/invoices", None).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&app, "POST", "/invoices", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let reader = key(&auth, &["invoices:read"]).await;
+    for _ in 0..5 {
+        let (status, body) = call(&app, "POST", "/invoices", Some(&reader)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(body.contains("Required scope: invoices:write"), "{body}");
+    }
+    // The 403s spent nothing; the writer's own limit of 2 holds.
+    let writer = key(&auth, &["invoices:write"]).await;
+    for expected in [
+        StatusCode::CREATED,
+        StatusCode::CREATED,
+        StatusCode::TOO_MANY_REQUESTS,
+    ] {
+        assert_eq!(
+            call(&app, "POST", "/invoices", Some(&writer)).await.0,
+            expected
+        );
+    }
+}
+
+#[tokio::test]
+async fn refusals_from_every_guard_use_the_configured_responder() {
+    let auth = ApiKeyAuth::builder(MemoryStore::new())
+        .format(format())
+        .scopes(scopes())
+        .responder(ErrorStyle::prompt_floe())
+        .build()
+        .unwrap();
+    let app = Router::new().route(
+        "/invoices",
+        get(list.layer(auth.guard("invoices:write").unwrap())),
+    );
+    let (status, body) = call(&app, "GET", "/invoices", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("invalid_key"), "{body}");
+    let reader = key(&auth, &["invoices:read"]).await;
+    let (status, body) = call(&app, "GET", "/invoices", Some(&reader)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains("missing_scope"), "{body}");
+}
+
+#[test]
+fn mistakes_are_refused_when_the_router_is_built() {
+    let no_format = ApiKeyAuth::builder(MemoryStore::new())
+        .scopes(scopes())
+        .build();
+    assert!(no_format.unwrap_err().message().contains(".format("));
+    let no_scopes = ApiKeyAuth::builder(MemoryStore::new())
+        .format(format())
+        .build();
+    assert!(no_scopes.unwrap_err().message().contains(".scopes("));
+
+    let auth = ApiKeyAuth::builder(MemoryStore::new())
+        .format(format())
+        .scopes(scopes())
+        .build()
+        .unwrap();
+    for bad in ["invoices:delete", "invoices:read AND", ""] {
+        assert!(auth.guard(bad).is_err(), "{bad:?} was accepted");
+    }
+    let realm = ApiKeyAuth::builder(MemoryStore::new())
+        .format(format())
+        .scopes(scopes())
+        .configure(|layer| layer.with_realm("bad\"realm"))
+        .build();
+    assert!(realm.is_err());
+}
