@@ -204,6 +204,18 @@ impl<K: KeyStore + 'static, R> ApiKeyAuthBuilder<K, R> {
         self.configure(move |layer| Ok(layer.with_responder(responder)))
     }
 
+    /// Refusals answered by a closure returning anything axum answers with (your own
+    /// error type, `(StatusCode, Json<…>)`, …), without type annotations: see
+    /// [`responder_fn`](crate::rejection::responder_fn). [`Rejection`](crate::rejection::Rejection)
+    /// offers the crate's status, code, message and `Retry-After` seconds to reuse.
+    pub fn respond_with<F, T>(self, respond: F) -> Self
+    where
+        F: Fn(&crate::rejection::Rejection) -> T + Send + Sync + 'static,
+        T: axum::response::IntoResponse,
+    {
+        self.responder(crate::rejection::responder_fn(respond))
+    }
+
     /// Any other setting of the authentication layer (realm, optional keys, …).
     pub fn configure(
         mut self,

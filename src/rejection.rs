@@ -34,6 +34,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::future::Future as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -138,6 +139,100 @@ impl Rejection {
     /// `error="invalid_token"`).
     pub fn credential_presented(&self) -> bool {
         self.credential_presented
+    }
+
+    /// The status the built-in styles answer with (the outcome's own).
+    pub fn status(&self) -> StatusCode {
+        self.outcome.status()
+    }
+
+    /// The code of the default style (the Performance Blocks envelope), for a custom
+    /// body that keeps the crate's vocabulary: `authentication_required`,
+    /// `permission_denied`, `rate_limited`, …
+    pub fn code(&self) -> &'static str {
+        ErrorStyle::envelope().code_and_message(&self.outcome).0
+    }
+
+    /// The default style's message: "API key is missing or invalid",
+    /// "Required scope: invoices:write", "Rate limit exceeded; retry after 12 seconds", …
+    pub fn message(&self) -> Cow<'static, str> {
+        ErrorStyle::envelope().code_and_message(&self.outcome).1
+    }
+
+    /// For a rate-limit refusal, the `Retry-After` the layer sends: whole seconds,
+    /// rounded up, never 0. (The layer adds the header itself unless the responder set
+    /// it, also for 503.)
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self.outcome {
+            Outcome::RateLimited { retry_after } | Outcome::TooManyUnknownKeys { retry_after } => {
+                Some(retry_after_secs(retry_after))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A [`Responder`] from a closure returning anything axum can answer with: your own
+/// error type, `(StatusCode, Json<…>)`, … Its argument needs no type annotation:
+///
+/// ```
+/// use axum::http::StatusCode;
+/// use tower_api_key::rejection::responder_fn;
+///
+/// let responder = responder_fn(|rejection| {
+///     (rejection.status(), format!("{{\"problem\":\"{}\"}}", rejection.code()))
+/// });
+/// # let _ = responder;
+/// ```
+///
+/// The layer still adds `WWW-Authenticate`, `Retry-After` and `X-Request-Id` unless the
+/// response has them. The body must be complete when the closure returns (any body
+/// built from bytes, a string or JSON is); a streaming body is answered with a 500 and
+/// logged.
+pub fn responder_fn<F, R>(f: F) -> FnResponder<F>
+where
+    F: Fn(&Rejection) -> R + Send + Sync + 'static,
+    R: axum::response::IntoResponse,
+{
+    FnResponder(f)
+}
+
+/// The [`Responder`] made by [`responder_fn`].
+#[derive(Clone, Copy)]
+pub struct FnResponder<F>(F);
+
+impl<F> fmt::Debug for FnResponder<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FnResponder")
+    }
+}
+
+impl<F, R> Responder for FnResponder<F>
+where
+    F: Fn(&Rejection) -> R + Send + Sync + 'static,
+    R: axum::response::IntoResponse,
+{
+    fn respond(&self, rejection: &Rejection) -> Response<Bytes> {
+        use http_body_util::BodyExt as _;
+        let (parts, body) = (self.0)(rejection).into_response().into_parts();
+        // A body made of bytes is ready at once: collect it with one poll.
+        let mut collect = std::pin::pin!(body.collect());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match collect.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(Ok(collected)) => {
+                Response::from_parts(parts, collected.to_bytes())
+            }
+            _ => {
+                tracing::error!(
+                    target: "tower_api_key",
+                    "a responder_fn returned a body that was not complete; answering 500. \
+                     Build refusal bodies from bytes, strings or JSON"
+                );
+                let mut response = Response::new(Bytes::new());
+                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                response
+            }
+        }
     }
 }
 

@@ -187,6 +187,67 @@ async fn refusals_from_every_guard_use_the_configured_responder() {
     assert!(body.contains("missing_scope"), "{body}");
 }
 
+/// An application's own error type, reused for refusals.
+struct AppError {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+}
+
+impl axum::response::IntoResponse for AppError {
+    fn into_response(self) -> axum::response::Response {
+        let body = serde_json::json!({"problem": self.code, "detail": self.detail});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+#[tokio::test]
+async fn a_custom_error_body_is_a_closure_returning_the_apps_own_error() {
+    let auth = ApiKeyAuth::builder(MemoryStore::new())
+        .format(format())
+        .scopes(scopes())
+        .rate_limit("1/min".parse().unwrap())
+        .respond_with(|rejection| AppError {
+            status: rejection.status(),
+            code: rejection.code(),
+            detail: rejection.message().into_owned(),
+        })
+        .build()
+        .unwrap();
+    let app = Router::new().route(
+        "/invoices",
+        get(list.layer(auth.guard("invoices:read").unwrap())),
+    );
+    let (status, body) = call(&app, "GET", "/invoices", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        body,
+        r#"{"detail":"API key is missing or invalid","problem":"authentication_required"}"#
+    );
+    let key = key(&auth, &["invoices:read"]).await;
+    assert_eq!(
+        call(&app, "GET", "/invoices", Some(&key)).await.0,
+        StatusCode::OK
+    );
+    let request = Request::get("/invoices")
+        .header("authorization", format!("Bearer {key}"))
+        .body(Body::empty())
+        .unwrap();
+    let limited = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    // The layer still adds Retry-After, computed as the crate does.
+    assert_eq!(limited.headers()["retry-after"], "60");
+    let body = axum::body::to_bytes(limited.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["problem"], "rate_limited");
+    assert_eq!(
+        json["detail"],
+        "Rate limit exceeded; retry after 60 seconds"
+    );
+}
+
 #[test]
 fn mistakes_are_refused_when_the_router_is_built() {
     let no_format = ApiKeyAuth::builder(MemoryStore::new())
