@@ -42,11 +42,13 @@
 //! ```
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tower_layer::{Identity, Layer};
 
 use crate::audit::Auditor;
+use crate::clock::{Clock, SharedClock};
 use crate::credentials::KeySources;
 use crate::key::KeyFormat;
 use crate::layer::{ApiKeyLayer, ApiKeyService};
@@ -97,6 +99,7 @@ impl<K: KeyStore> ApiKeyAuth<K> {
     pub fn builder(store: K) -> ApiKeyAuthBuilder<K> {
         ApiKeyAuthBuilder {
             cache: CachedStore::builder(store),
+            clock: None,
             format: None,
             model: None,
             configure_layer: Vec::new(),
@@ -149,11 +152,42 @@ impl<K: KeyStore, R: Clone> ApiKeyAuth<K, R> {
 
 type LayerChange<K> = Box<dyn FnOnce(ApiKeyLayer<K>) -> Result<ApiKeyLayer<K>, ConfigError>>;
 
+/// What a builder's rate limits become in its guards: nothing, or a
+/// [`RateLimitLayer`] on the builder's clock.
+pub trait GuardRate {
+    /// The last layer of every guard.
+    type Layer: Clone;
+
+    /// The layer, with the limits on `clock` when one was set.
+    fn into_layer(self, clock: Option<SharedClock>) -> Self::Layer;
+}
+
+impl GuardRate for Identity {
+    type Layer = Self;
+
+    fn into_layer(self, _clock: Option<SharedClock>) -> Self {
+        self
+    }
+}
+
+impl<L: Clone> GuardRate for RateLimits<L> {
+    type Layer = RateLimitLayer<L>;
+
+    fn into_layer(self, clock: Option<SharedClock>) -> RateLimitLayer<L> {
+        let limits = match clock {
+            Some(clock) => self.with_clock(clock),
+            None => self,
+        };
+        RateLimitLayer::new(limits)
+    }
+}
+
 /// Builds an [`ApiKeyAuth`]: see [`ApiKeyAuth::builder`]. Nothing is checked until
 /// [`build`](Self::build).
 #[must_use]
 pub struct ApiKeyAuthBuilder<K, R = Identity> {
     cache: CachedStoreBuilder<K>,
+    clock: Option<SharedClock>,
     format: Option<KeyFormat>,
     model: Option<ScopeModel>,
     configure_layer: Vec<LayerChange<K>>,
@@ -170,7 +204,17 @@ impl<K, R> fmt::Debug for ApiKeyAuthBuilder<K, R> {
     }
 }
 
-impl<K: KeyStore + 'static, R> ApiKeyAuthBuilder<K, R> {
+impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
+    /// The clock of everything: the cache's TTLs, expiry, rotation grace, rate windows
+    /// and quota periods. Tests pass a [`ManualClock`](crate::clock::ManualClock) and
+    /// move time instead of sleeping.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        let clock: SharedClock = Arc::new(clock);
+        self.cache = self.cache.with_clock(Arc::clone(&clock));
+        self.clock = Some(clock);
+        self
+    }
+
     /// The key format (required): product prefix, environments, imported prefixes.
     pub fn format(mut self, format: KeyFormat) -> Self {
         self.format = Some(format);
@@ -244,20 +288,25 @@ impl<K: KeyStore + 'static, R> ApiKeyAuthBuilder<K, R> {
     pub fn rate_limit(
         self,
         policy: RateLimitPolicy,
-    ) -> ApiKeyAuthBuilder<K, RateLimitLayer<MemoryLimiter>> {
+    ) -> ApiKeyAuthBuilder<K, RateLimits<MemoryLimiter>> {
         self.rate_limits(RateLimits::new(policy))
     }
 
     /// Rate limits and quotas on any backend (per environment, per owner, Redis, …).
-    pub fn rate_limits<L>(self, limits: RateLimits<L>) -> ApiKeyAuthBuilder<K, RateLimitLayer<L>> {
+    /// Their clock is the builder's, when [`clock`](Self::clock) is set.
+    pub fn rate_limits<L: Clone>(
+        self,
+        limits: RateLimits<L>,
+    ) -> ApiKeyAuthBuilder<K, RateLimits<L>> {
         ApiKeyAuthBuilder {
             cache: self.cache,
+            clock: self.clock,
             format: self.format,
             model: self.model,
             configure_layer: self.configure_layer,
             last_used: self.last_used,
             auditor: self.auditor,
-            rate: RateLimitLayer::new(limits),
+            rate: limits,
         }
     }
 
@@ -268,7 +317,7 @@ impl<K: KeyStore + 'static, R> ApiKeyAuthBuilder<K, R> {
     ///
     /// [`ConfigError`] when the format or the scope model is missing, or a setting is
     /// invalid.
-    pub fn build(self) -> Result<ApiKeyAuth<K, R>, ConfigError> {
+    pub fn build(self) -> Result<ApiKeyAuth<K, R::Layer>, ConfigError> {
         let format = self.format.ok_or_else(|| {
             ConfigError::new("ApiKeyAuth needs a key format: call .format(KeyFormat::new(\"…\")?)")
         })?;
@@ -295,7 +344,7 @@ impl<K: KeyStore + 'static, R> ApiKeyAuthBuilder<K, R> {
             manager,
             layer,
             model,
-            rate: self.rate,
+            rate: self.rate.into_layer(self.clock),
         })
     }
 }

@@ -131,7 +131,7 @@ async fn a_guard_guards_only_its_method_and_checks_scopes_before_spending_the_li
     let auth = ApiKeyAuth::builder(MemoryStore::new())
         .format(format())
         .scopes(scopes())
-        .cache(|cache| cache.with_clock(clock.clone()))
+        .clock(clock.clone())
         .rate_limit("2/min".parse().unwrap())
         .build()
         .unwrap();
