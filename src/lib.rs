@@ -173,8 +173,8 @@ pub use self::principal::Principal;
 pub use self::scope::{Grants, Requirement, ScopeModel};
 pub use self::store::{KeyRecord, KeyStore, Owner};
 
-// The README's examples use every feature (its PostgreSQL example needs `postgres`);
+// The README's examples use every feature (SQLite, PostgreSQL and Redis examples);
 // they run under the README's test command, `cargo test --all-features`.
-#[cfg(all(doctest, feature = "sqlite", feature = "postgres"))]
+#[cfg(all(doctest, feature = "sqlite", feature = "postgres", feature = "redis"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

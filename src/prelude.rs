@@ -17,7 +17,9 @@ pub use crate::auth::{ApiKeyAuth, Guard};
 pub use crate::credentials::KeySources;
 pub use crate::key::KeyFormat;
 pub use crate::manage::{Actor, CreatedKey, Expiry, KeyManager, ManageError, NewKey};
-pub use crate::rate_limit::{QuotaPolicy, RateLimitPolicy, RateLimits};
+pub use crate::rate_limit::{
+    MemoryLimiter, QuotaPolicy, RateLimitLayer, RateLimitPolicy, RateLimits,
+};
 pub use crate::rejection::{ErrorStyle, Rejection, Responder};
 #[cfg(feature = "postgres")]
 pub use crate::store::sql::PostgresStore;
