@@ -678,11 +678,17 @@ impl Refused {
 
     /// The 500 for a guard or extractor with no `ApiKeyLayer` in front of it.
     pub(crate) fn misconfigured() -> Self {
-        tracing::error!(
-            target: "tower_api_key",
-            "an API-key guard or extractor ran without an ApiKeyLayer in front of it; \
-             refusing the request (add ApiKeyLayer to the router, outside this route)"
-        );
+        // Once per process: the same mistake repeats on every request of the route.
+        static LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::error!(
+                target: "tower_api_key",
+                "an API-key guard or extractor ran without an ApiKeyLayer in front of it; \
+                 refusing with 500 (fix: build route guards with ApiKeyAuth::guard, which \
+                 include authentication, or add ApiKeyLayer to the router after this route \
+                 is added: Router::layer only wraps routes added before it)"
+            );
+        }
         let mut response = Response::new(Bytes::from_static(
             br#"{"error":{"code":"internal_error","message":"authentication is not configured for this route"}}"#,
         ));

@@ -93,4 +93,22 @@ async fn each_outcome_is_logged_once_with_ids_and_never_the_secret() {
     assert_eq!(admitted.len(), 1, "{logs}");
     assert!(admitted[0].contains(live.id.as_str()), "{logs}");
     assert!(admitted[0].contains("r-ok"), "{logs}");
+
+    // A guard with no authentication in front (a route added after `Router::layer`):
+    // 500 on every request, and one log line naming the fix.
+    let model = tower_api_key::ScopeModel::performance_blocks();
+    let guard = tower_api_key::scope::RequireScopesLayer::new(&model, "employees:read").unwrap();
+    let unguarded = Router::new().route("/late", get(|| async { "no" }).route_layer(guard));
+    for _ in 0..3 {
+        let req = Request::get("/late").body(Body::empty()).unwrap();
+        let response = unguarded.clone().oneshot(req).await.unwrap();
+        assert_eq!(response.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(
+        logs.matches("without an ApiKeyLayer in front").count(),
+        1,
+        "{logs}"
+    );
+    assert!(logs.contains("ApiKeyAuth::guard"), "{logs}");
 }
