@@ -1612,18 +1612,23 @@ mod postgres {
         found.next().unwrap()
     }
 
+    /// A store on `db`'s tables whose connections go through `proxy` (1 s to get one).
+    fn through_proxy(db: &TestSchema, proxy: &Proxy) -> PostgresStore {
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(StdDuration::from_secs(1))
+            .connect_lazy_with(db.options(Some(proxy.addr)));
+        PostgresStore::from_pool(pool)
+            .with_table_prefix(&db.prefix)
+            .unwrap()
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_outage_is_503_keeps_cached_keys_and_heals_by_itself() {
         let Some(db) = TestSchema::new().await else {
             return;
         };
         let proxy = Proxy::start(server_addr(&db.url).await).await;
-        let pool = PgPoolOptions::new()
-            .acquire_timeout(StdDuration::from_secs(1))
-            .connect_lazy_with(db.options(Some(proxy.addr)));
-        let store = PostgresStore::from_pool(pool)
-            .with_table_prefix(&db.prefix)
-            .unwrap();
+        let store = through_proxy(&db, &proxy);
         let instance = Instance::start(store).await;
         let app = Router::new()
             .route("/", get(|| async { "ok" }))
@@ -1700,12 +1705,7 @@ mod postgres {
             return;
         };
         let proxy = Proxy::start(server_addr(&db.url).await).await;
-        let pool = PgPoolOptions::new()
-            .acquire_timeout(StdDuration::from_secs(1))
-            .connect_lazy_with(db.options(Some(proxy.addr)));
-        let store = PostgresStore::from_pool(pool)
-            .with_table_prefix(&db.prefix)
-            .unwrap();
+        let store = through_proxy(&db, &proxy);
         let clock = ManualClock::new(OffsetDateTime::now_utc());
         // The defaults: 30 s TTL, 300 s stale-if-error.
         let cache = CachedStore::builder(store.clone())
