@@ -7,35 +7,49 @@
 //!
 //! # Quick start
 //!
-//! An axum router behind [`ApiKeyLayer`], with a scope guard on one route
-//! (`examples/bearer.rs` serves the same router):
+//! [`ApiKeyAuth`](auth::ApiKeyAuth) builds everything over one cache: the key manager,
+//! and one guard per route (authentication, the route's scopes, the rate limit).
+//! `examples/own_api.rs` is a complete service built this way, with SQLite and tests.
 //!
 //! ```
-//! use axum::routing::{get, post};
+//! use axum::handler::Handler;
+//! use axum::routing::get;
 //! use axum::Router;
-//! use tower_api_key::key::KeyFormat;
-//! use tower_api_key::scope::RequireScopesLayer;
-//! use tower_api_key::store::{CachedStore, KeyRecord, KeyStore, MemoryStore, Owner};
-//! use tower_api_key::{ApiKeyLayer, Authenticator, Principal, ScopeModel};
+//! use tower_api_key::prelude::*;
+//!
+//! async fn list() -> &'static str { "the invoices" }
+//! async fn create() -> &'static str { "created" }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let format = KeyFormat::new("pb")?.with_environments(["live", "test"])?;
-//! let model = ScopeModel::performance_blocks();
-//! let store = CachedStore::builder(MemoryStore::new()).build()?;
+//! let scopes = ScopeModel::builder()
+//!     .resource("invoices", ["read", "write"])
+//!     .action_implies("write", "read")
+//!     .build()?;
+//! let auth = ApiKeyAuth::builder(MemoryStore::new())
+//!     .format(KeyFormat::new("inv")?.with_environments(["live", "test"])?)
+//!     .scopes(scopes)
+//!     .rate_limit("100/min".parse()?)
+//!     .build()?;
 //!
-//! let minted = format.generate(Some("live"))?;
-//! let now = time::OffsetDateTime::now_utc();
-//! let record = KeyRecord::new(&minted, "BI dashboard", Owner::organization("acme"),
-//!                             vec!["observations:read".into()], now);
-//! store.insert(&record).await?;
-//! // Show `minted.key.expose_secret()` to its owner once; only the digest is stored.
+//! // Keys are minted by the manager (scopes validated, the creation audited); the full
+//! // key is shown once, and only its digest is stored.
+//! let created = auth
+//!     .manager()
+//!     .create(
+//!         NewKey::new("BI dashboard", Owner::organization("acme"))
+//!             .with_environment("live")
+//!             .with_scopes(["invoices:read"]),
+//!         Actor::System("bootstrap"),
+//!     )
+//!     .await?;
+//! println!("shown once: {}", created.key.expose_secret());
 //!
-//! let app: Router = Router::new()
-//!     .route("/v1/session", get(|p: Principal| async move { p.owner().id().to_owned() }))
-//!     .route("/v1/observations", post(|| async { "created" })
-//!         .route_layer(RequireScopesLayer::new(&model, "observations:write")?))
-//!     .layer(ApiKeyLayer::new(Authenticator::new(store, format)).with_scope_model(model));
+//! let app: Router = Router::new().route(
+//!     "/invoices",
+//!     get(list.layer(auth.guard("invoices:read")?))
+//!         .post(create.layer(auth.guard("invoices:write")?)),
+//! );
 //! # let _ = app;
 //! # Ok(())
 //! # }
@@ -44,6 +58,9 @@
 //! Serve it with the peer address, which the [unknown-key budget](budget) counts
 //! against (without it every client shares one budget):
 //! `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())`.
+//! The parts ([`ApiKeyLayer`], [`RequireScopesLayer`](scope::RequireScopesLayer),
+//! [`RateLimitLayer`](rate_limit::RateLimitLayer)) can also be wired by hand
+//! (`examples/bearer.rs`).
 //!
 //! # Plain tower
 //!
