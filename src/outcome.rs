@@ -25,6 +25,7 @@ use http::StatusCode;
 /// | `InvalidRequest` | 400 | `invalid_request` |
 /// | `PayloadTooLarge` | 413 | `payload_too_large` |
 /// | `RequestTimeout` | 408 | `request_timeout` |
+/// | `Misconfigured` | 500 | `misconfigured` |
 ///
 /// `Revoked` and `Expired` are only ever reported after the presented secret matched
 /// the stored digest, so they never reveal that some other key exists.
@@ -77,6 +78,10 @@ pub enum Outcome {
     PayloadTooLarge,
     /// The body of a JSON-body key source did not arrive within its timeout.
     RequestTimeout,
+    /// A guard or extractor ran with no `ApiKeyLayer` in front of it: a wiring mistake
+    /// of the application (500), logged once with the fix. Never the client's fault,
+    /// and never a pass.
+    Misconfigured,
 }
 
 impl Outcome {
@@ -97,6 +102,7 @@ impl Outcome {
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::Misconfigured => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -118,6 +124,7 @@ impl Outcome {
             Self::PayloadTooLarge => "payload_too_large",
             Self::TooManyUnknownKeys { .. } => "too_many_unknown_keys",
             Self::RequestTimeout => "request_timeout",
+            Self::Misconfigured => "misconfigured",
         }
     }
 

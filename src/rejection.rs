@@ -421,6 +421,10 @@ impl ErrorStyle {
                     retry_after_secs(*retry_after)
                 )),
             ),
+            (_, Outcome::Misconfigured) => (
+                "internal_error",
+                Cow::Borrowed("Authentication is not configured for this route"),
+            ),
             (_, Outcome::RequestTimeout) => (
                 "request_timeout",
                 Cow::Borrowed("The request body did not arrive in time"),
@@ -676,7 +680,9 @@ impl Refused {
         }
     }
 
-    /// The 500 for a guard or extractor with no `ApiKeyLayer` in front of it.
+    /// The 500 for a guard or extractor with no `ApiKeyLayer` in front of it: in the
+    /// style of the first [`ApiKeyAuth`](crate::auth::ApiKeyAuth) built, when there is
+    /// one (see [`set_fallback_renderer`]), else the envelope.
     pub(crate) fn misconfigured() -> Self {
         // Once per process: the same mistake repeats on every request of the route.
         static LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -688,6 +694,11 @@ impl Refused {
                  include authentication, or add ApiKeyLayer to the router after this route \
                  is added: Router::layer only wraps routes added before it)"
             );
+        }
+        if let Some(renderer) = FALLBACK_RENDERER.get() {
+            return Self {
+                response: renderer.render(Rejection::new(Outcome::Misconfigured)),
+            };
         }
         let mut response = Response::new(Bytes::from_static(
             br#"{"error":{"code":"internal_error","message":"authentication is not configured for this route"}}"#,
@@ -715,6 +726,16 @@ impl axum::response::IntoResponse for Refused {
 /// The renderer of the `ApiKeyLayer` that handled a request: carried by the
 /// [`Principal`](crate::Principal), or alone for an anonymous request admitted by an
 /// optional layer.
+/// How a wiring mistake's 500 is rendered where no `ApiKeyLayer` ran: the application's
+/// own style, once it has built an `ApiKeyAuth`.
+static FALLBACK_RENDERER: std::sync::OnceLock<Arc<Renderer>> = std::sync::OnceLock::new();
+
+/// Makes `renderer` the style of misconfiguration 500s, unless one was set already (the
+/// first `ApiKeyAuth` built wins).
+pub(crate) fn set_fallback_renderer(renderer: Arc<Renderer>) {
+    let _ = FALLBACK_RENDERER.set(renderer);
+}
+
 pub(crate) fn renderer_of(extensions: &http::Extensions) -> Option<&Renderer> {
     match extensions.get::<crate::Principal>() {
         Some(principal) => principal.renderer(),

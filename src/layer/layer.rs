@@ -161,6 +161,11 @@ impl<K> ApiKeyLayer<K> {
     pub fn authenticator(&self) -> &Authenticator<K> {
         &self.config.authenticator
     }
+
+    /// How this layer renders refusals.
+    pub(crate) fn renderer(&self) -> &Arc<Renderer> {
+        &self.config.renderer
+    }
 }
 
 impl<K> Clone for ApiKeyLayer<K> {
