@@ -48,6 +48,7 @@ use std::time::Duration;
 use tower_layer::{Identity, Layer};
 
 use crate::audit::Auditor;
+use crate::budget::UnknownKeyBudget;
 use crate::clock::{Clock, SharedClock};
 use crate::credentials::KeySources;
 use crate::key::KeyFormat;
@@ -103,6 +104,7 @@ impl<K: KeyStore> ApiKeyAuth<K> {
             format: None,
             model: None,
             configure_layer: Vec::new(),
+            unknown_key_budget: None,
             last_used: None,
             auditor: None,
             rate: Identity::new(),
@@ -191,6 +193,8 @@ pub struct ApiKeyAuthBuilder<K, R = Identity> {
     format: Option<KeyFormat>,
     model: Option<ScopeModel>,
     configure_layer: Vec<LayerChange<K>>,
+    /// `None`: the default budget; `Some(None)`: no budget.
+    unknown_key_budget: Option<Option<UnknownKeyBudget>>,
     last_used: Option<Duration>,
     auditor: Option<Auditor>,
     rate: R,
@@ -269,6 +273,14 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
         self
     }
 
+    /// The per-client budget of lookups that end in "unknown key" (100 a minute unless
+    /// set; see [`budget`](crate::budget)); `None` removes it, for deployments that
+    /// limit unauthenticated traffic in front of this one.
+    pub fn unknown_key_budget(mut self, budget: Option<UnknownKeyBudget>) -> Self {
+        self.unknown_key_budget = Some(budget);
+        self
+    }
+
     /// Records `last_used_at`, written behind every `interval` (off unless set). Build
     /// within a tokio runtime.
     pub fn last_used(mut self, interval: Duration) -> Self {
@@ -304,6 +316,7 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
             format: self.format,
             model: self.model,
             configure_layer: self.configure_layer,
+            unknown_key_budget: self.unknown_key_budget,
             last_used: self.last_used,
             auditor: self.auditor,
             rate: limits,
@@ -328,8 +341,14 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
         })?;
         let cache = self.cache.build()?;
         let manager = KeyManager::new(cache.clone(), format.clone(), model.clone());
-        let mut layer = ApiKeyLayer::new(Authenticator::new(cache.clone(), format))
-            .with_scope_model(model.clone());
+        let authenticator = match self.unknown_key_budget {
+            None => Authenticator::new(cache.clone(), format),
+            Some(Some(budget)) => {
+                Authenticator::new(cache.clone(), format).with_unknown_key_budget(budget)
+            }
+            Some(None) => Authenticator::new(cache.clone(), format).without_unknown_key_budget(),
+        };
+        let mut layer = ApiKeyLayer::new(authenticator).with_scope_model(model.clone());
         if let Some(interval) = self.last_used {
             layer = layer.with_last_used(LastUsed::spawn(cache.clone(), interval));
         }

@@ -248,6 +248,39 @@ async fn a_custom_error_body_is_a_closure_returning_the_apps_own_error() {
     );
 }
 
+#[tokio::test]
+async fn the_unknown_key_budget_is_set_through_the_builder() {
+    for (budget, third) in [
+        (
+            Some("2/min".parse().unwrap()),
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
+        (None, StatusCode::UNAUTHORIZED),
+    ] {
+        let auth = ApiKeyAuth::builder(MemoryStore::new())
+            .format(format())
+            .scopes(scopes())
+            .unknown_key_budget(budget)
+            .build()
+            .unwrap();
+        let app = Router::new().route(
+            "/invoices",
+            get(list.layer(auth.guard("invoices:read").unwrap())),
+        );
+        // Well-formed keys that were never stored: each costs a lookup.
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            let forged = format().generate(Some("live")).unwrap();
+            let key = forged.key.expose_secret().to_owned();
+            statuses.push(call(&app, "GET", "/invoices", Some(&key)).await.0);
+        }
+        assert_eq!(
+            statuses,
+            [StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED, third]
+        );
+    }
+}
+
 #[test]
 fn mistakes_are_refused_when_the_router_is_built() {
     let no_format = ApiKeyAuth::builder(MemoryStore::new())
