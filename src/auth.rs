@@ -104,7 +104,7 @@ impl<K: KeyStore> ApiKeyAuth<K> {
             format: None,
             model: None,
             configure_layer: Vec::new(),
-            unknown_key_budget: None,
+            unknown_key_budget: Some(UnknownKeyBudget::default()),
             last_used: None,
             auditor: None,
             rate: Identity::new(),
@@ -193,8 +193,7 @@ pub struct ApiKeyAuthBuilder<K, R = Identity> {
     format: Option<KeyFormat>,
     model: Option<ScopeModel>,
     configure_layer: Vec<LayerChange<K>>,
-    /// `None`: the default budget; `Some(None)`: no budget.
-    unknown_key_budget: Option<Option<UnknownKeyBudget>>,
+    unknown_key_budget: Option<UnknownKeyBudget>,
     last_used: Option<Duration>,
     auditor: Option<Auditor>,
     rate: R,
@@ -277,7 +276,7 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
     /// set; see [`budget`](crate::budget)); `None` removes it, for deployments that
     /// limit unauthenticated traffic in front of this one.
     pub fn unknown_key_budget(mut self, budget: Option<UnknownKeyBudget>) -> Self {
-        self.unknown_key_budget = Some(budget);
+        self.unknown_key_budget = budget;
         self
     }
 
@@ -341,12 +340,10 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
         })?;
         let cache = self.cache.build()?;
         let manager = KeyManager::new(cache.clone(), format.clone(), model.clone());
+        let authenticator = Authenticator::new(cache.clone(), format);
         let authenticator = match self.unknown_key_budget {
-            None => Authenticator::new(cache.clone(), format),
-            Some(Some(budget)) => {
-                Authenticator::new(cache.clone(), format).with_unknown_key_budget(budget)
-            }
-            Some(None) => Authenticator::new(cache.clone(), format).without_unknown_key_budget(),
+            Some(budget) => authenticator.with_unknown_key_budget(budget),
+            None => authenticator.without_unknown_key_budget(),
         };
         let mut layer = ApiKeyLayer::new(authenticator).with_scope_model(model.clone());
         if let Some(interval) = self.last_used {
