@@ -131,7 +131,9 @@ impl<K: KeyStore, R: Clone> ApiKeyAuth<K, R> {
     }
 
     /// The authentication layer alone, for a router where every route needs a key but
-    /// no particular scope (`Router::layer`).
+    /// no particular scope (`Router::layer`). Mind that `Router::layer` wraps only the
+    /// routes added before it: a route added afterwards is not authenticated at all.
+    /// A guard per route cannot be left out that way.
     pub fn layer(&self) -> ApiKeyLayer<K> {
         self.layer.clone()
     }
