@@ -512,6 +512,29 @@ mod cases {
         );
     }
 
+    /// Sixteen tasks revoke one key at once: all succeed (revocation is idempotent), the
+    /// key keeps one revocation time, and exactly one revocation is audited.
+    pub(crate) async fn racing_revocations_are_audited_once<S: KeyStore>(w: World<S>) {
+        let key = w.make(acme(), "live", &["employees:read"]).await;
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..16 {
+            let manager = w.manager.clone();
+            let id = key.record.id;
+            tasks.spawn(async move { manager.revoke(&acme(), &id, Actor::System("race")).await });
+        }
+        let mut times = std::collections::BTreeSet::new();
+        while let Some(joined) = tasks.join_next().await {
+            let record = joined.unwrap().expect("a revocation never fails on a race");
+            times.insert(record.revoked_at.expect("revoked"));
+        }
+        assert_eq!(times.len(), 1, "one revocation time: {times:?}");
+        assert_eq!(w.status(&key).await, Err(Outcome::Revoked));
+        assert_eq!(
+            w.actions_about(&acme(), &key.record.id).await,
+            [AuditAction::KeyCreated, AuditAction::KeyRevoked]
+        );
+    }
+
     /// Every revocation is in the audit log once, whatever the clock's precision, and
     /// the next request is refused.
     pub(crate) async fn revocations_are_audited_once<S: KeyStore>(w: World<S>) {
@@ -1064,6 +1087,7 @@ macro_rules! suite {
             positive_controls_are_allowed,
             rotation_rules_hold,
             racing_rotations_have_one_winner,
+            racing_revocations_are_audited_once,
             revocations_are_audited_once,
             audit_entries_say_who_did_what,
             random_walk_keeps_every_invariant,
