@@ -512,6 +512,46 @@ mod cases {
         );
     }
 
+    /// A record returned by an operation equals the record read back, on every store,
+    /// whatever the nanoseconds of the clock or of a given expiry (the SQL stores keep
+    /// microseconds).
+    pub(crate) async fn returned_records_equal_stored_ones<S: KeyStore>(w: World<S>) {
+        let system = Actor::System("ops");
+        let at = START + time::Duration::days(3) + time::Duration::nanoseconds(987);
+        let created = w
+            .manager
+            .create(
+                NewKey::new("x", acme())
+                    .with_environment("live")
+                    .with_expiry(Expiry::At(at)),
+                system,
+            )
+            .await
+            .unwrap();
+        let stored = w
+            .manager
+            .get(&acme(), &created.record.id, system)
+            .await
+            .unwrap();
+        assert_eq!(stored, created.record);
+        let next = w
+            .manager
+            .rotate(
+                &acme(),
+                &created.record.id,
+                Duration::from_nanos(1_500),
+                system,
+            )
+            .await
+            .unwrap();
+        let stored = w
+            .manager
+            .get(&acme(), &next.record.id, system)
+            .await
+            .unwrap();
+        assert_eq!(stored, next.record);
+    }
+
     /// Sixteen tasks revoke one key at once: all succeed (revocation is idempotent), the
     /// key keeps one revocation time, and exactly one revocation is audited.
     pub(crate) async fn racing_revocations_are_audited_once<S: KeyStore>(w: World<S>) {
@@ -1088,6 +1128,7 @@ macro_rules! suite {
             rotation_rules_hold,
             racing_rotations_have_one_winner,
             racing_revocations_are_audited_once,
+            returned_records_equal_stored_ones,
             revocations_are_audited_once,
             audit_entries_say_who_did_what,
             random_walk_keeps_every_invariant,

@@ -320,7 +320,7 @@ impl<K: KeyStore> KeyManager<K> {
             check_grantable(&self.grants(principal), &scopes)?;
         }
         let now = self.now();
-        let expires_at = new.expiry.resolve(now)?;
+        let expires_at = new.expiry.resolve(now)?.map(crate::clock::whole_micros);
         if expires_at.is_some_and(|at| at <= now) {
             return Err(ManageError::ExpiryInPast);
         }
