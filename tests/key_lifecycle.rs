@@ -104,6 +104,14 @@ impl<S: KeyStore> World<S> {
             .map(drop)
     }
 
+    /// A key of acme, as stored.
+    async fn stored(&self, id: &KeyId) -> tower_api_key::KeyRecord {
+        self.manager
+            .get(&acme(), id, Actor::System("check"))
+            .await
+            .unwrap()
+    }
+
     /// Every key of `owner`, as the system sees it.
     async fn keys(&self, owner: &Owner) -> Vec<tower_api_key::KeyRecord> {
         self.manager
@@ -436,18 +444,10 @@ mod cases {
             )
             .await
             .unwrap();
-        let stored = w
-            .manager
-            .get(&acme(), &next.record.id, system)
-            .await
-            .unwrap();
+        let stored = w.stored(&next.record.id).await;
         assert_eq!(
             stored.expires_at,
-            w.manager
-                .get(&acme(), &expiring.record.id, system)
-                .await
-                .unwrap()
-                .expires_at
+            w.stored(&expiring.record.id).await.expires_at
         );
         assert!(stored.expires_at.is_some());
         // Already superseded.
@@ -528,11 +528,7 @@ mod cases {
             )
             .await
             .unwrap();
-        let stored = w
-            .manager
-            .get(&acme(), &created.record.id, system)
-            .await
-            .unwrap();
+        let stored = w.stored(&created.record.id).await;
         assert_eq!(stored, created.record);
         let next = w
             .manager
@@ -544,11 +540,7 @@ mod cases {
             )
             .await
             .unwrap();
-        let stored = w
-            .manager
-            .get(&acme(), &next.record.id, system)
-            .await
-            .unwrap();
+        let stored = w.stored(&next.record.id).await;
         assert_eq!(stored, next.record);
     }
 
