@@ -66,29 +66,25 @@ use crate::{Authenticator, ConfigError, ScopeModel};
 /// `R` is the rate-limit layer every guard ends with: [`Identity`] (none) unless
 /// [`ApiKeyAuthBuilder::rate_limit`] or [`ApiKeyAuthBuilder::rate_limits`] was called.
 pub struct ApiKeyAuth<K, R = Identity> {
-    cache: CachedStore<K>,
+    /// Holds the one cache and the scope model.
     manager: KeyManager<K>,
     layer: ApiKeyLayer<K>,
-    model: ScopeModel,
     rate: R,
 }
 
 impl<K, R: Clone> Clone for ApiKeyAuth<K, R> {
     fn clone(&self) -> Self {
         Self {
-            cache: self.cache.clone(),
             manager: self.manager.clone(),
             layer: self.layer.clone(),
-            model: self.model.clone(),
             rate: self.rate.clone(),
         }
     }
 }
 
-impl<K: fmt::Debug, R> fmt::Debug for ApiKeyAuth<K, R> {
+impl<K, R> fmt::Debug for ApiKeyAuth<K, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiKeyAuth")
-            .field("cache", &self.cache)
             .field("manager", &self.manager)
             .finish_non_exhaustive()
     }
@@ -125,7 +121,7 @@ impl<K: KeyStore, R: Clone> ApiKeyAuth<K, R> {
     pub fn guard(&self, requirement: &str) -> Result<Guard<K, R>, ConfigError> {
         Ok(Guard {
             auth: self.layer.clone(),
-            scope: RequireScopesLayer::new(&self.model, requirement)?,
+            scope: RequireScopesLayer::new(self.manager.scope_model(), requirement)?,
             rate: self.rate.clone(),
         })
     }
@@ -145,12 +141,12 @@ impl<K: KeyStore, R: Clone> ApiKeyAuth<K, R> {
 
     /// The cache, for an invalidation listener (PostgreSQL's NOTIFY) or metrics.
     pub fn cache(&self) -> &CachedStore<K> {
-        &self.cache
+        self.manager.store()
     }
 
     /// The scope model.
     pub fn scope_model(&self) -> &ScopeModel {
-        &self.model
+        self.manager.scope_model()
     }
 }
 
@@ -360,10 +356,8 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
         // A guard or extractor used where no layer ran answers its 500 in this style.
         crate::rejection::set_fallback_renderer(Arc::clone(layer.renderer()));
         Ok(ApiKeyAuth {
-            cache,
             manager,
             layer,
-            model,
             rate: self.rate.into_layer(self.clock),
         })
     }

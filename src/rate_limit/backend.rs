@@ -74,6 +74,17 @@ pub trait RateLimiter: Clone + Send + Sync + 'static {
     }
 }
 
+/// [`Decision::CostExceedsBurst`] when `request` costs more than its policy's burst
+/// (step 1 of the [`RateLimiter`] contract), shared by every backend.
+pub(super) fn over_burst(request: &LimitRequest) -> Option<Decision> {
+    let policy = &request.policy;
+    (request.cost > policy.burst()).then(|| Decision::CostExceedsBurst {
+        policy: policy.shared_name().clone(),
+        cost: request.cost,
+        burst: policy.burst(),
+    })
+}
+
 /// One request to charge, as [`RateLimits`](super::RateLimits) resolved it.
 ///
 /// ```

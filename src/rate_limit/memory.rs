@@ -16,6 +16,7 @@ use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 use time::OffsetDateTime;
 
+use super::backend::over_burst;
 use super::decision::{whole_secs, whole_secs_at_least_one};
 use super::{Decision, LimitRequest, QuotaRequest, QuotaStatus, RateLimitStatus, RateLimiter};
 use crate::error::ConfigError;
@@ -176,14 +177,10 @@ impl MemoryLimiter {
 
     /// Decides on one request, synchronously. [`RateLimiter::check`] wraps this.
     pub fn decide(&self, request: &LimitRequest) -> Decision {
-        let policy = &request.policy;
-        if request.cost > policy.burst() {
-            return Decision::CostExceedsBurst {
-                policy: policy.shared_name().clone(),
-                cost: request.cost,
-                burst: policy.burst(),
-            };
+        if let Some(refused) = over_burst(request) {
+            return refused;
         }
+        let policy = &request.policy;
         let now = nanos_since_epoch(request.now);
         let bucket = self
             .inner

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use super::backend::over_burst;
 use super::memory::{bucket_status, duration_between, nanos_since_epoch, nanos_u64, quota_status};
 use super::{
     Decision, LimitRequest, MemoryLimiter, QuotaStatus, RateLimiter, DEFAULT_MAX_PARTITIONS,
@@ -413,13 +414,8 @@ impl RateLimiter for RedisLimiter {
     type Error = RedisLimitError;
 
     async fn check(&self, request: &LimitRequest) -> Result<Decision, RedisLimitError> {
-        let policy = &request.policy;
-        if request.cost > policy.burst() {
-            return Ok(Decision::CostExceedsBurst {
-                policy: policy.shared_name().clone(),
-                cost: request.cost,
-                burst: policy.burst(),
-            });
+        if let Some(refused) = over_burst(request) {
+            return Ok(refused);
         }
         if self.is_degraded()
             && nanos_since_epoch(request.now) < self.state.retry_at.load(Ordering::Relaxed)
