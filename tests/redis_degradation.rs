@@ -5,26 +5,15 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use support::Captured;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use support::redis_server::RedisServer;
 use time::macros::datetime;
 use tower_api_key::rate_limit::{LimitRequest, RateLimitPolicy, RateLimiter, RedisLimiter};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switches_are_logged_once_each_way_and_measured() {
@@ -87,7 +76,7 @@ async fn switches_are_logged_once_each_way_and_measured() {
     assert!(!limiter.is_degraded());
     assert_eq!(metrics(), (Some(0.0), Some(0.0)));
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     assert_eq!(
         log.matches("Redis rate limiter unavailable").count(),
         1,

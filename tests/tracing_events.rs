@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use support::Captured;
 
 use axum::body::Body;
 use axum::routing::get;
@@ -16,19 +16,6 @@ use tower::ServiceExt;
 use tower_api_key::clock::{Clock, ManualClock};
 use tower_api_key::store::{CachedStore, KeyStore};
 use tower_api_key::{ApiKeyLayer, Authenticator, Principal};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test(flavor = "current_thread")]
 async fn each_outcome_is_logged_once_with_ids_and_never_the_secret() {
@@ -75,7 +62,7 @@ async fn each_outcome_is_logged_once_with_ids_and_never_the_secret() {
         app.clone().oneshot(req).await.unwrap();
     }
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(!logs.contains(live.key.expose_secret()), "{logs}");
     assert!(!logs.contains(revoked.key.expose_secret()), "{logs}");
     let refused: Vec<&str> = logs
@@ -104,7 +91,7 @@ async fn each_outcome_is_logged_once_with_ids_and_never_the_secret() {
         let response = unguarded.clone().oneshot(req).await.unwrap();
         assert_eq!(response.status(), http::StatusCode::INTERNAL_SERVER_ERROR);
     }
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert_eq!(
         logs.matches("without an ApiKeyLayer in front").count(),
         1,
