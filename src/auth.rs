@@ -48,17 +48,17 @@ use std::time::Duration;
 use tower_layer::{Identity, Layer};
 
 use crate::audit::Auditor;
+use crate::authenticate::{ApiKeyLayer, ApiKeyService, Authenticator};
 use crate::budget::UnknownKeyBudget;
 use crate::clock::{Clock, SharedClock};
 use crate::credentials::KeySources;
 use crate::key::KeyFormat;
-use crate::layer::{ApiKeyLayer, ApiKeyService};
 use crate::manage::{KeyManager, LastUsed};
 use crate::rate_limit::{MemoryLimiter, RateLimitLayer, RateLimitPolicy, RateLimits};
 use crate::rejection::Responder;
-use crate::scope::{RequireScopes, RequireScopesLayer};
+use crate::require_scopes::{RequireScopes, RequireScopesLayer};
 use crate::store::{CachedStore, CachedStoreBuilder, KeyStore};
-use crate::{Authenticator, ConfigError, ScopeModel};
+use crate::{ConfigError, ScopeModel};
 
 /// Authentication, key management and route guards over one cache of one store. Built
 /// by [`ApiKeyAuth::builder`]; cheap to clone.

@@ -58,7 +58,7 @@
 //! Serve it with the peer address, which the [unknown-key budget](budget) counts
 //! against (without it every client shares one budget):
 //! `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())`.
-//! The parts ([`ApiKeyLayer`], [`RequireScopesLayer`](scope::RequireScopesLayer),
+//! The parts ([`ApiKeyLayer`], [`RequireScopesLayer`](require_scopes::RequireScopesLayer),
 //! [`RateLimitLayer`](rate_limit::RateLimitLayer)) can also be wired by hand
 //! (`examples/bearer.rs`).
 //!
@@ -103,13 +103,13 @@
 //! | [`key`] | the key format, generation from the OS CSPRNG, the CRC32 checksum that refuses typos before any lookup, SHA-256 digests |
 //! | [`store`] | the [`KeyStore`] trait, [`MemoryStore`](store::MemoryStore), the revocation-safe [`CachedStore`](store::CachedStore) |
 //! | [`credentials`] | where keys are read from: Bearer, a header, a query parameter, a JSON body field |
-//! | [`layer`] | [`ApiKeyLayer`], the authentication middleware |
-//! | [`scope`] | scope models with implications, [`RequireScopesLayer`](scope::RequireScopesLayer) and typed guards |
+//! | [`authenticate`] | [`ApiKeyLayer`], the authentication middleware, and the [`Authenticator`] it wraps |
+//! | [`scope`] | scope models with implications |
+//! | [`require_scopes`] | [`RequireScopesLayer`](require_scopes::RequireScopesLayer) and typed guards |
 //! | [`rejection`] | the outcome → response styles (Performance Blocks, PromptFloe, ProductBridge, RFC 9457) |
 //! | [`manage`] | [`KeyManager`](manage::KeyManager): create, list, revoke, rotate, change scopes, under one set of authority rules; the write-behind last-used buffer |
 //! | [`audit`] | audit entries, queries, sinks and the non-blocking [`Auditor`](audit::Auditor) for request entries |
 //! | [`rate_limit`] | per-key GCRA rate limits (by key, rotation family or owner), per-owner quotas |
-//! | [`Authenticator`] | a presented key in, a [`Principal`] or an [`Outcome`] out, for other transports |
 //!
 //! # Features
 //!
@@ -165,27 +165,28 @@
 
 pub mod audit;
 pub mod auth;
-mod authenticate;
+pub mod authenticate;
 pub mod budget;
 pub mod client;
 pub mod clock;
 pub mod credentials;
 mod error;
 pub mod key;
-pub mod layer;
 pub mod manage;
 mod outcome;
+mod pipeline;
 pub mod prelude;
 mod principal;
 pub mod rate_limit;
 pub mod rejection;
+pub mod require_scopes;
 pub mod scope;
 pub mod store;
 
-pub use self::authenticate::Authenticator;
+pub use self::authenticate::{ApiKeyLayer, ApiKeyService, Authenticator};
 pub use self::error::ConfigError;
-pub use self::layer::{ApiKeyLayer, ApiKeyService};
 pub use self::outcome::Outcome;
+pub use self::pipeline::{ResponseBody, ResponseFuture};
 pub use self::principal::Principal;
 pub use self::scope::{Grants, Requirement, ScopeModel};
 pub use self::store::{KeyRecord, KeyStore, Owner};

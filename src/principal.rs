@@ -8,12 +8,11 @@ use time::OffsetDateTime;
 
 use crate::key::{Environment, KeyId};
 use crate::outcome::Outcome;
-use crate::rejection::{renderer_of, Refused, Renderer};
 use crate::scope::{Grants, ScopeModel};
 use crate::store::{CachedRecord, KeyRecord, Owner, Rotation};
 
 /// The key a request was authenticated with, put in the request extensions by the
-/// layer. Cheap to clone (one `Arc`).
+/// layer: a plain value describing the key. Cheap to clone (one `Arc`).
 ///
 /// In axum, take it as an extractor: `principal: Principal` refuses the request with
 /// 401 when there is none, `Option<Principal>` accepts anonymous requests (optional
@@ -24,9 +23,6 @@ pub struct Principal {
     sunset: Option<OffsetDateTime>,
     /// Nanoseconds since the Unix epoch.
     authenticated_at: i128,
-    /// How refusals are rendered behind the layer that admitted this key. Carried here
-    /// so that admitting a request costs one extensions insert, not two.
-    renderer: Option<Arc<Renderer>>,
 }
 
 impl Principal {
@@ -39,16 +35,7 @@ impl Principal {
             record,
             sunset,
             authenticated_at,
-            renderer: None,
         }
-    }
-
-    pub(crate) fn set_renderer(&mut self, renderer: Arc<Renderer>) {
-        self.renderer = Some(renderer);
-    }
-
-    pub(crate) fn renderer(&self) -> Option<&Renderer> {
-        self.renderer.as_deref()
     }
 
     /// The key's public id.
@@ -96,13 +83,16 @@ impl Principal {
     /// The key's scopes under `model`, with implications and the scopes granted to
     /// every key applied.
     pub fn grants(&self, model: &ScopeModel) -> Grants {
-        self.record.grants(model).into_owned()
+        self.grants_ref(model).into_owned()
     }
 
-    /// [`Principal::grants`] without a clone: resolved once per cached record, not once
-    /// per request.
+    /// [`Principal::grants`] without a clone: resolved once per cached record (kept
+    /// with it by the cache), not once per request; afresh under another model.
     pub(crate) fn grants_ref(&self, model: &ScopeModel) -> Cow<'_, Grants> {
-        self.record.grants(model)
+        match self.record.derived(|record| model.grants(&record.scopes)) {
+            Some(grants) if grants.belongs_to(model) => Cow::Borrowed(grants),
+            _ => Cow::Owned(model.grants(&self.record.scopes)),
+        }
     }
 
     /// Organization isolation (Performance Blocks: "you cannot reach data outside that
@@ -165,39 +155,5 @@ impl fmt::Debug for Principal {
             .field("scopes", &self.scopes())
             .field("sunset", &self.sunset)
             .finish()
-    }
-}
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Principal {
-    type Rejection = Refused;
-
-    async fn from_request_parts(
-        parts: &mut http::request::Parts,
-        _state: &S,
-    ) -> Result<Self, Self::Rejection> {
-        match parts.extensions.get::<Self>() {
-            Some(principal) => Ok(principal.clone()),
-            None => Err(Refused::from_parts(parts, Outcome::Missing)),
-        }
-    }
-}
-
-impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for Principal {
-    type Rejection = Refused;
-
-    /// `None` for an anonymous request admitted by an optional layer; a 500 when no
-    /// `ApiKeyLayer` ran at all (a wiring mistake must not look like anonymity).
-    async fn from_request_parts(
-        parts: &mut http::request::Parts,
-        _state: &S,
-    ) -> Result<Option<Self>, Self::Rejection> {
-        if let Some(principal) = parts.extensions.get::<Self>() {
-            return Ok(Some(principal.clone()));
-        }
-        if renderer_of(&parts.extensions).is_some() {
-            Ok(None)
-        } else {
-            Err(Refused::misconfigured())
-        }
     }
 }

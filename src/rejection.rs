@@ -45,7 +45,6 @@ use serde::{Serialize, Serializer};
 
 use crate::key::KeyId;
 use crate::outcome::Outcome;
-use crate::scope::ScopeModel;
 use crate::ConfigError;
 
 /// The counter of authentication outcomes, labelled `outcome` (`authenticated`, or an
@@ -560,15 +559,10 @@ pub(crate) struct Renderer {
     challenge_invalid_token: Option<HeaderValue>,
     challenge_invalid_request: Option<HeaderValue>,
     unavailable_retry_after: Duration,
-    scope_model: Option<ScopeModel>,
 }
 
 impl Renderer {
-    pub(crate) fn new(
-        responder: Arc<dyn Responder>,
-        realm: Arc<str>,
-        scope_model: Option<ScopeModel>,
-    ) -> Self {
+    pub(crate) fn new(responder: Arc<dyn Responder>, realm: Arc<str>) -> Self {
         let challenge =
             |error: &str| HeaderValue::try_from(format!("Bearer realm=\"{realm}\"{error}")).ok();
         Self {
@@ -578,13 +572,7 @@ impl Renderer {
             responder,
             realm,
             unavailable_retry_after: Duration::from_secs(5),
-            scope_model,
         }
-    }
-
-    /// The scope model of the layer, for typed scope guards.
-    pub(crate) fn scope_model(&self) -> Option<&ScopeModel> {
-        self.scope_model.as_ref()
     }
 
     /// Renders, adds the standard headers, logs one event, and attaches the rejection.
@@ -670,14 +658,9 @@ pub struct Refused {
 }
 
 impl Refused {
-    /// Renders `outcome` in the style of the [`ApiKeyLayer`](crate::ApiKeyLayer) that
-    /// handled this request. Without such a layer in front (a wiring mistake), the
-    /// answer is a 500 and an error is logged: a guard never lets a request through
-    /// unauthenticated.
-    pub fn from_parts(parts: &http::request::Parts, outcome: Outcome) -> Self {
-        Self {
-            response: render_for(&parts.extensions, &parts.headers, outcome),
-        }
+    /// A refusal answered with `response`.
+    pub(crate) fn from_response(response: Response<Bytes>) -> Self {
+        Self { response }
     }
 
     /// The 500 for a guard or extractor with no `ApiKeyLayer` in front of it: in the
@@ -723,9 +706,6 @@ impl axum::response::IntoResponse for Refused {
     }
 }
 
-/// The renderer of the `ApiKeyLayer` that handled a request: carried by the
-/// [`Principal`](crate::Principal), or alone for an anonymous request admitted by an
-/// optional layer.
 /// How a wiring mistake's 500 is rendered where no `ApiKeyLayer` ran: the application's
 /// own style, once it has built an `ApiKeyAuth`.
 static FALLBACK_RENDERER: std::sync::OnceLock<Arc<Renderer>> = std::sync::OnceLock::new();
@@ -734,30 +714,6 @@ static FALLBACK_RENDERER: std::sync::OnceLock<Arc<Renderer>> = std::sync::OnceLo
 /// first `ApiKeyAuth` built wins).
 pub(crate) fn set_fallback_renderer(renderer: Arc<Renderer>) {
     let _ = FALLBACK_RENDERER.set(renderer);
-}
-
-pub(crate) fn renderer_of(extensions: &http::Extensions) -> Option<&Renderer> {
-    match extensions.get::<crate::Principal>() {
-        Some(principal) => principal.renderer(),
-        None => extensions.get::<Arc<Renderer>>().map(|r| &**r),
-    }
-}
-
-/// Renders `outcome` for a request with these extensions and headers, in the style of
-/// the `ApiKeyLayer` that handled it, or as the misconfiguration 500 without one.
-pub(crate) fn render_for(
-    extensions: &http::Extensions,
-    headers: &HeaderMap,
-    outcome: Outcome,
-) -> Response<Bytes> {
-    let Some(renderer) = renderer_of(extensions) else {
-        return Refused::misconfigured().response;
-    };
-    let key_id = extensions.get::<crate::Principal>().map(|p| *p.key_id());
-    let rejection = Rejection::new(outcome)
-        .with_key_id(key_id)
-        .with_request_id(request_id(headers).cloned());
-    renderer.render(rejection)
 }
 
 /// Checks a realm for use inside a quoted `WWW-Authenticate` parameter.
@@ -926,7 +882,7 @@ mod tests {
 
     #[test]
     fn challenges_name_the_realm() {
-        let renderer = Renderer::new(Arc::new(ErrorStyle::envelope()), Arc::from("my api"), None);
+        let renderer = Renderer::new(Arc::new(ErrorStyle::envelope()), Arc::from("my api"));
         let challenge = |rejection: Rejection| {
             renderer.render(rejection).headers()[header::WWW_AUTHENTICATE]
                 .to_str()

@@ -11,7 +11,7 @@ use serde_json::json;
 use tower::ServiceExt;
 use tower_api_key::auth::ApiKeyAuth;
 use tower_api_key::key::KeyFormat;
-use tower_api_key::scope::RequireScopesLayer;
+use tower_api_key::require_scopes::RequireScopesLayer;
 use tower_api_key::store::MemoryStore;
 use tower_api_key::{Principal, ScopeModel};
 

@@ -14,7 +14,7 @@ use tower_api_key::audit::{Auditor, MemorySink};
 use tower_api_key::clock::ManualClock;
 use tower_api_key::manage::{Actor, KeyManager, NewKey};
 use tower_api_key::rate_limit::{QuotaPolicy, RateLimitLayer, RateLimits};
-use tower_api_key::scope::RequireScopesLayer;
+use tower_api_key::require_scopes::RequireScopesLayer;
 use tower_api_key::store::CachedStore;
 use tower_api_key::{ApiKeyLayer, Authenticator, Owner, ScopeModel};
 

@@ -11,7 +11,7 @@ use support::{pb_format, record, ProbeStore};
 use tower::ServiceExt;
 use tower_api_key::clock::{Clock, ManualClock};
 use tower_api_key::key::MintedKey;
-use tower_api_key::scope::{RequireScope, RequireScopesLayer};
+use tower_api_key::require_scopes::{RequireScope, RequireScopesLayer};
 use tower_api_key::store::{CachedStore, KeyStore};
 use tower_api_key::{scope_guard, ApiKeyLayer, Authenticator, Outcome, Principal, ScopeModel};
 

@@ -2,16 +2,15 @@ use std::fmt;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::limits::Start;
 use super::{Decision, MemoryLimiter, RateLimiter, RateLimits};
-use crate::layer::{Admitted, Authorized, ResponseBody, ResponseFuture};
 use crate::outcome::Outcome;
+use crate::pipeline::{render_for, Admitted, Bare, ResponseFuture, Verdict};
 use crate::principal::Principal;
-use crate::rejection::render_for;
 use crate::ConfigError;
 
 /// Charges every request against its key's rate limit and its owner's quota; use it
@@ -169,15 +168,18 @@ impl<S: fmt::Debug, L: fmt::Debug> fmt::Debug for RateLimit<S, L> {
     }
 }
 
+/// Refusals are answered in the inner service's body type (`ResBody: From<Bytes>`, as
+/// axum's `Body` is), so the limiter adds no body wrapper of its own.
 impl<S, L, B, ResBody> Service<Request<B>> for RateLimit<S, L>
 where
     S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
     L: RateLimiter,
     B: Send + 'static,
+    ResBody: From<Bytes>,
 {
-    type Response = Response<ResponseBody<ResBody>>;
+    type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, B>;
+    type Future = ResponseFuture<S, B, Bare>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -214,11 +216,11 @@ where
                         }
                     };
                     match result {
-                        Ok(admitted) => Authorized::Pass(req, admitted),
-                        Err(response) => Authorized::Refuse(response),
+                        Ok(admitted) => Verdict::Pass(req, admitted),
+                        Err(response) => Verdict::Refuse(response),
                     }
                 });
-                ResponseFuture::authenticating(fut, inner)
+                ResponseFuture::deciding(fut, inner)
             }
         }
     }
@@ -234,11 +236,13 @@ fn settle<L, B>(
 ) -> Result<Admitted, Response<Bytes>> {
     let refuse = |outcome| render_for(req.extensions(), req.headers(), outcome);
     match decision {
-        Decision::Allowed(status) => Ok(Admitted::new(
-            None,
-            None,
-            layer.success_headers.then_some(status),
-        )),
+        Decision::Allowed(status) => {
+            let mut headers = HeaderMap::new();
+            if layer.success_headers {
+                status.insert_headers(&mut headers);
+            }
+            Ok(Admitted::new(headers, None))
+        }
         Decision::Limited(status) => {
             let retry_after = status.retry_after.unwrap_or_default();
             let mut response = refuse(Outcome::RateLimited { retry_after });

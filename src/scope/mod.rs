@@ -47,14 +47,12 @@ mod bits;
 mod builder;
 mod documented;
 mod grants;
-mod guard;
 mod model;
 mod requirement;
 mod syntax;
 
 pub use self::builder::{ScopeModelBuilder, MAX_SCOPES};
 pub use self::grants::Grants;
-pub use self::guard::{RequireScope, RequireScopes, RequireScopesLayer, ScopeGuard};
 pub use self::model::ScopeModel;
 pub use self::requirement::Requirement;
 pub use self::syntax::MAX_SCOPE_LEN;

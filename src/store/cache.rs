@@ -1,4 +1,5 @@
-use std::borrow::Cow;
+use std::any::Any;
+
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -7,11 +8,11 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::{watch, Semaphore};
 
+use super::record::ActiveUntil;
 use super::{Applied, Change, KeyRecord, KeyStatus, KeyStore, Owner, StoreError};
 use crate::audit::{AuditEntry, AuditQuery};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::key::{Digest, KeyId};
-use crate::scope::{Grants, ScopeModel};
 use crate::ConfigError;
 
 /// A bounded, single-flight cache of key records in front of any [`KeyStore`].
@@ -154,59 +155,40 @@ struct Entry {
 type FillResult = Result<Entry, StoreError>;
 
 /// A record as the cache holds it, with what is derived from it once per fill rather
-/// than once per request (its scope grants). Dereferences to the [`KeyRecord`].
+/// than once per request. Dereferences to the [`KeyRecord`].
 pub struct CachedRecord {
     record: KeyRecord,
-    grants: OnceLock<Grants>,
-    /// Before this instant (nanoseconds since the Unix epoch) the key is plainly
-    /// active: not revoked, not expired, not rotated. Checked with one integer
-    /// comparison on every request; the full status is worked out only from then on,
-    /// or always when the instant falls outside 1677–2262 (`i64::MIN`).
-    active_until: i64,
+    /// When the record stops being plainly active (see [`ActiveUntil`]).
+    active_until: ActiveUntil,
+    /// What the request path derives from the record once per fill (the key's grants
+    /// under the layer's scope model). Opaque here: the store knows nothing of scopes.
+    derived: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
 impl CachedRecord {
     pub(crate) fn new(record: KeyRecord) -> Self {
-        let active_until = if record.rotation.is_some() {
-            i64::MIN
-        } else {
-            [record.revoked_at, record.expires_at]
-                .into_iter()
-                .flatten()
-                .map(OffsetDateTime::unix_timestamp_nanos)
-                .min()
-                .map_or(i64::MAX, |at| i64::try_from(at).unwrap_or(i64::MIN))
-        };
         Self {
+            active_until: ActiveUntil::of(&record),
             record,
-            grants: OnceLock::new(),
-            active_until,
+            derived: OnceLock::new(),
         }
     }
 
-    /// The record's status at `now` (nanoseconds since the Unix epoch): the same
-    /// answer as [`KeyRecord::status_at`], without building a date while the key is
-    /// plainly active.
+    /// The record's status at `now` (nanoseconds since the Unix epoch), as
+    /// [`KeyRecord::status_at`] decides it.
     pub(crate) fn status_at_unix_nanos(&self, now: i128) -> KeyStatus {
-        // A clock before 1970 always takes the full check.
-        if (0..i128::from(self.active_until)).contains(&now) {
-            KeyStatus::Active
-        } else {
-            self.record.status_at(crate::clock::from_unix_nanos(now))
-        }
+        self.active_until.status(&self.record, now)
     }
 
-    /// The record's grants under `model`, resolved on first use and kept with the
-    /// record (a different model resolves afresh).
-    pub(crate) fn grants(&self, model: &ScopeModel) -> Cow<'_, Grants> {
-        let cached = self
-            .grants
-            .get_or_init(|| model.grants(&self.record.scopes));
-        if cached.belongs_to(model) {
-            Cow::Borrowed(cached)
-        } else {
-            Cow::Owned(model.grants(&self.record.scopes))
-        }
+    /// `derive(record)`, worked out on first use and kept with the record; `None` when
+    /// a value of another type was kept first (the caller then derives afresh).
+    pub(crate) fn derived<T: Any + Send + Sync>(
+        &self,
+        derive: impl FnOnce(&KeyRecord) -> T,
+    ) -> Option<&T> {
+        self.derived
+            .get_or_init(|| Box::new(derive(&self.record)))
+            .downcast_ref()
     }
 
     /// The record.

@@ -33,7 +33,7 @@ use tower_api_key::rate_limit::{
     MemoryLimiter, QuotaPolicy, RateLimitLayer, RateLimitPolicy, RateLimits,
 };
 use tower_api_key::rejection::ErrorStyle;
-use tower_api_key::scope::RequireScopesLayer;
+use tower_api_key::require_scopes::RequireScopesLayer;
 use tower_api_key::store::{
     CachedStore, KeyStore, DEFAULT_LOOKUP_TIMEOUT, DEFAULT_MAX_LOOKUPS, DEFAULT_STALE_IF_ERROR,
 };

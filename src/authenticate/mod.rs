@@ -1,4 +1,5 @@
-//! The authentication middleware: [`ApiKeyLayer`] and [`ApiKeyService`].
+//! The authentication middleware: [`ApiKeyLayer`] and [`ApiKeyService`], around the
+//! [`Authenticator`] that checks one presented key.
 //!
 //! Every request either reaches the inner service carrying a verified
 //! [`Principal`](crate::Principal) in its extensions, or is answered with the
@@ -22,14 +23,10 @@
 //! # }
 //! ```
 
-mod body;
-mod future;
-#[allow(clippy::module_inception)]
+mod authenticator;
 mod layer;
 mod service;
 
-pub use self::body::ResponseBody;
-pub use self::future::ResponseFuture;
-pub(crate) use self::future::{Admitted, Authorized};
+pub use self::authenticator::Authenticator;
 pub use self::layer::ApiKeyLayer;
 pub use self::service::ApiKeyService;

@@ -1,32 +1,3 @@
-//! Authentication without HTTP: a presented key string in, a [`Principal`] or an
-//! [`Outcome`] out.
-//!
-//! The [`ApiKeyLayer`](crate::ApiKeyLayer) is a transport around this type; use it
-//! directly for other protocols (a WebSocket handshake, a gRPC interceptor).
-//!
-//! ```
-//! use tower_api_key::{Authenticator, Outcome};
-//! use tower_api_key::key::KeyFormat;
-//! use tower_api_key::store::{CachedStore, KeyRecord, KeyStore, MemoryStore, Owner};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let format = KeyFormat::new("pb")?.with_environments(["live", "test"])?;
-//! let store = CachedStore::builder(MemoryStore::new()).build()?;
-//! let minted = format.generate(Some("live"))?;
-//! let now = time::OffsetDateTime::now_utc();
-//! store
-//!     .insert(&KeyRecord::new(&minted, "ci", Owner::organization("acme"), vec![], now))
-//!     .await?;
-//!
-//! let auth = Authenticator::new(store, format);
-//! let principal = auth.authenticate(minted.key.expose_secret()).await?;
-//! assert_eq!(principal.owner().id(), "acme");
-//! assert_eq!(auth.authenticate("pb_live_nope").await.unwrap_err(), Outcome::Malformed);
-//! # Ok(())
-//! # }
-//! ```
-
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -38,7 +9,35 @@ use crate::principal::Principal;
 use crate::store::{CacheKey, Cached, CachedRecord, CachedStore, Gated, KeyStatus, KeyStore};
 use crate::ConfigError;
 
-/// Checks presented keys against a [`CachedStore`].
+/// Checks presented keys against a [`CachedStore`]: authentication without HTTP, a
+/// presented key string in, a [`Principal`] or an [`Outcome`] out.
+///
+/// The [`ApiKeyLayer`](crate::ApiKeyLayer) is a transport around this type; use it
+/// directly for other protocols (a WebSocket handshake, a gRPC interceptor).
+///
+/// ```
+/// use tower_api_key::{Authenticator, Outcome};
+/// use tower_api_key::key::KeyFormat;
+/// use tower_api_key::store::{CachedStore, KeyRecord, KeyStore, MemoryStore, Owner};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let format = KeyFormat::new("pb")?.with_environments(["live", "test"])?;
+/// let store = CachedStore::builder(MemoryStore::new()).build()?;
+/// let minted = format.generate(Some("live"))?;
+/// let now = time::OffsetDateTime::now_utc();
+/// store
+///     .insert(&KeyRecord::new(&minted, "ci", Owner::organization("acme"), vec![], now))
+///     .await?;
+///
+/// let auth = Authenticator::new(store, format);
+/// let principal = auth.authenticate(minted.key.expose_secret()).await?;
+/// assert_eq!(principal.owner().id(), "acme");
+/// assert_eq!(auth.authenticate("pb_live_nope").await.unwrap_err(), Outcome::Malformed);
+/// # Ok(())
+/// # }
+/// ```
+///
 ///
 /// In order: the length cap, the format and checksum (no cache or store access for
 /// malformed input), the cached lookup by id (or by digest for imported keys), a

@@ -7,8 +7,13 @@ use http_body_util::Full;
 use pin_project_lite::pin_project;
 
 pin_project! {
-    /// The response body of [`ApiKeyService`](super::ApiKeyService): the inner
-    /// service's body, or a refusal rendered by the layer.
+    /// The response body of the authentication service: the inner service's body, or
+    /// a refusal rendered by the crate.
+    ///
+    /// The one body wrapper of a stack: the scope guards and the rate limiter behind
+    /// the authentication layer answer in their inner service's own body type (any
+    /// `B: From<Bytes>`, as axum's `Body` and this type are), so authentication, scopes
+    /// and a rate limit stacked together still produce `ResponseBody<B>`.
     #[derive(Debug)]
     pub struct ResponseBody<B> {
         #[pin]
@@ -44,6 +49,13 @@ impl<B> ResponseBody<B> {
         Self {
             kind: Kind::Inner { body },
         }
+    }
+}
+
+/// A refusal: what the guards behind the authentication layer answer with.
+impl<B> From<Bytes> for ResponseBody<B> {
+    fn from(bytes: Bytes) -> Self {
+        Self::rejection(bytes)
     }
 }
 

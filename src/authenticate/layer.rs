@@ -3,12 +3,12 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::ApiKeyService;
+use super::{ApiKeyService, Authenticator};
 use crate::audit::Auditor;
-use crate::authenticate::Authenticator;
 use crate::client::ClientIp;
 use crate::credentials::KeySources;
 use crate::manage::LastUsed;
+use crate::pipeline::RequestContext;
 use crate::rejection::{validate_realm, ErrorStyle, Renderer, Responder};
 use crate::scope::ScopeModel;
 use crate::ConfigError;
@@ -26,7 +26,8 @@ pub struct ApiKeyLayer<K> {
 pub(crate) struct Config<K> {
     pub(crate) authenticator: Authenticator<K>,
     pub(crate) sources: KeySources,
-    pub(crate) renderer: Arc<Renderer>,
+    /// What every request let through carries for the guards behind.
+    pub(crate) context: Arc<RequestContext>,
     pub(crate) optional: bool,
     pub(crate) hide_credentials: bool,
     pub(crate) last_used: Option<LastUsed>,
@@ -42,7 +43,7 @@ impl<K> Clone for Config<K> {
         Self {
             authenticator: self.authenticator.clone(),
             sources: self.sources.clone(),
-            renderer: self.renderer.clone(),
+            context: Arc::clone(&self.context),
             optional: self.optional,
             hide_credentials: self.hide_credentials,
             last_used: self.last_used.clone(),
@@ -64,11 +65,10 @@ impl<K> ApiKeyLayer<K> {
             config: Arc::new(Config {
                 authenticator,
                 sources: KeySources::default(),
-                renderer: Arc::new(Renderer::new(
-                    Arc::clone(&responder),
-                    Arc::clone(&realm),
-                    None,
-                )),
+                context: Arc::new(RequestContext {
+                    renderer: Arc::new(Renderer::new(Arc::clone(&responder), Arc::clone(&realm))),
+                    scope_model: None,
+                }),
                 optional: false,
                 hide_credentials: false,
                 last_used: None,
@@ -84,11 +84,13 @@ impl<K> ApiKeyLayer<K> {
     fn update(mut self, f: impl FnOnce(&mut Config<K>)) -> Self {
         let config = Arc::make_mut(&mut self.config);
         f(config);
-        config.renderer = Arc::new(Renderer::new(
-            Arc::clone(&config.responder),
-            Arc::clone(&config.realm),
-            config.scope_model.clone(),
-        ));
+        config.context = Arc::new(RequestContext {
+            renderer: Arc::new(Renderer::new(
+                Arc::clone(&config.responder),
+                Arc::clone(&config.realm),
+            )),
+            scope_model: config.scope_model.clone(),
+        });
         self
     }
 
@@ -151,7 +153,7 @@ impl<K> ApiKeyLayer<K> {
         self.update(|c| c.client_ip = client_ip)
     }
 
-    /// The scope model that typed guards ([`RequireScope`](crate::scope::RequireScope))
+    /// The scope model that typed guards ([`RequireScope`](crate::require_scopes::RequireScope))
     /// behind this layer check against.
     pub fn with_scope_model(self, model: ScopeModel) -> Self {
         self.update(|c| c.scope_model = Some(model))
@@ -164,7 +166,7 @@ impl<K> ApiKeyLayer<K> {
 
     /// How this layer renders refusals.
     pub(crate) fn renderer(&self) -> &Arc<Renderer> {
-        &self.config.renderer
+        &self.config.context.renderer
     }
 }
 

@@ -1,17 +1,23 @@
+//! The scope guards: [`RequireScopesLayer`] on routes, and the [`RequireScope`]
+//! extractor with scopes known at compile time ([`scope_guard!`](crate::scope_guard)).
+//! Both check the [`Principal`] left by the authentication layer in front against a
+//! [`Requirement`] of a [`ScopeModel`], and refuse with 403 in that layer's style.
+
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{Requirement, ScopeModel};
-use crate::layer::{Admitted, ResponseBody, ResponseFuture};
 use crate::outcome::Outcome;
+use crate::pipeline::{render_for, Admitted, Bare, RequestContext, ResponseFuture};
 use crate::principal::Principal;
-use crate::rejection::{render_for, renderer_of, Refused};
+use crate::rejection::Refused;
+use crate::scope::{Requirement, ScopeModel};
 use crate::ConfigError;
 
 /// Requires scopes on the routes it wraps, behind an [`ApiKeyLayer`](crate::ApiKeyLayer).
@@ -32,7 +38,7 @@ use crate::ConfigError;
 ///
 /// ```
 /// use axum::{routing::{get, post}, Router};
-/// use tower_api_key::scope::RequireScopesLayer;
+/// use tower_api_key::require_scopes::RequireScopesLayer;
 /// use tower_api_key::ScopeModel;
 ///
 /// let model = ScopeModel::performance_blocks();
@@ -162,13 +168,16 @@ impl<S: fmt::Debug> fmt::Debug for RequireScopes<S> {
     }
 }
 
+/// Refusals are answered in the inner service's body type (`ResBody: From<Bytes>`, as
+/// axum's `Body` is), so a guard adds no body wrapper of its own.
 impl<S, B, ResBody> Service<Request<B>> for RequireScopes<S>
 where
     S: Service<Request<B>, Response = Response<ResBody>>,
+    ResBody: From<Bytes>,
 {
-    type Response = Response<ResponseBody<ResBody>>;
+    type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S, B>;
+    type Future = ResponseFuture<S, B, Bare>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -207,7 +216,7 @@ pub trait ScopeGuard: Send + Sync + 'static {
 /// error is logged (a misconfiguration fails closed).
 ///
 /// ```
-/// use tower_api_key::scope::RequireScope;
+/// use tower_api_key::require_scopes::RequireScope;
 /// use tower_api_key::scope_guard;
 ///
 /// scope_guard!(
@@ -238,10 +247,10 @@ where
         parts: &mut http::request::Parts,
         _state: &S,
     ) -> Result<Self, Self::Rejection> {
-        let Some(renderer) = renderer_of(&parts.extensions) else {
+        let Some(context) = RequestContext::of(&parts.extensions) else {
             return Err(Refused::misconfigured());
         };
-        let Some(model) = renderer.scope_model() else {
+        let Some(model) = context.scope_model.as_ref() else {
             tracing::error!(
                 target: "tower_api_key",
                 "RequireScope needs ApiKeyLayer::with_scope_model; refusing the request"
@@ -285,7 +294,7 @@ macro_rules! scope_guard {
         #[derive(Debug, Clone, Copy)]
         $vis struct $name;
 
-        impl $crate::scope::ScopeGuard for $name {
+        impl $crate::require_scopes::ScopeGuard for $name {
             const SCOPES: &'static [&'static str] = &[$($scope),+];
         }
     };

@@ -11,14 +11,13 @@ use tower_service::Service;
 
 use axum::extract::MatchedPath;
 
-use super::future::{Admitted, Authorized, ResponseFuture};
+use super::authenticator::Step;
 use super::layer::Config;
-use super::ResponseBody;
 use crate::audit::{is_state_changing, AuditAction, AuditActor, AuditEntry};
-use crate::authenticate::Step;
 use crate::credentials::{body_key, strip_body_field, BodyKey};
 use crate::key::KeyId;
 use crate::outcome::Outcome;
+use crate::pipeline::{Admitted, ResponseBody, ResponseFuture, Verdict};
 use crate::principal::Principal;
 use crate::rejection::{request_id, Rejection};
 use crate::store::KeyStore;
@@ -88,13 +87,13 @@ where
         if config.sources.reads_body() {
             let inner = take_ready(&mut self.inner);
             let fut = Box::pin(authenticate_body(Arc::clone(config), req));
-            return ResponseFuture::authenticating(fut, inner);
+            return ResponseFuture::deciding(fut, inner);
         }
 
         let step = match config.sources.read_head(req.headers(), req.uri()) {
             Err(outcome) => Step::Refuse(outcome, None),
             Ok(None) if config.optional => {
-                req.extensions_mut().insert(Arc::clone(&config.renderer));
+                req.extensions_mut().insert(Arc::clone(&config.context));
                 return ResponseFuture::call(self.inner.call(req), Admitted::default());
             }
             Ok(None) => Step::Refuse(Outcome::Missing, None),
@@ -116,9 +115,9 @@ where
                     match config.authenticator.finish(lookup, client).await {
                         Ok(principal) => {
                             let admitted = admit(&config, &mut req, principal);
-                            Authorized::Pass(req, admitted)
+                            Verdict::Pass(req, admitted)
                         }
-                        Err(outcome) => Authorized::Refuse(refuse(
+                        Err(outcome) => Verdict::Refuse(refuse(
                             &config,
                             outcome,
                             Some(lookup.key_id()).flatten(),
@@ -126,11 +125,14 @@ where
                         )),
                     }
                 });
-                ResponseFuture::authenticating(fut, inner)
+                ResponseFuture::deciding(fut, inner)
             }
         }
     }
 }
+
+/// The `Sunset` header (RFC 8594) of a key in its rotation grace.
+const SUNSET: header::HeaderName = header::HeaderName::from_static("sunset");
 
 /// Takes the service that was driven to readiness, leaving a clone in its place.
 ///
@@ -141,8 +143,8 @@ fn take_ready<S: Clone>(inner: &mut S) -> S {
     mem::replace(inner, clone)
 }
 
-/// Lets an authenticated request through: the principal and the renderer go into the
-/// extensions, the credential is removed if asked, last-used is recorded, and an audit
+/// Lets an authenticated request through: the principal and the layer's context go
+/// into the extensions, the credential is removed if asked, last-used is recorded, and an audit
 /// entry is prepared for state-changing methods.
 fn admit<K: KeyStore, B>(
     config: &Config<K>,
@@ -156,7 +158,8 @@ fn admit<K: KeyStore, B>(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let sunset = principal.sunset().and_then(|at| {
+    let mut headers = HeaderMap::new();
+    if let Some(at) = principal.sunset() {
         tracing::warn!(
             target: "tower_api_key",
             key_id = principal.key_id().as_str(),
@@ -164,8 +167,10 @@ fn admit<K: KeyStore, B>(
             sunset = %at,
             "deprecated API key used during its rotation grace period"
         );
-        HeaderValue::try_from(httpdate::fmt_http_date(at.into())).ok()
-    });
+        if let Ok(sunset) = HeaderValue::try_from(httpdate::fmt_http_date(at.into())) {
+            headers.insert(SUNSET, sunset);
+        }
+    }
     tracing::debug!(
         target: "tower_api_key",
         outcome = "authenticated",
@@ -205,10 +210,9 @@ fn admit<K: KeyStore, B>(
         mem::swap(headers, req.headers_mut());
         *req.uri_mut() = uri.clone();
     }
-    let mut principal = principal;
-    principal.set_renderer(Arc::clone(&config.renderer));
     req.extensions_mut().insert(principal);
-    Admitted::new(sunset, audit, None)
+    req.extensions_mut().insert(Arc::clone(&config.context));
+    Admitted::new(headers, audit)
 }
 
 fn refuse<K>(
@@ -220,13 +224,13 @@ fn refuse<K>(
     let rejection = Rejection::new(outcome)
         .with_key_id(key_id)
         .with_request_id(request_id(headers).cloned());
-    config.renderer.render(rejection)
+    config.context.renderer.render(rejection)
 }
 
 /// Authenticates a request whose key is in its JSON body: buffers the body (within
 /// the limit), finds the key field, and rebuilds the request from those bytes (less
 /// the key field when credentials are hidden).
-async fn authenticate_body<K, B>(config: Arc<Config<K>>, req: Request<B>) -> Authorized<B>
+async fn authenticate_body<K, B>(config: Arc<Config<K>>, req: Request<B>) -> Verdict<B>
 where
     K: KeyStore,
     B: Body + From<Bytes> + Send + 'static,
@@ -235,10 +239,10 @@ where
 {
     let (mut parts, body) = req.into_parts();
     let Some(field) = config.sources.body.as_ref() else {
-        return Authorized::Refuse(refuse(&config, Outcome::Missing, None, &parts.headers));
+        return Verdict::Refuse(refuse(&config, Outcome::Missing, None, &parts.headers));
     };
     let refused = |outcome, key_id, headers: &HeaderMap| {
-        Authorized::Refuse(refuse(&config, outcome, key_id, headers))
+        Verdict::Refuse(refuse(&config, outcome, key_id, headers))
     };
 
     let declared = parts
@@ -293,8 +297,8 @@ where
     let (result, key_id) = match key {
         Err(outcome) => (Err(outcome), None),
         Ok(None) if config.optional => {
-            parts.extensions.insert(Arc::clone(&config.renderer));
-            return Authorized::Pass(
+            parts.extensions.insert(Arc::clone(&config.context));
+            return Verdict::Pass(
                 Request::from_parts(parts, B::from(bytes)),
                 Admitted::default(),
             );
@@ -321,7 +325,7 @@ where
             };
             let mut req = Request::from_parts(parts, B::from(bytes));
             let admitted = admit(&config, &mut req, principal);
-            Authorized::Pass(req, admitted)
+            Verdict::Pass(req, admitted)
         }
         Err(outcome) => refused(outcome, key_id, &parts.headers),
     }

@@ -1,0 +1,48 @@
+//! What the authentication layer leaves in a request's extensions for the guards
+//! behind it, and how they render a refusal with it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Extensions, HeaderMap, Response};
+
+use crate::outcome::Outcome;
+use crate::principal::Principal;
+use crate::rejection::{request_id, Refused, Rejection, Renderer};
+use crate::scope::ScopeModel;
+
+/// The request-scoped context of the authentication layer that handled a request:
+/// inserted into the extensions of every request it lets through (authenticated or
+/// anonymous), next to the [`Principal`]. Its presence is how a guard knows a layer
+/// ran at all; without it, a guard answers the misconfiguration 500.
+#[derive(Debug)]
+pub(crate) struct RequestContext {
+    /// How refusals are rendered: the layer's style, realm and headers.
+    pub(crate) renderer: Arc<Renderer>,
+    /// The scope model typed guards check against, when the layer was given one.
+    pub(crate) scope_model: Option<ScopeModel>,
+}
+
+impl RequestContext {
+    /// The context of the layer that handled a request with these extensions.
+    pub(crate) fn of(extensions: &Extensions) -> Option<&Self> {
+        extensions.get::<Arc<Self>>().map(|c| &**c)
+    }
+}
+
+/// Renders `outcome` for a request with these extensions and headers, in the style of
+/// the authentication layer that handled it, or as the misconfiguration 500 without one.
+pub(crate) fn render_for(
+    extensions: &Extensions,
+    headers: &HeaderMap,
+    outcome: Outcome,
+) -> Response<Bytes> {
+    let Some(context) = RequestContext::of(extensions) else {
+        return Refused::misconfigured().into_response();
+    };
+    let key_id = extensions.get::<Principal>().map(|p| *p.key_id());
+    let rejection = Rejection::new(outcome)
+        .with_key_id(key_id)
+        .with_request_id(request_id(headers).cloned());
+    context.renderer.render(rejection)
+}
