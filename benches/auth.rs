@@ -20,7 +20,6 @@ use tower_api_key::key::KeyFormat;
 use tower_api_key::rate_limit::{RateLimitLayer, RateLimits};
 use tower_api_key::require_scopes::RequireScopesLayer;
 use tower_api_key::store::{CachedStore, KeyRecord, KeyStore, MemoryStore, Owner};
-use tower_api_key::ScopeModel;
 use tower_api_key::{ApiKeyLayer, Authenticator};
 
 fn format() -> KeyFormat {
@@ -101,7 +100,7 @@ fn cache_hit(c: &mut Criterion) {
     #[allow(deprecated)]
     let mut static_token = tower_http::validate_request::ValidateRequestHeaderLayer::bearer(&s.key)
         .layer(tower::service_fn(ok));
-    let model = ScopeModel::performance_blocks();
+    let model = tower_api_key::presets::performance_blocks::scope_model();
     // The full path: Bearer extraction, checksum, SHA-256, cache hit, clock checks and
     // a one-scope guard.
     let mut layered = ServiceBuilder::new()

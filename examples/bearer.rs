@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tower_api_key::key::KeyFormat;
 use tower_api_key::require_scopes::RequireScopesLayer;
 use tower_api_key::store::{CachedStore, KeyRecord, KeyStore, MemoryStore, Owner};
-use tower_api_key::{ApiKeyLayer, Authenticator, Principal, ScopeModel};
+use tower_api_key::{ApiKeyLayer, Authenticator, Principal};
 
 async fn session(principal: Principal) -> Json<Value> {
     Json(json!({ "key_id": principal.key_id(), "organization_id": principal.owner().id() }))
@@ -25,7 +25,7 @@ async fn session(principal: Principal) -> Json<Value> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let format = KeyFormat::new("pb")?.with_environments(["live", "test"])?;
-    let model = ScopeModel::performance_blocks();
+    let model = tower_api_key::presets::performance_blocks::scope_model();
     let store = CachedStore::builder(MemoryStore::new()).build()?;
 
     // One read-only key, shown once.

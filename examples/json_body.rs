@@ -18,7 +18,6 @@ use axum::{routing::post, Json, Router};
 use serde_json::{json, Value};
 use tower_api_key::credentials::KeySources;
 use tower_api_key::key::KeyFormat;
-use tower_api_key::rejection::ErrorStyle;
 use tower_api_key::store::{CachedStore, KeyRecord, KeyStore, MemoryStore, Owner};
 use tower_api_key::{ApiKeyLayer, Authenticator, Principal};
 
@@ -50,7 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let layer = ApiKeyLayer::new(Authenticator::new(store, format))
         .with_sources(KeySources::json_body())
-        .with_responder(ErrorStyle::product_bridge());
+        .with_responder(tower_api_key::presets::product_bridge::error_style());
     let app = Router::new()
         .route("/api/external/v1/feedback-posts/list", post(list))
         .layer(layer);

@@ -176,6 +176,7 @@ pub mod manage;
 mod outcome;
 mod pipeline;
 pub mod prelude;
+pub mod presets;
 mod principal;
 pub mod rate_limit;
 pub mod rejection;

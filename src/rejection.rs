@@ -306,14 +306,14 @@ impl ErrorStyle {
 
     /// PromptFloe (004): `invalid_key`, `expired_key`, `missing_scope`,
     /// `quota_exceeded`.
-    pub fn prompt_floe() -> Self {
+    pub(crate) fn prompt_floe() -> Self {
         Self::with_style(Style::PromptFloe)
     }
 
     /// ProductBridge (002): one generic 401 `invalid api_key` for a missing, unknown,
     /// revoked or expired key and for a key of the wrong kind (missing scope, wrong
     /// environment).
-    pub fn product_bridge() -> Self {
+    pub(crate) fn product_bridge() -> Self {
         Self::with_style(Style::ProductBridge)
     }
 

@@ -41,7 +41,7 @@ use crate::ConfigError;
 /// use tower_api_key::require_scopes::RequireScopesLayer;
 /// use tower_api_key::ScopeModel;
 ///
-/// let model = ScopeModel::performance_blocks();
+/// let model = tower_api_key::presets::performance_blocks::scope_model();
 /// let app: Router = Router::new()
 ///     .route(
 ///         "/v1/observations",

@@ -21,7 +21,7 @@ use tower_api_key::client::ClientIp;
 use tower_api_key::clock::{Clock, ManualClock};
 use tower_api_key::credentials::KeySources;
 use tower_api_key::key::MintedKey;
-use tower_api_key::rejection::{ErrorStyle, Rejection};
+use tower_api_key::rejection::Rejection;
 use tower_api_key::store::{CachedStore, CachedStoreBuilder, KeyStore};
 use tower_api_key::{ApiKeyLayer, Authenticator, Outcome};
 
@@ -560,7 +560,7 @@ async fn a_json_body_that_stops_arriving_is_refused_with_408_after_the_timeout()
                         .with_body_timeout(Duration::from_secs(5))
                         .unwrap(),
                 )
-                .with_responder(ErrorStyle::product_bridge()),
+                .with_responder(tower_api_key::presets::product_bridge::error_style()),
         );
     // One chunk, then nothing, for ever.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);

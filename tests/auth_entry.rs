@@ -14,7 +14,6 @@ use tower_api_key::auth::ApiKeyAuth;
 use tower_api_key::clock::ManualClock;
 use tower_api_key::key::KeyFormat;
 use tower_api_key::manage::{Actor, NewKey};
-use tower_api_key::rejection::ErrorStyle;
 use tower_api_key::store::MemoryStore;
 use tower_api_key::{Owner, ScopeModel};
 
@@ -171,7 +170,7 @@ async fn refusals_from_every_guard_use_the_configured_responder() {
     let auth = ApiKeyAuth::builder(MemoryStore::new())
         .format(format())
         .scopes(scopes())
-        .responder(ErrorStyle::prompt_floe())
+        .responder(tower_api_key::presets::promptfloe::error_style())
         .build()
         .unwrap();
     let app = Router::new().route(

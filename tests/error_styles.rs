@@ -167,7 +167,7 @@ async fn envelope_style_with_request_id() {
 #[tokio::test]
 async fn prompt_floe_style() {
     check(
-        ErrorStyle::prompt_floe(),
+        tower_api_key::presets::promptfloe::error_style(),
         &[
             e(403, r#"{"error":{"code":"missing_scope","message":"Required scope: observations:write"}}"#, Some(SCOPE_ONE), None),
             e(403, r#"{"error":{"code":"missing_scope","message":"Required scopes: employees:write, webhooks:write"}}"#, Some(SCOPE_TWO), None),
@@ -187,7 +187,7 @@ async fn product_bridge_style() {
     const GENERIC: &str =
         r#"{"error":{"code":"authentication_required","message":"invalid api_key"}}"#;
     check(
-        ErrorStyle::product_bridge(),
+        tower_api_key::presets::product_bridge::error_style(),
         &[
             e(401, GENERIC, Some(INVALID_TOKEN), None),
             e(401, GENERIC, Some(INVALID_TOKEN), None),

@@ -409,7 +409,11 @@ async fn prompt_floe_style_reveals_expiry_only_after_the_secret_matched() {
         .insert(&record(&expired, &[], now).with_expires_at(Some(now)))
         .await
         .unwrap();
-    let app = router(world.layer().with_responder(ErrorStyle::prompt_floe()));
+    let app = router(
+        world
+            .layer()
+            .with_responder(tower_api_key::presets::promptfloe::error_style()),
+    );
 
     let reply = send(
         &app,
@@ -450,7 +454,11 @@ fn recompute_checksum(key: &str) -> String {
 #[tokio::test]
 async fn product_bridge_style_has_one_generic_401() {
     let world = World::new().await;
-    let app = router(world.layer().with_responder(ErrorStyle::product_bridge()));
+    let app = router(
+        world
+            .layer()
+            .with_responder(tower_api_key::presets::product_bridge::error_style()),
+    );
     let reply = send(&app, get_with("/whoami", &[])).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
@@ -610,7 +618,7 @@ fn body_router(world: &World, sources: KeySources, hide: bool) -> Router {
     let layer = world
         .layer()
         .with_sources(sources)
-        .with_responder(ErrorStyle::product_bridge())
+        .with_responder(tower_api_key::presets::product_bridge::error_style())
         .with_hide_credentials(hide);
     Router::new()
         .route(

@@ -186,9 +186,9 @@ mod manager {
     use tower_api_key::audit::{AuditAction, AuditQuery};
     use tower_api_key::clock::{Clock, ManualClock};
     use tower_api_key::manage::{Actor, Expiry, KeyManager, ManageError, NewKey};
-    use tower_api_key::rejection::ErrorStyle;
+
     use tower_api_key::store::{CachedStore, MemoryStore};
-    use tower_api_key::{ApiKeyLayer, Authenticator, Owner, ScopeModel};
+    use tower_api_key::{ApiKeyLayer, Authenticator, Owner};
 
     use crate::support::pb_format;
 
@@ -210,12 +210,16 @@ mod manager {
             .with_clock(clock.clone())
             .build()
             .unwrap();
-        let manager = KeyManager::new(store.clone(), pb_format(), ScopeModel::performance_blocks());
+        let manager = KeyManager::new(
+            store.clone(),
+            pb_format(),
+            tower_api_key::presets::performance_blocks::scope_model(),
+        );
         let app = Router::new()
             .route("/v1/session", get(|| async { "ok" }))
             .layer(
                 ApiKeyLayer::new(Authenticator::new(store, pb_format()))
-                    .with_responder(ErrorStyle::prompt_floe()),
+                    .with_responder(tower_api_key::presets::promptfloe::error_style()),
             );
         World {
             clock,

@@ -16,7 +16,7 @@ use tower_api_key::manage::{Actor, KeyManager, NewKey};
 use tower_api_key::rate_limit::{QuotaPolicy, RateLimitLayer, RateLimits};
 use tower_api_key::require_scopes::RequireScopesLayer;
 use tower_api_key::store::CachedStore;
-use tower_api_key::{ApiKeyLayer, Authenticator, Owner, ScopeModel};
+use tower_api_key::{ApiKeyLayer, Authenticator, Owner};
 
 struct World {
     clock: ManualClock,
@@ -32,7 +32,7 @@ fn world(limits: RateLimits) -> World {
         .with_clock(clock.clone())
         .build()
         .unwrap();
-    let model = ScopeModel::performance_blocks();
+    let model = tower_api_key::presets::performance_blocks::scope_model();
     let manager = KeyManager::new(store.clone(), pb_format(), model.clone());
     let limits = limits.with_clock(clock.clone());
     let rate = RateLimitLayer::new(limits).with_success_headers(true);

@@ -50,7 +50,7 @@ impl World {
 
     fn layer(&self) -> ApiKeyLayer<ProbeStore> {
         ApiKeyLayer::new(Authenticator::new(self.store.clone(), pb_format()))
-            .with_scope_model(ScopeModel::performance_blocks())
+            .with_scope_model(tower_api_key::presets::performance_blocks::scope_model())
     }
 }
 
@@ -126,7 +126,7 @@ async fn send(app: &Router, method: &str, path: &str, key: Option<&str>) -> Repl
 #[tokio::test]
 async fn a_missing_scope_is_403_naming_it() {
     let world = World::new().await;
-    let model = ScopeModel::performance_blocks();
+    let model = tower_api_key::presets::performance_blocks::scope_model();
     let app = router(&model).layer(world.layer());
     let reader = world.key(&["observations:read"]).await;
 
@@ -166,7 +166,7 @@ async fn a_missing_scope_is_403_naming_it() {
 #[tokio::test]
 async fn write_implies_read_through_the_guard() {
     let world = World::new().await;
-    let model = ScopeModel::performance_blocks();
+    let model = tower_api_key::presets::performance_blocks::scope_model();
     let app = router(&model).layer(world.layer());
     let writer = world.key(&["observations:write"]).await;
     for (method, path) in [
@@ -181,7 +181,7 @@ async fn write_implies_read_through_the_guard() {
 #[tokio::test]
 async fn expressions_follow_precedence() {
     let world = World::new().await;
-    let model = ScopeModel::performance_blocks();
+    let model = tower_api_key::presets::performance_blocks::scope_model();
     let app = router(&model).layer(world.layer());
     // employees:write OR (summaries:read AND search:read)
     let cases: [(&[&str], StatusCode); 5] = [
@@ -207,7 +207,7 @@ async fn expressions_follow_precedence() {
 #[tokio::test]
 async fn typed_guards_check_their_scope() {
     let world = World::new().await;
-    let model = ScopeModel::performance_blocks();
+    let model = tower_api_key::presets::performance_blocks::scope_model();
     let app = router(&model).layer(world.layer());
     let writer = world.key(&["observations:write"]).await;
     let reader = world.key(&["observations:read"]).await;
@@ -228,7 +228,7 @@ async fn typed_guards_check_their_scope() {
 #[tokio::test]
 async fn guards_without_the_layer_fail_closed() {
     let world = World::new().await;
-    let model = ScopeModel::performance_blocks();
+    let model = tower_api_key::presets::performance_blocks::scope_model();
     let writer = world.key(&["observations:write"]).await;
     let unprotected = router(&model);
     for (method, path) in [("POST", "/v1/observations"), ("POST", "/v1/typed")] {
@@ -261,7 +261,7 @@ async fn guards_without_the_layer_fail_closed() {
 #[tokio::test]
 async fn an_anonymous_request_on_an_optional_layer_meets_a_guard_with_401() {
     let world = World::new().await;
-    let model = ScopeModel::performance_blocks();
+    let model = tower_api_key::presets::performance_blocks::scope_model();
     let app = router(&model).layer(world.layer().with_optional(true));
     let reply = send(&app, "POST", "/v1/observations", None).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
@@ -270,7 +270,7 @@ async fn an_anonymous_request_on_an_optional_layer_meets_a_guard_with_401() {
 
 #[test]
 fn bad_requirements_are_refused_when_the_router_is_built() {
-    let model = ScopeModel::performance_blocks();
+    let model = tower_api_key::presets::performance_blocks::scope_model();
     let err = RequireScopesLayer::new(&model, "nope:read").unwrap_err();
     assert!(err.message().contains("nope:read"), "{err}");
     let err = RequireScopesLayer::new(&model, "(employees:read OR search:read").unwrap_err();

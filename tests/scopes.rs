@@ -32,7 +32,7 @@ fn err_of<T: std::fmt::Debug>(result: Result<T, ConfigError>) -> String {
 
 #[test]
 fn performance_blocks_declares_the_documented_table() {
-    let model = ScopeModel::performance_blocks();
+    let model = tower_api_key::presets::performance_blocks::scope_model();
     let mut expected = Vec::new();
     for resource in &PB_RESOURCES_RW[..10] {
         expected.push(format!("{resource}:read"));
@@ -56,7 +56,7 @@ fn performance_blocks_declares_the_documented_table() {
 
 #[test]
 fn performance_blocks_write_implies_read_of_the_same_resource_only() {
-    let model = ScopeModel::performance_blocks();
+    let model = tower_api_key::presets::performance_blocks::scope_model();
     for resource in PB_RESOURCES_RW {
         let write = format!("{resource}:write");
         let read = format!("{resource}:read");
@@ -79,7 +79,7 @@ fn performance_blocks_write_implies_read_of_the_same_resource_only() {
 
 #[test]
 fn performance_blocks_grants_session_read_to_every_key() {
-    let model = ScopeModel::performance_blocks();
+    let model = tower_api_key::presets::performance_blocks::scope_model();
     assert_eq!(model.granted_to_all(), ["session:read"]);
     assert_eq!(names(&model.grants(none())), ["session:read"]);
     assert_eq!(names(&model.grants(["unknown:scope"])), ["session:read"]);
@@ -89,7 +89,7 @@ fn performance_blocks_grants_session_read_to_every_key() {
 
 #[test]
 fn performance_blocks_has_no_super_scope() {
-    let model = ScopeModel::performance_blocks();
+    let model = tower_api_key::presets::performance_blocks::scope_model();
     let total = model.scopes().count();
     for scope in model.scopes() {
         let grants = model.grants([scope]);
@@ -110,7 +110,7 @@ fn performance_blocks_has_no_super_scope() {
 
 #[test]
 fn performance_blocks_presets_are_exact() {
-    let model = ScopeModel::performance_blocks();
+    let model = tower_api_key::presets::performance_blocks::scope_model();
     assert_eq!(
         model.presets().map(|(name, _)| name).collect::<Vec<_>>(),
         ["Read-only", "HRIS integration", "Full access"]
@@ -136,7 +136,13 @@ fn performance_blocks_presets_are_exact() {
 
 #[test]
 fn demo_model_adds_the_server_scopes() {
-    let model = ScopeModel::performance_blocks_demo();
+    // What the demo declares: its own scopes after the documented ones.
+    let model = tower_api_key::presets::performance_blocks::scope_model_builder()
+        .resource("api_keys", ["read", "write"])
+        .scope("audit_log:read")
+        .scope("public_api")
+        .build()
+        .unwrap();
     for scope in [
         "api_keys:read",
         "api_keys:write",
@@ -144,7 +150,10 @@ fn demo_model_adds_the_server_scopes() {
         "public_api",
     ] {
         assert!(model.contains(scope), "{scope}");
-        assert!(!ScopeModel::performance_blocks().contains(scope), "{scope}");
+        assert!(
+            !tower_api_key::presets::performance_blocks::scope_model().contains(scope),
+            "{scope}"
+        );
     }
     assert_eq!(
         names(&model.grants(["api_keys:write"])),
@@ -154,7 +163,7 @@ fn demo_model_adds_the_server_scopes() {
     let full = model.preset("Full access").unwrap();
     assert_eq!(
         full,
-        ScopeModel::performance_blocks()
+        tower_api_key::presets::performance_blocks::scope_model()
             .preset("Full access")
             .unwrap()
     );
@@ -165,7 +174,7 @@ fn demo_model_adds_the_server_scopes() {
 
 #[test]
 fn workspace_admin_encompasses_read_and_write() {
-    let model = ScopeModel::workspace();
+    let model = tower_api_key::presets::workspace::scope_model();
     assert_eq!(
         model.scopes().collect::<Vec<_>>(),
         ["read:all", "write:all", "admin"]
@@ -232,7 +241,7 @@ fn an_umbrella_read_all_over_resource_scopes() {
 
 #[test]
 fn promptfloe_defaults_and_explicit_admin() {
-    let model = ScopeModel::promptfloe();
+    let model = tower_api_key::presets::promptfloe::scope_model();
     assert_eq!(
         model.scopes().collect::<Vec<_>>(),
         ["read", "build", "deploy", "admin", "webhook:write"]
@@ -267,7 +276,7 @@ fn promptfloe_defaults_and_explicit_admin() {
 
 #[test]
 fn and_binds_tighter_than_or() {
-    let model = ScopeModel::promptfloe();
+    let model = tower_api_key::presets::promptfloe::scope_model();
     let implicit = model.requirement("read OR build AND deploy").unwrap();
     let explicit = model.requirement("read OR (build AND deploy)").unwrap();
     let other = model.requirement("(read OR build) AND deploy").unwrap();
@@ -302,7 +311,7 @@ fn and_binds_tighter_than_or() {
 
 #[test]
 fn nested_expressions() {
-    let model = ScopeModel::performance_blocks();
+    let model = tower_api_key::presets::performance_blocks::scope_model();
     let req = model
         .requirement(
             "employees:write AND (summaries:read OR (observations:read AND webhooks:read))",
@@ -345,7 +354,7 @@ fn nested_expressions() {
 
 #[test]
 fn missing_for_the_documented_403() {
-    let model = ScopeModel::performance_blocks();
+    let model = tower_api_key::presets::performance_blocks::scope_model();
     let create_observation = model.requirement("observations:write").unwrap();
     let reader = model.grants(["observations:read"]);
     let missing = create_observation.missing(&reader);
@@ -378,7 +387,7 @@ fn missing_for_the_documented_403() {
 
 #[test]
 fn implications_apply_inside_requirements() {
-    let model = ScopeModel::workspace();
+    let model = tower_api_key::presets::workspace::scope_model();
     let req = model.requirement("read:all AND write:all").unwrap();
     assert!(req.is_satisfied_by(&model.grants(["admin"])));
     assert_eq!(req.missing(&model.grants(["read:all"])), ["write:all"]);
@@ -388,7 +397,7 @@ fn implications_apply_inside_requirements() {
 
 #[test]
 fn bad_expressions_name_the_offending_text() {
-    let model = ScopeModel::performance_blocks();
+    let model = tower_api_key::presets::performance_blocks::scope_model();
     for (expr, needle) in [
         ("", "empty requirement \"\""),
         ("  \t ", "empty requirement"),
@@ -521,7 +530,7 @@ fn cycles_are_detected() {
 
 #[test]
 fn unknown_stored_scopes_grant_nothing() {
-    let model = ScopeModel::performance_blocks();
+    let model = tower_api_key::presets::performance_blocks::scope_model();
     let stored = [
         "employees:delete",
         "EMPLOYEES:READ",
@@ -552,8 +561,8 @@ fn unknown_stored_scopes_grant_nothing() {
 
 #[test]
 fn grants_and_requirements_of_another_model_fail_closed() {
-    let model = ScopeModel::promptfloe();
-    let twin = ScopeModel::promptfloe();
+    let model = tower_api_key::presets::promptfloe::scope_model();
+    let twin = tower_api_key::presets::promptfloe::scope_model();
     let req = model.requirement("read").unwrap();
     assert!(req.is_satisfied_by(&model.grants(["read"])));
     assert!(req.is_satisfied_by(&model.clone().grants(["read"])));
@@ -564,7 +573,7 @@ fn grants_and_requirements_of_another_model_fail_closed() {
 
 #[test]
 fn covers_refuses_privilege_escalation() {
-    let model = ScopeModel::performance_blocks();
+    let model = tower_api_key::presets::performance_blocks::scope_model();
     let creator = model.grants(["employees:write", "webhooks:read"]);
     assert!(model.covers(&creator, &model.grants(["employees:read"])));
     assert!(model.covers(
@@ -578,7 +587,7 @@ fn covers_refuses_privilege_escalation() {
         &model.grants(model.preset("Full access").unwrap())
     ));
 
-    let workspace = ScopeModel::workspace();
+    let workspace = tower_api_key::presets::workspace::scope_model();
     let admin = workspace.grants(["admin"]);
     assert!(workspace.covers(&admin, &workspace.grants(["read:all", "write:all"])));
     assert!(!workspace.covers(&workspace.grants(["read:all", "write:all"]), &admin));

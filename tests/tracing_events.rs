@@ -83,7 +83,7 @@ async fn each_outcome_is_logged_once_with_ids_and_never_the_secret() {
 
     // A guard with no authentication in front (a route added after `Router::layer`):
     // 500 on every request, and one log line naming the fix.
-    let model = tower_api_key::ScopeModel::performance_blocks();
+    let model = tower_api_key::presets::performance_blocks::scope_model();
     let guard =
         tower_api_key::require_scopes::RequireScopesLayer::new(&model, "employees:read").unwrap();
     let unguarded = Router::new().route("/late", get(|| async { "no" }).route_layer(guard));

@@ -212,7 +212,7 @@ pub struct CreatedKey {
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let format = KeyFormat::new("pb")?.with_environments(["live", "test"])?;
 /// let store = CachedStore::builder(MemoryStore::new()).build()?;
-/// let manager = KeyManager::new(store, format, ScopeModel::performance_blocks());
+/// let manager = KeyManager::new(store, format, tower_api_key::presets::performance_blocks::scope_model());
 ///
 /// let created = manager
 ///     .create(
@@ -361,7 +361,7 @@ impl<K: KeyStore> KeyManager<K> {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let store = CachedStore::builder(MemoryStore::new()).build()?;
-    /// let manager = KeyManager::new(store, KeyFormat::new("pb")?, ScopeModel::performance_blocks());
+    /// let manager = KeyManager::new(store, KeyFormat::new("pb")?, tower_api_key::presets::performance_blocks::scope_model());
     /// let admin = || NewKey::new("admin", Owner::organization("acme"));
     /// let first = manager.ensure_key(admin(), Actor::System("bootstrap")).await?;
     /// assert!(first.is_some(), "made, and shown once");

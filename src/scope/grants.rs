@@ -15,7 +15,7 @@ use super::model::{Inner, ScopeModel};
 /// ```
 /// use tower_api_key::ScopeModel;
 ///
-/// let model = ScopeModel::workspace();
+/// let model = tower_api_key::presets::workspace::scope_model();
 /// let grants = model.grants(["admin"]);
 /// assert_eq!(grants.iter().collect::<Vec<_>>(), ["read:all", "write:all", "admin"]);
 /// assert_eq!(format!("{grants:?}"), r#"Grants(["read:all", "write:all", "admin"])"#);
@@ -91,11 +91,10 @@ impl fmt::Debug for Grants {
 
 #[cfg(test)]
 mod tests {
-    use crate::ScopeModel;
 
     #[test]
     fn contains_iter_len() {
-        let model = ScopeModel::promptfloe();
+        let model = crate::presets::promptfloe::scope_model();
         let grants = model.grants(["deploy", "read"]);
         assert!(grants.contains("deploy"));
         assert!(grants.contains("read"));
@@ -106,12 +105,12 @@ mod tests {
         assert!(!grants.is_empty());
         assert!(model.grants([""; 0]).is_empty());
         assert!(grants.belongs_to(&model));
-        assert!(!grants.belongs_to(&ScopeModel::promptfloe()));
+        assert!(!grants.belongs_to(&crate::presets::promptfloe::scope_model()));
     }
 
     #[test]
     fn equality_needs_the_same_model() {
-        let model = ScopeModel::promptfloe();
+        let model = crate::presets::promptfloe::scope_model();
         assert_eq!(
             model.grants(["read"]),
             model.clone().grants(["read", "read"])
@@ -119,7 +118,7 @@ mod tests {
         assert_ne!(model.grants(["read"]), model.grants(["build"]));
         assert_ne!(
             model.grants(["read"]),
-            ScopeModel::promptfloe().grants(["read"])
+            crate::presets::promptfloe::scope_model().grants(["read"])
         );
     }
 }

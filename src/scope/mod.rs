@@ -15,16 +15,15 @@
 //! - [`Requirement::is_satisfied_by`] answers the check, and
 //!   [`Requirement::missing`] says which scopes would have been enough, for the 403.
 //!
-//! The three documented models are ready-made:
-//! [`ScopeModel::performance_blocks`], [`ScopeModel::workspace`] and
-//! [`ScopeModel::promptfloe`]; [`ScopeModel::builder`] makes any other.
+//! The documented products' models are ready-made in [`presets`](crate::presets);
+//! [`ScopeModel::builder`] makes any other.
 //!
 //! # Example
 //!
 //! ```
 //! use tower_api_key::ScopeModel;
 //!
-//! let model = ScopeModel::performance_blocks();
+//! let model = tower_api_key::presets::performance_blocks::scope_model();
 //! let needed = model.requirement("observations:write")?;
 //!
 //! // A key stored with `observations:read`: implications and defaults applied.
@@ -45,7 +44,7 @@
 
 mod bits;
 mod builder;
-mod documented;
+
 mod grants;
 mod model;
 mod requirement;

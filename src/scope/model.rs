@@ -55,10 +55,8 @@ impl Inner {
 /// A set of declared scopes with implication rules, scopes granted to every key,
 /// creation defaults and presets.
 ///
-/// Build one with [`ScopeModel::builder`], or take one of the documented models:
-/// [`performance_blocks`](Self::performance_blocks),
-/// [`performance_blocks_demo`](Self::performance_blocks_demo),
-/// [`workspace`](Self::workspace) and [`promptfloe`](Self::promptfloe).
+/// Build one with [`ScopeModel::builder`], or take one of the documented products'
+/// models from [`presets`](crate::presets).
 ///
 /// Everything is checked and precomputed when the model is built: each scope is
 /// interned to a bit, and each scope's implication closure is stored as a bitset, so
@@ -73,7 +71,7 @@ impl Inner {
 /// ```
 /// use tower_api_key::ScopeModel;
 ///
-/// let model = ScopeModel::performance_blocks();
+/// let model = tower_api_key::presets::performance_blocks::scope_model();
 /// let grants = model.grants(["observations:write", "no_such_scope"]);
 /// assert!(grants.contains("observations:read")); // write implies read
 /// assert!(grants.contains("session:read")); // granted to every key
@@ -149,7 +147,7 @@ impl ScopeModel {
     /// ```
     /// use tower_api_key::ScopeModel;
     ///
-    /// let model = ScopeModel::performance_blocks();
+    /// let model = tower_api_key::presets::performance_blocks::scope_model();
     /// let needed = model.requirement("employees:write OR summaries:read AND webhooks:read")?;
     /// assert_eq!(needed.to_string(), "employees:write OR (summaries:read AND webhooks:read)");
     /// assert!(needed.is_satisfied_by(&model.grants(["summaries:read", "webhooks:write"])));

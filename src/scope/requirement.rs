@@ -32,7 +32,7 @@ const MAX_TERMS: usize = 256;
 /// ```
 /// use tower_api_key::ScopeModel;
 ///
-/// let model = ScopeModel::workspace();
+/// let model = tower_api_key::presets::workspace::scope_model();
 /// let needed = model.requirement("(write:all)  OR admin")?;
 /// assert_eq!(needed.to_string(), "write:all OR admin");
 ///
@@ -84,7 +84,7 @@ impl Requirement {
     /// ```
     /// use tower_api_key::ScopeModel;
     ///
-    /// let model = ScopeModel::performance_blocks();
+    /// let model = tower_api_key::presets::performance_blocks::scope_model();
     /// let needed = model.requirement("employees:write AND webhooks:write OR summaries:read")?;
     /// // Holding nothing, the second alternative is one scope away.
     /// assert_eq!(needed.missing(&model.grants([""; 0])), ["summaries:read"]);

@@ -37,7 +37,7 @@ use tower_api_key::require_scopes::RequireScopesLayer;
 use tower_api_key::store::{
     CachedStore, KeyStore, DEFAULT_LOOKUP_TIMEOUT, DEFAULT_MAX_LOOKUPS, DEFAULT_STALE_IF_ERROR,
 };
-use tower_api_key::{ApiKeyLayer, Authenticator, Owner, ScopeModel};
+use tower_api_key::{presets, ApiKeyLayer, Authenticator, Owner, ScopeModel};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use self::data::Data;
@@ -215,12 +215,26 @@ impl Demo {
     }
 }
 
+/// The Performance Blocks scopes plus what the demo's own endpoints need, declared
+/// after the documented ones: `api_keys:read` and `api_keys:write` (listing, creating,
+/// rotating and revoking keys; `write` implies `read` here too), `audit_log:read`
+/// (reading the audit log) and `public_api`, a bare scope for the ProductBridge
+/// surface. Nothing implies them and they are in no preset, so `Full access` does not
+/// include key administration.
+pub fn scope_model() -> Result<ScopeModel, tower_api_key::ConfigError> {
+    presets::performance_blocks::scope_model_builder()
+        .resource("api_keys", ["read", "write"])
+        .scope("audit_log:read")
+        .scope("public_api")
+        .build()
+}
+
 /// The demo over `store`, which also keeps the audit log. Call inside a tokio runtime
 /// (the audit writer and the last-used buffer run as tasks).
 pub fn build(store: DemoStore, settings: Settings) -> Result<Demo, String> {
     let auditor = Auditor::spawn(store.clone(), 4096);
     let err = |e: tower_api_key::ConfigError| e.to_string();
-    let model = ScopeModel::performance_blocks_demo();
+    let model = scope_model().map_err(err)?;
     let format = KeyFormat::new("pb")
         .map_err(err)?
         .with_environments(["live", "test"])
@@ -330,7 +344,7 @@ pub fn build(store: DemoStore, settings: Settings) -> Result<Demo, String> {
                     .map_err(err)?,
             )
             .with_client_ip(client_ip)
-            .with_responder(ErrorStyle::product_bridge())
+            .with_responder(presets::product_bridge::error_style())
             .with_scope_model(model.clone())
             .with_last_used(last_used.clone())
             .with_auditor(auditor.clone()),
