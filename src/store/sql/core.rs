@@ -287,7 +287,7 @@ impl<DB: Dialect> SqlCore<DB> {
 }
 
 /// A statement with its parameters bound.
-fn query<'v, DB: Dialect>(
+fn bound<'v, DB: Dialect>(
     statement: SqlStr,
     values: impl IntoIterator<Item = Value<'v>>,
 ) -> Result<Query<'static, DB, DB::Arguments>, StoreError> {
@@ -347,7 +347,7 @@ where
             return Ok(None);
         }
         let version = [Value::Int(CURRENT_VERSION)];
-        query::<DB>(
+        bound::<DB>(
             sql(prefix.render(DB::SET_VERSION)),
             version.into_iter().chain(DB::version_stamp()),
         )?
@@ -362,7 +362,7 @@ where
     pub(crate) async fn check_schema(&self) -> Result<(), StoreError> {
         let prefix = &self.sql.prefix;
         let version_table = prefix.schema_version();
-        let exists = query::<DB>(
+        let exists = bound::<DB>(
             sql(DB::TABLE_EXISTS.to_owned()),
             [Value::Text(&version_table)],
         )?
@@ -390,8 +390,8 @@ where
 
     /// [`KeyStore::get`](crate::store::KeyStore::get).
     pub(crate) async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        let query = query(self.sql.get.clone(), [Value::Text(id.as_str())])?;
-        fetch_record(&self.pool, query).await
+        let get = bound(self.sql.get.clone(), [Value::Text(id.as_str())])?;
+        fetch_record(&self.pool, get).await
     }
 
     /// [`KeyStore::get_by_digest`](crate::store::KeyStore::get_by_digest).
@@ -400,14 +400,14 @@ where
         digest: &Digest,
     ) -> Result<Option<KeyRecord>, StoreError> {
         let statement = self.sql.get_by_digest.clone();
-        let query = query(statement, [Value::Bytes(digest.as_bytes())])?;
-        fetch_record(&self.pool, query).await
+        let get = bound(statement, [Value::Bytes(digest.as_bytes())])?;
+        fetch_record(&self.pool, get).await
     }
 
     /// [`KeyStore::list_by_owner`](crate::store::KeyStore::list_by_owner).
     pub(crate) async fn list_by_owner(&self, owner: &Owner) -> Result<Vec<KeyRecord>, StoreError> {
         let values = [Value::Text(owner.kind()), Value::Text(owner.id())];
-        let rows = query::<DB>(self.sql.list_by_owner.clone(), values)?
+        let rows = bound::<DB>(self.sql.list_by_owner.clone(), values)?
             .fetch_all(&self.pool)
             .await
             .map_err(map_error)?;
@@ -423,7 +423,7 @@ where
         if batch.is_empty() {
             return Ok(());
         }
-        query::<DB>(self.sql.touch.clone(), [Value::Batch(batch)])?
+        bound::<DB>(self.sql.touch.clone(), [Value::Batch(batch)])?
             .execute(&self.pool)
             .await
             .map_err(map_error)?;
@@ -444,7 +444,7 @@ where
             Value::Int(i64::from(q.limit())),
             Value::OptText(q.key().map(KeyId::as_str)),
         ];
-        let rows = query::<DB>(statement, values)?
+        let rows = bound::<DB>(statement, values)?
             .fetch_all(&self.pool)
             .await
             .map_err(map_error)?;
@@ -491,7 +491,7 @@ where
             return Ok(Applied::Done(record.clone()));
         }
         let id = Value::Text(change.id().as_str());
-        let read = query(self.sql.get_locked.clone(), [id])?;
+        let read = bound(self.sql.get_locked.clone(), [id])?;
         let Some(current) = fetch_record(&mut *conn, read).await? else {
             return Ok(Applied::NotFound);
         };
@@ -517,9 +517,9 @@ where
         change: Change<'_>,
     ) -> Result<Option<Query<'static, DB, DB::Arguments>>, StoreError> {
         let id = Value::Text(change.id().as_str());
-        let query = match change {
+        let write = match change {
             Change::Insert(_) => return Ok(None),
-            Change::Update(r) => query(
+            Change::Update(r) => bound(
                 self.sql.update.clone(),
                 [
                     id,
@@ -530,8 +530,8 @@ where
                     Value::Metadata(&r.metadata),
                 ],
             ),
-            Change::Revoke { at, .. } => query(self.sql.revoke.clone(), [id, Value::Time(at)]),
-            Change::SetScopes { from, to, .. } => query(
+            Change::Revoke { at, .. } => bound(self.sql.revoke.clone(), [id, Value::Time(at)]),
+            Change::SetScopes { from, to, .. } => bound(
                 self.sql.set_scopes.clone(),
                 [id, Value::Scopes(from), Value::Scopes(to)],
             ),
@@ -540,7 +540,7 @@ where
                 valid_until,
                 at,
                 ..
-            } => query(
+            } => bound(
                 self.sql.rotate.clone(),
                 [
                     id,
@@ -552,7 +552,7 @@ where
                 ],
             ),
         };
-        query.map(Some)
+        write.map(Some)
     }
 
     /// Inserts a key row.
@@ -579,7 +579,7 @@ where
             Value::Metadata(&r.metadata),
             Value::Bool(r.imported),
         ];
-        query::<DB>(self.sql.insert.clone(), values)?
+        bound::<DB>(self.sql.insert.clone(), values)?
             .execute(&mut *conn)
             .await
             .map_err(map_error)?;
@@ -594,7 +594,7 @@ where
     ) -> Result<(), StoreError> {
         for chunk in entries.chunks(DB::AUDIT_CHUNK) {
             let statement = self.sql.audit_insert::<DB>(chunk.len());
-            query::<DB>(statement, chunk.iter().flat_map(audit_values))?
+            bound::<DB>(statement, chunk.iter().flat_map(audit_values))?
                 .execute(&mut *conn)
                 .await
                 .map_err(map_error)?;
@@ -966,5 +966,38 @@ mod tests {
                 "case {i}"
             );
         }
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn sqlite_statements_number_their_parameters() {
+        let sql = Statements::new::<sqlx::Sqlite>(TablePrefix::default());
+        assert!(sql.get_locked.as_str().ends_with("WHERE id = ?1"));
+        assert!(sql.set_scopes.as_str().contains("json(scopes) = json(?2)"));
+        assert!(sql.rotate.as_str().contains("expires_at IS ?6"));
+        let two_rows = sql.audit_insert::<sqlx::Sqlite>(2);
+        assert!(two_rows.as_str().ends_with(
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
+             ?10, ?11, ?12, ?13, ?14, ?15, ?16), (?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, \
+             ?26, ?27, ?28, ?29, ?30, ?31, ?32)"
+        ));
+        // The JSON paths of the last-used batch are not parameters.
+        assert!(sql.touch.as_str().contains("'$[0]'"));
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn postgres_statements_lock_the_row_they_read_for_a_change() {
+        let sql = Statements::new::<sqlx::Postgres>(TablePrefix::default());
+        assert!(sql
+            .get_locked
+            .as_str()
+            .ends_with("WHERE id = $1 FOR UPDATE"));
+        assert!(!sql.get.as_str().contains("FOR UPDATE"));
+        assert!(sql
+            .rotate
+            .as_str()
+            .contains("expires_at IS NOT DISTINCT FROM $6"));
+        assert!(sql.list_by_owner.as_str().ends_with("id COLLATE \"C\""));
     }
 }
