@@ -146,12 +146,14 @@ pub(crate) trait Dialect:
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// The statements, rendered once for a table prefix.
-#[derive(Debug)]
+/// The statements, rendered once for a table prefix. Each is named for the operation
+/// that runs it.
 struct Statements {
     prefix: TablePrefix,
     get: SqlStr,
     get_by_digest: SqlStr,
+    /// `get`, with the row locked for the rest of the transaction where the database
+    /// needs it.
     get_locked: SqlStr,
     insert: SqlStr,
     update: SqlStr,
@@ -167,6 +169,7 @@ struct Statements {
 }
 
 impl Statements {
+    /// Renders every statement for `prefix`, in `DB`'s dialect.
     fn new<DB: Dialect>(prefix: TablePrefix) -> Self {
         let keys = prefix.keys();
         let audit = prefix.audit();
@@ -296,6 +299,8 @@ fn bound<'v, DB: Dialect>(
         .try_fold(sqlx::query(statement), DB::bind)
 }
 
+// sqlx implements `Executor` for each database's connection separately, so generic code
+// has to ask for it.
 impl<DB> SqlCore<DB>
 where
     DB: Dialect,
