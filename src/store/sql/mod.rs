@@ -70,6 +70,7 @@
 //! keeps microseconds since the Unix epoch in an `INTEGER`), so a record read back
 //! has its times truncated to the microsecond.
 
+mod core;
 mod schema;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -80,10 +81,7 @@ mod listener;
 mod postgres;
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
-
-use time::OffsetDateTime;
 
 #[cfg(feature = "postgres")]
 pub use self::listener::ListenerHandle;
@@ -91,21 +89,8 @@ pub use self::listener::ListenerHandle;
 pub use self::postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::SqliteStore;
-use super::{Applied, Change, KeyRecord, Owner, Rotation, StoreError};
-use crate::audit::{AuditAction, AuditActor, AuditEntry};
-use crate::key::{Digest, Environment, KeyId};
+use super::StoreError;
 use crate::ConfigError;
-
-/// The key table's columns, in the order both stores bind and read them.
-pub(crate) const COLUMNS: &str =
-    "id, digest, prefix, name, owner_kind, owner_id, environment, scopes, \
-    created_at, created_by, expires_at, revoked_at, superseded_by, rotation_valid_until, \
-    family, last_used_at, rate_limit_policy, metadata, imported";
-
-/// The audit table's columns (without the generated id).
-pub(crate) const AUDIT_COLUMNS: &str =
-    "occurred_at, action, api_key_id, prefix, actor_kind, actor_id, owner_kind, \
-    owner_id, environment, scopes, method, path, route, status, request_id, successor_key_id";
 
 /// A statement built from trusted text.
 pub(crate) fn sql(text: String) -> sqlx::SqlStr {
@@ -274,226 +259,9 @@ pub(crate) fn map_error(error: sqlx::Error) -> StoreError {
     }
 }
 
-fn corrupt(what: &str, detail: impl fmt::Display) -> StoreError {
+/// A value read from the key store that this crate cannot make sense of.
+pub(crate) fn corrupt(what: &str, detail: impl fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("invalid {what} in the key store: {detail}"))
-}
-
-/// A key row, decoded column by column but not yet checked.
-pub(crate) struct RawRecord {
-    pub(crate) id: String,
-    pub(crate) digest: Vec<u8>,
-    pub(crate) prefix: String,
-    pub(crate) name: String,
-    pub(crate) owner_kind: String,
-    pub(crate) owner_id: String,
-    pub(crate) environment: Option<String>,
-    pub(crate) scopes: Vec<String>,
-    pub(crate) created_at: OffsetDateTime,
-    pub(crate) created_by: Option<String>,
-    pub(crate) expires_at: Option<OffsetDateTime>,
-    pub(crate) revoked_at: Option<OffsetDateTime>,
-    pub(crate) superseded_by: Option<String>,
-    pub(crate) rotation_valid_until: Option<OffsetDateTime>,
-    pub(crate) family: String,
-    pub(crate) last_used_at: Option<OffsetDateTime>,
-    pub(crate) rate_limit_policy: Option<String>,
-    pub(crate) metadata: serde_json::Value,
-    pub(crate) imported: bool,
-}
-
-impl RawRecord {
-    pub(crate) fn into_record(self) -> Result<KeyRecord, StoreError> {
-        let id = key_id(&self.id)?;
-        let digest: [u8; 32] = self
-            .digest
-            .as_slice()
-            .try_into()
-            .map_err(|_| corrupt("digest", format!("{} bytes", self.digest.len())))?;
-        let rotation = match (self.superseded_by, self.rotation_valid_until) {
-            (Some(successor), Some(valid_until)) => Some(Rotation {
-                superseded_by: key_id(&successor)?,
-                valid_until,
-            }),
-            (None, None) => None,
-            _ => return Err(corrupt("rotation", "half of it is missing")),
-        };
-        let serde_json::Value::Object(metadata) = self.metadata else {
-            return Err(corrupt("metadata", "not a JSON object"));
-        };
-        Ok(KeyRecord {
-            id,
-            digest: Digest::from_bytes(digest),
-            prefix: self.prefix,
-            name: self.name,
-            owner: owner(&self.owner_kind, self.owner_id)?,
-            environment: environment(self.environment.as_deref())?,
-            scopes: self.scopes,
-            created_at: self.created_at,
-            created_by: self.created_by,
-            expires_at: self.expires_at,
-            revoked_at: self.revoked_at,
-            rotation,
-            family: key_id(&self.family)?,
-            last_used_at: self.last_used_at,
-            rate_limit_policy: self.rate_limit_policy,
-            metadata,
-            imported: self.imported,
-        })
-    }
-}
-
-/// An audit row, decoded column by column but not yet checked.
-pub(crate) struct RawAudit {
-    pub(crate) id: i64,
-    pub(crate) occurred_at: OffsetDateTime,
-    pub(crate) action: String,
-    pub(crate) api_key_id: String,
-    pub(crate) prefix: Option<String>,
-    pub(crate) actor_kind: String,
-    pub(crate) actor_id: Option<String>,
-    pub(crate) owner_kind: String,
-    pub(crate) owner_id: String,
-    pub(crate) environment: Option<String>,
-    pub(crate) scopes: Vec<String>,
-    pub(crate) method: Option<String>,
-    pub(crate) path: Option<String>,
-    pub(crate) route: Option<String>,
-    pub(crate) status: Option<i64>,
-    pub(crate) request_id: Option<String>,
-    pub(crate) successor_key_id: Option<String>,
-}
-
-impl RawAudit {
-    pub(crate) fn into_entry(self) -> Result<AuditEntry, StoreError> {
-        Ok(AuditEntry {
-            id: u64::try_from(self.id).map_err(|_| corrupt("audit id", self.id))?,
-            occurred_at: self.occurred_at,
-            action: audit_action(&self.action)?,
-            api_key_id: key_id(&self.api_key_id)?,
-            prefix: self.prefix,
-            actor: actor(&self.actor_kind, self.actor_id)?,
-            owner: owner(&self.owner_kind, self.owner_id)?,
-            environment: environment(self.environment.as_deref())?,
-            scopes: self.scopes,
-            method: self.method,
-            path: self.path,
-            route: self.route,
-            status: self
-                .status
-                .map(|s| u16::try_from(s).map_err(|_| corrupt("audit status", s)))
-                .transpose()?,
-            request_id: self.request_id,
-            successor_key_id: self.successor_key_id.as_deref().map(key_id).transpose()?,
-        })
-    }
-}
-
-fn key_id(id: &str) -> Result<KeyId, StoreError> {
-    KeyId::new(id).map_err(|e| corrupt("key id", e))
-}
-
-fn environment(env: Option<&str>) -> Result<Option<Environment>, StoreError> {
-    env.map(|e| Environment::new(e).map_err(|e| corrupt("environment", e)))
-        .transpose()
-}
-
-fn owner(kind: &str, id: String) -> Result<Owner, StoreError> {
-    match kind {
-        "organization" => Ok(Owner::organization(id)),
-        "user" => Ok(Owner::user(id)),
-        other => Err(corrupt("owner kind", format!("{other:?}"))),
-    }
-}
-
-fn audit_action(action: &str) -> Result<AuditAction, StoreError> {
-    AuditAction::ALL
-        .into_iter()
-        .find(|a| a.as_str() == action)
-        .ok_or_else(|| corrupt("audit action", format!("{action:?}")))
-}
-
-fn actor(kind: &str, id: Option<String>) -> Result<AuditActor, StoreError> {
-    let Some(id) = id else {
-        return Err(corrupt("audit actor", "it is missing"));
-    };
-    match kind {
-        "key" => Ok(AuditActor::Key(key_id(&id)?)),
-        "system" => Ok(AuditActor::System(id)),
-        other => Err(corrupt("audit actor kind", format!("{other:?}"))),
-    }
-}
-
-/// What one database provides for [`apply_in`], inside a transaction.
-pub(crate) trait Backend: Sync {
-    type Conn: Send;
-
-    /// The key's row, read so that it cannot change before the transaction ends (a row
-    /// lock on PostgreSQL; SQLite's `BEGIN IMMEDIATE` already holds the write lock).
-    fn read_locked(
-        &self,
-        conn: &mut Self::Conn,
-        id: &KeyId,
-    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
-
-    /// Inserts a key row.
-    fn insert(
-        &self,
-        conn: &mut Self::Conn,
-        record: &KeyRecord,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// The conditional `UPDATE … RETURNING` of a change other than an insert: the row
-    /// afterwards when the condition held, `None` otherwise.
-    fn write(
-        &self,
-        conn: &mut Self::Conn,
-        change: Change<'_>,
-    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
-
-    /// Inserts audit entries.
-    fn write_audit(
-        &self,
-        conn: &mut Self::Conn,
-        entries: &[AuditEntry],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-}
-
-/// [`KeyStore::apply`](crate::store::KeyStore::apply) for both databases, inside the
-/// transaction the caller holds and settles.
-///
-/// The row is read (and locked) first: a key inserted after that read did not exist for
-/// this change, and one that was found cannot change before the conditional write
-/// decides. Audit entries are written only when the change was made.
-pub(crate) async fn apply_in<B: Backend>(
-    backend: &B,
-    conn: &mut B::Conn,
-    change: Change<'_>,
-    audit: &[AuditEntry],
-) -> Result<Applied, StoreError> {
-    if let Change::Insert(record) = change {
-        backend.insert(conn, record).await?;
-        backend.write_audit(conn, audit).await?;
-        return Ok(Applied::Done(record.clone()));
-    }
-    let Some(current) = backend.read_locked(conn, change.id()).await? else {
-        return Ok(Applied::NotFound);
-    };
-    let Some(changed) = backend.write(conn, change).await? else {
-        return Ok(Applied::Refused(current));
-    };
-    if let Change::Rotate { successor, .. } = change {
-        backend.insert(conn, successor).await?;
-    }
-    backend.write_audit(conn, audit).await?;
-    Ok(Applied::Done(changed))
-}
-
-/// How an audit entry's actor is stored: `(actor_kind, actor_id)`.
-pub(crate) fn actor_columns(actor: &AuditActor) -> (&'static str, String) {
-    match actor {
-        AuditActor::Key(id) => ("key", id.as_str().to_owned()),
-        AuditActor::System(name) => ("system", name.clone()),
-    }
 }
 
 #[cfg(test)]
@@ -531,62 +299,6 @@ mod tests {
             "SELECT 'auth_changes' FROM auth_keys WHERE x = '{}'"
         );
         assert_eq!(TablePrefix::default().keys(), "tower_api_key_keys");
-    }
-
-    #[test]
-    fn every_audit_action_reads_back() {
-        for action in AuditAction::ALL {
-            assert_eq!(audit_action(action.as_str()).unwrap(), action);
-        }
-        assert!(matches!(
-            audit_action("api_key.exploded"),
-            Err(StoreError::Corrupt(_))
-        ));
-    }
-
-    fn raw() -> RawRecord {
-        RawRecord {
-            id: "abc".into(),
-            digest: vec![7; 32],
-            prefix: "pb_abc".into(),
-            name: "n".into(),
-            owner_kind: "organization".into(),
-            owner_id: "acme".into(),
-            environment: Some("live".into()),
-            scopes: vec!["a:read".into()],
-            created_at: OffsetDateTime::UNIX_EPOCH,
-            created_by: None,
-            expires_at: None,
-            revoked_at: None,
-            superseded_by: None,
-            rotation_valid_until: None,
-            family: "abc".into(),
-            last_used_at: None,
-            rate_limit_policy: None,
-            metadata: serde_json::json!({}),
-            imported: false,
-        }
-    }
-
-    #[test]
-    fn corrupt_rows_are_refused_not_guessed() {
-        assert!(raw().into_record().is_ok());
-        let cases: [fn(&mut RawRecord); 6] = [
-            |r| r.digest.truncate(31),
-            |r| r.owner_kind = "robot".into(),
-            |r| r.id = "not an id".into(),
-            |r| r.environment = Some("LIVE".into()),
-            |r| r.superseded_by = Some("next".into()),
-            |r| r.metadata = serde_json::json!([1, 2]),
-        ];
-        for (i, break_it) in cases.into_iter().enumerate() {
-            let mut r = raw();
-            break_it(&mut r);
-            assert!(
-                matches!(r.into_record(), Err(StoreError::Corrupt(_))),
-                "case {i}"
-            );
-        }
     }
 
     #[test]

@@ -1,23 +1,17 @@
-use super::{sql, AUDIT_COLUMNS, COLUMNS};
-use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::query::Query;
 use sqlx::types::Json;
-use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, SqlStr};
+use sqlx::{ConnectOptions, Connection, Postgres, Row};
 use time::OffsetDateTime;
 
+use super::core::{impl_sql_store, Columns, Dialect, SqlCore, Value};
 use super::listener::{self, ListenerHandle};
-use super::schema::{self, CURRENT_VERSION};
-use super::{
-    actor_columns, apply_in, map_error, settle, Backend, ConnectError, RawAudit, RawRecord,
-    TablePrefix,
-};
-use crate::audit::{AuditEntry, AuditQuery, AuditSink};
-use crate::key::{Digest, KeyId};
-use crate::store::{Applied, CachedStore, Change, KeyRecord, KeyStore, Owner, StoreError};
+use super::schema::{self, Migration, CURRENT_VERSION};
+use super::{map_error, ConnectError, TablePrefix};
+use crate::store::{CachedStore, KeyStore, StoreError};
 use crate::ConfigError;
 
 /// How long [`PostgresStore::connect`] waits for the server to answer.
@@ -27,7 +21,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// connections are retried until then.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A [`KeyStore`] and [`AuditSink`] in PostgreSQL, shared by every server instance.
+/// A [`KeyStore`] and [`AuditSink`](crate::audit::AuditSink) in PostgreSQL, shared by every server instance.
 /// Clones share one connection pool.
 ///
 /// # Revocation across instances
@@ -74,90 +68,10 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// ```
 #[derive(Clone)]
 pub struct PostgresStore {
-    pool: PgPool,
-    sql: Arc<Statements>,
+    core: SqlCore<Postgres>,
 }
 
-struct Statements {
-    prefix: TablePrefix,
-    get: SqlStr,
-    get_by_digest: SqlStr,
-    get_for_update: SqlStr,
-    insert: SqlStr,
-    update: SqlStr,
-    revoke: SqlStr,
-    set_scopes: SqlStr,
-    rotate: SqlStr,
-    list_by_owner: SqlStr,
-    touch: SqlStr,
-    audit_insert: String,
-    audit_by_owner: SqlStr,
-    audit_by_key: SqlStr,
-}
-
-impl Statements {
-    fn new(prefix: TablePrefix) -> Self {
-        let keys = prefix.keys();
-        let audit = prefix.audit();
-        let select = format!("SELECT {COLUMNS} FROM {keys}");
-        Self {
-            get: sql(format!("{select} WHERE id = $1")),
-            get_by_digest: sql(format!("{select} WHERE digest = $1")),
-            get_for_update: sql(format!("{select} WHERE id = $1 FOR UPDATE")),
-            insert: sql(format!(
-                "INSERT INTO {keys} ({COLUMNS}) VALUES \
-                 ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
-            )),
-            update: sql(format!(
-                "UPDATE {keys} SET name = $2, scopes = $3, expires_at = $4, \
-                 rate_limit_policy = $5, metadata = $6 WHERE id = $1 RETURNING {COLUMNS}"
-            )),
-            // Each lifecycle change checks its condition in its own `WHERE`: the store,
-            // not the caller, decides whether it happened. A concurrent writer of the
-            // same row waits for the row lock and then re-checks the condition against
-            // the committed row (READ COMMITTED), so only one of them matches.
-            revoke: sql(format!(
-                "UPDATE {keys} SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL \
-                 RETURNING {COLUMNS}"
-            )),
-            set_scopes: sql(format!(
-                "UPDATE {keys} SET scopes = $3 WHERE id = $1 AND scopes = $2 \
-                 AND revoked_at IS NULL RETURNING {COLUMNS}"
-            )),
-            rotate: sql(format!(
-                "UPDATE {keys} SET superseded_by = $2, rotation_valid_until = $3 \
-                 WHERE id = $1 AND revoked_at IS NULL AND superseded_by IS NULL \
-                 AND (expires_at IS NULL OR expires_at > $4) \
-                 AND scopes = $5 AND expires_at IS NOT DISTINCT FROM $6 RETURNING {COLUMNS}"
-            )),
-            list_by_owner: sql(format!(
-                "{select} WHERE owner_kind = $1 AND owner_id = $2 \
-                 ORDER BY created_at DESC, length(id), id COLLATE \"C\""
-            )),
-            // One statement per batch. Duplicate ids keep their latest time, and a time
-            // never moves backwards.
-            touch: sql(format!(
-                "UPDATE {keys} AS k SET last_used_at = batch.at \
-                 FROM (SELECT id, max(at) AS at \
-                       FROM UNNEST($1::text[], $2::timestamptz[]) AS t(id, at) \
-                       GROUP BY id) AS batch \
-                 WHERE k.id = batch.id AND (k.last_used_at IS NULL OR k.last_used_at < batch.at)"
-            )),
-            audit_insert: format!("INSERT INTO {audit} ({AUDIT_COLUMNS}) "),
-            audit_by_owner: sql(format!(
-                "SELECT id, {AUDIT_COLUMNS} FROM {audit} WHERE owner_kind = $1 AND owner_id = $2 \
-                 AND ($3::text IS NULL OR environment = $3) \
-                 ORDER BY occurred_at DESC, id DESC LIMIT $4"
-            )),
-            audit_by_key: sql(format!(
-                "SELECT id, {AUDIT_COLUMNS} FROM {audit} WHERE api_key_id = $5 \
-                 AND owner_kind = $1 AND owner_id = $2 AND ($3::text IS NULL OR environment = $3) \
-                 ORDER BY occurred_at DESC, id DESC LIMIT $4"
-            )),
-            prefix,
-        }
-    }
-}
+impl_sql_store!(PostgresStore);
 
 /// Where `options` point, for error messages: host, port and database, never the
 /// password.
@@ -217,8 +131,7 @@ impl PostgresStore {
     /// cap on concurrent lookups (8 by default) under the pool's size.
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
-            pool,
-            sql: Arc::new(Statements::new(TablePrefix::default())),
+            core: SqlCore::new(pool, TablePrefix::default()),
         }
     }
 
@@ -232,25 +145,24 @@ impl PostgresStore {
     /// starting with a digit.
     pub fn with_table_prefix(self, prefix: &str) -> Result<Self, ConfigError> {
         Ok(Self {
-            pool: self.pool,
-            sql: Arc::new(Statements::new(TablePrefix::new(prefix)?)),
+            core: self.core.with_prefix(TablePrefix::new(prefix)?),
         })
     }
 
     /// The table prefix.
     pub fn table_prefix(&self) -> &str {
-        self.sql.prefix.as_str()
+        self.core.prefix().as_str()
     }
 
     /// The notification channel that carries key changes: `<prefix>changes`. Each
     /// notification's payload is `<key id> <hex digest>`, or `*` after a `TRUNCATE`.
     pub fn channel(&self) -> String {
-        self.sql.prefix.channel()
+        self.core.prefix().channel()
     }
 
     /// The connection pool.
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        &self.core.pool
     }
 
     /// Creates the tables, indexes and the notification trigger, or brings them up to
@@ -262,61 +174,10 @@ impl PostgresStore {
     /// [`StoreError::Corrupt`] when the database was migrated by a newer version of this
     /// crate; [`StoreError::Unavailable`] when it cannot be reached or written.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_error)?;
-        let result = self.migrate_in(&mut tx).await;
-        settle(tx, result).await
-    }
-
-    /// The migration's statements, inside the transaction `migrate` holds.
-    async fn migrate_in(&self, conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
-        let prefix = &self.sql.prefix;
-        let version_table = prefix.schema_version();
-        // One migrator at a time per schema and prefix; the lock ends with the
-        // transaction.
-        sqlx::query(
-            "SELECT pg_advisory_xact_lock(hashtext(coalesce(current_schema(), '') || '.' || $1))",
-        )
-        .bind(version_table.clone())
-        .execute(&mut *conn)
-        .await
-        .map_err(map_error)?;
-        sqlx::raw_sql(sql(format!(
-            "CREATE TABLE IF NOT EXISTS {version_table} (\
-                 singleton integer NOT NULL PRIMARY KEY CHECK (singleton = 1), \
-                 version bigint NOT NULL, \
-                 migrated_at timestamptz NOT NULL DEFAULT now())"
-        )))
-        .execute(&mut *conn)
-        .await
-        .map_err(map_error)?;
-        let found: Option<i64> = sqlx::query_scalar(sql(format!(
-            "SELECT version FROM {version_table} WHERE singleton = 1"
-        )))
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(map_error)?;
-        let found = found.unwrap_or(0);
-        let mut applied = false;
-        for migration in schema::pending(schema::POSTGRES, found, prefix)? {
-            sqlx::raw_sql(sql(prefix.render(migration.sql)))
-                .execute(&mut *conn)
-                .await
-                .map_err(map_error)?;
-            applied = true;
-        }
-        if applied {
-            sqlx::query(sql(format!(
-                "INSERT INTO {version_table} (singleton, version) VALUES (1, $1) \
-                 ON CONFLICT (singleton) DO UPDATE SET version = excluded.version, \
-                 migrated_at = now()"
-            )))
-            .bind(CURRENT_VERSION)
-            .execute(&mut *conn)
-            .await
-            .map_err(map_error)?;
+        if let Some(from) = self.core.migrate().await? {
             tracing::info!(
-                prefix = prefix.as_str(),
-                from = found,
+                prefix = self.table_prefix(),
+                from,
                 to = CURRENT_VERSION,
                 "migrated the PostgreSQL key store"
             );
@@ -332,28 +193,7 @@ impl PostgresStore {
     /// [`StoreError::Corrupt`] naming the versions when the schema is older (call
     /// [`PostgresStore::migrate`]) or newer (upgrade the crate).
     pub async fn check_schema(&self) -> Result<(), StoreError> {
-        let prefix = &self.sql.prefix;
-        let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-            .bind(prefix.schema_version())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_error)?;
-        let found: i64 = if exists {
-            sqlx::query_scalar(sql(format!(
-                "SELECT coalesce(max(version), 0) FROM {}",
-                prefix.schema_version()
-            )))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_error)?
-        } else {
-            0
-        };
-        schema::check(found, prefix)?;
-        if found < CURRENT_VERSION {
-            return Err(schema::outdated(found, prefix));
-        }
-        Ok(())
+        self.core.check_schema().await
     }
 
     /// Starts a background task that listens on [`PostgresStore::channel`] over its own
@@ -374,322 +214,138 @@ impl PostgresStore {
         &self,
         cache: CachedStore<S>,
     ) -> ListenerHandle {
-        let options = (*self.pool.connect_options()).clone();
+        let options = (*self.core.pool.connect_options()).clone();
         listener::spawn(options, self.channel(), cache)
     }
 }
 
-fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T, StoreError>
-where
-    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-{
-    row.try_get(column).map_err(map_error)
-}
+/// Times are `timestamptz`, scopes `text[]` and metadata `jsonb`. A key row read inside
+/// `apply` is locked `FOR UPDATE`; an advisory lock serializes migrations.
+impl Dialect for Postgres {
+    const BEGIN: Option<&'static str> = None;
+    const LOCK_ROW: &'static str = " FOR UPDATE";
+    const NOT_DISTINCT: &'static str = "IS NOT DISTINCT FROM";
+    const BINARY_ORDER: &'static str = " COLLATE \"C\"";
+    const TEXT_PARAM: &'static str = "::text";
+    /// 16 parameters a row, well under PostgreSQL's 65,535.
+    const AUDIT_CHUNK: usize = 1_000;
+    const MIGRATIONS: &'static [Migration] = schema::POSTGRES;
+    const VERSION_TABLE: &'static str = "CREATE TABLE IF NOT EXISTS {prefix}schema_version (\
+        singleton integer NOT NULL PRIMARY KEY CHECK (singleton = 1), \
+        version bigint NOT NULL, \
+        migrated_at timestamptz NOT NULL DEFAULT now())";
+    const SET_VERSION: &'static str =
+        "INSERT INTO {prefix}schema_version (singleton, version) VALUES (1, $1) \
+         ON CONFLICT (singleton) DO UPDATE SET version = excluded.version, \
+         migrated_at = now()";
+    const TABLE_EXISTS: &'static str = "SELECT to_regclass($1) IS NOT NULL AS present";
 
-fn record_from_row(row: &PgRow) -> Result<KeyRecord, StoreError> {
-    let metadata: Json<serde_json::Value> = get(row, "metadata")?;
-    RawRecord {
-        id: get(row, "id")?,
-        digest: get(row, "digest")?,
-        prefix: get(row, "prefix")?,
-        name: get(row, "name")?,
-        owner_kind: get(row, "owner_kind")?,
-        owner_id: get(row, "owner_id")?,
-        environment: get(row, "environment")?,
-        scopes: get(row, "scopes")?,
-        created_at: get(row, "created_at")?,
-        created_by: get(row, "created_by")?,
-        expires_at: get(row, "expires_at")?,
-        revoked_at: get(row, "revoked_at")?,
-        superseded_by: get(row, "superseded_by")?,
-        rotation_valid_until: get(row, "rotation_valid_until")?,
-        family: get(row, "family")?,
-        last_used_at: get(row, "last_used_at")?,
-        rate_limit_policy: get(row, "rate_limit_policy")?,
-        metadata: metadata.0,
-        imported: get(row, "imported")?,
-    }
-    .into_record()
-}
-
-fn audit_from_row(row: &PgRow) -> Result<AuditEntry, StoreError> {
-    let status: Option<i32> = get(row, "status")?;
-    RawAudit {
-        id: get(row, "id")?,
-        occurred_at: get(row, "occurred_at")?,
-        action: get(row, "action")?,
-        api_key_id: get(row, "api_key_id")?,
-        prefix: get(row, "prefix")?,
-        actor_kind: get(row, "actor_kind")?,
-        actor_id: get(row, "actor_id")?,
-        owner_kind: get(row, "owner_kind")?,
-        owner_id: get(row, "owner_id")?,
-        environment: get(row, "environment")?,
-        scopes: get(row, "scopes")?,
-        method: get(row, "method")?,
-        path: get(row, "path")?,
-        route: get(row, "route")?,
-        status: status.map(i64::from),
-        request_id: get(row, "request_id")?,
-        successor_key_id: get(row, "successor_key_id")?,
-    }
-    .into_entry()
-}
-
-impl KeyStore for PostgresStore {
-    async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query(self.sql.get.clone())
-            .bind(id.as_str().to_owned())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_error)?;
-        row.as_ref().map(record_from_row).transpose()
+    fn numbered(statement: &str) -> String {
+        statement.to_owned()
     }
 
-    async fn get_by_digest(&self, digest: &Digest) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query(self.sql.get_by_digest.clone())
-            .bind(digest.as_bytes().to_vec())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_error)?;
-        row.as_ref().map(record_from_row).transpose()
+    fn scopes_equal(column: &str, parameter: &str) -> String {
+        format!("{column} = {parameter}")
     }
 
-    /// One transaction: the conditional write, and the audit entries when it took
-    /// effect.
-    async fn apply(&self, change: Change<'_>, audit: &[AuditEntry]) -> Result<Applied, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_error)?;
-        let result = apply_in(self, &mut tx, change, audit).await;
-        settle(tx, result).await
+    /// The batch is two arrays, of ids and of times. Changing `last_used_at` alone
+    /// sends no notification.
+    fn touch(keys: &str) -> String {
+        format!(
+            "UPDATE {keys} AS k SET last_used_at = batch.at \
+             FROM (SELECT id, max(at) AS at \
+                   FROM UNNEST($1::text[], $2::timestamptz[]) AS t(id, at) \
+                   GROUP BY id) AS batch \
+             WHERE k.id = batch.id AND (k.last_used_at IS NULL OR k.last_used_at < batch.at)"
+        )
     }
 
-    async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
-        let statement = match query.key() {
-            None => self.sql.audit_by_owner.clone(),
-            Some(_) => self.sql.audit_by_key.clone(),
-        };
-        let rows = sqlx::query(statement)
-            .bind(query.owner().kind())
-            .bind(query.owner().id().to_owned())
-            .bind(query.environment().map(|e| e.as_str().to_owned()))
-            .bind(i64::from(query.limit()))
-            .bind(query.key().map(|k| k.as_str().to_owned()))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_error)?;
-        rows.iter().map(audit_from_row).collect()
+    /// None: the table stamps the version with `now()`.
+    fn version_stamp() -> Vec<Value<'static>> {
+        Vec::new()
     }
 
-    async fn list_by_owner(&self, owner: &Owner) -> Result<Vec<KeyRecord>, StoreError> {
-        let rows = sqlx::query(self.sql.list_by_owner.clone())
-            .bind(owner.kind())
-            .bind(owner.id().to_owned())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_error)?;
-        rows.iter().map(record_from_row).collect()
+    fn bind<'q>(
+        query: Query<'q, Self, PgArguments>,
+        value: Value<'_>,
+    ) -> Result<Query<'q, Self, PgArguments>, StoreError> {
+        Ok(match value {
+            Value::Text(v) => query.bind(v),
+            Value::OptText(v) => query.bind(v),
+            Value::Bytes(v) => query.bind(v),
+            Value::Bool(v) => query.bind(v),
+            Value::Int(v) => query.bind(v),
+            Value::Status(v) => query.bind(v.map(i32::from)),
+            Value::Time(v) => query.bind(v),
+            Value::OptTime(v) => query.bind(v),
+            Value::Scopes(v) => query.bind(v),
+            Value::Metadata(v) => query.bind(Json(v)),
+            Value::Batch(batch) => {
+                let (ids, times): (Vec<&str>, Vec<OffsetDateTime>) =
+                    batch.iter().map(|(id, at)| (id.as_str(), *at)).unzip();
+                query.bind(ids).bind(times)
+            }
+        })
     }
 
-    /// One `UPDATE … FROM UNNEST($1::text[], $2::timestamptz[])` statement for the whole
-    /// batch. It sends no notification.
-    async fn touch_last_used(&self, batch: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let (ids, times): (Vec<String>, Vec<OffsetDateTime>) = batch
-            .iter()
-            .map(|(id, at)| (id.as_str().to_owned(), *at))
-            .unzip();
-        sqlx::query(self.sql.touch.clone())
-            .bind(ids)
-            .bind(times)
-            .execute(&self.pool)
-            .await
-            .map_err(map_error)?;
-        Ok(())
-    }
-}
-
-/// Rows per `INSERT`: 16 parameters each, well under PostgreSQL's 65,535.
-const AUDIT_CHUNK: usize = 1_000;
-
-impl AuditSink for PostgresStore {
-    /// Writes the batch in one transaction (one multi-row `INSERT` per 1,000 entries).
-    async fn write(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.pool.begin().await.map_err(map_error)?;
-        let result = self.write_audit_in(&mut tx, &entries).await;
-        settle(tx, result).await
-    }
-}
-
-impl PostgresStore {
-    /// Runs a statement that returns at most one key row.
-    async fn fetch_in(
-        &self,
+    /// One migrator at a time per schema and prefix; the lock ends with the
+    /// transaction.
+    async fn lock_migrations(
         conn: &mut sqlx::PgConnection,
-        query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        let row = query.fetch_optional(&mut *conn).await.map_err(map_error)?;
-        row.as_ref().map(record_from_row).transpose()
-    }
-
-    /// The audit batch's inserts, inside the transaction `write` holds.
-    async fn write_audit_in(
-        &self,
-        conn: &mut sqlx::PgConnection,
-        entries: &[AuditEntry],
+        prefix: &TablePrefix,
     ) -> Result<(), StoreError> {
-        for chunk in entries.chunks(AUDIT_CHUNK) {
-            let mut insert = QueryBuilder::<sqlx::Postgres>::new(self.sql.audit_insert.clone());
-            insert.push_values(chunk, |mut row, e| {
-                let (actor_kind, actor_id) = actor_columns(&e.actor);
-                row.push_bind(e.occurred_at)
-                    .push_bind(e.action.as_str())
-                    .push_bind(e.api_key_id.as_str().to_owned())
-                    .push_bind(e.prefix.clone())
-                    .push_bind(actor_kind)
-                    .push_bind(actor_id)
-                    .push_bind(e.owner.kind())
-                    .push_bind(e.owner.id().to_owned())
-                    .push_bind(e.environment.map(|v| v.as_str().to_owned()))
-                    .push_bind(e.scopes.clone())
-                    .push_bind(e.method.clone())
-                    .push_bind(e.path.clone())
-                    .push_bind(e.route.clone())
-                    .push_bind(e.status.map(i32::from))
-                    .push_bind(e.request_id.clone())
-                    .push_bind(e.successor_key_id.map(|k| k.as_str().to_owned()));
-            });
-            insert
-                .build()
-                .execute(&mut *conn)
-                .await
-                .map_err(map_error)?;
-        }
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtext(coalesce(current_schema(), '') || '.' || $1))",
+        )
+        .bind(prefix.schema_version())
+        .execute(&mut *conn)
+        .await
+        .map_err(map_error)?;
         Ok(())
     }
 }
 
-impl Backend for PostgresStore {
-    type Conn = sqlx::PgConnection;
-
-    async fn read_locked(
-        &self,
-        conn: &mut Self::Conn,
-        id: &KeyId,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        let query = sqlx::query(self.sql.get_for_update.clone()).bind(id.as_str().to_owned());
-        self.fetch_in(conn, query).await
+impl Columns for PgRow {
+    fn text(&self, column: &str) -> Result<String, StoreError> {
+        self.try_get(column).map_err(map_error)
     }
 
-    async fn insert(&self, conn: &mut Self::Conn, r: &KeyRecord) -> Result<(), StoreError> {
-        let rotation = r.rotation.as_ref();
-        sqlx::query(self.sql.insert.clone())
-            .bind(r.id.as_str().to_owned())
-            .bind(r.digest.as_bytes().to_vec())
-            .bind(r.prefix.clone())
-            .bind(r.name.clone())
-            .bind(r.owner.kind())
-            .bind(r.owner.id().to_owned())
-            .bind(r.environment.map(|e| e.as_str().to_owned()))
-            .bind(r.scopes.clone())
-            .bind(r.created_at)
-            .bind(r.created_by.clone())
-            .bind(r.expires_at)
-            .bind(r.revoked_at)
-            .bind(rotation.map(|r| r.superseded_by.as_str().to_owned()))
-            .bind(rotation.map(|r| r.valid_until))
-            .bind(r.family.as_str().to_owned())
-            .bind(r.last_used_at)
-            .bind(r.rate_limit_policy.clone())
-            .bind(Json(r.metadata.clone()))
-            .bind(r.imported)
-            .execute(&mut *conn)
-            .await
-            .map_err(map_error)?;
-        Ok(())
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        self.try_get(column).map_err(map_error)
     }
 
-    async fn write(
-        &self,
-        conn: &mut Self::Conn,
-        change: Change<'_>,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        let id = change.id().as_str().to_owned();
-        match change {
-            // Not a conditional write: `apply_in` inserts.
-            Change::Insert(_) => Ok(None),
-            Change::Update(r) => {
-                self.fetch_in(
-                    conn,
-                    sqlx::query(self.sql.update.clone())
-                        .bind(id.clone())
-                        .bind(r.name.clone())
-                        .bind(r.scopes.clone())
-                        .bind(r.expires_at)
-                        .bind(r.rate_limit_policy.clone())
-                        .bind(Json(r.metadata.clone())),
-                )
-                .await
-            }
-            Change::Revoke { at, .. } => {
-                self.fetch_in(
-                    conn,
-                    sqlx::query(self.sql.revoke.clone())
-                        .bind(id.clone())
-                        .bind(at),
-                )
-                .await
-            }
-            Change::SetScopes { from, to, .. } => {
-                self.fetch_in(
-                    conn,
-                    sqlx::query(self.sql.set_scopes.clone())
-                        .bind(id.clone())
-                        .bind(from.to_vec())
-                        .bind(to.to_vec()),
-                )
-                .await
-            }
-            Change::Rotate {
-                successor,
-                valid_until,
-                at,
-                ..
-            } => {
-                self.fetch_in(
-                    conn,
-                    sqlx::query(self.sql.rotate.clone())
-                        .bind(id.clone())
-                        .bind(successor.id.as_str().to_owned())
-                        .bind(valid_until)
-                        .bind(at)
-                        .bind(successor.scopes.clone())
-                        .bind(successor.expires_at),
-                )
-                .await
-            }
-        }
+    fn bytes(&self, column: &str) -> Result<Vec<u8>, StoreError> {
+        self.try_get(column).map_err(map_error)
     }
 
-    async fn write_audit(
-        &self,
-        conn: &mut Self::Conn,
-        entries: &[AuditEntry],
-    ) -> Result<(), StoreError> {
-        self.write_audit_in(conn, entries).await
+    fn flag(&self, column: &str) -> Result<bool, StoreError> {
+        self.try_get(column).map_err(map_error)
     }
-}
 
-impl fmt::Debug for PostgresStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresStore")
-            .field("table_prefix", &self.sql.prefix)
-            .field("connections", &self.pool.size())
-            .finish_non_exhaustive()
+    fn int(&self, column: &str) -> Result<i64, StoreError> {
+        self.try_get(column).map_err(map_error)
+    }
+
+    fn status(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        let status: Option<i32> = self.try_get(column).map_err(map_error)?;
+        Ok(status.map(i64::from))
+    }
+
+    fn time(&self, column: &str) -> Result<OffsetDateTime, StoreError> {
+        self.try_get(column).map_err(map_error)
+    }
+
+    fn opt_time(&self, column: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+        self.try_get(column).map_err(map_error)
+    }
+
+    fn scopes(&self, column: &str) -> Result<Vec<String>, StoreError> {
+        self.try_get(column).map_err(map_error)
+    }
+
+    fn json(&self, column: &str) -> Result<serde_json::Value, StoreError> {
+        let Json(value) = self.try_get(column).map_err(map_error)?;
+        Ok(value)
     }
 }
 

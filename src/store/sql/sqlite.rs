@@ -1,32 +1,27 @@
-use super::{sql, AUDIT_COLUMNS, COLUMNS};
-use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::query::Query;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, SqlStr};
+use sqlx::{Row, Sqlite};
 use time::OffsetDateTime;
 
-use super::schema::{self, CURRENT_VERSION};
-use super::{
-    actor_columns, apply_in, corrupt, map_error, settle, Backend, ConnectError, RawAudit,
-    RawRecord, TablePrefix,
-};
-use crate::audit::{AuditEntry, AuditQuery, AuditSink};
-use crate::key::{Digest, KeyId};
-use crate::store::{Applied, Change, KeyRecord, KeyStore, Owner, StoreError};
+use super::core::{impl_sql_store, Columns, Dialect, SqlCore, Value};
+use super::schema::{self, Migration, CURRENT_VERSION};
+use super::{corrupt, map_error, ConnectError, TablePrefix};
+use crate::store::StoreError;
 use crate::ConfigError;
 
 /// How long a lookup waits for a free connection before failing with
 /// [`StoreError::Unavailable`].
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A [`KeyStore`] and [`AuditSink`] in a SQLite database: the durable default for a
-/// single machine. Clones share one connection pool.
+/// A [`KeyStore`](crate::store::KeyStore) and [`AuditSink`](crate::audit::AuditSink) in
+/// a SQLite database: the durable default for a single machine. Clones share one
+/// connection pool.
 ///
 /// [`SqliteStore::connect`] opens (and creates) the database file in WAL mode with
 /// `synchronous=FULL`: a write is on disk before it is acknowledged, so it survives the
@@ -55,87 +50,10 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// ```
 #[derive(Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
-    sql: Arc<Statements>,
+    core: SqlCore<Sqlite>,
 }
 
-struct Statements {
-    prefix: TablePrefix,
-    get: SqlStr,
-    get_by_digest: SqlStr,
-    insert: SqlStr,
-    update: SqlStr,
-    revoke: SqlStr,
-    set_scopes: SqlStr,
-    rotate: SqlStr,
-    list_by_owner: SqlStr,
-    touch: SqlStr,
-    audit_insert: String,
-    audit_by_owner: SqlStr,
-    audit_by_key: SqlStr,
-}
-
-impl Statements {
-    fn new(prefix: TablePrefix) -> Self {
-        let keys = prefix.keys();
-        let audit = prefix.audit();
-        let select = format!("SELECT {COLUMNS} FROM {keys}");
-        Self {
-            get: sql(format!("{select} WHERE id = ?1")),
-            get_by_digest: sql(format!("{select} WHERE digest = ?1")),
-            insert: sql(format!(
-                "INSERT INTO {keys} ({COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
-            )),
-            update: sql(format!(
-                "UPDATE {keys} SET name = ?2, scopes = ?3, expires_at = ?4, \
-                 rate_limit_policy = ?5, metadata = ?6 WHERE id = ?1 RETURNING {COLUMNS}"
-            )),
-            // Each lifecycle change checks its condition in its own `WHERE`: the store,
-            // not the caller, decides whether it happened.
-            revoke: sql(format!(
-                "UPDATE {keys} SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL \
-                 RETURNING {COLUMNS}"
-            )),
-            set_scopes: sql(format!(
-                "UPDATE {keys} SET scopes = ?3 WHERE id = ?1 AND json(scopes) = json(?2) \
-                 AND revoked_at IS NULL RETURNING {COLUMNS}"
-            )),
-            rotate: sql(format!(
-                "UPDATE {keys} SET superseded_by = ?2, rotation_valid_until = ?3 \
-                 WHERE id = ?1 AND revoked_at IS NULL AND superseded_by IS NULL \
-                 AND (expires_at IS NULL OR expires_at > ?4) \
-                 AND json(scopes) = json(?5) AND expires_at IS ?6 RETURNING {COLUMNS}"
-            )),
-            list_by_owner: sql(format!(
-                "{select} WHERE owner_kind = ?1 AND owner_id = ?2 \
-                 ORDER BY created_at DESC, length(id), id"
-            )),
-            // One statement per batch: the batch is a JSON array of [id, micros] pairs.
-            // Duplicate ids keep their latest time, and a time never moves backwards.
-            touch: sql(format!(
-                "UPDATE {keys} SET last_used_at = batch.at \
-                 FROM (SELECT json_extract(value, '$[0]') AS id, \
-                              max(json_extract(value, '$[1]')) AS at \
-                       FROM json_each(?1) GROUP BY 1) AS batch \
-                 WHERE {keys}.id = batch.id \
-                   AND ({keys}.last_used_at IS NULL OR {keys}.last_used_at < batch.at)"
-            )),
-            audit_insert: format!("INSERT INTO {audit} ({AUDIT_COLUMNS}) "),
-            audit_by_owner: sql(format!(
-                "SELECT id, {AUDIT_COLUMNS} FROM {audit} WHERE owner_kind = ?1 AND owner_id = ?2 \
-                 AND (?3 IS NULL OR environment = ?3) \
-                 ORDER BY occurred_at DESC, id DESC LIMIT ?4"
-            )),
-            audit_by_key: sql(format!(
-                "SELECT id, {AUDIT_COLUMNS} FROM {audit} WHERE api_key_id = ?5 \
-                 AND owner_kind = ?1 AND owner_id = ?2 AND (?3 IS NULL OR environment = ?3) \
-                 ORDER BY occurred_at DESC, id DESC LIMIT ?4"
-            )),
-            prefix,
-        }
-    }
-}
+impl_sql_store!(SqliteStore);
 
 /// Whether `error` is SQLite's `SQLITE_BUSY` (any extended form): another connection
 /// holds a lock this one could not wait for.
@@ -215,8 +133,7 @@ impl SqliteStore {
     /// Uses an existing pool, for example the application's own.
     pub fn from_pool(pool: SqlitePool) -> Self {
         Self {
-            pool,
-            sql: Arc::new(Statements::new(TablePrefix::default())),
+            core: SqlCore::new(pool, TablePrefix::default()),
         }
     }
 
@@ -229,19 +146,18 @@ impl SqliteStore {
     /// starting with a digit.
     pub fn with_table_prefix(self, prefix: &str) -> Result<Self, ConfigError> {
         Ok(Self {
-            pool: self.pool,
-            sql: Arc::new(Statements::new(TablePrefix::new(prefix)?)),
+            core: self.core.with_prefix(TablePrefix::new(prefix)?),
         })
     }
 
     /// The table prefix.
     pub fn table_prefix(&self) -> &str {
-        self.sql.prefix.as_str()
+        self.core.prefix().as_str()
     }
 
     /// The connection pool.
     pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+        &self.core.pool
     }
 
     /// Creates the tables, or brings them up to this version of the crate. Idempotent;
@@ -252,57 +168,10 @@ impl SqliteStore {
     /// [`StoreError::Corrupt`] when the database was migrated by a newer version of this
     /// crate; [`StoreError::Unavailable`] when it cannot be written.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_error)?;
-        let result = self.migrate_in(&mut tx).await;
-        settle(tx, result).await
-    }
-
-    /// The migration's statements, inside the transaction `migrate` holds.
-    async fn migrate_in(&self, conn: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
-        let prefix = &self.sql.prefix;
-        let version_table = prefix.schema_version();
-        sqlx::raw_sql(sql(format!(
-            "CREATE TABLE IF NOT EXISTS {version_table} (\
-                 singleton INTEGER NOT NULL PRIMARY KEY CHECK (singleton = 1), \
-                 version INTEGER NOT NULL, \
-                 migrated_at INTEGER NOT NULL) STRICT"
-        )))
-        .execute(&mut *conn)
-        .await
-        .map_err(map_error)?;
-        let found: Option<i64> = sqlx::query_scalar(sql(format!(
-            "SELECT version FROM {version_table} WHERE singleton = 1"
-        )))
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(map_error)?;
-        let found = found.unwrap_or(0);
-        let mut applied = false;
-        for migration in schema::pending(schema::SQLITE, found, prefix)? {
-            sqlx::raw_sql(sql(prefix.render(migration.sql)))
-                .execute(&mut *conn)
-                .await
-                .map_err(map_error)?;
-            applied = true;
-        }
-        if applied {
-            sqlx::query(sql(format!(
-                "INSERT INTO {version_table} (singleton, version, migrated_at) VALUES (1, ?1, ?2) \
-                 ON CONFLICT (singleton) DO UPDATE SET version = excluded.version, \
-                 migrated_at = excluded.migrated_at"
-            )))
-            .bind(CURRENT_VERSION)
-            .bind(micros(OffsetDateTime::now_utc()))
-            .execute(&mut *conn)
-            .await
-            .map_err(map_error)?;
+        if let Some(from) = self.core.migrate().await? {
             tracing::info!(
-                prefix = prefix.as_str(),
-                from = found,
+                prefix = self.table_prefix(),
+                from,
                 to = CURRENT_VERSION,
                 "migrated the SQLite key store"
             );
@@ -318,385 +187,157 @@ impl SqliteStore {
     /// [`StoreError::Corrupt`] naming the versions when the schema is older (call
     /// [`SqliteStore::migrate`]) or newer (upgrade the crate).
     pub async fn check_schema(&self) -> Result<(), StoreError> {
-        let prefix = &self.sql.prefix;
-        let exists: bool = sqlx::query_scalar(
-            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
-        )
-        .bind(prefix.schema_version())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(map_error)?;
-        let found: i64 = if exists {
-            sqlx::query_scalar(sql(format!(
-                "SELECT coalesce(max(version), 0) FROM {}",
-                prefix.schema_version()
-            )))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_error)?
-        } else {
-            0
-        };
-        schema::check(found, prefix)?;
-        if found < CURRENT_VERSION {
-            return Err(schema::outdated(found, prefix));
-        }
-        Ok(())
+        self.core.check_schema().await
     }
 }
 
+/// Microseconds since the Unix epoch, the encoding of every time in the SQLite tables.
 fn micros(t: OffsetDateTime) -> i64 {
     // Microseconds since the epoch, rounded down; `OffsetDateTime`'s range fits.
     i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000)).unwrap_or(i64::MAX)
 }
 
+/// The time `m` microseconds after the Unix epoch.
 fn from_micros(m: i64) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(m) * 1_000)
         .map_err(|e| corrupt("timestamp", e))
 }
 
-fn opt_from_micros(m: Option<i64>) -> Result<Option<OffsetDateTime>, StoreError> {
-    m.map(from_micros).transpose()
-}
-
+/// `value` as JSON text, for a `TEXT` column.
 fn json_text<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| corrupt("JSON value", e))
 }
 
-fn record_from_row(row: &SqliteRow) -> Result<KeyRecord, StoreError> {
-    fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(
-        row: &'r SqliteRow,
-        column: &str,
-    ) -> Result<T, StoreError> {
-        row.try_get(column).map_err(map_error)
-    }
-    let scopes: String = get(row, "scopes")?;
-    let metadata: String = get(row, "metadata")?;
-    RawRecord {
-        id: get(row, "id")?,
-        digest: get(row, "digest")?,
-        prefix: get(row, "prefix")?,
-        name: get(row, "name")?,
-        owner_kind: get(row, "owner_kind")?,
-        owner_id: get(row, "owner_id")?,
-        environment: get(row, "environment")?,
-        scopes: serde_json::from_str(&scopes).map_err(|e| corrupt("scopes", e))?,
-        created_at: from_micros(get(row, "created_at")?)?,
-        created_by: get(row, "created_by")?,
-        expires_at: opt_from_micros(get(row, "expires_at")?)?,
-        revoked_at: opt_from_micros(get(row, "revoked_at")?)?,
-        superseded_by: get(row, "superseded_by")?,
-        rotation_valid_until: opt_from_micros(get(row, "rotation_valid_until")?)?,
-        family: get(row, "family")?,
-        last_used_at: opt_from_micros(get(row, "last_used_at")?)?,
-        rate_limit_policy: get(row, "rate_limit_policy")?,
-        metadata: serde_json::from_str(&metadata).map_err(|e| corrupt("metadata", e))?,
-        imported: get(row, "imported")?,
-    }
-    .into_record()
-}
+/// Times are microseconds since the epoch in an `INTEGER`, scopes a JSON array and
+/// metadata a JSON object in `TEXT`. `BEGIN IMMEDIATE` takes the write lock when a write
+/// transaction starts, so a row read in it cannot change and needs no lock of its own.
+impl Dialect for Sqlite {
+    const BEGIN: Option<&'static str> = Some("BEGIN IMMEDIATE");
+    const LOCK_ROW: &'static str = "";
+    const NOT_DISTINCT: &'static str = "IS";
+    const BINARY_ORDER: &'static str = "";
+    const TEXT_PARAM: &'static str = "";
+    const AUDIT_CHUNK: usize = 500;
+    const MIGRATIONS: &'static [Migration] = schema::SQLITE;
+    const VERSION_TABLE: &'static str = "CREATE TABLE IF NOT EXISTS {prefix}schema_version (\
+        singleton INTEGER NOT NULL PRIMARY KEY CHECK (singleton = 1), \
+        version INTEGER NOT NULL, \
+        migrated_at INTEGER NOT NULL) STRICT";
+    const SET_VERSION: &'static str =
+        "INSERT INTO {prefix}schema_version (singleton, version, migrated_at) VALUES (1, ?1, ?2) \
+         ON CONFLICT (singleton) DO UPDATE SET version = excluded.version, \
+         migrated_at = excluded.migrated_at";
+    const TABLE_EXISTS: &'static str = "SELECT count(*) > 0 AS present FROM sqlite_master \
+        WHERE type = 'table' AND name = ?1";
 
-fn audit_from_row(row: &SqliteRow) -> Result<AuditEntry, StoreError> {
-    fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(
-        row: &'r SqliteRow,
-        column: &str,
-    ) -> Result<T, StoreError> {
-        row.try_get(column).map_err(map_error)
-    }
-    let scopes: String = get(row, "scopes")?;
-    RawAudit {
-        id: get(row, "id")?,
-        occurred_at: from_micros(get(row, "occurred_at")?)?,
-        action: get(row, "action")?,
-        api_key_id: get(row, "api_key_id")?,
-        prefix: get(row, "prefix")?,
-        actor_kind: get(row, "actor_kind")?,
-        actor_id: get(row, "actor_id")?,
-        owner_kind: get(row, "owner_kind")?,
-        owner_id: get(row, "owner_id")?,
-        environment: get(row, "environment")?,
-        scopes: serde_json::from_str(&scopes).map_err(|e| corrupt("audit scopes", e))?,
-        method: get(row, "method")?,
-        path: get(row, "path")?,
-        route: get(row, "route")?,
-        status: get(row, "status")?,
-        request_id: get(row, "request_id")?,
-        successor_key_id: get(row, "successor_key_id")?,
-    }
-    .into_entry()
-}
-
-impl KeyStore for SqliteStore {
-    async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query(self.sql.get.clone())
-            .bind(id.as_str().to_owned())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_error)?;
-        row.as_ref().map(record_from_row).transpose()
+    /// `$n` becomes `?n`: SQLite would number `$n` parameters by first appearance.
+    fn numbered(statement: &str) -> String {
+        statement.replace('$', "?")
     }
 
-    async fn get_by_digest(&self, digest: &Digest) -> Result<Option<KeyRecord>, StoreError> {
-        let row = sqlx::query(self.sql.get_by_digest.clone())
-            .bind(digest.as_bytes().to_vec())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_error)?;
-        row.as_ref().map(record_from_row).transpose()
+    /// As JSON values, so that spacing does not matter.
+    fn scopes_equal(column: &str, parameter: &str) -> String {
+        format!("json({column}) = json({parameter})")
     }
 
-    /// One `BEGIN IMMEDIATE` transaction: the conditional write, and the audit entries
-    /// when it took effect.
-    async fn apply(&self, change: Change<'_>, audit: &[AuditEntry]) -> Result<Applied, StoreError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_error)?;
-        let result = apply_in(self, &mut tx, change, audit).await;
-        settle(tx, result).await
+    /// The batch is one JSON array of `[id, micros]` pairs.
+    fn touch(keys: &str) -> String {
+        format!(
+            "UPDATE {keys} SET last_used_at = batch.at \
+             FROM (SELECT json_extract(value, '$[0]') AS id, \
+                          max(json_extract(value, '$[1]')) AS at \
+                   FROM json_each(?1) GROUP BY 1) AS batch \
+             WHERE {keys}.id = batch.id \
+               AND ({keys}.last_used_at IS NULL OR {keys}.last_used_at < batch.at)"
+        )
     }
 
-    async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
-        let statement = match query.key() {
-            None => self.sql.audit_by_owner.clone(),
-            Some(_) => self.sql.audit_by_key.clone(),
-        };
-        let rows = sqlx::query(statement)
-            .bind(query.owner().kind())
-            .bind(query.owner().id().to_owned())
-            .bind(query.environment().map(|e| e.as_str().to_owned()))
-            .bind(i64::from(query.limit()))
-            .bind(query.key().map(|k| k.as_str().to_owned()))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_error)?;
-        rows.iter().map(audit_from_row).collect()
+    fn version_stamp() -> Vec<Value<'static>> {
+        vec![Value::Time(OffsetDateTime::now_utc())]
     }
 
-    async fn list_by_owner(&self, owner: &Owner) -> Result<Vec<KeyRecord>, StoreError> {
-        let rows = sqlx::query(self.sql.list_by_owner.clone())
-            .bind(owner.kind())
-            .bind(owner.id().to_owned())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_error)?;
-        rows.iter().map(record_from_row).collect()
+    fn bind<'q>(
+        query: Query<'q, Self, SqliteArguments>,
+        value: Value<'_>,
+    ) -> Result<Query<'q, Self, SqliteArguments>, StoreError> {
+        Ok(match value {
+            Value::Text(v) => query.bind(v),
+            Value::OptText(v) => query.bind(v),
+            Value::Bytes(v) => query.bind(v),
+            Value::Bool(v) => query.bind(v),
+            Value::Int(v) => query.bind(v),
+            Value::Status(v) => query.bind(v.map(i64::from)),
+            Value::Time(v) => query.bind(micros(v)),
+            Value::OptTime(v) => query.bind(v.map(micros)),
+            Value::Scopes(v) => query.bind(json_text(&v)?),
+            Value::Metadata(v) => query.bind(json_text(v)?),
+            Value::Batch(batch) => {
+                let pairs: Vec<(&str, i64)> = batch
+                    .iter()
+                    .map(|(id, at)| (id.as_str(), micros(*at)))
+                    .collect();
+                query.bind(json_text(&pairs)?)
+            }
+        })
     }
 
-    /// One `UPDATE … FROM json_each(?)` statement for the whole batch.
-    async fn touch_last_used(&self, batch: &[(KeyId, OffsetDateTime)]) -> Result<(), StoreError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let pairs: Vec<(&str, i64)> = batch
-            .iter()
-            .map(|(id, at)| (id.as_str(), micros(*at)))
-            .collect();
-        sqlx::query(self.sql.touch.clone())
-            .bind(json_text(&pairs)?)
-            .execute(&self.pool)
-            .await
-            .map_err(map_error)?;
-        Ok(())
-    }
-}
-
-/// Rows per `INSERT` (16 parameters each), well under SQLite's limit on bind
-/// parameters.
-const AUDIT_CHUNK: usize = 500;
-
-impl AuditSink for SqliteStore {
-    /// Writes the batch in one transaction (one multi-row `INSERT` per 500 entries).
-    async fn write(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(map_error)?;
-        let result = self.write_audit_in(&mut tx, &entries).await;
-        settle(tx, result).await
-    }
-}
-
-impl SqliteStore {
-    /// Runs a statement that returns at most one key row.
-    async fn fetch_in(
-        &self,
-        conn: &mut sqlx::SqliteConnection,
-        query: sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        let row = query.fetch_optional(&mut *conn).await.map_err(map_error)?;
-        row.as_ref().map(record_from_row).transpose()
-    }
-
-    /// The audit batch's inserts, inside the transaction `write` holds.
-    async fn write_audit_in(
-        &self,
-        conn: &mut sqlx::SqliteConnection,
-        entries: &[AuditEntry],
+    /// Nothing to do: `BEGIN IMMEDIATE` already serializes migrations.
+    async fn lock_migrations(
+        _: &mut sqlx::SqliteConnection,
+        _: &TablePrefix,
     ) -> Result<(), StoreError> {
-        for chunk in entries.chunks(AUDIT_CHUNK) {
-            let mut insert = QueryBuilder::<sqlx::Sqlite>::new(self.sql.audit_insert.clone());
-            let mut scopes = Vec::with_capacity(chunk.len());
-            for e in chunk {
-                scopes.push(json_text(&e.scopes)?);
-            }
-            insert.push_values(chunk.iter().zip(scopes), |mut row, (e, scopes)| {
-                let (actor_kind, actor_id) = actor_columns(&e.actor);
-                row.push_bind(micros(e.occurred_at))
-                    .push_bind(e.action.as_str())
-                    .push_bind(e.api_key_id.as_str().to_owned())
-                    .push_bind(e.prefix.clone())
-                    .push_bind(actor_kind)
-                    .push_bind(actor_id)
-                    .push_bind(e.owner.kind())
-                    .push_bind(e.owner.id().to_owned())
-                    .push_bind(e.environment.map(|v| v.as_str().to_owned()))
-                    .push_bind(scopes)
-                    .push_bind(e.method.clone())
-                    .push_bind(e.path.clone())
-                    .push_bind(e.route.clone())
-                    .push_bind(e.status.map(i64::from))
-                    .push_bind(e.request_id.clone())
-                    .push_bind(e.successor_key_id.map(|k| k.as_str().to_owned()));
-            });
-            insert
-                .build()
-                .execute(&mut *conn)
-                .await
-                .map_err(map_error)?;
-        }
         Ok(())
     }
 }
 
-impl Backend for SqliteStore {
-    type Conn = sqlx::SqliteConnection;
-
-    async fn read_locked(
-        &self,
-        conn: &mut Self::Conn,
-        id: &KeyId,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        let query = sqlx::query(self.sql.get.clone()).bind(id.as_str().to_owned());
-        self.fetch_in(conn, query).await
+impl Columns for SqliteRow {
+    fn text(&self, column: &str) -> Result<String, StoreError> {
+        self.try_get(column).map_err(map_error)
     }
 
-    async fn insert(&self, conn: &mut Self::Conn, r: &KeyRecord) -> Result<(), StoreError> {
-        let rotation = r.rotation.as_ref();
-        sqlx::query(self.sql.insert.clone())
-            .bind(r.id.as_str().to_owned())
-            .bind(r.digest.as_bytes().to_vec())
-            .bind(r.prefix.clone())
-            .bind(r.name.clone())
-            .bind(r.owner.kind())
-            .bind(r.owner.id().to_owned())
-            .bind(r.environment.map(|e| e.as_str().to_owned()))
-            .bind(json_text(&r.scopes)?)
-            .bind(micros(r.created_at))
-            .bind(r.created_by.clone())
-            .bind(r.expires_at.map(micros))
-            .bind(r.revoked_at.map(micros))
-            .bind(rotation.map(|r| r.superseded_by.as_str().to_owned()))
-            .bind(rotation.map(|r| micros(r.valid_until)))
-            .bind(r.family.as_str().to_owned())
-            .bind(r.last_used_at.map(micros))
-            .bind(r.rate_limit_policy.clone())
-            .bind(json_text(&r.metadata)?)
-            .bind(r.imported)
-            .execute(&mut *conn)
-            .await
-            .map_err(map_error)?;
-        Ok(())
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        self.try_get(column).map_err(map_error)
     }
 
-    async fn write(
-        &self,
-        conn: &mut Self::Conn,
-        change: Change<'_>,
-    ) -> Result<Option<KeyRecord>, StoreError> {
-        let id = change.id().as_str().to_owned();
-        match change {
-            // Not a conditional write: `apply_in` inserts.
-            Change::Insert(_) => Ok(None),
-            Change::Update(r) => {
-                self.fetch_in(
-                    conn,
-                    sqlx::query(self.sql.update.clone())
-                        .bind(id.clone())
-                        .bind(r.name.clone())
-                        .bind(json_text(&r.scopes)?)
-                        .bind(r.expires_at.map(micros))
-                        .bind(r.rate_limit_policy.clone())
-                        .bind(json_text(&r.metadata)?),
-                )
-                .await
-            }
-            Change::Revoke { at, .. } => {
-                self.fetch_in(
-                    conn,
-                    sqlx::query(self.sql.revoke.clone())
-                        .bind(id.clone())
-                        .bind(micros(at)),
-                )
-                .await
-            }
-            Change::SetScopes { from, to, .. } => {
-                self.fetch_in(
-                    conn,
-                    sqlx::query(self.sql.set_scopes.clone())
-                        .bind(id.clone())
-                        .bind(json_text(&from)?)
-                        .bind(json_text(&to)?),
-                )
-                .await
-            }
-            Change::Rotate {
-                successor,
-                valid_until,
-                at,
-                ..
-            } => {
-                self.fetch_in(
-                    conn,
-                    sqlx::query(self.sql.rotate.clone())
-                        .bind(id.clone())
-                        .bind(successor.id.as_str().to_owned())
-                        .bind(micros(valid_until))
-                        .bind(micros(at))
-                        .bind(json_text(&successor.scopes)?)
-                        .bind(successor.expires_at.map(micros)),
-                )
-                .await
-            }
-        }
+    fn bytes(&self, column: &str) -> Result<Vec<u8>, StoreError> {
+        self.try_get(column).map_err(map_error)
     }
 
-    async fn write_audit(
-        &self,
-        conn: &mut Self::Conn,
-        entries: &[AuditEntry],
-    ) -> Result<(), StoreError> {
-        self.write_audit_in(conn, entries).await
+    fn flag(&self, column: &str) -> Result<bool, StoreError> {
+        self.try_get(column).map_err(map_error)
     }
-}
 
-impl fmt::Debug for SqliteStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("table_prefix", &self.sql.prefix)
-            .field("connections", &self.pool.size())
-            .finish_non_exhaustive()
+    fn int(&self, column: &str) -> Result<i64, StoreError> {
+        self.try_get(column).map_err(map_error)
+    }
+
+    fn status(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        self.try_get(column).map_err(map_error)
+    }
+
+    fn time(&self, column: &str) -> Result<OffsetDateTime, StoreError> {
+        from_micros(self.int(column)?)
+    }
+
+    fn opt_time(&self, column: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+        let micros: Option<i64> = self.try_get(column).map_err(map_error)?;
+        micros.map(from_micros).transpose()
+    }
+
+    fn scopes(&self, column: &str) -> Result<Vec<String>, StoreError> {
+        serde_json::from_str(&self.text(column)?).map_err(|e| corrupt(column, e))
+    }
+
+    fn json(&self, column: &str) -> Result<serde_json::Value, StoreError> {
+        serde_json::from_str(&self.text(column)?).map_err(|e| corrupt(column, e))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::KeyId;
+    use crate::store::KeyStore;
 
     #[test]
     fn microseconds_round_trip_and_round_down() {
