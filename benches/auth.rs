@@ -19,7 +19,7 @@ use tower_api_key::credentials::KeySources;
 use tower_api_key::key::KeyFormat;
 use tower_api_key::rate_limit::{RateLimitLayer, RateLimits};
 use tower_api_key::require_scopes::RequireScopesLayer;
-use tower_api_key::store::{CachedStore, KeyRecord, KeyStore, MemoryStore, Owner};
+use tower_api_key::store::{CachedStore, KeyRecord, ManagedKeyStore, MemoryStore, Owner};
 use tower_api_key::{ApiKeyLayer, Authenticator};
 
 fn format() -> KeyFormat {

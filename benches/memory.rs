@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use tower_api_key::key::KeyFormat;
-use tower_api_key::store::{CachedStore, KeyRecord, KeyStore, MemoryStore, Owner};
+use tower_api_key::store::{CachedStore, KeyRecord, ManagedKeyStore, MemoryStore, Owner};
 
 const KEYS: usize = 1_000_000;
 

@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tower_api_key::key::KeyFormat;
 use tower_api_key::require_scopes::RequireScopesLayer;
-use tower_api_key::store::{CachedStore, KeyRecord, KeyStore, MemoryStore, Owner};
+use tower_api_key::store::{CachedStore, KeyRecord, ManagedKeyStore, MemoryStore, Owner};
 use tower_api_key::{ApiKeyLayer, Authenticator, Principal};
 
 async fn session(principal: Principal) -> Json<Value> {

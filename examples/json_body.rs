@@ -18,7 +18,7 @@ use axum::{routing::post, Json, Router};
 use serde_json::{json, Value};
 use tower_api_key::credentials::KeySources;
 use tower_api_key::key::KeyFormat;
-use tower_api_key::store::{CachedStore, KeyRecord, KeyStore, MemoryStore, Owner};
+use tower_api_key::store::{CachedStore, KeyRecord, ManagedKeyStore, MemoryStore, Owner};
 use tower_api_key::{ApiKeyLayer, Authenticator, Principal};
 
 async fn list(principal: Principal, Json(body): Json<Value>) -> Json<Value> {

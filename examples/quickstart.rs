@@ -8,7 +8,7 @@
 #![allow(clippy::print_stdout)]
 
 use tower_api_key::key::KeyFormat;
-use tower_api_key::store::{CachedStore, KeyRecord, KeyStore, MemoryStore, Owner};
+use tower_api_key::store::{CachedStore, KeyRecord, ManagedKeyStore, MemoryStore, Owner};
 use tower_api_key::Authenticator;
 
 #[tokio::main]

@@ -194,7 +194,7 @@ impl AuditEntry {
     }
 }
 
-/// Which audit entries to read back: [`KeyStore::audit_log`](crate::store::KeyStore::audit_log).
+/// Which audit entries to read back: [`ManagedKeyStore::audit_log`](crate::store::ManagedKeyStore::audit_log).
 ///
 /// Always one owner's; optionally only about one key or one environment; newest first,
 /// at most [`AuditQuery::limit`] entries.

@@ -57,7 +57,7 @@ use crate::manage::{KeyManager, LastUsed};
 use crate::rate_limit::{MemoryLimiter, RateLimitLayer, RateLimitPolicy, RateLimits};
 use crate::rejection::Responder;
 use crate::require_scopes::{RequireScopes, RequireScopesLayer};
-use crate::store::{CachedStore, CachedStoreBuilder, KeyStore};
+use crate::store::{CachedStore, CachedStoreBuilder, KeyStore, ManagedKeyStore};
 use crate::{ConfigError, ScopeModel};
 
 /// Authentication, key management and route guards over one cache of one store. Built
@@ -192,10 +192,13 @@ pub struct ApiKeyAuthBuilder<K, R = Identity> {
     model: Option<ScopeModel>,
     configure_layer: Vec<LayerChange<K>>,
     unknown_key_budget: Option<UnknownKeyBudget>,
-    last_used: Option<Duration>,
+    /// Starts the last-used buffer over the one cache, once it is built.
+    last_used: Option<StartLastUsed<K>>,
     auditor: Option<Auditor>,
     rate: R,
 }
+
+type StartLastUsed<K> = Box<dyn FnOnce(CachedStore<K>) -> LastUsed>;
 
 impl<K, R> fmt::Debug for ApiKeyAuthBuilder<K, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -278,13 +281,6 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
         self
     }
 
-    /// Records `last_used_at`, written behind every `interval` (off unless set). Build
-    /// within a tokio runtime.
-    pub fn last_used(mut self, interval: Duration) -> Self {
-        self.last_used = Some(interval);
-        self
-    }
-
     /// Audits state-changing requests through `auditor` (off unless set; key lifecycle
     /// changes are always audited by the store).
     pub fn audit_requests(mut self, auditor: Auditor) -> Self {
@@ -344,8 +340,8 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
             None => authenticator.without_unknown_key_budget(),
         };
         let mut layer = ApiKeyLayer::new(authenticator).with_scope_model(model.clone());
-        if let Some(interval) = self.last_used {
-            layer = layer.with_last_used(LastUsed::spawn(cache.clone(), interval));
+        if let Some(start) = self.last_used {
+            layer = layer.with_last_used(start(cache.clone()));
         }
         if let Some(auditor) = self.auditor {
             layer = layer.with_auditor(auditor);
@@ -360,6 +356,15 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
             layer,
             rate: self.rate.into_layer(self.clock),
         })
+    }
+}
+
+impl<K: ManagedKeyStore, R> ApiKeyAuthBuilder<K, R> {
+    /// Records `last_used_at`, written behind every `interval` (off unless set). Build
+    /// within a tokio runtime.
+    pub fn last_used(mut self, interval: Duration) -> Self {
+        self.last_used = Some(Box::new(move |cache| LastUsed::spawn(cache, interval)));
+        self
     }
 }
 

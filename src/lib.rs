@@ -190,7 +190,7 @@ pub use self::outcome::Outcome;
 pub use self::pipeline::{ResponseBody, ResponseFuture};
 pub use self::principal::Principal;
 pub use self::scope::{Grants, Requirement, ScopeModel};
-pub use self::store::{KeyRecord, KeyStore, Owner};
+pub use self::store::{KeyRecord, KeyStore, ManagedKeyStore, Owner};
 
 // The README's examples use every feature (SQLite, PostgreSQL and Redis examples);
 // they run under the README's test command, `cargo test --all-features`.

@@ -25,5 +25,5 @@ pub use crate::rejection::{ErrorStyle, Rejection, Responder};
 pub use crate::store::sql::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use crate::store::sql::SqliteStore;
-pub use crate::store::{KeyRecord, KeyStore, MemoryStore, Owner};
+pub use crate::store::{KeyRecord, KeyStore, ManagedKeyStore, MemoryStore, Owner};
 pub use crate::{ConfigError, Outcome, Principal, ScopeModel};

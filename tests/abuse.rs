@@ -22,7 +22,7 @@ use tower_api_key::clock::{Clock, ManualClock};
 use tower_api_key::credentials::KeySources;
 use tower_api_key::key::MintedKey;
 use tower_api_key::rejection::Rejection;
-use tower_api_key::store::{CachedStore, CachedStoreBuilder, KeyStore};
+use tower_api_key::store::{CachedStore, CachedStoreBuilder, ManagedKeyStore};
 use tower_api_key::{ApiKeyLayer, Authenticator, Outcome};
 
 const ATTACKER: &str = "203.0.113.66:40000";

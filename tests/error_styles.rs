@@ -16,7 +16,7 @@ use support::{pb_format, record, ProbeStore};
 use tower::ServiceExt;
 use tower_api_key::clock::{Clock, ManualClock};
 use tower_api_key::rejection::{ErrorStyle, Refused};
-use tower_api_key::store::{CachedStore, KeyStore};
+use tower_api_key::store::{CachedStore, ManagedKeyStore};
 use tower_api_key::{ApiKeyLayer, Authenticator, Outcome};
 
 fn outcomes() -> Vec<Outcome> {

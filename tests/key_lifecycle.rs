@@ -19,7 +19,7 @@ use tower_api_key::audit::{AuditAction, AuditActor, AuditEntry, AuditQuery};
 use tower_api_key::clock::{Clock, ManualClock};
 use tower_api_key::key::{Environment, KeyId};
 use tower_api_key::manage::{Actor, CreatedKey, Denied, Expiry, KeyManager, ManageError, NewKey};
-use tower_api_key::store::{CachedStore, KeyStore, MemoryStore};
+use tower_api_key::store::{CachedStore, ManagedKeyStore, MemoryStore};
 use tower_api_key::{Authenticator, Outcome, Owner, Principal, ScopeModel};
 
 /// A start with nanoseconds below the microsecond, which the SQL stores truncate.
@@ -55,13 +55,13 @@ fn globex() -> Owner {
 }
 
 /// A manager and an authenticator over one cache, and the clock they read.
-pub(crate) struct World<S: KeyStore> {
+pub(crate) struct World<S: ManagedKeyStore> {
     clock: ManualClock,
     manager: KeyManager<S>,
     auth: Authenticator<S>,
 }
 
-impl<S: KeyStore> World<S> {
+impl<S: ManagedKeyStore> World<S> {
     fn new(store: S) -> Self {
         let clock = ManualClock::new(START);
         let cache = CachedStore::builder(store)
@@ -156,7 +156,9 @@ mod cases {
 
     /// Every attack from the issue, through the crate API: refused, and nothing
     /// changed (no key, no audit entry, the target still works as before).
-    pub(crate) async fn escalations_are_refused_and_change_nothing<S: KeyStore>(w: World<S>) {
+    pub(crate) async fn escalations_are_refused_and_change_nothing<S: ManagedKeyStore>(
+        w: World<S>,
+    ) {
         let admin = w.make(acme(), "live", &ALL_SCOPES).await;
         let writer = w.make(acme(), "live", &["api_keys:write"]).await;
         let tester = w
@@ -316,7 +318,7 @@ mod cases {
     /// What the rules allow: rotating a key whose scopes one holds, granting implied
     /// scopes, the admin rotating any key of its organization (live or test), a test
     /// key managing test keys, a key rotating itself.
-    pub(crate) async fn positive_controls_are_allowed<S: KeyStore>(w: World<S>) {
+    pub(crate) async fn positive_controls_are_allowed<S: ManagedKeyStore>(w: World<S>) {
         let admin = w.make(acme(), "live", &ALL_SCOPES).await;
         let writer = w.make(acme(), "live", &["api_keys:write"]).await;
         let reader = w.make(acme(), "live", &["api_keys:read"]).await;
@@ -412,7 +414,7 @@ mod cases {
 
     /// Rotation keeps the expiry; a revoked, expired or superseded key is a conflict;
     /// a grace past the calendar's end is a validation error, never a panic.
-    pub(crate) async fn rotation_rules_hold<S: KeyStore>(w: World<S>) {
+    pub(crate) async fn rotation_rules_hold<S: ManagedKeyStore>(w: World<S>) {
         let system = Actor::System("ops");
         let expiring = w
             .manager
@@ -482,7 +484,7 @@ mod cases {
 
     /// Sixteen tasks rotate one key at once through the manager: one succeeds, fifteen
     /// get 409, one successor exists, one rotation is audited.
-    pub(crate) async fn racing_rotations_have_one_winner<S: KeyStore>(w: World<S>) {
+    pub(crate) async fn racing_rotations_have_one_winner<S: ManagedKeyStore>(w: World<S>) {
         let key = w.make(acme(), "live", &["employees:read"]).await;
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..16 {
@@ -515,7 +517,7 @@ mod cases {
     /// A record returned by an operation equals the record read back, on every store,
     /// whatever the nanoseconds of the clock or of a given expiry (the SQL stores keep
     /// microseconds).
-    pub(crate) async fn returned_records_equal_stored_ones<S: KeyStore>(w: World<S>) {
+    pub(crate) async fn returned_records_equal_stored_ones<S: ManagedKeyStore>(w: World<S>) {
         let system = Actor::System("ops");
         let at = START + time::Duration::days(3) + time::Duration::nanoseconds(987);
         let created = w
@@ -546,7 +548,7 @@ mod cases {
 
     /// Sixteen tasks revoke one key at once: all succeed (revocation is idempotent), the
     /// key keeps one revocation time, and exactly one revocation is audited.
-    pub(crate) async fn racing_revocations_are_audited_once<S: KeyStore>(w: World<S>) {
+    pub(crate) async fn racing_revocations_are_audited_once<S: ManagedKeyStore>(w: World<S>) {
         let key = w.make(acme(), "live", &["employees:read"]).await;
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..16 {
@@ -569,7 +571,7 @@ mod cases {
 
     /// Every revocation is in the audit log once, whatever the clock's precision, and
     /// the next request is refused.
-    pub(crate) async fn revocations_are_audited_once<S: KeyStore>(w: World<S>) {
+    pub(crate) async fn revocations_are_audited_once<S: ManagedKeyStore>(w: World<S>) {
         assert_ne!(
             w.clock.now().nanosecond() % 1_000,
             0,
@@ -606,7 +608,7 @@ mod cases {
 
     /// Entries carry the key's prefix and environment and the actor, a system actor
     /// named as such.
-    pub(crate) async fn audit_entries_say_who_did_what<S: KeyStore>(w: World<S>) {
+    pub(crate) async fn audit_entries_say_who_did_what<S: ManagedKeyStore>(w: World<S>) {
         let admin = w.make(acme(), "live", &ALL_SCOPES).await;
         let admin_p = w.principal(&admin).await;
         let test = w
@@ -694,7 +696,7 @@ mod cases {
     }
 
     /// The random walk, 10,000 steps on the memory store, fewer on the SQL stores.
-    pub(crate) async fn random_walk_keeps_every_invariant<S: KeyStore>(w: World<S>) {
+    pub(crate) async fn random_walk_keeps_every_invariant<S: ManagedKeyStore>(w: World<S>) {
         let steps = if std::any::type_name::<S>().contains("MemoryStore") {
             10_000
         } else {
@@ -781,7 +783,7 @@ mod walk {
         grants.iter().map(str::to_owned).collect()
     }
 
-    struct Walk<'w, S: KeyStore> {
+    struct Walk<'w, S: ManagedKeyStore> {
         w: &'w World<S>,
         rng: Rng,
         keys: Vec<Model>,
@@ -791,7 +793,7 @@ mod walk {
         last_entry: HashMap<String, u64>,
     }
 
-    pub(super) async fn run<S: KeyStore>(w: &World<S>, seed: u64, steps: usize) {
+    pub(super) async fn run<S: ManagedKeyStore>(w: &World<S>, seed: u64, steps: usize) {
         let mut walk = Walk {
             w,
             rng: Rng(seed),
@@ -814,7 +816,7 @@ mod walk {
         }
     }
 
-    impl<S: KeyStore> Walk<'_, S> {
+    impl<S: ManagedKeyStore> Walk<'_, S> {
         fn adopt(&mut self, created: CreatedKey, maker: Option<&Model>, lineage: bool) {
             let record = &created.record;
             self.keys.push(Model {

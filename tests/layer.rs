@@ -16,7 +16,7 @@ use tower_api_key::clock::{Clock, ManualClock};
 use tower_api_key::credentials::KeySources;
 use tower_api_key::key::MintedKey;
 use tower_api_key::rejection::{ErrorStyle, Rejection};
-use tower_api_key::store::{Applied, CachedStore, Change, KeyStore};
+use tower_api_key::store::{Applied, CachedStore, Change, ManagedKeyStore};
 use tower_api_key::{ApiKeyLayer, Authenticator, Outcome, Principal};
 
 const GENERIC_401: &str =

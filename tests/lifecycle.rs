@@ -13,7 +13,7 @@ use tower::ServiceExt;
 use tower_api_key::audit::{AuditAction, Auditor, MemorySink};
 use tower_api_key::clock::{Clock, ManualClock};
 use tower_api_key::manage::LastUsed;
-use tower_api_key::store::{CachedStore, KeyStore};
+use tower_api_key::store::{CachedStore, KeyStore, ManagedKeyStore};
 use tower_api_key::{ApiKeyLayer, Authenticator, Owner};
 
 fn app(layer: ApiKeyLayer<ProbeStore>) -> Router {

@@ -12,7 +12,7 @@ use tower::ServiceExt;
 use tower_api_key::clock::{Clock, ManualClock};
 use tower_api_key::key::MintedKey;
 use tower_api_key::require_scopes::{RequireScope, RequireScopesLayer};
-use tower_api_key::store::{CachedStore, KeyStore};
+use tower_api_key::store::{CachedStore, ManagedKeyStore};
 use tower_api_key::{scope_guard, ApiKeyLayer, Authenticator, Outcome, Principal, ScopeModel};
 
 scope_guard!(

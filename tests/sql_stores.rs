@@ -17,7 +17,7 @@ use time::{Duration, OffsetDateTime};
 use tower_api_key::audit::{AuditAction, AuditActor, AuditEntry, AuditQuery, AuditSink, Auditor};
 use tower_api_key::key::{Digest, KeyId};
 use tower_api_key::store::{
-    Applied, Change, KeyRecord, KeyStore, MemoryStore, Owner, Rotation, StoreError,
+    Applied, Change, KeyRecord, KeyStore, ManagedKeyStore, MemoryStore, Owner, Rotation, StoreError,
 };
 
 /// A time with whole microseconds: SQL stores keep microsecond precision.
@@ -72,7 +72,7 @@ mod cases {
         r
     }
 
-    pub(crate) async fn every_field_round_trips<S: KeyStore>(store: &S) {
+    pub(crate) async fn every_field_round_trips<S: ManagedKeyStore>(store: &S) {
         let full = full_record();
         let minimal = {
             let mut r = new_key(Owner::user("u_1"), T0);
@@ -108,7 +108,7 @@ mod cases {
         assert_eq!(found.unwrap().id, imported.id);
     }
 
-    pub(crate) async fn unknown_ids_and_digests_are_none<S: KeyStore>(store: &S) {
+    pub(crate) async fn unknown_ids_and_digests_are_none<S: ManagedKeyStore>(store: &S) {
         store.insert(&new_key(acme(), T0)).await.unwrap();
         assert!(store
             .get(&KeyId::new("nobody").unwrap())
@@ -122,7 +122,7 @@ mod cases {
             .is_none());
     }
 
-    pub(crate) async fn duplicate_ids_and_digests_conflict<S: KeyStore>(store: &S) {
+    pub(crate) async fn duplicate_ids_and_digests_conflict<S: ManagedKeyStore>(store: &S) {
         let original = new_key(acme(), T0);
         store.insert(&original).await.unwrap();
 
@@ -144,7 +144,7 @@ mod cases {
         assert_eq!(store.get(&original.id).await.unwrap().unwrap(), original);
     }
 
-    pub(crate) async fn update_replaces_only_editable_fields<S: KeyStore>(store: &S) {
+    pub(crate) async fn update_replaces_only_editable_fields<S: ManagedKeyStore>(store: &S) {
         let original = new_key(acme(), T0);
         store.insert(&original).await.unwrap();
         rotate(store, &original, T0 + Duration::days(1)).await;
@@ -197,7 +197,9 @@ mod cases {
         ));
     }
 
-    pub(crate) async fn revoke_is_idempotent_and_keeps_the_first_time<S: KeyStore>(store: &S) {
+    pub(crate) async fn revoke_is_idempotent_and_keeps_the_first_time<S: ManagedKeyStore>(
+        store: &S,
+    ) {
         let key = new_key(acme(), T0);
         store.insert(&key).await.unwrap();
         let first = T0 + Duration::minutes(1);
@@ -234,7 +236,11 @@ mod cases {
     }
 
     /// Rotates `key` (unaudited), which must succeed; returns the successor.
-    async fn rotate<S: KeyStore>(store: &S, key: &KeyRecord, until: OffsetDateTime) -> KeyRecord {
+    async fn rotate<S: ManagedKeyStore>(
+        store: &S,
+        key: &KeyRecord,
+        until: OffsetDateTime,
+    ) -> KeyRecord {
         let next = successor_of(key);
         let change = Change::Rotate {
             id: &key.id,
@@ -251,7 +257,7 @@ mod cases {
         AuditEntry::about(action, key, AuditActor::System("contract".into()), at)
     }
 
-    async fn audited<S: KeyStore>(store: &S, key: &KeyRecord) -> Vec<AuditAction> {
+    async fn audited<S: ManagedKeyStore>(store: &S, key: &KeyRecord) -> Vec<AuditAction> {
         let query = AuditQuery::new(key.owner.clone()).for_key(key.id);
         let mut actions: Vec<AuditAction> = store
             .audit_log(&query)
@@ -264,7 +270,7 @@ mod cases {
         actions
     }
 
-    pub(crate) async fn rotation_is_conditional_and_both_or_neither<S: KeyStore>(store: &S) {
+    pub(crate) async fn rotation_is_conditional_and_both_or_neither<S: ManagedKeyStore>(store: &S) {
         let key = new_key(acme(), T0).with_expires_at(Some(T0 + Duration::days(30)));
         store.insert(&key).await.unwrap();
         let until = T0 + Duration::days(1);
@@ -372,7 +378,9 @@ mod cases {
 
     /// Whether a call revoked the key is the store's answer, and only that call's audit
     /// entry is written.
-    pub(crate) async fn revocation_and_scope_changes_are_decided_by_the_store<S: KeyStore>(
+    pub(crate) async fn revocation_and_scope_changes_are_decided_by_the_store<
+        S: ManagedKeyStore,
+    >(
         store: &S,
     ) {
         let key = new_key(acme(), T0);
@@ -444,7 +452,7 @@ mod cases {
 
     /// Sixteen tasks rotate one key at once: exactly one wins, one successor exists,
     /// and one rotation is audited.
-    pub(crate) async fn racing_rotations_have_exactly_one_winner<S: KeyStore>(store: &S) {
+    pub(crate) async fn racing_rotations_have_exactly_one_winner<S: ManagedKeyStore>(store: &S) {
         const N: usize = 16;
         let key = new_key(acme(), T0);
         store.insert(&key).await.unwrap();
@@ -486,7 +494,9 @@ mod cases {
         assert_eq!(audited(store, &key).await, [AuditAction::KeyRotated]);
     }
 
-    pub(crate) async fn list_by_owner_is_newest_first_and_only_that_owner<S: KeyStore>(store: &S) {
+    pub(crate) async fn list_by_owner_is_newest_first_and_only_that_owner<S: ManagedKeyStore>(
+        store: &S,
+    ) {
         let oldest = new_key(acme(), T0);
         let middle = new_key(acme(), T0 + Duration::seconds(1));
         let newest = new_key(acme(), T0 + Duration::seconds(2));
@@ -519,7 +529,7 @@ mod cases {
             .is_empty());
     }
 
-    pub(crate) async fn touch_never_moves_backwards_and_ignores_unknown_ids<S: KeyStore>(
+    pub(crate) async fn touch_never_moves_backwards_and_ignores_unknown_ids<S: ManagedKeyStore>(
         store: &S,
     ) {
         let a = new_key(acme(), T0);
@@ -560,7 +570,9 @@ mod cases {
         assert_eq!((a_now.last_used_at, a_now.revoked_at), (Some(t3), Some(T0)));
     }
 
-    pub(crate) async fn expiry_and_imported_keys_behave_after_a_round_trip<S: KeyStore>(store: &S) {
+    pub(crate) async fn expiry_and_imported_keys_behave_after_a_round_trip<S: ManagedKeyStore>(
+        store: &S,
+    ) {
         let expiring = new_key(acme(), T0).with_expires_at(Some(T0 + Duration::seconds(60)));
         store.insert(&expiring).await.unwrap();
         let stored = store.get(&expiring.id).await.unwrap().unwrap();
@@ -601,7 +613,7 @@ mod cases {
 
     /// Creates and revokes race each other: nothing inserted is lost, and nothing
     /// revoked comes back.
-    pub(crate) async fn racing_creates_and_revokes_lose_nothing<S: KeyStore>(store: &S) {
+    pub(crate) async fn racing_creates_and_revokes_lose_nothing<S: ManagedKeyStore>(store: &S) {
         const N: usize = 40;
         let keys: Vec<KeyRecord> = (0..N).map(|_| new_key(acme(), T0)).collect();
         let mut tasks = tokio::task::JoinSet::new();
@@ -683,7 +695,7 @@ mod cases {
         store: &S,
         break_audit: F,
     ) where
-        S: KeyStore,
+        S: ManagedKeyStore,
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = ()>,
     {
@@ -735,7 +747,7 @@ mod cases {
 
     /// After the upgrade to version 2, each V1 row names its actor and its key's prefix.
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
-    pub(crate) async fn v1_rows_read_back_after_the_upgrade<S: KeyStore>(store: &S) {
+    pub(crate) async fn v1_rows_read_back_after_the_upgrade<S: ManagedKeyStore>(store: &S) {
         let mut entries = store.audit_log(&AuditQuery::new(acme())).await.unwrap();
         entries.reverse();
         let actors: Vec<AuditActor> = entries.iter().map(|e| e.actor.clone()).collect();
@@ -763,7 +775,9 @@ mod cases {
 
     /// Request entries written through an [`Auditor`] read back with the lifecycle
     /// ones, newest first.
-    pub(crate) async fn audit_entries_round_trip_newest_first<L: KeyStore + AuditSink>(log: &L) {
+    pub(crate) async fn audit_entries_round_trip_newest_first<L: ManagedKeyStore + AuditSink>(
+        log: &L,
+    ) {
         let k1 = KeyId::new("key00000001").unwrap();
         let k2 = KeyId::new("key00000002").unwrap();
         let mut created = AuditEntry::new(AuditAction::KeyCreated, k1, acme(), T0);
@@ -1352,7 +1366,10 @@ mod postgres {
     /// Inserts a fresh key through `store`, and waits until every listener in
     /// `heard_by` has heard of it (a lookup made before that may be invalidated by the
     /// insert's own notification).
-    async fn insert_minted(store: &impl KeyStore, heard_by: &[&ListenerHandle]) -> MintedKey {
+    async fn insert_minted(
+        store: &impl ManagedKeyStore,
+        heard_by: &[&ListenerHandle],
+    ) -> MintedKey {
         let before: Vec<u64> = heard_by.iter().map(|l| l.notifications()).collect();
         let minted = pb_format().generate(Some("live")).unwrap();
         let record = KeyRecord::new(&minted, "k", acme(), vec![], OffsetDateTime::now_utc());

@@ -8,7 +8,7 @@ use support::{pb_format, record, ProbeStore};
 use tokio::task::JoinSet;
 use tower_api_key::clock::{Clock, ManualClock};
 use tower_api_key::key::{Digest, KeyFormat, KeyId, Presented, MAX_KEY_LEN};
-use tower_api_key::store::{CachedStore, KeyRecord, KeyStore, MemoryStore, Owner};
+use tower_api_key::store::{CachedStore, KeyRecord, ManagedKeyStore, MemoryStore, Owner};
 use tower_api_key::{Authenticator, Outcome};
 
 fn cached(store: ProbeStore, clock: &ManualClock) -> CachedStore<ProbeStore> {

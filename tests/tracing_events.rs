@@ -14,7 +14,7 @@ use http::Request;
 use support::{pb_format, record, ProbeStore};
 use tower::ServiceExt;
 use tower_api_key::clock::{Clock, ManualClock};
-use tower_api_key::store::{CachedStore, KeyStore};
+use tower_api_key::store::{CachedStore, ManagedKeyStore};
 use tower_api_key::{ApiKeyLayer, Authenticator, Principal};
 
 #[tokio::test(flavor = "current_thread")]

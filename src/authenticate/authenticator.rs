@@ -18,7 +18,7 @@ use crate::ConfigError;
 /// ```
 /// use tower_api_key::{Authenticator, Outcome};
 /// use tower_api_key::key::KeyFormat;
-/// use tower_api_key::store::{CachedStore, KeyRecord, KeyStore, MemoryStore, Owner};
+/// use tower_api_key::store::{CachedStore, KeyRecord, KeyStore, ManagedKeyStore, MemoryStore, Owner};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use crate::clock::from_unix_nanos;
 use crate::key::KeyId;
-use crate::store::{KeyStore, StoreError};
+use crate::store::{ManagedKeyStore, StoreError};
 
 type Batch = Vec<(KeyId, OffsetDateTime)>;
 type Writer = Arc<
@@ -19,7 +19,7 @@ type Writer = Arc<
 /// A write-behind buffer for `last_used_at`.
 ///
 /// The request path only records the time in memory ([`LastUsed::touch`]); a
-/// background task writes every changed key in one [`KeyStore::touch_last_used`] call
+/// background task writes every changed key in one [`ManagedKeyStore::touch_last_used`] call
 /// per interval. A key list therefore shows a value at most one interval old, and no
 /// request ever waits for a store write.
 ///
@@ -57,7 +57,7 @@ impl LastUsed {
     /// # Panics
     ///
     /// Outside a tokio runtime, or when `interval` is zero.
-    pub fn spawn<K: KeyStore>(store: K, interval: Duration) -> Self {
+    pub fn spawn<K: ManagedKeyStore>(store: K, interval: Duration) -> Self {
         assert!(
             !interval.is_zero(),
             "the last-used flush interval must be non-zero"

@@ -9,7 +9,7 @@ use crate::key::{ApiKey, Environment, KeyError, KeyFormat, KeyId};
 use crate::principal::Principal;
 use crate::scope::{Grants, ScopeModel};
 use crate::store::{
-    Applied, CachedStore, Change, KeyRecord, KeyStatus, KeyStore, Owner, StoreError,
+    Applied, CachedStore, Change, KeyRecord, KeyStatus, ManagedKeyStore, Owner, StoreError,
 };
 
 /// The longest key name accepted, in characters.
@@ -196,7 +196,7 @@ pub struct CreatedKey {
 /// # Audit
 ///
 /// Every successful create, revoke, rotate and scope change writes its
-/// [`AuditEntry`] through [`KeyStore::apply`], atomically with the change: when a call
+/// [`AuditEntry`] through [`ManagedKeyStore::apply`], atomically with the change: when a call
 /// returns `Ok` the entry is durable, and when the entry cannot be written the change
 /// is not made. Each entry carries the key's prefix and environment and the actor.
 /// Entries are also emitted as `tracing` events (target `tower_api_key::audit`).
@@ -254,7 +254,7 @@ impl<K> fmt::Debug for KeyManager<K> {
     }
 }
 
-impl<K: KeyStore> KeyManager<K> {
+impl<K> KeyManager<K> {
     /// A manager minting keys of `format`, validating scopes against `model`, and
     /// writing through `store` (so every change reaches the cache at once). The
     /// privileged environment is `live`.
@@ -288,7 +288,9 @@ impl<K: KeyStore> KeyManager<K> {
     pub fn store(&self) -> &CachedStore<K> {
         &self.store
     }
+}
 
+impl<K: ManagedKeyStore> KeyManager<K> {
     /// The clock's reading in whole microseconds, the precision the SQL stores keep, so
     /// that a record returned by an operation equals the record read back later.
     fn now(&self) -> OffsetDateTime {

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use tokio::sync::{watch, Semaphore};
 
 use super::record::ActiveUntil;
-use super::{Applied, Change, KeyRecord, KeyStatus, KeyStore, Owner, StoreError};
+use super::{Applied, Change, KeyRecord, KeyStatus, KeyStore, ManagedKeyStore, Owner, StoreError};
 use crate::audit::{AuditEntry, AuditQuery};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::key::{Digest, KeyId};
@@ -49,7 +49,7 @@ use crate::ConfigError;
 ///
 /// # Revocation
 ///
-/// Every change made through this type ([`KeyStore::apply`], and the `insert`,
+/// Every change made through this type ([`ManagedKeyStore::apply`], and the `insert`,
 /// `update` and `revoke` built on it) invalidates the key before it returns, so the
 /// next request through the same `CachedStore` sees the change.
 ///
@@ -861,7 +861,9 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
     async fn get_by_digest(&self, digest: &Digest) -> Result<Option<KeyRecord>, StoreError> {
         Ok(self.lookup_digest(digest).await?.map(|r| r.record.clone()))
     }
+}
 
+impl<S: ManagedKeyStore> ManagedKeyStore for CachedStore<S> {
     /// Passed to the store; whatever the outcome, every key the change names is
     /// dropped from the cache before this returns (a failed call may still have
     /// committed), so the next request through this cache sees the change.

@@ -3,7 +3,7 @@ use std::sync::{Arc, RwLock};
 
 use time::OffsetDateTime;
 
-use super::{Applied, Change, KeyRecord, KeyStore, Owner, Rotation, StoreError};
+use super::{Applied, Change, KeyRecord, KeyStore, ManagedKeyStore, Owner, Rotation, StoreError};
 use crate::audit::{AuditEntry, AuditQuery, AuditSink};
 use crate::key::{Digest, KeyId};
 
@@ -164,7 +164,9 @@ impl KeyStore for MemoryStore {
             .filter(|r| r.digest.ct_eq(digest))
             .cloned())
     }
+}
 
+impl ManagedKeyStore for MemoryStore {
     /// The change and its audit entries under one write lock.
     async fn apply(&self, change: Change<'_>, audit: &[AuditEntry]) -> Result<Applied, StoreError> {
         let mut maps = self.write();
@@ -224,7 +226,7 @@ impl Maps {
 }
 
 /// Request entries go into the same log as the lifecycle entries, so
-/// [`KeyStore::audit_log`] returns both.
+/// [`ManagedKeyStore::audit_log`] returns both.
 impl AuditSink for MemoryStore {
     async fn write(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
         self.write().append_audit(entries.into_iter());

@@ -4,7 +4,7 @@
 //!
 //! ```
 //! use tower_api_key::key::KeyFormat;
-//! use tower_api_key::store::{CachedStore, KeyRecord, KeyStore, MemoryStore, Owner};
+//! use tower_api_key::store::{CachedStore, KeyRecord, KeyStore, ManagedKeyStore, MemoryStore, Owner};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -76,7 +76,7 @@ impl StoreError {
     }
 }
 
-/// A change to one key, made by [`KeyStore::apply`] atomically with the audit entries
+/// A change to one key, made by [`ManagedKeyStore::apply`] atomically with the audit entries
 /// that record it.
 ///
 /// Each change states the condition under which it applies, and the store checks that
@@ -137,7 +137,7 @@ impl Change<'_> {
     }
 }
 
-/// What [`KeyStore::apply`] did.
+/// What [`ManagedKeyStore::apply`] did.
 #[derive(Debug, Clone, PartialEq)]
 #[must_use]
 pub enum Applied {
@@ -152,15 +152,39 @@ pub enum Applied {
     NotFound,
 }
 
-/// A place keys are kept.
+/// Where the request path finds keys: by public id, and by digest for imported keys.
 ///
-/// Implementations must be cheap to clone (share state behind an `Arc`). Every
-/// method may fail with [`StoreError`]; none of them ever sees a full key, only
-/// digests.
+/// This is all the authentication layer needs, so a store over an existing database of
+/// your own can be read-only (`examples/users_store.rs` reads an application's own users table in 32 lines of code). What
+/// [`KeyManager`](crate::manage::KeyManager) needs to create, rotate and revoke keys is
+/// [`ManagedKeyStore`].
+///
+/// Implementations must be cheap to clone (share state behind an `Arc`). Every method
+/// may fail with [`StoreError`] (the layer answers 503, never 401); none of them ever
+/// sees a full key, only digests.
+pub trait KeyStore: Clone + Send + Sync + 'static {
+    /// Finds a key by its public id.
+    fn get(&self, id: &KeyId)
+        -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
+
+    /// Finds a key by its digest (imported keys are looked up this way). `None` unless
+    /// implemented: a store of native keys only.
+    fn get_by_digest(
+        &self,
+        digest: &Digest,
+    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send {
+        let _ = digest;
+        async { Ok(None) }
+    }
+}
+
+/// A [`KeyStore`] that keys can be managed in: what
+/// [`KeyManager`](crate::manage::KeyManager), the last-used buffer and the audit log
+/// need.
 ///
 /// # Writing a store
 ///
-/// Every change goes through [`KeyStore::apply`], which must
+/// Every change goes through [`ManagedKeyStore::apply`], which must
 ///
 /// - check the [`Change`]'s condition and make the change in one atomic step, so that
 ///   of several concurrent rotations of one key exactly one is [`Applied::Done`];
@@ -170,17 +194,7 @@ pub enum Applied {
 ///
 /// The shared conformance suite in this crate's `tests/sql_stores.rs` and
 /// `tests/key_lifecycle.rs` shows what is expected; run it against a new store.
-pub trait KeyStore: Clone + Send + Sync + 'static {
-    /// Finds a key by its public id.
-    fn get(&self, id: &KeyId)
-        -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
-
-    /// Finds a key by its digest (imported keys are looked up this way).
-    fn get_by_digest(
-        &self,
-        digest: &Digest,
-    ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send;
-
+pub trait ManagedKeyStore: KeyStore {
     /// Makes `change` and writes `audit` with it, atomically, if the change's
     /// condition holds (see [`Change`]); otherwise changes and writes nothing.
     ///
@@ -209,14 +223,14 @@ pub trait KeyStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The audit entries the query selects, newest first: the lifecycle entries
-    /// written by [`KeyStore::apply`], and request entries when this store is also the
+    /// written by [`ManagedKeyStore::apply`], and request entries when this store is also the
     /// [`AuditSink`](crate::audit::AuditSink) they are written to.
     fn audit_log(
         &self,
         query: &AuditQuery,
     ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
 
-    /// Adds a key without an audit entry: [`KeyStore::apply`] with
+    /// Adds a key without an audit entry: [`ManagedKeyStore::apply`] with
     /// [`Change::Insert`]. For imports and tests; [`KeyManager::create`](crate::manage::KeyManager::create)
     /// audits.
     ///

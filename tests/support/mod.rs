@@ -14,7 +14,9 @@ use time::OffsetDateTime;
 use tokio::sync::oneshot;
 use tower_api_key::audit::{AuditEntry, AuditQuery};
 use tower_api_key::key::{Digest, KeyFormat, KeyId, MintedKey};
-use tower_api_key::store::{Applied, Change, KeyRecord, KeyStore, MemoryStore, Owner, StoreError};
+use tower_api_key::store::{
+    Applied, Change, KeyRecord, KeyStore, ManagedKeyStore, MemoryStore, Owner, StoreError,
+};
 
 type HoldSlot = (oneshot::Sender<()>, oneshot::Receiver<()>);
 
@@ -123,7 +125,9 @@ impl KeyStore for ProbeStore {
         self.after_read().await;
         found
     }
+}
 
+impl ManagedKeyStore for ProbeStore {
     async fn apply(&self, change: Change<'_>, audit: &[AuditEntry]) -> Result<Applied, StoreError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.check()?;

@@ -3,7 +3,9 @@
 use time::OffsetDateTime;
 use tower_api_key::audit::{AuditEntry, AuditQuery, AuditSink};
 use tower_api_key::key::{Digest, KeyId};
-use tower_api_key::store::{Applied, Change, KeyRecord, KeyStore, MemoryStore, Owner, StoreError};
+use tower_api_key::store::{
+    Applied, Change, KeyRecord, KeyStore, ManagedKeyStore, MemoryStore, Owner, StoreError,
+};
 
 /// One of the key stores, picked at run time.
 #[derive(Debug, Clone)]
@@ -34,6 +36,9 @@ impl KeyStore for DemoStore {
     async fn get_by_digest(&self, digest: &Digest) -> Result<Option<KeyRecord>, StoreError> {
         each!(self, s => s.get_by_digest(digest).await)
     }
+}
+
+impl ManagedKeyStore for DemoStore {
     async fn apply(&self, change: Change<'_>, audit: &[AuditEntry]) -> Result<Applied, StoreError> {
         each!(self, s => s.apply(change, audit).await)
     }

@@ -409,7 +409,7 @@ where
         fetch_record(&self.pool, get).await
     }
 
-    /// [`KeyStore::list_by_owner`](crate::store::KeyStore::list_by_owner).
+    /// [`ManagedKeyStore::list_by_owner`](crate::store::ManagedKeyStore::list_by_owner).
     pub(crate) async fn list_by_owner(&self, owner: &Owner) -> Result<Vec<KeyRecord>, StoreError> {
         let values = [Value::Text(owner.kind()), Value::Text(owner.id())];
         let rows = bound::<DB>(self.sql.list_by_owner.clone(), values)?
@@ -419,7 +419,7 @@ where
         rows.iter().map(record_from_row).collect()
     }
 
-    /// [`KeyStore::touch_last_used`](crate::store::KeyStore::touch_last_used): one
+    /// [`ManagedKeyStore::touch_last_used`](crate::store::ManagedKeyStore::touch_last_used): one
     /// statement for the whole batch.
     pub(crate) async fn touch_last_used(
         &self,
@@ -435,7 +435,7 @@ where
         Ok(())
     }
 
-    /// [`KeyStore::audit_log`](crate::store::KeyStore::audit_log).
+    /// [`ManagedKeyStore::audit_log`](crate::store::ManagedKeyStore::audit_log).
     pub(crate) async fn audit_log(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let statement = match q.key() {
             None => self.sql.audit_by_owner.clone(),
@@ -456,7 +456,7 @@ where
         rows.iter().map(audit_from_row).collect()
     }
 
-    /// [`KeyStore::apply`](crate::store::KeyStore::apply): one write transaction, with
+    /// [`ManagedKeyStore::apply`](crate::store::ManagedKeyStore::apply): one write transaction, with
     /// the conditional write and the audit entries when it took effect.
     pub(crate) async fn apply(
         &self,
@@ -627,7 +627,9 @@ macro_rules! impl_sql_store {
             ) -> Result<Option<$crate::store::KeyRecord>, $crate::store::StoreError> {
                 self.core.get_by_digest(digest).await
             }
+        }
 
+        impl $crate::store::ManagedKeyStore for $store {
             /// One write transaction: the key row is read and locked, the conditional
             /// write made, and the audit entries written when it took effect.
             async fn apply(

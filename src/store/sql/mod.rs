@@ -19,7 +19,7 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use tower_api_key::key::KeyFormat;
 //! use tower_api_key::store::sql::SqliteStore;
-//! use tower_api_key::store::{CachedStore, KeyRecord, KeyStore, Owner};
+//! use tower_api_key::store::{CachedStore, KeyRecord, KeyStore, ManagedKeyStore, Owner};
 //!
 //! // A file path works the same: `sqlite://keys.db` or `sqlite:///var/lib/app/keys.db`.
 //! let store = SqliteStore::connect("sqlite::memory:").await?;
