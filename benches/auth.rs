@@ -17,10 +17,10 @@ use serde_json::Value;
 use tower::{Layer, Service, ServiceBuilder};
 use tower_api_key::credentials::KeySources;
 use tower_api_key::key::KeyFormat;
-use tower_api_key::rate_limit::{RateLimitLayer, RateLimits};
+use tower_api_key::rate_limit::{Limits, RateLimitLayer};
 use tower_api_key::require_scopes::RequireScopesLayer;
 use tower_api_key::store::{CachedStore, KeyRecord, ManagedKeyStore, MemoryStore, Owner};
-use tower_api_key::{ApiKeyLayer, Authenticator};
+use tower_api_key::{AuthenticateLayer, KeyVerifier};
 
 fn format() -> KeyFormat {
     KeyFormat::new("pb")
@@ -105,7 +105,7 @@ fn cache_hit(c: &mut Criterion) {
     // a one-scope guard.
     let mut layered = ServiceBuilder::new()
         .layer(
-            ApiKeyLayer::new(Authenticator::new(s.store.clone(), format()))
+            AuthenticateLayer::new(KeyVerifier::new(s.store.clone(), format()))
                 .with_scope_model(model.clone()),
         )
         .layer(RequireScopesLayer::new(&model, "session:read").unwrap())
@@ -134,7 +134,7 @@ fn refusals(c: &mut Criterion) {
         .build()
         .unwrap();
     let s = setup(&rt, 1_000);
-    let mut layered = ApiKeyLayer::new(Authenticator::new(s.store.clone(), format()))
+    let mut layered = AuthenticateLayer::new(KeyVerifier::new(s.store.clone(), format()))
         .layer(tower::service_fn(ok));
     let mut typo = s.key.clone();
     let last = if typo.ends_with('0') { "1" } else { "0" };
@@ -172,7 +172,7 @@ fn cache_miss(c: &mut Criterion) {
         .build()
         .unwrap();
     let s = setup(&rt, 1_000);
-    let mut layered = ApiKeyLayer::new(Authenticator::new(s.store.clone(), format()))
+    let mut layered = AuthenticateLayer::new(KeyVerifier::new(s.store.clone(), format()))
         .layer(tower::service_fn(ok));
     let id = match format().parse(&s.key) {
         Some(tower_api_key::key::Presented::Native(p)) => *p.id(),
@@ -204,7 +204,7 @@ fn population(c: &mut Criterion) {
     group.sample_size(50);
     for size in [1_000usize, 100_000, 1_000_000] {
         let s = setup(&rt, size);
-        let mut layered = ApiKeyLayer::new(Authenticator::new(s.store.clone(), format()))
+        let mut layered = AuthenticateLayer::new(KeyVerifier::new(s.store.clone(), format()))
             .layer(tower::service_fn(ok));
         group.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, _| {
             b.iter(|| black_box(call_now(&mut layered, bearer_request(&s.key))))
@@ -219,7 +219,7 @@ fn json_body(c: &mut Criterion) {
         .build()
         .unwrap();
     let s = setup(&rt, 1_000);
-    let mut layered = ApiKeyLayer::new(Authenticator::new(s.store.clone(), format()))
+    let mut layered = AuthenticateLayer::new(KeyVerifier::new(s.store.clone(), format()))
         .with_sources(KeySources::json_body())
         .layer(tower::service_fn(ok));
 
@@ -265,9 +265,9 @@ fn rate_limiter(c: &mut Criterion) {
         .build()
         .unwrap();
     let s = setup(&rt, 1_000);
-    let auth = || ApiKeyLayer::new(Authenticator::new(s.store.clone(), format()));
+    let auth = || AuthenticateLayer::new(KeyVerifier::new(s.store.clone(), format()));
     let mut without = auth().layer(tower::service_fn(ok));
-    let limits = RateLimits::new("1000000000/s".parse().unwrap());
+    let limits = Limits::new("1000000000/s".parse().unwrap());
     let mut with = ServiceBuilder::new()
         .layer(auth())
         .layer(RateLimitLayer::new(limits.clone()))

@@ -47,9 +47,10 @@ need curl curl
 if [ "$MODE" != flood ]; then
     need valgrind valgrind
     need wrk wrk
-    cargo build --release --features redis --example demo --quiet
+    # BIN=path measures another build of the demo (a commit before a change, say).
+    [ -n "${BIN:-}" ] || cargo build --release --features redis --example demo --quiet
 fi
-BIN=target/release/examples/demo
+BIN=${BIN:-target/release/examples/demo}
 
 # The demo's rate limit for each configuration measured.
 RATE_LIMITS=("off" "1000000000/s")

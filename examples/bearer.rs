@@ -1,4 +1,4 @@
-//! The quick start: an axum router behind `ApiKeyLayer`, keys from
+//! The quick start: an axum router behind `AuthenticateLayer`, keys from
 //! `Authorization: Bearer` (or `X-API-Key`), and a scope guard on one route.
 //!
 //! Run with:
@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tower_api_key::key::KeyFormat;
 use tower_api_key::require_scopes::RequireScopesLayer;
 use tower_api_key::store::{CachedStore, KeyRecord, ManagedKeyStore, MemoryStore, Owner};
-use tower_api_key::{ApiKeyLayer, Authenticator, Principal};
+use tower_api_key::{AuthenticateLayer, KeyVerifier, Principal};
 
 async fn session(principal: Principal) -> Json<Value> {
     Json(json!({ "key_id": principal.key_id(), "organization_id": principal.owner().id() }))
@@ -50,7 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "/v1/observations",
             post(|| async { "created" }).route_layer(write),
         )
-        .layer(ApiKeyLayer::new(Authenticator::new(store, format)).with_scope_model(model));
+        .layer(AuthenticateLayer::new(KeyVerifier::new(store, format)).with_scope_model(model));
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("listening on http://{}", listener.local_addr()?);

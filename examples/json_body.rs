@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use tower_api_key::credentials::KeySources;
 use tower_api_key::key::KeyFormat;
 use tower_api_key::store::{CachedStore, KeyRecord, ManagedKeyStore, MemoryStore, Owner};
-use tower_api_key::{ApiKeyLayer, Authenticator, Principal};
+use tower_api_key::{AuthenticateLayer, KeyVerifier, Principal};
 
 async fn list(principal: Principal, Json(body): Json<Value>) -> Json<Value> {
     let limit = body["limit"].as_u64().unwrap_or(25);
@@ -47,7 +47,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     println!("api_key (shown once): {}", minted.key.expose_secret());
 
-    let layer = ApiKeyLayer::new(Authenticator::new(store, format))
+    let layer = AuthenticateLayer::new(KeyVerifier::new(store, format))
         .with_sources(KeySources::json_body())
         .with_responder(tower_api_key::presets::product_bridge::error_style());
     let app = Router::new()

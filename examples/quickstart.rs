@@ -9,7 +9,7 @@
 
 use tower_api_key::key::KeyFormat;
 use tower_api_key::store::{CachedStore, KeyRecord, ManagedKeyStore, MemoryStore, Owner};
-use tower_api_key::Authenticator;
+use tower_api_key::KeyVerifier;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,7 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("minted (shown once): {}", minted.key.expose_secret());
     println!("as logged:           {:?}", minted.key);
 
-    let auth = Authenticator::new(store.clone(), format);
+    let auth = KeyVerifier::new(store.clone(), format);
     let principal = auth.authenticate(minted.key.expose_secret()).await?;
     println!("authenticated:       {principal:?}");
 

@@ -48,13 +48,13 @@ use std::time::Duration;
 use tower_layer::{Identity, Layer};
 
 use crate::audit::Auditor;
-use crate::authenticate::{ApiKeyLayer, ApiKeyService, Authenticator};
+use crate::authenticate::{Authenticate, AuthenticateLayer, KeyVerifier};
 use crate::budget::UnknownKeyBudget;
 use crate::clock::{Clock, SharedClock};
 use crate::credentials::KeySources;
 use crate::key::KeyFormat;
 use crate::manage::{KeyManager, LastUsed};
-use crate::rate_limit::{MemoryLimiter, RateLimitLayer, RateLimitPolicy, RateLimits};
+use crate::rate_limit::{Limits, MemoryLimiter, RateLimitLayer, RatePolicy};
 use crate::rejection::Responder;
 use crate::require_scopes::{RequireScopes, RequireScopesLayer};
 use crate::store::{CachedStore, CachedStoreBuilder, KeyStore, ManagedKeyStore};
@@ -68,7 +68,7 @@ use crate::{ConfigError, ScopeModel};
 pub struct ApiKeyAuth<K, R = Identity> {
     /// Holds the one cache and the scope model.
     manager: KeyManager<K>,
-    layer: ApiKeyLayer<K>,
+    layer: AuthenticateLayer<K>,
     rate: R,
 }
 
@@ -130,7 +130,7 @@ impl<K: KeyStore, R: Clone> ApiKeyAuth<K, R> {
     /// no particular scope (`Router::layer`). Mind that `Router::layer` wraps only the
     /// routes added before it: a route added afterwards is not authenticated at all.
     /// A guard per route cannot be left out that way.
-    pub fn layer(&self) -> ApiKeyLayer<K> {
+    pub fn layer(&self) -> AuthenticateLayer<K> {
         self.layer.clone()
     }
 
@@ -150,7 +150,8 @@ impl<K: KeyStore, R: Clone> ApiKeyAuth<K, R> {
     }
 }
 
-type LayerChange<K> = Box<dyn FnOnce(ApiKeyLayer<K>) -> Result<ApiKeyLayer<K>, ConfigError>>;
+type LayerChange<K> =
+    Box<dyn FnOnce(AuthenticateLayer<K>) -> Result<AuthenticateLayer<K>, ConfigError>>;
 
 /// What a builder's rate limits become in its guards: nothing, or a
 /// [`RateLimitLayer`] on the builder's clock.
@@ -170,7 +171,7 @@ impl GuardRate for Identity {
     }
 }
 
-impl<L: Clone> GuardRate for RateLimits<L> {
+impl<L: Clone> GuardRate for Limits<L> {
     type Layer = RateLimitLayer<L>;
 
     fn into_layer(self, clock: Option<SharedClock>) -> RateLimitLayer<L> {
@@ -267,7 +268,7 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
     /// Any other setting of the authentication layer (realm, optional keys, …).
     pub fn configure(
         mut self,
-        change: impl FnOnce(ApiKeyLayer<K>) -> Result<ApiKeyLayer<K>, ConfigError> + 'static,
+        change: impl FnOnce(AuthenticateLayer<K>) -> Result<AuthenticateLayer<K>, ConfigError> + 'static,
     ) -> Self {
         self.configure_layer.push(Box::new(change));
         self
@@ -290,19 +291,13 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
 
     /// Every key's rate limit, in process, after the scope check (so a 401 or a 403
     /// never spends it).
-    pub fn rate_limit(
-        self,
-        policy: RateLimitPolicy,
-    ) -> ApiKeyAuthBuilder<K, RateLimits<MemoryLimiter>> {
-        self.rate_limits(RateLimits::new(policy))
+    pub fn rate_limit(self, policy: RatePolicy) -> ApiKeyAuthBuilder<K, Limits<MemoryLimiter>> {
+        self.rate_limits(Limits::new(policy))
     }
 
     /// Rate limits and quotas on any backend (per environment, per owner, Redis, …).
     /// Their clock is the builder's, when [`clock`](Self::clock) is set.
-    pub fn rate_limits<L: Clone>(
-        self,
-        limits: RateLimits<L>,
-    ) -> ApiKeyAuthBuilder<K, RateLimits<L>> {
+    pub fn rate_limits<L: Clone>(self, limits: Limits<L>) -> ApiKeyAuthBuilder<K, Limits<L>> {
         ApiKeyAuthBuilder {
             cache: self.cache,
             clock: self.clock,
@@ -334,12 +329,12 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
         })?;
         let cache = self.cache.build()?;
         let manager = KeyManager::new(cache.clone(), format.clone(), model.clone());
-        let authenticator = Authenticator::new(cache.clone(), format);
+        let authenticator = KeyVerifier::new(cache.clone(), format);
         let authenticator = match self.unknown_key_budget {
             Some(budget) => authenticator.with_unknown_key_budget(budget),
             None => authenticator.without_unknown_key_budget(),
         };
-        let mut layer = ApiKeyLayer::new(authenticator).with_scope_model(model.clone());
+        let mut layer = AuthenticateLayer::new(authenticator).with_scope_model(model.clone());
         if let Some(start) = self.last_used {
             layer = layer.with_last_used(start(cache.clone()));
         }
@@ -372,7 +367,7 @@ impl<K: ManagedKeyStore, R> ApiKeyAuthBuilder<K, R> {
 /// layer. Made by [`ApiKeyAuth::guard`].
 #[derive(Clone)]
 pub struct Guard<K, R = Identity> {
-    auth: ApiKeyLayer<K>,
+    auth: AuthenticateLayer<K>,
     scope: RequireScopesLayer,
     rate: R,
 }
@@ -397,7 +392,7 @@ where
     K: Clone,
     R: Layer<S>,
 {
-    type Service = ApiKeyService<RequireScopes<R::Service>, K>;
+    type Service = Authenticate<RequireScopes<R::Service>, K>;
 
     fn layer(&self, inner: S) -> Self::Service {
         self.auth.layer(self.scope.layer(self.rate.layer(inner)))

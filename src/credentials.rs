@@ -20,7 +20,7 @@ use http::header::{self, HeaderMap, HeaderName};
 use http::Uri;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
-use crate::outcome::Outcome;
+use crate::rejection::RejectionKind;
 use crate::ConfigError;
 
 /// The default limit for buffering a JSON body: 1 MiB.
@@ -210,7 +210,7 @@ impl KeySources {
         &self,
         headers: &'a HeaderMap,
         uri: &'a Uri,
-    ) -> Result<Option<&'a [u8]>, Outcome> {
+    ) -> Result<Option<&'a [u8]>, RejectionKind> {
         // One pass over the headers finds both: for the handful of headers a request
         // carries this is cheaper than two hashed lookups.
         let (mut authorization, mut authorizations) = (None, 0_u32);
@@ -231,7 +231,7 @@ impl KeySources {
         let mut methods = 0;
         if let Some(value) = authorization {
             if authorizations > 1 {
-                return Err(Outcome::InvalidRequest {
+                return Err(RejectionKind::InvalidRequest {
                     reason: "several Authorization headers",
                 });
             }
@@ -240,7 +240,7 @@ impl KeySources {
         }
         if let Some(value) = named {
             if nameds > 1 {
-                return Err(Outcome::InvalidRequest {
+                return Err(RejectionKind::InvalidRequest {
                     reason: "the key header was sent more than once",
                 });
             }
@@ -256,7 +256,7 @@ impl KeySources {
             }
         }
         if methods > 1 {
-            return Err(Outcome::InvalidRequest {
+            return Err(RejectionKind::InvalidRequest {
                 reason: "the API key was sent by more than one method",
             });
         }
@@ -309,24 +309,24 @@ impl fmt::Debug for KeySources {
 /// outside that grammar (spaces, quotes, bytes that are not visible ASCII) is refused
 /// there as malformed, with no second pass over it here. (Several `Authorization`
 /// headers are an invalid request (400), refused by the caller.)
-fn bearer_token(value: &http::HeaderValue) -> Result<&[u8], Outcome> {
+fn bearer_token(value: &http::HeaderValue) -> Result<&[u8], RejectionKind> {
     // `Bearer` in any case, then one or more spaces, then the token.
     let bytes = value.as_bytes();
     let (scheme, rest) = bytes.split_at(bytes.len().min(BEARER.len()));
     if !scheme.eq_ignore_ascii_case(BEARER) {
-        return Err(Outcome::Malformed);
+        return Err(RejectionKind::Malformed);
     }
     let start = rest
         .iter()
         .position(|&b| b != b' ')
-        .ok_or(Outcome::Malformed)?;
+        .ok_or(RejectionKind::Malformed)?;
     Ok(&rest[start..])
 }
 
 /// The scheme and the space after it.
 const BEARER: &[u8] = b"bearer ";
 
-fn query_param<'a>(uri: &'a Uri, param: &str) -> Result<Option<&'a str>, Outcome> {
+fn query_param<'a>(uri: &'a Uri, param: &str) -> Result<Option<&'a str>, RejectionKind> {
     let Some(query) = uri.query() else {
         return Ok(None);
     };
@@ -335,7 +335,7 @@ fn query_param<'a>(uri: &'a Uri, param: &str) -> Result<Option<&'a str>, Outcome
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         if name == param {
             if found.is_some() {
-                return Err(Outcome::InvalidRequest {
+                return Err(RejectionKind::InvalidRequest {
                     reason: "the key query parameter was sent more than once",
                 });
             }
@@ -376,18 +376,19 @@ pub(crate) enum BodyKey<'a> {
 /// Finds a top-level string field in a JSON document without deserialising anything
 /// else (other values are skipped with [`IgnoredAny`]). The whole document must be
 /// valid JSON and an object; a field given twice is ambiguous.
-pub(crate) fn body_key<'a>(body: &'a [u8], field: &str) -> Result<BodyKey<'a>, Outcome> {
+pub(crate) fn body_key<'a>(body: &'a [u8], field: &str) -> Result<BodyKey<'a>, RejectionKind> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let found = FindField { field }
-        .deserialize(&mut de)
-        .map_err(|e| Outcome::InvalidRequest {
-            reason: if e.is_data() {
-                "the request body must be a JSON object with at most one key field"
-            } else {
-                "the request body is not valid JSON"
-            },
-        })?;
-    de.end().map_err(|_| Outcome::InvalidRequest {
+    let found =
+        FindField { field }
+            .deserialize(&mut de)
+            .map_err(|e| RejectionKind::InvalidRequest {
+                reason: if e.is_data() {
+                    "the request body must be a JSON object with at most one key field"
+                } else {
+                    "the request body is not valid JSON"
+                },
+            })?;
+    de.end().map_err(|_| RejectionKind::InvalidRequest {
         reason: "the request body is not valid JSON",
     })?;
     Ok(found)
@@ -507,7 +508,7 @@ mod tests {
         sources: &KeySources,
         pairs: &[(&str, &[u8])],
         uri: &str,
-    ) -> Result<Option<String>, Outcome> {
+    ) -> Result<Option<String>, RejectionKind> {
         let h = head(pairs);
         let uri: Uri = uri.parse().unwrap();
         sources
@@ -543,7 +544,7 @@ mod tests {
         ] {
             assert_eq!(
                 read(&s, &[("authorization", v.as_bytes())], "/"),
-                Err(Outcome::Malformed),
+                Err(RejectionKind::Malformed),
                 "{v}"
             );
         }
@@ -570,8 +571,9 @@ mod tests {
         let s = KeySources::bearer_or_header()
             .with_query("api_key")
             .unwrap();
-        let invalid =
-            |r: Result<Option<String>, Outcome>| matches!(r, Err(Outcome::InvalidRequest { .. }));
+        let invalid = |r: Result<Option<String>, RejectionKind>| {
+            matches!(r, Err(RejectionKind::InvalidRequest { .. }))
+        };
         assert!(invalid(read(
             &s,
             &[("authorization", b"Bearer a"), ("x-api-key", b"a")],
@@ -673,7 +675,7 @@ mod tests {
             assert!(
                 matches!(
                     body_key(bad, "api_key"),
-                    Err(Outcome::InvalidRequest { .. })
+                    Err(RejectionKind::InvalidRequest { .. })
                 ),
                 "{bad:?}"
             );

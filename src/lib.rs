@@ -58,7 +58,7 @@
 //! Serve it with the peer address, which the [unknown-key budget](budget) counts
 //! against (without it every client shares one budget):
 //! `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())`.
-//! The parts ([`ApiKeyLayer`], [`RequireScopesLayer`](require_scopes::RequireScopesLayer),
+//! The parts ([`AuthenticateLayer`], [`RequireScopesLayer`](require_scopes::RequireScopesLayer),
 //! [`RateLimitLayer`](rate_limit::RateLimitLayer)) can also be wired by hand
 //! (`examples/bearer.rs`).
 //!
@@ -74,16 +74,16 @@
 //! use tower::{ServiceBuilder, ServiceExt};
 //! use tower_api_key::key::KeyFormat;
 //! use tower_api_key::store::{CachedStore, MemoryStore};
-//! use tower_api_key::{ApiKeyLayer, Authenticator, Principal};
+//! use tower_api_key::{AuthenticateLayer, KeyVerifier, Principal};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let auth = Authenticator::new(
+//! let auth = KeyVerifier::new(
 //!     CachedStore::builder(MemoryStore::new()).build()?,
 //!     KeyFormat::new("pf")?.with_environments(["live", "test", "dev"])?,
 //! );
 //! let svc = ServiceBuilder::new()
-//!     .layer(ApiKeyLayer::new(auth))
+//!     .layer(AuthenticateLayer::new(auth))
 //!     .service_fn(|req: Request<Full<Bytes>>| async move {
 //!         let who = req.extensions().get::<Principal>().map(|p| p.key_id().to_string());
 //!         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(who.unwrap_or_default()))))
@@ -96,20 +96,21 @@
 //!
 //! # Modules
 //!
-//! | module | what it holds |
-//! |---|---|
-//! | [`auth`] | [`ApiKeyAuth`](auth::ApiKeyAuth): the one entry point, building the layer, the key manager and per-route guards (authentication, scopes, rate limit) over one cache |
-//! | [`prelude`] | what protecting an API needs, in one `use` |
-//! | [`key`] | the key format, generation from the OS CSPRNG, the CRC32 checksum that refuses typos before any lookup, SHA-256 digests |
-//! | [`store`] | the [`KeyStore`] trait, [`MemoryStore`](store::MemoryStore), the revocation-safe [`CachedStore`](store::CachedStore) |
-//! | [`credentials`] | where keys are read from: Bearer, a header, a query parameter, a JSON body field |
-//! | [`authenticate`] | [`ApiKeyLayer`], the authentication middleware, and the [`Authenticator`] it wraps |
-//! | [`scope`] | scope models with implications |
-//! | [`require_scopes`] | [`RequireScopesLayer`](require_scopes::RequireScopesLayer) and typed guards |
-//! | [`rejection`] | the outcome → response styles (Performance Blocks, PromptFloe, ProductBridge, RFC 9457) |
-//! | [`manage`] | [`KeyManager`](manage::KeyManager): create, list, revoke, rotate, change scopes, under one set of authority rules; the write-behind last-used buffer |
-//! | [`audit`] | audit entries, queries, sinks and the non-blocking [`Auditor`](audit::Auditor) for request entries |
-//! | [`rate_limit`] | per-key GCRA rate limits (by key, rotation family or owner), per-owner quotas |
+//! The crate reads in one direction: each module imports only from rows below its own,
+//! never from its row or above, and no two files import each other
+//! (`tests/layering.rs` checks both against this table). The three middlewares share
+//! a row: none imports another; what they share is the private `pipeline` below them.
+//!
+//! | row | modules | what they hold |
+//! |---|---|---|
+//! | 7 | [`prelude`], [`presets`] | what protecting an API needs, in one `use`; the five documented products' scope models, key formats, sources and error styles |
+//! | 6 | [`auth`] | [`ApiKeyAuth`](auth::ApiKeyAuth): the one entry point, building the authentication layer, the key manager and per-route guards over one cache |
+//! | 5 | [`authenticate`], [`require_scopes`], [`rate_limit`] | the middlewares: [`AuthenticateLayer`] (and the [`KeyVerifier`] it wraps, for other transports), [`RequireScopesLayer`](require_scopes::RequireScopesLayer) and the typed [`Scoped`](require_scopes::Scoped) extractor, [`RateLimitLayer`](rate_limit::RateLimitLayer) with per-key GCRA limits and per-owner quotas |
+//! | 4 | `pipeline`, [`manage`] | what the middlewares share (the [`ResponseFuture`], the one [`ResponseBody`], the request context they pass along); [`KeyManager`](manage::KeyManager) with its authority rules, the last-used buffer |
+//! | 3 | [`audit`], [`credentials`], `principal` | audit sinks and the non-blocking request [`Auditor`](audit::Auditor); where keys are read from; the [`Principal`] a handler sees |
+//! | 2 | [`store`], [`rejection`], [`budget`] | the [`KeyStore`] / [`ManagedKeyStore`] traits, [`MemoryStore`](store::MemoryStore), the revocation-safe [`CachedStore`](store::CachedStore), the SQL stores; [`RejectionKind`] → response styles; the unknown-key budget |
+//! | 1 | [`key`], [`scope`], [`clock`], [`client`] | the key format, CSPRNG generation, CRC32 checksum and SHA-256 digests; scope models and requirements; clocks; client addresses |
+//! | 0 | `error` | [`ConfigError`], which every setting returns |
 //!
 //! # Features
 //!
@@ -126,8 +127,8 @@
 //! - Only SHA-256 digests of keys are stored; comparisons are constant-time.
 //! - `Debug` and `Display` of every type that holds a key show only its public
 //!   prefix and id, and no log event carries a key.
-//! - A store outage is [`Outcome::StoreUnavailable`] (503), never a 401 and never a
-//!   pass. A guard with no [`ApiKeyLayer`] in front answers 500: misconfiguration
+//! - A store outage is [`RejectionKind::StoreUnavailable`] (503), never a 401 and never a
+//!   pass. A guard with no [`AuthenticateLayer`] in front answers 500: misconfiguration
 //!   fails closed.
 //! - Revocation is seen by the next request on the instance that made it; other
 //!   instances see it within the cache TTL (30 s by default) unless they are told
@@ -153,7 +154,7 @@
 //!   notifications may so use a record revoked elsewhere for 330 s after its last
 //!   fetch; see [`CachedStore`](store::CachedStore#stale-if-error).
 //! - Refusals are logged at `DEBUG` and counted in
-//!   [`OUTCOME_METRIC`](rejection::OUTCOME_METRIC). A JSON-body key source refuses a
+//!   [`REQUESTS_METRIC`](rejection::REQUESTS_METRIC). A JSON-body key source refuses a
 //!   body that has not arrived in 10 s with 408.
 //!
 //! # Minimum supported Rust version
@@ -173,7 +174,7 @@ pub mod credentials;
 mod error;
 pub mod key;
 pub mod manage;
-mod outcome;
+
 mod pipeline;
 pub mod prelude;
 pub mod presets;
@@ -184,11 +185,11 @@ pub mod require_scopes;
 pub mod scope;
 pub mod store;
 
-pub use self::authenticate::{ApiKeyLayer, ApiKeyService, Authenticator};
+pub use self::authenticate::{Authenticate, AuthenticateLayer, KeyVerifier};
 pub use self::error::ConfigError;
-pub use self::outcome::Outcome;
 pub use self::pipeline::{ResponseBody, ResponseFuture};
 pub use self::principal::Principal;
+pub use self::rejection::RejectionKind;
 pub use self::scope::{Grants, Requirement, ScopeModel};
 pub use self::store::{KeyRecord, KeyStore, ManagedKeyStore, Owner};
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use crate::key::{Environment, KeyId};
-use crate::outcome::Outcome;
+use crate::rejection::RejectionKind;
 use crate::scope::{Grants, ScopeModel};
 use crate::store::{CachedRecord, KeyRecord, Owner, Rotation};
 
@@ -97,13 +97,13 @@ impl Principal {
 
     /// Organization isolation (Performance Blocks: "you cannot reach data outside that
     /// organization, even with elevated scopes"): `Ok` when an organization key
-    /// belongs to `organization`, [`Outcome::ForeignResource`] (403) otherwise. A
+    /// belongs to `organization`, [`RejectionKind::ForeignResource`] (403) otherwise. A
     /// personal key never passes here; use [`Principal::check_organization_with`].
     ///
     /// # Errors
     ///
-    /// [`Outcome::ForeignResource`].
-    pub fn check_organization(&self, organization: &str) -> Result<(), Outcome> {
+    /// [`RejectionKind::ForeignResource`].
+    pub fn check_organization(&self, organization: &str) -> Result<(), RejectionKind> {
         self.check_organization_with(organization, |_, _| false)
     }
 
@@ -112,12 +112,12 @@ impl Principal {
     ///
     /// # Errors
     ///
-    /// [`Outcome::ForeignResource`].
+    /// [`RejectionKind::ForeignResource`].
     pub fn check_organization_with(
         &self,
         organization: &str,
         is_member: impl FnOnce(&str, &str) -> bool,
-    ) -> Result<(), Outcome> {
+    ) -> Result<(), RejectionKind> {
         let allowed = match self.owner() {
             Owner::Organization(id) => &**id == organization,
             Owner::User(user) => is_member(user, organization),
@@ -125,7 +125,7 @@ impl Principal {
         if allowed {
             Ok(())
         } else {
-            Err(Outcome::ForeignResource)
+            Err(RejectionKind::ForeignResource)
         }
     }
 

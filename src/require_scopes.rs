@@ -1,4 +1,4 @@
-//! The scope guards: [`RequireScopesLayer`] on routes, and the [`RequireScope`]
+//! The scope guards: [`RequireScopesLayer`] on routes, and the [`Scoped`]
 //! extractor with scopes known at compile time ([`scope_guard!`](crate::scope_guard)).
 //! Both check the [`Principal`] left by the authentication layer in front against a
 //! [`Requirement`] of a [`ScopeModel`], and refuse with 403 in that layer's style.
@@ -13,14 +13,14 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::outcome::Outcome;
 use crate::pipeline::{render_for, Admitted, Bare, RequestContext, ResponseFuture};
 use crate::principal::Principal;
-use crate::rejection::Refused;
+use crate::rejection::RejectionKind;
+use crate::rejection::RejectionResponse;
 use crate::scope::{Requirement, ScopeModel};
 use crate::ConfigError;
 
-/// Requires scopes on the routes it wraps, behind an [`ApiKeyLayer`](crate::ApiKeyLayer).
+/// Requires scopes on the routes it wraps, behind an [`AuthenticateLayer`](crate::AuthenticateLayer).
 ///
 /// Attach it per route with `MethodRouter::route_layer` (`post(handler).route_layer(…)`);
 /// `Router::route_layer` applies it to every route added before it. On hot routes,
@@ -33,7 +33,7 @@ use crate::ConfigError;
 /// The requirement is parsed once, when the router is built: an unknown scope or an
 /// unbalanced expression is a [`ConfigError`] at start-up. A refused request gets 403
 /// (`insufficient_scope`, naming the missing scopes) in the style of the
-/// `ApiKeyLayer` in front. With no `ApiKeyLayer` in front (a wiring mistake) every
+/// `AuthenticateLayer` in front. With no `AuthenticateLayer` in front (a wiring mistake) every
 /// request gets 500 and an error is logged: the guard never lets a request through.
 ///
 /// ```
@@ -53,7 +53,7 @@ use crate::ConfigError;
 ///         get(|| async { "results" })
 ///             .route_layer(RequireScopesLayer::new(&model, "search:read OR employees:read")?),
 ///     );
-/// // … then `.layer(ApiKeyLayer::new(…))` around the whole router.
+/// // … then `.layer(AuthenticateLayer::new(…))` around the whole router.
 /// # Ok::<(), tower_api_key::ConfigError>(())
 /// ```
 #[derive(Clone)]
@@ -190,17 +190,17 @@ where
                 if self.guard.requirement.is_satisfied_by(&grants) {
                     return ResponseFuture::call(self.inner.call(req), Admitted::default());
                 }
-                Outcome::InsufficientScope {
+                RejectionKind::InsufficientScope {
                     required: self.guard.requirement.missing(&grants),
                 }
             }
-            None => Outcome::Missing,
+            None => RejectionKind::Missing,
         };
         ResponseFuture::reject(render_for(req.extensions(), req.headers(), outcome))
     }
 }
 
-/// A scope requirement known at compile time, for [`RequireScope`]. Declare one with
+/// A scope requirement known at compile time, for [`Scoped`]. Declare one with
 /// [`scope_guard!`](crate::scope_guard).
 pub trait ScopeGuard: Send + Sync + 'static {
     /// Scopes that must all be held (after implications).
@@ -210,13 +210,13 @@ pub trait ScopeGuard: Send + Sync + 'static {
 /// An extractor that admits the request only if its key holds `G::SCOPES`, and yields
 /// the [`Principal`] (aliri_axum's `scope_guards!`, in axum 0.8 form).
 ///
-/// It needs an [`ApiKeyLayer`](crate::ApiKeyLayer) in front, configured with
-/// [`with_scope_model`](crate::ApiKeyLayer::with_scope_model); otherwise, or when a
+/// It needs an [`AuthenticateLayer`](crate::AuthenticateLayer) in front, configured with
+/// [`with_scope_model`](crate::AuthenticateLayer::with_scope_model); otherwise, or when a
 /// scope of `G` is not declared by that model, the request is refused with 500 and an
 /// error is logged (a misconfiguration fails closed).
 ///
 /// ```
-/// use tower_api_key::require_scopes::RequireScope;
+/// use tower_api_key::require_scopes::Scoped;
 /// use tower_api_key::scope_guard;
 ///
 /// scope_guard!(
@@ -224,49 +224,49 @@ pub trait ScopeGuard: Send + Sync + 'static {
 ///     pub ObservationsWrite = ["observations:write"]
 /// );
 ///
-/// async fn create(RequireScope(principal, ..): RequireScope<ObservationsWrite>) -> String {
+/// async fn create(Scoped(principal, ..): Scoped<ObservationsWrite>) -> String {
 ///     format!("created by {}", principal.key_id())
 /// }
 /// ```
-pub struct RequireScope<G>(pub Principal, pub PhantomData<G>);
+pub struct Scoped<G>(pub Principal, pub PhantomData<G>);
 
-impl<G> fmt::Debug for RequireScope<G> {
+impl<G> fmt::Debug for Scoped<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("RequireScope").field(&self.0).finish()
+        f.debug_tuple("Scoped").field(&self.0).finish()
     }
 }
 
-impl<S, G> axum::extract::FromRequestParts<S> for RequireScope<G>
+impl<S, G> axum::extract::FromRequestParts<S> for Scoped<G>
 where
     S: Send + Sync,
     G: ScopeGuard,
 {
-    type Rejection = Refused;
+    type Rejection = RejectionResponse;
 
     async fn from_request_parts(
         parts: &mut http::request::Parts,
         _state: &S,
     ) -> Result<Self, Self::Rejection> {
         let Some(context) = RequestContext::of(&parts.extensions) else {
-            return Err(Refused::misconfigured());
+            return Err(RejectionResponse::misconfigured());
         };
         let Some(model) = context.scope_model.as_ref() else {
             tracing::error!(
                 target: "tower_api_key",
-                "RequireScope needs ApiKeyLayer::with_scope_model; refusing the request"
+                "Scoped needs AuthenticateLayer::with_scope_model; refusing the request"
             );
-            return Err(Refused::misconfigured());
+            return Err(RejectionResponse::misconfigured());
         };
         if let Some(unknown) = G::SCOPES.iter().find(|s| !model.contains(s)) {
             tracing::error!(
                 target: "tower_api_key",
                 scope = unknown,
-                "RequireScope names a scope the scope model does not declare; refusing the request"
+                "Scoped names a scope the scope model does not declare; refusing the request"
             );
-            return Err(Refused::misconfigured());
+            return Err(RejectionResponse::misconfigured());
         }
         let Some(principal) = parts.extensions.get::<Principal>().cloned() else {
-            return Err(Refused::from_parts(parts, Outcome::Missing));
+            return Err(RejectionResponse::from_parts(parts, RejectionKind::Missing));
         };
         let grants = principal.grants_ref(model);
         let missing: Vec<String> = G::SCOPES
@@ -277,15 +277,15 @@ where
         if missing.is_empty() {
             Ok(Self(principal, PhantomData))
         } else {
-            Err(Refused::from_parts(
+            Err(RejectionResponse::from_parts(
                 parts,
-                Outcome::InsufficientScope { required: missing },
+                RejectionKind::InsufficientScope { required: missing },
             ))
         }
     }
 }
 
-/// Declares a marker type for [`RequireScope`]:
+/// Declares a marker type for [`Scoped`]:
 /// `scope_guard!(pub EmployeesWrite = ["employees:write"]);`.
 #[macro_export]
 macro_rules! scope_guard {

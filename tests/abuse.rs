@@ -23,7 +23,7 @@ use tower_api_key::credentials::KeySources;
 use tower_api_key::key::MintedKey;
 use tower_api_key::rejection::Rejection;
 use tower_api_key::store::{CachedStore, CachedStoreBuilder, ManagedKeyStore};
-use tower_api_key::{ApiKeyLayer, Authenticator, Outcome};
+use tower_api_key::{AuthenticateLayer, KeyVerifier, RejectionKind};
 
 const ATTACKER: &str = "203.0.113.66:40000";
 const NEIGHBOUR: &str = "198.51.100.7:40000";
@@ -61,14 +61,14 @@ impl World {
         }
     }
 
-    fn auth(&self) -> Authenticator<ProbeStore> {
-        Authenticator::new(self.store.clone(), pb_format())
+    fn auth(&self) -> KeyVerifier<ProbeStore> {
+        KeyVerifier::new(self.store.clone(), pb_format())
     }
 
     fn router(&self) -> Router {
         Router::new()
             .route("/", get(|| async { "ok" }))
-            .layer(ApiKeyLayer::new(self.auth()))
+            .layer(AuthenticateLayer::new(self.auth()))
     }
 }
 
@@ -95,11 +95,11 @@ async fn send(router: &Router, req: Request<Body>) -> http::Response<Body> {
     router.clone().oneshot(req).await.unwrap()
 }
 
-fn outcome(response: &http::Response<Body>) -> Option<Outcome> {
+fn outcome(response: &http::Response<Body>) -> Option<RejectionKind> {
     response
         .extensions()
         .get::<Rejection>()
-        .map(|r| r.outcome().clone())
+        .map(|r| r.kind().clone())
 }
 
 #[tokio::test]
@@ -119,7 +119,7 @@ async fn two_thousand_forged_keys_cost_at_most_two_hundred_lookups_and_a_valid_k
             StatusCode::TOO_MANY_REQUESTS => {
                 assert!(matches!(
                     outcome(&response),
-                    Some(Outcome::TooManyUnknownKeys { .. })
+                    Some(RejectionKind::TooManyUnknownKeys { .. })
                 ));
                 let retry: u64 = response.headers()[header::RETRY_AFTER]
                     .to_str()
@@ -166,20 +166,20 @@ async fn malformed_keys_and_checksum_failures_never_reach_the_store_nor_spend_th
         let last = key.pop().unwrap();
         key.push(if last == 'a' { 'b' } else { 'a' });
         let response = send(&router, from(ATTACKER, &key)).await;
-        assert_eq!(outcome(&response), Some(Outcome::Malformed));
+        assert_eq!(outcome(&response), Some(RejectionKind::Malformed));
         let response = send(&router, from(ATTACKER, "pb_live_short")).await;
-        assert_eq!(outcome(&response), Some(Outcome::Malformed));
+        assert_eq!(outcome(&response), Some(RejectionKind::Malformed));
     }
     assert_eq!(world.probe.gets(), before);
     // The whole budget is still there.
     for _ in 0..100 {
         let response = send(&router, from(ATTACKER, &forged())).await;
-        assert_eq!(outcome(&response), Some(Outcome::Unknown));
+        assert_eq!(outcome(&response), Some(RejectionKind::Unknown));
     }
     let response = send(&router, from(ATTACKER, &forged())).await;
     assert!(matches!(
         outcome(&response),
-        Some(Outcome::TooManyUnknownKeys { .. })
+        Some(RejectionKind::TooManyUnknownKeys { .. })
     ));
 }
 
@@ -203,7 +203,7 @@ async fn knowing_a_key_id_does_not_lock_its_owner_out() {
         assert!(
             matches!(
                 refused,
-                Outcome::Unknown | Outcome::TooManyUnknownKeys { .. }
+                RejectionKind::Unknown | RejectionKind::TooManyUnknownKeys { .. }
             ),
             "{refused:?}"
         );
@@ -293,7 +293,7 @@ async fn a_configured_budget_and_a_trusted_proxy_header_are_honoured() {
         .with_unknown_key_budget("3/min".parse::<UnknownKeyBudget>().unwrap());
     let router = Router::new()
         .route("/", get(|| async { "ok" }))
-        .layer(ApiKeyLayer::new(auth).with_client_ip(ClientIp::x_forwarded_for(1).unwrap()));
+        .layer(AuthenticateLayer::new(auth).with_client_ip(ClientIp::x_forwarded_for(1).unwrap()));
     let via_proxy = |client: &str| {
         let mut req = from("10.0.0.1:443", &forged());
         req.headers_mut()
@@ -325,7 +325,9 @@ async fn without_connect_info_every_request_shares_one_budget() {
     // The budget can be switched off.
     let unlimited = Router::new()
         .route("/", get(|| async { "ok" }))
-        .layer(ApiKeyLayer::new(world.auth().without_unknown_key_budget()));
+        .layer(AuthenticateLayer::new(
+            world.auth().without_unknown_key_budget(),
+        ));
     for _ in 0..300 {
         assert_eq!(send(&unlimited, anonymous(&forged())).await.status(), 401);
     }
@@ -335,7 +337,7 @@ async fn without_connect_info_every_request_shares_one_budget() {
 async fn a_typo_of_a_native_key_with_an_imported_prefix_is_malformed_without_a_lookup() {
     let world = World::new().await;
     let format = pb_format().with_imported_prefix("pb_").unwrap();
-    let auth = Authenticator::new(world.store.clone(), format);
+    let auth = KeyVerifier::new(world.store.clone(), format);
     let valid = world.valid.key.expose_secret();
     let before = world.probe.gets();
     // A changed last character (never the one already there), a dropped one, an added one.
@@ -344,7 +346,7 @@ async fn a_typo_of_a_native_key_with_an_imported_prefix_is_malformed_without_a_l
     for typo in [head, &format!("{valid}x"), &changed] {
         assert_eq!(
             auth.authenticate(typo).await.unwrap_err(),
-            Outcome::Malformed,
+            RejectionKind::Malformed,
             "{typo}"
         );
     }
@@ -353,7 +355,7 @@ async fn a_typo_of_a_native_key_with_an_imported_prefix_is_malformed_without_a_l
     let foreign = "pb_rcbcKubT0rEilFd9haG5JoPaMwIEx6G9nRjNdTYXSIM";
     assert_eq!(
         auth.authenticate(foreign).await.unwrap_err(),
-        Outcome::Unknown
+        RejectionKind::Unknown
     );
     assert_eq!(world.probe.gets(), before + 1);
 }
@@ -364,7 +366,7 @@ async fn past_the_lookup_cap_a_miss_is_answered_503_at_once() {
     let auth = world.auth().without_unknown_key_budget();
     let router = Router::new()
         .route("/", get(|| async { "ok" }))
-        .layer(ApiKeyLayer::new(auth));
+        .layer(AuthenticateLayer::new(auth));
     world.probe.set_delay(Some(Duration::from_secs(1)));
     let slow: Vec<_> = (0..2)
         .map(|_| tokio::spawn(send_owned(router.clone(), from(ATTACKER, &forged()))))
@@ -381,7 +383,7 @@ async fn past_the_lookup_cap_a_miss_is_answered_503_at_once() {
     );
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key(header::RETRY_AFTER));
-    assert_eq!(outcome(&response), Some(Outcome::StoreUnavailable));
+    assert_eq!(outcome(&response), Some(RejectionKind::StoreUnavailable));
     for task in slow {
         assert_eq!(task.await.unwrap().status(), 401);
     }
@@ -425,7 +427,7 @@ async fn a_flood_of_unknown_ids_never_evicts_a_known_record() {
     for _ in 0..2_000 {
         assert_eq!(
             auth.authenticate(&forged()).await.unwrap_err(),
-            Outcome::Unknown
+            RejectionKind::Unknown
         );
     }
     assert!(world.store.negative_entry_count() <= 50);
@@ -490,7 +492,7 @@ async fn an_invalidation_or_a_revocation_ends_the_stale_window_at_once() {
     world.store.invalidate(&world.valid.id);
     assert_eq!(
         auth.authenticate(key).await.unwrap_err(),
-        Outcome::StoreUnavailable
+        RejectionKind::StoreUnavailable
     );
 
     // Revoked through this instance: refused at once, never served stale.
@@ -505,10 +507,13 @@ async fn an_invalidation_or_a_revocation_ends_the_stale_window_at_once() {
     world.clock.advance(Duration::from_secs(60));
     assert_eq!(
         auth.authenticate(key).await.unwrap_err(),
-        Outcome::StoreUnavailable
+        RejectionKind::StoreUnavailable
     );
     world.probe.set_failing(false);
-    assert_eq!(auth.authenticate(key).await.unwrap_err(), Outcome::Revoked);
+    assert_eq!(
+        auth.authenticate(key).await.unwrap_err(),
+        RejectionKind::Revoked
+    );
 }
 
 #[tokio::test]
@@ -523,7 +528,7 @@ async fn stale_if_error_can_be_switched_off() {
     world.clock.advance(Duration::from_secs(2));
     assert_eq!(
         auth.authenticate(key).await.unwrap_err(),
-        Outcome::StoreUnavailable
+        RejectionKind::StoreUnavailable
     );
 }
 
@@ -544,7 +549,7 @@ async fn past_the_cap_a_stale_record_answers() {
     }
     let principal = auth.authenticate(&key).await.unwrap();
     assert_eq!(principal.key_id(), &world.valid.id);
-    assert_eq!(blocker.await.unwrap().unwrap_err(), Outcome::Unknown);
+    assert_eq!(blocker.await.unwrap().unwrap_err(), RejectionKind::Unknown);
 }
 
 #[tokio::test(start_paused = true)]
@@ -554,7 +559,7 @@ async fn a_json_body_that_stops_arriving_is_refused_with_408_after_the_timeout()
     let router = Router::new()
         .route("/items", post(|| async { "ok" }))
         .layer(
-            ApiKeyLayer::new(auth)
+            AuthenticateLayer::new(auth)
                 .with_sources(
                     KeySources::json_body()
                         .with_body_timeout(Duration::from_secs(5))
@@ -576,7 +581,7 @@ async fn a_json_body_that_stops_arriving_is_refused_with_408_after_the_timeout()
     let response = router.oneshot(req).await.unwrap();
     assert_eq!(started.elapsed(), Duration::from_secs(5));
     assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
-    assert_eq!(outcome(&response), Some(Outcome::RequestTimeout));
+    assert_eq!(outcome(&response), Some(RejectionKind::RequestTimeout));
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["error"]["code"], "request_timeout");
@@ -624,7 +629,7 @@ async fn an_oversized_or_invisible_request_id_is_never_echoed() {
 #[tokio::test]
 async fn imported_keys_take_the_same_budget() {
     let world = World::new().await;
-    let auth = Authenticator::new(
+    let auth = KeyVerifier::new(
         world.store.clone(),
         pb_format().with_imported_prefix("pb_").unwrap(),
     )
@@ -637,14 +642,14 @@ async fn imported_keys_take_the_same_budget() {
             auth.authenticate_from(client, &foreign(n))
                 .await
                 .unwrap_err(),
-            Outcome::Unknown
+            RejectionKind::Unknown
         );
     }
     assert!(matches!(
         auth.authenticate_from(client, &foreign(2))
             .await
             .unwrap_err(),
-        Outcome::TooManyUnknownKeys { .. }
+        RejectionKind::TooManyUnknownKeys { .. }
     ));
     assert_eq!(world.probe.gets(), before + 2);
 }

@@ -15,33 +15,33 @@ use http_body_util::BodyExt;
 use support::{pb_format, record, ProbeStore};
 use tower::ServiceExt;
 use tower_api_key::clock::{Clock, ManualClock};
-use tower_api_key::rejection::{ErrorStyle, Refused};
+use tower_api_key::rejection::{ErrorStyle, RejectionResponse};
 use tower_api_key::store::{CachedStore, ManagedKeyStore};
-use tower_api_key::{ApiKeyLayer, Authenticator, Outcome};
+use tower_api_key::{AuthenticateLayer, KeyVerifier, RejectionKind};
 
-fn outcomes() -> Vec<Outcome> {
+fn outcomes() -> Vec<RejectionKind> {
     vec![
-        Outcome::InsufficientScope {
+        RejectionKind::InsufficientScope {
             required: vec!["observations:write".into()],
         },
-        Outcome::InsufficientScope {
+        RejectionKind::InsufficientScope {
             required: vec!["employees:write".into(), "webhooks:write".into()],
         },
-        Outcome::WrongEnvironment,
-        Outcome::RateLimited {
+        RejectionKind::WrongEnvironment,
+        RejectionKind::RateLimited {
             retry_after: Duration::from_millis(11_200),
         },
-        Outcome::QuotaExceeded,
-        Outcome::StoreUnavailable,
-        Outcome::InvalidRequest {
+        RejectionKind::QuotaExceeded,
+        RejectionKind::StoreUnavailable,
+        RejectionKind::InvalidRequest {
             reason: "bad thing",
         },
-        Outcome::PayloadTooLarge,
+        RejectionKind::PayloadTooLarge,
     ]
 }
 
-async fn refuse(Path(n): Path<usize>, parts: Parts) -> Refused {
-    Refused::from_parts(&parts, outcomes()[n].clone())
+async fn refuse(Path(n): Path<usize>, parts: Parts) -> RejectionResponse {
+    RejectionResponse::from_parts(&parts, outcomes()[n].clone())
 }
 
 struct Expect {
@@ -85,7 +85,7 @@ async fn check(style: ErrorStyle, expected: &[Expect]) {
         .unwrap();
     let app = Router::new()
         .route("/refuse/{n}", get(refuse))
-        .layer(ApiKeyLayer::new(Authenticator::new(store, pb_format())).with_responder(style));
+        .layer(AuthenticateLayer::new(KeyVerifier::new(store, pb_format())).with_responder(style));
     assert_eq!(expected.len(), outcomes().len());
     for (n, want) in expected.iter().enumerate() {
         let req = Request::get(format!("/refuse/{n}"))

@@ -20,7 +20,7 @@ use tower_api_key::clock::{Clock, ManualClock};
 use tower_api_key::key::{Environment, KeyId};
 use tower_api_key::manage::{Actor, CreatedKey, Denied, Expiry, KeyManager, ManageError, NewKey};
 use tower_api_key::store::{CachedStore, ManagedKeyStore, MemoryStore};
-use tower_api_key::{Authenticator, Outcome, Owner, Principal, ScopeModel};
+use tower_api_key::{KeyVerifier, Owner, Principal, RejectionKind, ScopeModel};
 
 /// A start with nanoseconds below the microsecond, which the SQL stores truncate.
 const START: OffsetDateTime = datetime!(2026-03-01 09:30:00.123456789 UTC);
@@ -58,7 +58,7 @@ fn globex() -> Owner {
 pub(crate) struct World<S: ManagedKeyStore> {
     clock: ManualClock,
     manager: KeyManager<S>,
-    auth: Authenticator<S>,
+    auth: KeyVerifier<S>,
 }
 
 impl<S: ManagedKeyStore> World<S> {
@@ -69,7 +69,7 @@ impl<S: ManagedKeyStore> World<S> {
             .build()
             .unwrap();
         let manager = KeyManager::new(cache.clone(), pb_format(), model());
-        let auth = Authenticator::new(cache, pb_format());
+        let auth = KeyVerifier::new(cache, pb_format());
         Self {
             clock,
             manager,
@@ -97,7 +97,7 @@ impl<S: ManagedKeyStore> World<S> {
             .expect("the key authenticates")
     }
 
-    async fn status(&self, key: &CreatedKey) -> Result<(), Outcome> {
+    async fn status(&self, key: &CreatedKey) -> Result<(), RejectionKind> {
         self.auth
             .authenticate(key.key.expose_secret())
             .await
@@ -398,7 +398,7 @@ mod cases {
             .revoke(&acme(), &test_key.record.id, Actor::Key(&tester_p))
             .await
             .unwrap();
-        assert_eq!(w.status(&test_key).await, Err(Outcome::Revoked));
+        assert_eq!(w.status(&test_key).await, Err(RejectionKind::Revoked));
 
         // A key rotates itself.
         let me = w.make(acme(), "live", &["employees:write"]).await;
@@ -409,7 +409,7 @@ mod cases {
             .await
             .unwrap();
         assert_eq!(w.status(&next).await, Ok(()));
-        assert_eq!(w.status(&me).await, Err(Outcome::Expired));
+        assert_eq!(w.status(&me).await, Err(RejectionKind::Expired));
     }
 
     /// Rotation keeps the expiry; a revoked, expired or superseded key is a conflict;
@@ -562,7 +562,7 @@ mod cases {
             times.insert(record.revoked_at.expect("revoked"));
         }
         assert_eq!(times.len(), 1, "one revocation time: {times:?}");
-        assert_eq!(w.status(&key).await, Err(Outcome::Revoked));
+        assert_eq!(w.status(&key).await, Err(RejectionKind::Revoked));
         assert_eq!(
             w.actions_about(&acme(), &key.record.id).await,
             [AuditAction::KeyCreated, AuditAction::KeyRevoked]
@@ -587,7 +587,7 @@ mod cases {
                 .revoke(&acme(), &key.record.id, Actor::System("ops"))
                 .await
                 .unwrap();
-            assert_eq!(w.status(key).await, Err(Outcome::Revoked));
+            assert_eq!(w.status(key).await, Err(RejectionKind::Revoked));
             // Idempotent, and audited once.
             w.clock.advance(Duration::from_nanos(1_234));
             let again = w

@@ -17,7 +17,7 @@ use tower_api_key::credentials::KeySources;
 use tower_api_key::key::MintedKey;
 use tower_api_key::rejection::{ErrorStyle, Rejection};
 use tower_api_key::store::{Applied, CachedStore, Change, ManagedKeyStore};
-use tower_api_key::{ApiKeyLayer, Authenticator, Outcome, Principal};
+use tower_api_key::{AuthenticateLayer, KeyVerifier, Principal, RejectionKind};
 
 const GENERIC_401: &str =
     r#"{"error":{"code":"authentication_required","message":"API key is missing or invalid"}}"#;
@@ -55,12 +55,12 @@ impl World {
         }
     }
 
-    fn auth(&self) -> Authenticator<ProbeStore> {
-        Authenticator::new(self.store.clone(), pb_format())
+    fn auth(&self) -> KeyVerifier<ProbeStore> {
+        KeyVerifier::new(self.store.clone(), pb_format())
     }
 
-    fn layer(&self) -> ApiKeyLayer<ProbeStore> {
-        ApiKeyLayer::new(self.auth())
+    fn layer(&self) -> AuthenticateLayer<ProbeStore> {
+        AuthenticateLayer::new(self.auth())
     }
 
     fn key(&self) -> &str {
@@ -76,7 +76,7 @@ async fn maybe(principal: Option<Principal>) -> String {
     principal.map_or_else(|| "anonymous".to_owned(), |p| p.key_id().to_string())
 }
 
-fn router(layer: ApiKeyLayer<ProbeStore>) -> Router {
+fn router(layer: AuthenticateLayer<ProbeStore>) -> Router {
     Router::new()
         .route("/whoami", get(whoami))
         .route("/maybe", get(maybe))
@@ -194,7 +194,10 @@ async fn a_refusal_names_the_presented_key_id_from_the_store_and_from_the_cache(
 
     // The first request of each key misses the cache, the second hits it (a record,
     // or a negative entry): both name the key's public id, never more.
-    for (key, outcome) in [(&revoked, Outcome::Revoked), (&unknown, Outcome::Unknown)] {
+    for (key, outcome) in [
+        (&revoked, RejectionKind::Revoked),
+        (&unknown, RejectionKind::Unknown),
+    ] {
         for _ in 0..2 {
             let reply = send(
                 &app,
@@ -205,7 +208,7 @@ async fn a_refusal_names_the_presented_key_id_from_the_store_and_from_the_cache(
             )
             .await;
             let rejection = reply.rejection.expect("a rejection");
-            assert_eq!(rejection.outcome(), &outcome);
+            assert_eq!(rejection.kind(), &outcome);
             assert_eq!(rejection.key_id(), Some(&key.id));
         }
     }
@@ -221,7 +224,7 @@ async fn a_refusal_names_the_presented_key_id_from_the_store_and_from_the_cache(
     )
     .await;
     let rejection = reply.rejection.expect("a rejection");
-    assert_eq!(rejection.outcome(), &Outcome::Malformed);
+    assert_eq!(rejection.kind(), &RejectionKind::Malformed);
     assert_eq!(rejection.key_id(), None);
 }
 
@@ -252,14 +255,14 @@ async fn every_401_has_the_same_body_and_a_challenge() {
         missing.header("www-authenticate"),
         Some(r#"Bearer realm="api""#)
     );
-    assert_eq!(missing.rejection.unwrap().outcome(), &Outcome::Missing);
+    assert_eq!(missing.rejection.unwrap().kind(), &RejectionKind::Missing);
 
     let malformed = format!("{}x", world.key());
     let cases = [
-        (malformed.as_str(), Outcome::Malformed),
-        (unknown.key.expose_secret(), Outcome::Unknown),
-        (revoked.key.expose_secret(), Outcome::Revoked),
-        (expired.key.expose_secret(), Outcome::Expired),
+        (malformed.as_str(), RejectionKind::Malformed),
+        (unknown.key.expose_secret(), RejectionKind::Unknown),
+        (revoked.key.expose_secret(), RejectionKind::Revoked),
+        (expired.key.expose_secret(), RejectionKind::Expired),
     ];
     for (key, outcome) in cases {
         let reply = send(
@@ -274,7 +277,7 @@ async fn every_401_has_the_same_body_and_a_challenge() {
             Some(r#"Bearer realm="api", error="invalid_token""#)
         );
         assert_eq!(reply.header("content-type"), Some("application/json"));
-        assert_eq!(reply.rejection.unwrap().outcome(), &outcome);
+        assert_eq!(reply.rejection.unwrap().kind(), &outcome);
     }
 }
 
@@ -365,7 +368,7 @@ async fn a_store_outage_is_503_with_retry_after() {
 async fn test_keys_are_refused_on_a_live_only_layer() {
     let world = World::new().await;
     let auth = world.auth().with_environments(["live"]).unwrap();
-    let app = router(ApiKeyLayer::new(auth));
+    let app = router(AuthenticateLayer::new(auth));
     let reply = send(
         &app,
         get_with(
@@ -440,7 +443,7 @@ async fn prompt_floe_style_reveals_expiry_only_after_the_secret_matched() {
     )
     .await;
     assert_eq!(reply.json()["error"]["code"], "invalid_key");
-    assert_eq!(reply.rejection.unwrap().outcome(), &Outcome::Unknown);
+    assert_eq!(reply.rejection.unwrap().kind(), &RejectionKind::Unknown);
 }
 
 /// Re-signs a key body with a valid checksum (what an attacker can always do).
@@ -487,8 +490,8 @@ async fn problem_json_style() {
 async fn a_custom_responder_replaces_the_body_but_keeps_the_challenge() {
     let world = World::new().await;
     let app = router(world.layer().with_responder(|r: &Rejection| {
-        let mut resp = http::Response::new(Bytes::from(format!("nope: {}", r.outcome().code())));
-        *resp.status_mut() = r.outcome().status();
+        let mut resp = http::Response::new(Bytes::from(format!("nope: {}", r.kind().code())));
+        *resp.status_mut() = r.kind().status();
         resp
     }));
     let reply = send(&app, get_with("/whoami", &[])).await;
@@ -597,7 +600,7 @@ async fn a_key_in_rotation_grace_carries_a_sunset_header_then_expires() {
     )
     .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(reply.rejection.unwrap().outcome(), &Outcome::Expired);
+    assert_eq!(reply.rejection.unwrap().kind(), &RejectionKind::Expired);
 }
 
 #[tokio::test]
@@ -670,7 +673,7 @@ async fn body_routers_ignore_headers_and_queries() {
         reply.text(),
         r#"{"error":{"code":"authentication_required","message":"invalid api_key"}}"#
     );
-    assert_eq!(reply.rejection.unwrap().outcome(), &Outcome::Missing);
+    assert_eq!(reply.rejection.unwrap().kind(), &RejectionKind::Missing);
 }
 
 #[tokio::test]

@@ -14,9 +14,9 @@ use tower_api_key::audit::{AuditAction, Auditor, MemorySink};
 use tower_api_key::clock::{Clock, ManualClock};
 use tower_api_key::manage::LastUsed;
 use tower_api_key::store::{CachedStore, KeyStore, ManagedKeyStore};
-use tower_api_key::{ApiKeyLayer, Authenticator, Owner};
+use tower_api_key::{AuthenticateLayer, KeyVerifier, Owner};
 
-fn app(layer: ApiKeyLayer<ProbeStore>) -> Router {
+fn app(layer: AuthenticateLayer<ProbeStore>) -> Router {
     Router::new()
         .route(
             "/things/{id}",
@@ -52,7 +52,7 @@ async fn last_used_arrives_after_a_flush_without_a_write_per_request() {
         .await
         .unwrap();
     let last_used = LastUsed::spawn(store.clone(), Duration::from_secs(5));
-    let layer = ApiKeyLayer::new(Authenticator::new(store.clone(), pb_format()))
+    let layer = AuthenticateLayer::new(KeyVerifier::new(store.clone(), pb_format()))
         .with_last_used(last_used.clone());
     let app = app(layer);
     let writes_before = probe.writes();
@@ -132,7 +132,7 @@ async fn writes_are_audited_and_reads_are_not() {
     let sink = MemorySink::new();
     let auditor = Auditor::spawn(sink.clone(), 64);
     let layer =
-        ApiKeyLayer::new(Authenticator::new(store, pb_format())).with_auditor(auditor.clone());
+        AuthenticateLayer::new(KeyVerifier::new(store, pb_format())).with_auditor(auditor.clone());
     let app = app(layer);
     let key = minted.key.expose_secret();
 
@@ -188,7 +188,7 @@ mod manager {
     use tower_api_key::manage::{Actor, Expiry, KeyManager, ManageError, NewKey};
 
     use tower_api_key::store::{CachedStore, MemoryStore};
-    use tower_api_key::{ApiKeyLayer, Authenticator, Owner};
+    use tower_api_key::{AuthenticateLayer, KeyVerifier, Owner};
 
     use crate::support::pb_format;
 
@@ -218,7 +218,7 @@ mod manager {
         let app = Router::new()
             .route("/v1/session", get(|| async { "ok" }))
             .layer(
-                ApiKeyLayer::new(Authenticator::new(store, pb_format()))
+                AuthenticateLayer::new(KeyVerifier::new(store, pb_format()))
                     .with_responder(tower_api_key::presets::promptfloe::error_style()),
             );
         World {

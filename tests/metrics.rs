@@ -1,4 +1,4 @@
-//! Outcome counters through the `metrics` facade (own binary: the recorder is global).
+//! RejectionKind counters through the `metrics` facade (own binary: the recorder is global).
 
 mod support;
 
@@ -10,9 +10,9 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use support::{pb_format, record, ProbeStore};
 use tower::ServiceExt;
 use tower_api_key::clock::{Clock, ManualClock};
-use tower_api_key::rejection::OUTCOME_METRIC;
+use tower_api_key::rejection::REQUESTS_METRIC;
 use tower_api_key::store::{CachedStore, ManagedKeyStore};
-use tower_api_key::{ApiKeyLayer, Authenticator};
+use tower_api_key::{AuthenticateLayer, KeyVerifier};
 
 #[tokio::test]
 async fn outcomes_are_counted_by_label() {
@@ -32,9 +32,8 @@ async fn outcomes_are_counted_by_label() {
         .unwrap();
     let app = Router::new()
         .route("/", get(|| async { "ok" }))
-        .layer(ApiKeyLayer::new(
-            Authenticator::new(store, pb_format())
-                .with_unknown_key_budget("1/min".parse().unwrap()),
+        .layer(AuthenticateLayer::new(
+            KeyVerifier::new(store, pb_format()).with_unknown_key_budget("1/min".parse().unwrap()),
         ));
     let key = minted.key.expose_secret().to_owned();
     let forged = || pb_format().generate(Some("live")).unwrap().key;
@@ -59,7 +58,7 @@ async fn outcomes_are_counted_by_label() {
 
     let mut counts = std::collections::BTreeMap::new();
     for (key, _, _, value) in snapshotter.snapshot().into_vec() {
-        if key.key().name() != OUTCOME_METRIC {
+        if key.key().name() != REQUESTS_METRIC {
             continue;
         }
         let outcome = key

@@ -12,20 +12,20 @@ use time::macros::datetime;
 use tower_api_key::clock::{Clock, ManualClock};
 use tower_api_key::key::{KeyFormat, KeyId};
 use tower_api_key::rate_limit::{
-    Decision, LimitRequest, MemoryLimiter, Partition, QuotaPolicy, QuotaStatus, RateLimitPolicy,
-    RateLimitStatus, RateLimiter, RateLimits,
+    Decision, LimitRequest, Limiter, Limits, MemoryLimiter, Partition, QuotaPolicy, QuotaStatus,
+    RatePolicy, RateStatus,
 };
 use tower_api_key::store::{KeyRecord, Owner};
-use tower_api_key::Outcome;
+use tower_api_key::RejectionKind;
 
 const MIN: Duration = Duration::from_secs(60);
 
-fn policy(name: &str, quota: u32, window: Duration) -> RateLimitPolicy {
-    RateLimitPolicy::new(name, quota, window).unwrap()
+fn policy(name: &str, quota: u32, window: Duration) -> RatePolicy {
+    RatePolicy::new(name, quota, window).unwrap()
 }
 
-fn limits(default: &str, clock: &ManualClock) -> RateLimits {
-    RateLimits::new(default.parse().unwrap()).with_clock(clock.clone())
+fn limits(default: &str, clock: &ManualClock) -> Limits {
+    Limits::new(default.parse().unwrap()).with_clock(clock.clone())
 }
 
 fn live_key(clock: &ManualClock) -> KeyRecord {
@@ -60,14 +60,14 @@ fn rotated(old: &KeyRecord, clock: &ManualClock) -> KeyRecord {
     new
 }
 
-fn allowed(decision: Decision) -> RateLimitStatus {
+fn allowed(decision: Decision) -> RateStatus {
     match decision {
         Decision::Allowed(status) => status,
         other => panic!("expected Allowed, got {other:?}"),
     }
 }
 
-fn limited(decision: Decision) -> RateLimitStatus {
+fn limited(decision: Decision) -> RateStatus {
     match decision {
         Decision::Limited(status) => status,
         other => panic!("expected Limited, got {other:?}"),
@@ -82,7 +82,7 @@ fn quota_exceeded(decision: Decision) -> QuotaStatus {
 }
 
 /// How many of `n` requests of `cost` are allowed right now.
-fn allowed_count(limits: &RateLimits, key: &KeyRecord, cost: u32, n: usize) -> usize {
+fn allowed_count(limits: &Limits, key: &KeyRecord, cost: u32, n: usize) -> usize {
     (0..n)
         .filter(|_| limits.check(key, cost).is_allowed())
         .count()
@@ -132,8 +132,8 @@ fn headers_use_the_current_draft_syntax() {
     clock.advance(Duration::from_millis(2_500));
     let refused = limits.check(&key, 1);
     assert_eq!(
-        refused.outcome(),
-        Some(Outcome::RateLimited {
+        refused.kind(),
+        Some(RejectionKind::RateLimited {
             retry_after: Duration::from_secs(10)
         })
     );
@@ -168,8 +168,8 @@ fn retry_after_is_never_zero() {
     }
     assert!(limits.check(&key, 1).is_allowed());
     assert_eq!(
-        limits.check(&key, 1).outcome(),
-        Some(Outcome::RateLimited {
+        limits.check(&key, 1).kind(),
+        Some(RejectionKind::RateLimited {
             retry_after: Duration::from_secs(1)
         })
     );
@@ -299,8 +299,8 @@ fn a_cost_above_the_burst_is_refused_as_such_not_rate_limited() {
         }
     );
     assert!(!matches!(
-        decision.outcome(),
-        Some(Outcome::RateLimited { .. })
+        decision.kind(),
+        Some(RejectionKind::RateLimited { .. })
     ));
     // It spent nothing.
     assert_eq!(allowed_count(&limits, &key, 1, 10), 5);
@@ -314,7 +314,7 @@ fn a_cost_above_the_burst_is_refused_as_such_not_rate_limited() {
 fn a_larger_burst_allows_costlier_requests() {
     let clock = ManualClock::default();
     let limits =
-        RateLimits::new(policy("bursty", 5, MIN).with_burst(10).unwrap()).with_clock(clock.clone());
+        Limits::new(policy("bursty", 5, MIN).with_burst(10).unwrap()).with_clock(clock.clone());
     let key = live_key(&clock);
     assert!(limits.check(&key, 8).is_allowed());
     assert!(limits.check(&key, 2).is_allowed());
@@ -362,7 +362,7 @@ fn the_daily_quota_resets_exactly_at_utc_midnight() {
 
     assert_eq!(allowed_count(&limits, &key, 1, 3), 3);
     let refused = limits.check(&key, 1);
-    assert_eq!(refused.outcome(), Some(Outcome::QuotaExceeded));
+    assert_eq!(refused.kind(), Some(RejectionKind::QuotaExceeded));
     let status = quota_exceeded(refused);
     assert_eq!((status.used, status.limit, status.remaining()), (3, 3, 0));
     assert_eq!(status.reset_secs, 15 * 3600);
@@ -455,7 +455,7 @@ fn a_quota_refusal_spends_no_rate_limit_units() {
 #[test]
 fn invalid_policies_are_refused_when_built() {
     for (quota, window) in [(0, MIN), (5, Duration::ZERO)] {
-        let err = RateLimitPolicy::new("dev", quota, window).unwrap_err();
+        let err = RatePolicy::new("dev", quota, window).unwrap_err();
         assert!(err.message().contains("\"dev\""), "{err}");
     }
     for text in [
@@ -469,7 +469,7 @@ fn invalid_policies_are_refused_when_built() {
         "/s",
         "1/2/s",
     ] {
-        let err = text.parse::<RateLimitPolicy>().unwrap_err();
+        let err = text.parse::<RatePolicy>().unwrap_err();
         assert!(
             err.message()
                 .starts_with(&format!("invalid rate limit {text:?}: ")),
@@ -477,7 +477,7 @@ fn invalid_policies_are_refused_when_built() {
         );
     }
     assert!(QuotaPolicy::daily(0).is_err());
-    assert!(RateLimits::new("1/s".parse().unwrap())
+    assert!(Limits::new("1/s".parse().unwrap())
         .with_max_partitions(0)
         .is_err());
 }
@@ -494,7 +494,7 @@ struct Recording {
 #[error("backend unavailable")]
 struct Unavailable;
 
-impl RateLimiter for Recording {
+impl Limiter for Recording {
     type Error = Unavailable;
 
     async fn check(&self, request: &LimitRequest) -> Result<Decision, Unavailable> {

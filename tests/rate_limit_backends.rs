@@ -11,14 +11,14 @@ use std::time::Duration;
 use time::macros::datetime;
 use time::OffsetDateTime;
 use tower_api_key::rate_limit::{
-    Decision, LimitRequest, MemoryLimiter, QuotaPolicy, QuotaRequest, RateLimitPolicy,
-    RateLimitStatus, RateLimiter,
+    Decision, LimitRequest, Limiter, MemoryLimiter, QuotaPolicy, QuotaRequest, RatePolicy,
+    RateStatus,
 };
 
 /// One minute before a UTC midnight, in whole seconds.
 const T0: OffsetDateTime = datetime!(2026-05-01 23:59:00 UTC);
 
-fn five_a_minute() -> Arc<RateLimitPolicy> {
+fn five_a_minute() -> Arc<RatePolicy> {
     Arc::new("5/min".parse().unwrap())
 }
 
@@ -26,7 +26,7 @@ fn at(secs: i64) -> OffsetDateTime {
     T0 + time::Duration::seconds(secs)
 }
 
-async fn check<L: RateLimiter>(
+async fn check<L: Limiter>(
     limiter: &L,
     bucket: &str,
     cost: u32,
@@ -49,8 +49,8 @@ fn limited(remaining: u32, retry_after: Duration) -> Decision {
     Decision::Limited(status(remaining, retry_after.as_secs(), Some(retry_after)))
 }
 
-fn status(remaining: u32, reset_secs: u64, retry_after: Option<Duration>) -> RateLimitStatus {
-    RateLimitStatus {
+fn status(remaining: u32, reset_secs: u64, retry_after: Option<Duration>) -> RateStatus {
+    RateStatus {
         policy: "default".into(),
         quota: 5,
         window_secs: 60,
@@ -64,7 +64,7 @@ mod cases {
     use super::*;
 
     /// Five at once, then refused for the interval (12 s), then one more.
-    pub(crate) async fn a_burst_then_limited_then_refilled<L: RateLimiter>(l: L) {
+    pub(crate) async fn a_burst_then_limited_then_refilled<L: Limiter>(l: L) {
         for (i, remaining) in [4, 3, 2, 1, 0].into_iter().enumerate() {
             let reset = 12 * (i as u64 + 1);
             assert_eq!(check(&l, "a", 1, T0, None).await, allowed(remaining, reset));
@@ -84,7 +84,7 @@ mod cases {
 
     /// Weights spend several units; a free check spends nothing; a cost above the burst
     /// can never pass.
-    pub(crate) async fn weights_and_free_checks<L: RateLimiter>(l: L) {
+    pub(crate) async fn weights_and_free_checks<L: Limiter>(l: L) {
         assert_eq!(check(&l, "w", 0, T0, None).await, allowed(5, 0));
         assert_eq!(check(&l, "w", 3, T0, None).await, allowed(2, 36));
         assert_eq!(check(&l, "w", 0, T0, None).await, allowed(2, 36));
@@ -104,7 +104,7 @@ mod cases {
     }
 
     /// Buckets do not share state.
-    pub(crate) async fn buckets_are_independent<L: RateLimiter>(l: L) {
+    pub(crate) async fn buckets_are_independent<L: Limiter>(l: L) {
         assert_eq!(check(&l, "x", 5, T0, None).await, allowed(0, 60));
         assert_eq!(check(&l, "y", 1, T0, None).await, allowed(4, 12));
         assert!(matches!(
@@ -115,7 +115,7 @@ mod cases {
 
     /// A daily quota: spent only by requests the bucket allows, refused without
     /// touching the bucket, new at UTC midnight.
-    pub(crate) async fn quotas_spend_only_what_is_allowed<L: RateLimiter>(l: L) {
+    pub(crate) async fn quotas_spend_only_what_is_allowed<L: Limiter>(l: L) {
         assert_eq!(check(&l, "q", 2, T0, Some(3)).await, allowed(3, 24));
         let Decision::QuotaExceeded(quota) = check(&l, "q", 2, T0, Some(3)).await else {
             panic!("the quota was not enforced");
@@ -139,8 +139,8 @@ mod cases {
     }
 
     /// Many checks at once on one bucket: exactly the burst passes.
-    pub(crate) async fn concurrent_checks_admit_exactly_the_burst<L: RateLimiter>(l: L) {
-        let policy: Arc<RateLimitPolicy> = Arc::new("20/min".parse().unwrap());
+    pub(crate) async fn concurrent_checks_admit_exactly_the_burst<L: Limiter>(l: L) {
+        let policy: Arc<RatePolicy> = Arc::new("20/min".parse().unwrap());
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..60 {
             let (l, policy) = (l.clone(), Arc::clone(&policy));
@@ -287,7 +287,7 @@ mod redis_only {
     /// bucket of `policy`: how many were admitted.
     async fn sustained(
         instances: &[RedisLimiter],
-        policy: &Arc<RateLimitPolicy>,
+        policy: &Arc<RatePolicy>,
         bucket: &str,
         step: Duration,
         duration: Duration,
@@ -318,7 +318,7 @@ mod redis_only {
 
     /// Ten minutes of requests every 250 ms at 60 a minute, round-robin over
     /// `instances`: the relative error against GCRA's figure (60 burst + 600).
-    async fn ten_minutes_error(instances: &[RedisLimiter], policy: &Arc<RateLimitPolicy>) -> f64 {
+    async fn ten_minutes_error(instances: &[RedisLimiter], policy: &Arc<RatePolicy>) -> f64 {
         let duration = Duration::from_secs(600);
         let step = Duration::from_millis(250);
         let admitted = sustained(instances, policy, "sustained", step, duration).await;
@@ -334,7 +334,7 @@ mod redis_only {
         let instances: Vec<RedisLimiter> = (0..3)
             .map(|_| RedisLimiter::new(&server.url()).unwrap())
             .collect();
-        let policy: Arc<RateLimitPolicy> = Arc::new("60/min".parse().unwrap());
+        let policy: Arc<RatePolicy> = Arc::new("60/min".parse().unwrap());
         let error = ten_minutes_error(&instances, &policy).await;
         assert!(error <= 0.01, "relative error {error}");
     }
@@ -351,7 +351,7 @@ mod redis_only {
                     .with_local_first(LocalFirst::new())
             })
             .collect();
-        let policy: Arc<RateLimitPolicy> = Arc::new("60/min".parse().unwrap());
+        let policy: Arc<RatePolicy> = Arc::new("60/min".parse().unwrap());
         let error = ten_minutes_error(&instances, &policy).await;
         assert!(error <= 0.05, "relative error {error}");
         // A burst at one instant: all three instances together admit no more than the
@@ -372,7 +372,7 @@ mod redis_only {
         let limiter = RedisLimiter::new(&server.url())
             .unwrap()
             .with_local_first(LocalFirst::new());
-        let policy: Arc<RateLimitPolicy> = Arc::new("1000/h".parse().unwrap());
+        let policy: Arc<RatePolicy> = Arc::new("1000/h".parse().unwrap());
         // 100 requests over 10 s: a tenth of the burst.
         let admitted = sustained(
             std::slice::from_ref(&limiter),

@@ -13,10 +13,10 @@ use tower::ServiceExt;
 use tower_api_key::audit::{Auditor, MemorySink};
 use tower_api_key::clock::ManualClock;
 use tower_api_key::manage::{Actor, KeyManager, NewKey};
-use tower_api_key::rate_limit::{QuotaPolicy, RateLimitLayer, RateLimits};
+use tower_api_key::rate_limit::{Limits, QuotaPolicy, RateLimitLayer};
 use tower_api_key::require_scopes::RequireScopesLayer;
 use tower_api_key::store::CachedStore;
-use tower_api_key::{ApiKeyLayer, Authenticator, Owner};
+use tower_api_key::{AuthenticateLayer, KeyVerifier, Owner};
 
 struct World {
     clock: ManualClock,
@@ -26,7 +26,7 @@ struct World {
     auditor: Auditor,
 }
 
-fn world(limits: RateLimits) -> World {
+fn world(limits: Limits) -> World {
     let clock = ManualClock::default();
     let store = CachedStore::builder(ProbeStore::new())
         .with_clock(clock.clone())
@@ -52,7 +52,8 @@ fn world(limits: RateLimits) -> World {
                 .route_layer(RequireScopesLayer::new(&model, "employees:write").unwrap()),
         )
         .layer(
-            ApiKeyLayer::new(Authenticator::new(store, pb_format())).with_auditor(auditor.clone()),
+            AuthenticateLayer::new(KeyVerifier::new(store, pb_format()))
+                .with_auditor(auditor.clone()),
         );
     World {
         clock,
@@ -107,7 +108,7 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 
 #[tokio::test]
 async fn the_sixth_request_in_a_minute_gets_429_with_headers() {
-    let w = world(RateLimits::new("5/min".parse().unwrap()));
+    let w = world(Limits::new("5/min".parse().unwrap()));
     let k = key(&w, &["employees:read"]).await;
     for n in 0..5 {
         let (status, headers, _) = call(&w.app, "GET", "/read", Some(&k)).await;
@@ -145,7 +146,7 @@ async fn the_sixth_request_in_a_minute_gets_429_with_headers() {
 
 #[tokio::test]
 async fn refusals_by_authentication_or_scope_spend_nothing() {
-    let w = world(RateLimits::new("3/min".parse().unwrap()));
+    let w = world(Limits::new("3/min".parse().unwrap()));
     let reader = key(&w, &["employees:read"]).await;
     for _ in 0..10 {
         assert_eq!(
@@ -171,7 +172,7 @@ async fn refusals_by_authentication_or_scope_spend_nothing() {
 
 #[tokio::test]
 async fn a_rotation_shares_the_bucket() {
-    let w = world(RateLimits::new("4/min".parse().unwrap()));
+    let w = world(Limits::new("4/min".parse().unwrap()));
     let created = w
         .manager
         .create(
@@ -216,8 +217,7 @@ async fn a_rotation_shares_the_bucket() {
 
 #[tokio::test]
 async fn a_spent_daily_quota_is_403_quota_exceeded_until_midnight() {
-    let limits =
-        RateLimits::new("100/s".parse().unwrap()).with_quota(QuotaPolicy::daily(3).unwrap());
+    let limits = Limits::new("100/s".parse().unwrap()).with_quota(QuotaPolicy::daily(3).unwrap());
     let w = world(limits);
     let k = key(&w, &["employees:read"]).await;
     let other = key(&w, &["employees:read"]).await;
@@ -249,7 +249,7 @@ async fn a_spent_daily_quota_is_403_quota_exceeded_until_midnight() {
 
 #[tokio::test]
 async fn a_limited_write_is_not_audited_as_a_request() {
-    let w = world(RateLimits::new("1/min".parse().unwrap()));
+    let w = world(Limits::new("1/min".parse().unwrap()));
     let k = key(&w, &["employees:write"]).await;
     assert_eq!(
         call(&w.app, "POST", "/write", Some(&k)).await.0,
@@ -271,7 +271,7 @@ async fn a_limited_write_is_not_audited_as_a_request() {
 
 #[test]
 fn a_cost_above_the_burst_is_refused_when_built() {
-    let limits = RateLimits::new("5/min".parse().unwrap());
+    let limits = Limits::new("5/min".parse().unwrap());
     let err = RateLimitLayer::new(limits.clone())
         .with_cost(6)
         .unwrap_err();

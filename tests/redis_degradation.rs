@@ -13,7 +13,7 @@ use std::time::Duration;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use support::redis_server::RedisServer;
 use time::macros::datetime;
-use tower_api_key::rate_limit::{LimitRequest, RateLimitPolicy, RateLimiter, RedisLimiter};
+use tower_api_key::rate_limit::{LimitRequest, Limiter, RatePolicy, RedisLimiter};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switches_are_logged_once_each_way_and_measured() {
@@ -35,7 +35,7 @@ async fn switches_are_logged_once_each_way_and_measured() {
     let limiter = RedisLimiter::new(&server.url())
         .unwrap()
         .with_retry_interval(Duration::ZERO);
-    let policy: Arc<RateLimitPolicy> = Arc::new("100/s".parse().unwrap());
+    let policy: Arc<RatePolicy> = Arc::new("100/s".parse().unwrap());
     let t0 = datetime!(2026-05-01 12:00 UTC);
     let check = |secs: i64| {
         let request = LimitRequest::new(

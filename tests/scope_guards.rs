@@ -11,9 +11,11 @@ use support::{pb_format, record, ProbeStore};
 use tower::ServiceExt;
 use tower_api_key::clock::{Clock, ManualClock};
 use tower_api_key::key::MintedKey;
-use tower_api_key::require_scopes::{RequireScope, RequireScopesLayer};
+use tower_api_key::require_scopes::{RequireScopesLayer, Scoped};
 use tower_api_key::store::{CachedStore, ManagedKeyStore};
-use tower_api_key::{scope_guard, ApiKeyLayer, Authenticator, Outcome, Principal, ScopeModel};
+use tower_api_key::{
+    scope_guard, AuthenticateLayer, KeyVerifier, Principal, RejectionKind, ScopeModel,
+};
 
 scope_guard!(
     /// `observations:write`.
@@ -48,8 +50,8 @@ impl World {
         minted
     }
 
-    fn layer(&self) -> ApiKeyLayer<ProbeStore> {
-        ApiKeyLayer::new(Authenticator::new(self.store.clone(), pb_format()))
+    fn layer(&self) -> AuthenticateLayer<ProbeStore> {
+        AuthenticateLayer::new(KeyVerifier::new(self.store.clone(), pb_format()))
             .with_scope_model(tower_api_key::presets::performance_blocks::scope_model())
     }
 }
@@ -76,13 +78,9 @@ fn router(model: &ScopeModel) -> Router {
         )
         .route(
             "/v1/typed",
-            post(
-                |RequireScope(p, ..): RequireScope<ObservationsWrite>| async move {
-                    p.key_id().to_string()
-                },
-            ),
+            post(|Scoped(p, ..): Scoped<ObservationsWrite>| async move { p.key_id().to_string() }),
         )
-        .route("/v1/bogus", get(|_: RequireScope<Bogus>| async { "never" }))
+        .route("/v1/bogus", get(|_: Scoped<Bogus>| async { "never" }))
 }
 
 struct Reply {
@@ -236,7 +234,7 @@ async fn guards_without_the_layer_fail_closed() {
         assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR, "{path}");
     }
     // A layer without a scope model: route guards work, typed guards refuse with 500.
-    let no_model = router(&model).layer(ApiKeyLayer::new(Authenticator::new(
+    let no_model = router(&model).layer(AuthenticateLayer::new(KeyVerifier::new(
         world.store.clone(),
         pb_format(),
     )));
@@ -283,12 +281,15 @@ fn bad_requirements_are_refused_when_the_router_is_built() {
 async fn organization_isolation() {
     let world = World::new().await;
     let key = world.key(&["observations:write"]).await;
-    let auth = Authenticator::new(world.store.clone(), pb_format());
+    let auth = KeyVerifier::new(world.store.clone(), pb_format());
     let principal = auth.authenticate(key.key.expose_secret()).await.unwrap();
     assert_eq!(principal.check_organization("acme"), Ok(()));
     assert_eq!(
         principal.check_organization("globex"),
-        Err(Outcome::ForeignResource)
+        Err(RejectionKind::ForeignResource)
     );
-    assert_eq!(Outcome::ForeignResource.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        RejectionKind::ForeignResource.status(),
+        StatusCode::FORBIDDEN
+    );
 }

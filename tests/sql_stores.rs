@@ -1328,7 +1328,7 @@ mod postgres {
     use tower_api_key::key::MintedKey;
     use tower_api_key::store::sql::{ListenerHandle, PostgresStore};
     use tower_api_key::store::CachedStore;
-    use tower_api_key::{ApiKeyLayer, Authenticator, Outcome};
+    use tower_api_key::{AuthenticateLayer, KeyVerifier, RejectionKind};
 
     use super::*;
     use crate::support::stores::TestSchema;
@@ -1337,7 +1337,7 @@ mod postgres {
     struct Instance {
         store: PostgresStore,
         cache: CachedStore<PostgresStore>,
-        auth: Authenticator<PostgresStore>,
+        auth: KeyVerifier<PostgresStore>,
         listener: ListenerHandle,
     }
 
@@ -1353,7 +1353,7 @@ mod postgres {
             tokio::time::timeout(StdDuration::from_secs(10), listener.ready())
                 .await
                 .expect("the listener never connected");
-            let auth = Authenticator::new(cache.clone(), pb_format());
+            let auth = KeyVerifier::new(cache.clone(), pb_format());
             Self {
                 store,
                 cache,
@@ -1426,7 +1426,7 @@ mod postgres {
             .await
             .unwrap();
         let took = wait_until(StdDuration::from_secs(5), "B refuses the key", || async {
-            b.auth.authenticate(key).await.err() == Some(Outcome::Revoked)
+            b.auth.authenticate(key).await.err() == Some(RejectionKind::Revoked)
         })
         .await;
         report(
@@ -1450,8 +1450,8 @@ mod postgres {
         .await
         .unwrap();
         let took = wait_until(StdDuration::from_secs(5), "both refuse the key", || async {
-            a.auth.authenticate(key).await.err() == Some(Outcome::Revoked)
-                && b.auth.authenticate(key).await.err() == Some(Outcome::Revoked)
+            a.auth.authenticate(key).await.err() == Some(RejectionKind::Revoked)
+                && b.auth.authenticate(key).await.err() == Some(RejectionKind::Revoked)
         })
         .await;
         report("revocation by SQL seen by both instances after", took);
@@ -1459,13 +1459,13 @@ mod postgres {
 
         // An imported key that B remembered as unknown (by digest) works on B at once.
         let foreign = "pb_rcbcKubT0rEilFd9haG5JoPaMwIEx6G9nRjNdTYXSIM";
-        let b_auth = Authenticator::new(
+        let b_auth = KeyVerifier::new(
             b.cache.clone(),
             pb_format().with_imported_prefix("pb_").unwrap(),
         );
         assert_eq!(
             b_auth.authenticate(foreign).await.unwrap_err(),
-            Outcome::Unknown
+            RejectionKind::Unknown
         );
         let imported = KeyRecord::imported(
             KeyId::generate().unwrap(),
@@ -1555,7 +1555,7 @@ mod postgres {
             .await
             .unwrap();
         let took = wait_until(StdDuration::from_secs(5), "A refuses the key", || async {
-            a.auth.authenticate(key).await.err() == Some(Outcome::Revoked)
+            a.auth.authenticate(key).await.err() == Some(RejectionKind::Revoked)
         })
         .await;
         assert!(took < StdDuration::from_secs(1), "took {took:?}");
@@ -1649,7 +1649,7 @@ mod postgres {
         let instance = Instance::start(store).await;
         let app = Router::new()
             .route("/", get(|| async { "ok" }))
-            .layer(ApiKeyLayer::new(instance.auth.clone()));
+            .layer(AuthenticateLayer::new(instance.auth.clone()));
         let call = |key: String| {
             let app = app.clone();
             async move {
@@ -1707,7 +1707,7 @@ mod postgres {
             .await
             .unwrap();
         wait_until(StdDuration::from_secs(5), "revocation heard", || async {
-            instance.auth.authenticate(key).await.err() == Some(Outcome::Revoked)
+            instance.auth.authenticate(key).await.err() == Some(RejectionKind::Revoked)
         })
         .await;
     }
@@ -1731,7 +1731,7 @@ mod postgres {
             .unwrap();
         let app = Router::new()
             .route("/", get(|| async { "ok" }))
-            .layer(ApiKeyLayer::new(Authenticator::new(
+            .layer(AuthenticateLayer::new(KeyVerifier::new(
                 cache.clone(),
                 pb_format(),
             )));

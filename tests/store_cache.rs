@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 use tower_api_key::clock::{Clock, ManualClock};
 use tower_api_key::key::{Digest, KeyFormat, KeyId, Presented, MAX_KEY_LEN};
 use tower_api_key::store::{CachedStore, KeyRecord, ManagedKeyStore, MemoryStore, Owner};
-use tower_api_key::{Authenticator, Outcome};
+use tower_api_key::{KeyVerifier, RejectionKind};
 
 fn cached(store: ProbeStore, clock: &ManualClock) -> CachedStore<ProbeStore> {
     CachedStore::builder(store)
@@ -47,7 +47,7 @@ async fn every_single_character_change_is_refused_without_a_store_call() {
         .insert(&record(&minted, &[], clock.now()))
         .await
         .unwrap();
-    let auth = Authenticator::new(store, format);
+    let auth = KeyVerifier::new(store, format);
     let key = minted.key.expose_secret().to_owned();
 
     let alphabet: Vec<char> = ('0'..='9')
@@ -65,7 +65,7 @@ async fn every_single_character_change_is_refused_without_a_store_call() {
             typo.replace_range(i..i + 1, c.encode_utf8(&mut [0; 4]));
             assert_eq!(
                 auth.authenticate(&typo).await.unwrap_err(),
-                Outcome::Malformed,
+                RejectionKind::Malformed,
                 "position {i}, {original:?} -> {c:?}"
             );
             tried += 1;
@@ -75,7 +75,7 @@ async fn every_single_character_change_is_refused_without_a_store_call() {
         shorter.remove(i);
         assert_eq!(
             auth.authenticate(&shorter).await.unwrap_err(),
-            Outcome::Malformed
+            RejectionKind::Malformed
         );
     }
     assert!(tried > 3000);
@@ -97,7 +97,7 @@ async fn bad_input_is_refused_without_a_store_call() {
         .insert(&record(&minted, &[], clock.now()))
         .await
         .unwrap();
-    let auth = Authenticator::new(store, format);
+    let auth = KeyVerifier::new(store, format);
     let key = minted.key.expose_secret();
 
     let long = "a".repeat(MAX_KEY_LEN + 1);
@@ -119,7 +119,7 @@ async fn bad_input_is_refused_without_a_store_call() {
     for input in padded.iter().chain(&others) {
         assert_eq!(
             auth.authenticate(input).await.unwrap_err(),
-            Outcome::Malformed,
+            RejectionKind::Malformed,
             "{input:?}"
         );
     }
@@ -142,14 +142,17 @@ async fn expiry_is_honoured_on_a_cache_hit() {
         .insert(&record(&minted, &[], clock.now()).with_expires_at(Some(expires)))
         .await
         .unwrap();
-    let auth = Authenticator::new(store, format);
+    let auth = KeyVerifier::new(store, format);
     let key = minted.key.expose_secret();
 
     auth.authenticate(key).await.unwrap();
     clock.advance(Duration::from_secs(59));
     auth.authenticate(key).await.unwrap();
     clock.advance(Duration::from_secs(1));
-    assert_eq!(auth.authenticate(key).await.unwrap_err(), Outcome::Expired);
+    assert_eq!(
+        auth.authenticate(key).await.unwrap_err(),
+        RejectionKind::Expired
+    );
     assert_eq!(
         probe.gets(),
         1,
@@ -168,14 +171,17 @@ async fn a_revoke_is_seen_by_the_very_next_request() {
         .insert(&record(&minted, &[], clock.now()))
         .await
         .unwrap();
-    let auth = Authenticator::new(store.clone(), format);
+    let auth = KeyVerifier::new(store.clone(), format);
     let key = minted.key.expose_secret();
 
     auth.authenticate(key).await.unwrap();
     auth.authenticate(key).await.unwrap();
     assert_eq!(probe.gets(), 1, "second request is a cache hit");
     store.revoke(&minted.id, clock.now()).await.unwrap();
-    assert_eq!(auth.authenticate(key).await.unwrap_err(), Outcome::Revoked);
+    assert_eq!(
+        auth.authenticate(key).await.unwrap_err(),
+        RejectionKind::Revoked
+    );
 }
 
 /// A lookup that read the record before the revoke, and is still in flight when the
@@ -187,7 +193,7 @@ async fn an_in_flight_lookup_never_resurrects_a_revoked_key() {
     let probe = ProbeStore::new();
     let store = cached(probe.clone(), &clock);
     let format = pb_format();
-    let auth = Authenticator::new(store.clone(), format.clone());
+    let auth = KeyVerifier::new(store.clone(), format.clone());
 
     for round in 0..200 {
         let minted = format.generate(Some("live")).unwrap();
@@ -209,7 +215,7 @@ async fn an_in_flight_lookup_never_resurrects_a_revoked_key() {
         let after = tokio::time::timeout(Duration::from_secs(60), auth.authenticate(&key))
             .await
             .unwrap_or_else(|_| panic!("round {round}: a new request waited on the stale lookup"));
-        assert_eq!(after.unwrap_err(), Outcome::Revoked, "round {round}");
+        assert_eq!(after.unwrap_err(), RejectionKind::Revoked, "round {round}");
 
         held.release();
         // The request that started before the revoke may see either answer.
@@ -217,7 +223,7 @@ async fn an_in_flight_lookup_never_resurrects_a_revoked_key() {
         for _ in 0..3 {
             assert_eq!(
                 auth.authenticate(&key).await.unwrap_err(),
-                Outcome::Revoked,
+                RejectionKind::Revoked,
                 "round {round}: the stale lookup was written back"
             );
         }
@@ -236,7 +242,7 @@ async fn concurrent_first_requests_make_exactly_one_lookup() {
         .insert(&record(&minted, &[], clock.now()))
         .await
         .unwrap();
-    let auth = Authenticator::new(store, format);
+    let auth = KeyVerifier::new(store, format);
 
     let mut tasks = JoinSet::new();
     for _ in 0..1000 {
@@ -260,7 +266,7 @@ async fn a_dropped_first_request_hands_the_lookup_over() {
         .insert(&record(&minted, &[], clock.now()))
         .await
         .unwrap();
-    let auth = Authenticator::new(store, format);
+    let auth = KeyVerifier::new(store, format);
     let key = minted.key.expose_secret().to_owned();
 
     let mut held = probe.hold_next_get();
@@ -292,11 +298,17 @@ async fn creating_a_key_drops_its_negative_entry() {
     let store = cached(probe.clone(), &clock);
     let format = pb_format();
     let minted = format.generate(Some("live")).unwrap();
-    let auth = Authenticator::new(store.clone(), format);
+    let auth = KeyVerifier::new(store.clone(), format);
     let key = minted.key.expose_secret();
 
-    assert_eq!(auth.authenticate(key).await.unwrap_err(), Outcome::Unknown);
-    assert_eq!(auth.authenticate(key).await.unwrap_err(), Outcome::Unknown);
+    assert_eq!(
+        auth.authenticate(key).await.unwrap_err(),
+        RejectionKind::Unknown
+    );
+    assert_eq!(
+        auth.authenticate(key).await.unwrap_err(),
+        RejectionKind::Unknown
+    );
     assert_eq!(
         probe.gets(),
         1,
@@ -328,7 +340,7 @@ async fn ttls_follow_the_injected_clock() {
         .insert(&record(&known, &[], clock.now()))
         .await
         .unwrap();
-    let auth = Authenticator::new(store, format);
+    let auth = KeyVerifier::new(store, format);
 
     auth.authenticate(known.key.expose_secret()).await.unwrap();
     auth.authenticate(unknown.key.expose_secret())
@@ -370,13 +382,13 @@ async fn a_store_outage_is_never_a_bad_key_and_is_not_cached() {
         .insert(&record(&minted, &[], clock.now()))
         .await
         .unwrap();
-    let auth = Authenticator::new(store, format);
+    let auth = KeyVerifier::new(store, format);
     let key = minted.key.expose_secret();
 
     probe.set_failing(true);
     assert_eq!(
         auth.authenticate(key).await.unwrap_err(),
-        Outcome::StoreUnavailable
+        RejectionKind::StoreUnavailable
     );
     probe.set_failing(false);
     auth.authenticate(key).await.unwrap();
@@ -421,11 +433,11 @@ async fn imported_keys_are_found_by_digest_and_revocable() {
         vec!["public_api".into()],
         clock.now(),
     );
-    let auth = Authenticator::new(store.clone(), format);
+    let auth = KeyVerifier::new(store.clone(), format);
     // Probed before import: a negative entry under the digest, dropped by the import.
     assert_eq!(
         auth.authenticate(foreign).await.unwrap_err(),
-        Outcome::Unknown
+        RejectionKind::Unknown
     );
     store.insert(&imported).await.unwrap();
     let principal = auth.authenticate(foreign).await.unwrap();
@@ -434,7 +446,7 @@ async fn imported_keys_are_found_by_digest_and_revocable() {
         auth.authenticate("pb_rcbcKubT0rEilFd9haG5JoPaMwIEx6G9nRjNdTYXSIX")
             .await
             .unwrap_err(),
-        Outcome::Unknown
+        RejectionKind::Unknown
     );
     // Revoking by id reaches the entry cached under the digest.
     store
@@ -445,7 +457,7 @@ async fn imported_keys_are_found_by_digest_and_revocable() {
     store.invalidate(&imported.id);
     assert_eq!(
         auth.authenticate(foreign).await.unwrap_err(),
-        Outcome::Revoked
+        RejectionKind::Revoked
     );
 }
 
@@ -460,7 +472,7 @@ async fn no_debug_output_contains_a_full_key() {
     let minted = format.generate(Some("live")).unwrap();
     let record = record(&minted, &["session:read"], clock.now());
     store.insert(&record).await.unwrap();
-    let auth = Authenticator::new(store.clone(), format.clone());
+    let auth = KeyVerifier::new(store.clone(), format.clone());
     let secret = minted.key.expose_secret();
     let principal = auth.authenticate(secret).await.unwrap();
     let secret_part = &secret[minted.prefix.len()..];

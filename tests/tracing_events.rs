@@ -15,7 +15,7 @@ use support::{pb_format, record, ProbeStore};
 use tower::ServiceExt;
 use tower_api_key::clock::{Clock, ManualClock};
 use tower_api_key::store::{CachedStore, ManagedKeyStore};
-use tower_api_key::{ApiKeyLayer, Authenticator, Principal};
+use tower_api_key::{AuthenticateLayer, KeyVerifier, Principal};
 
 #[tokio::test(flavor = "current_thread")]
 async fn each_outcome_is_logged_once_with_ids_and_never_the_secret() {
@@ -49,7 +49,7 @@ async fn each_outcome_is_logged_once_with_ids_and_never_the_secret() {
             "/whoami",
             get(|p: Principal| async move { p.key_id().to_string() }),
         )
-        .layer(ApiKeyLayer::new(Authenticator::new(store, pb_format())));
+        .layer(AuthenticateLayer::new(KeyVerifier::new(store, pb_format())));
     for (key, request_id) in [(&live, "r-ok"), (&revoked, "r-bad")] {
         let req = Request::get("/whoami")
             .header(
@@ -94,7 +94,8 @@ async fn each_outcome_is_logged_once_with_ids_and_never_the_secret() {
     }
     let logs = captured.text();
     assert_eq!(
-        logs.matches("without an ApiKeyLayer in front").count(),
+        logs.matches("without an AuthenticateLayer in front")
+            .count(),
         1,
         "{logs}"
     );

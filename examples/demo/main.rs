@@ -28,7 +28,7 @@ mod serve;
 use std::io::Write;
 use std::process::ExitCode;
 
-use tower_api_key::rate_limit::{MemoryLimiter, RateLimitPolicy};
+use tower_api_key::rate_limit::{MemoryLimiter, RatePolicy};
 use tower_api_key::store::MemoryStore;
 
 use crate::app::{DemoLimiter, DemoStore, Settings};
@@ -46,7 +46,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rate_limit: Option<RateLimitPolicy> = match args.rate_limit.as_str() {
+    let rate_limit: Option<RatePolicy> = match args.rate_limit.as_str() {
         "off" => None,
         policy => match policy.parse() {
             Ok(policy) => Some(policy),

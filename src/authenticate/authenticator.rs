@@ -4,19 +4,19 @@ use std::sync::Arc;
 
 use crate::budget::{Budgets, UnknownKeyBudget};
 use crate::key::{Digest, Environment, KeyFormat, KeyId, Presented};
-use crate::outcome::Outcome;
 use crate::principal::Principal;
+use crate::rejection::RejectionKind;
 use crate::store::{CacheKey, Cached, CachedRecord, CachedStore, Gated, KeyStatus, KeyStore};
 use crate::ConfigError;
 
 /// Checks presented keys against a [`CachedStore`]: authentication without HTTP, a
-/// presented key string in, a [`Principal`] or an [`Outcome`] out.
+/// presented key string in, a [`Principal`] or an [`RejectionKind`] out.
 ///
-/// The [`ApiKeyLayer`](crate::ApiKeyLayer) is a transport around this type; use it
+/// The [`AuthenticateLayer`](crate::AuthenticateLayer) is a transport around this type; use it
 /// directly for other protocols (a WebSocket handshake, a gRPC interceptor).
 ///
 /// ```
-/// use tower_api_key::{Authenticator, Outcome};
+/// use tower_api_key::{KeyVerifier, RejectionKind};
 /// use tower_api_key::key::KeyFormat;
 /// use tower_api_key::store::{CachedStore, KeyRecord, KeyStore, ManagedKeyStore, MemoryStore, Owner};
 ///
@@ -30,10 +30,10 @@ use crate::ConfigError;
 ///     .insert(&KeyRecord::new(&minted, "ci", Owner::organization("acme"), vec![], now))
 ///     .await?;
 ///
-/// let auth = Authenticator::new(store, format);
+/// let auth = KeyVerifier::new(store, format);
 /// let principal = auth.authenticate(minted.key.expose_secret()).await?;
 /// assert_eq!(principal.owner().id(), "acme");
-/// assert_eq!(auth.authenticate("pb_live_nope").await.unwrap_err(), Outcome::Malformed);
+/// assert_eq!(auth.authenticate("pb_live_nope").await.unwrap_err(), RejectionKind::Malformed);
 /// # Ok(())
 /// # }
 /// ```
@@ -46,17 +46,17 @@ use crate::ConfigError;
 ///
 /// A cache miss for a key the store has not found lately is charged to the client's
 /// [unknown-key budget](crate::budget) (100 per minute by default) before the lookup,
-/// and given back unless the lookup ends in [`Outcome::Unknown`]. Past the budget the
-/// key is refused with [`Outcome::TooManyUnknownKeys`] (429) without a lookup. Clones
+/// and given back unless the lookup ends in [`RejectionKind::Unknown`]. Past the budget the
+/// key is refused with [`RejectionKind::TooManyUnknownKeys`] (429) without a lookup. Clones
 /// share the budgets.
-pub struct Authenticator<S> {
+pub struct KeyVerifier<S> {
     store: CachedStore<S>,
     formats: Arc<[KeyFormat]>,
     environments: Option<Arc<[Environment]>>,
     budgets: Option<Arc<Budgets>>,
 }
 
-impl<S> Clone for Authenticator<S> {
+impl<S> Clone for KeyVerifier<S> {
     fn clone(&self) -> Self {
         Self {
             store: self.store.clone(),
@@ -67,7 +67,7 @@ impl<S> Clone for Authenticator<S> {
     }
 }
 
-impl<S> Authenticator<S> {
+impl<S> KeyVerifier<S> {
     /// Accepts keys of `format` found in `store`, in every environment, with the
     /// default unknown-key budget (100 per minute per client).
     pub fn new(store: CachedStore<S>, format: KeyFormat) -> Self {
@@ -112,7 +112,7 @@ impl<S> Authenticator<S> {
     }
 
     /// Accepts only keys of these environments; others get
-    /// [`Outcome::WrongEnvironment`] (403). A production deployment refuses test keys
+    /// [`RejectionKind::WrongEnvironment`] (403). A production deployment refuses test keys
     /// this way.
     ///
     /// # Errors
@@ -161,13 +161,13 @@ pub(crate) enum Step {
     Admit(Principal),
     /// Refused, with the public id of the presented key when it parsed as a native
     /// key (for the log line; the key is never read twice).
-    Refuse(Outcome, Option<KeyId>),
+    Refuse(RejectionKind, Option<KeyId>),
     Miss(Lookup),
 }
 
 impl Step {
     /// The answer of a check that ran on a cached record.
-    fn decided(verdict: Result<Principal, Outcome>, key_id: Option<KeyId>) -> Self {
+    fn decided(verdict: Result<Principal, RejectionKind>, key_id: Option<KeyId>) -> Self {
         match verdict {
             Ok(principal) => Self::Admit(principal),
             Err(outcome) => Self::Refuse(outcome, key_id),
@@ -198,16 +198,16 @@ impl Lookup {
     }
 }
 
-impl<S: KeyStore> Authenticator<S> {
+impl<S: KeyStore> KeyVerifier<S> {
     /// Authenticates one presented key, from a client that cannot be told: its lookups
     /// are charged to the one budget all such calls share. Use
-    /// [`Authenticator::authenticate_from`] when the client's address is known.
+    /// [`KeyVerifier::authenticate_from`] when the client's address is known.
     ///
     /// # Errors
     ///
-    /// The [`Outcome`] that refuses it: `Malformed`, `Unknown`, `Revoked`, `Expired`,
+    /// The [`RejectionKind`] that refuses it: `Malformed`, `Unknown`, `Revoked`, `Expired`,
     /// `WrongEnvironment`, `StoreUnavailable` or `TooManyUnknownKeys`.
-    pub async fn authenticate(&self, presented: &str) -> Result<Principal, Outcome> {
+    pub async fn authenticate(&self, presented: &str) -> Result<Principal, RejectionKind> {
         self.authenticate_from(None, presented).await
     }
 
@@ -217,12 +217,12 @@ impl<S: KeyStore> Authenticator<S> {
     ///
     /// # Errors
     ///
-    /// As [`Authenticator::authenticate`], and `TooManyUnknownKeys` past the budget.
+    /// As [`KeyVerifier::authenticate`], and `TooManyUnknownKeys` past the budget.
     pub async fn authenticate_from(
         &self,
         client: Option<IpAddr>,
         presented: &str,
-    ) -> Result<Principal, Outcome> {
+    ) -> Result<Principal, RejectionKind> {
         match self.start(presented.as_bytes()) {
             Step::Admit(principal) => Ok(principal),
             Step::Refuse(outcome, _) => Err(outcome),
@@ -234,7 +234,7 @@ impl<S: KeyStore> Authenticator<S> {
     /// The digest is only computed once a record (or a miss) makes it necessary.
     pub(crate) fn start(&self, presented: &[u8]) -> Step {
         let Some(parsed) = self.parse(presented) else {
-            return Step::Refuse(Outcome::Malformed, None);
+            return Step::Refuse(RejectionKind::Malformed, None);
         };
         // One clock read serves the cache's freshness check and the record's checks.
         let now = self.store.clock().now_unix_nanos();
@@ -243,7 +243,7 @@ impl<S: KeyStore> Authenticator<S> {
                 let id = *key.id();
                 let cache_key = CacheKey::Id(id);
                 match self.store.peek(&cache_key, now) {
-                    Some(Cached::Unknown) => Step::Refuse(Outcome::Unknown, Some(id)),
+                    Some(Cached::Unknown) => Step::Refuse(RejectionKind::Unknown, Some(id)),
                     Some(Cached::Found(record)) => Step::decided(
                         self.verify(record, &key.digest(), key.environment(), true, now),
                         Some(id),
@@ -261,7 +261,7 @@ impl<S: KeyStore> Authenticator<S> {
                 let digest = Digest::of(text);
                 let cache_key = CacheKey::Digest(*digest.as_bytes());
                 match self.store.peek(&cache_key, now) {
-                    Some(Cached::Unknown) => Step::Refuse(Outcome::Unknown, None),
+                    Some(Cached::Unknown) => Step::Refuse(RejectionKind::Unknown, None),
                     Some(Cached::Found(record)) => {
                         Step::decided(self.verify(record, &digest, None, false, now), None)
                     }
@@ -305,7 +305,7 @@ impl<S: KeyStore> Authenticator<S> {
         &self,
         lookup: Lookup,
         client: Option<IpAddr>,
-    ) -> Result<Principal, Outcome> {
+    ) -> Result<Principal, RejectionKind> {
         // Charged only when this request makes the lookup itself: not when it joins a
         // lookup in flight for the same key, nor to refresh a record the cache holds.
         let budgets = self.budgets.as_deref().filter(|_| !lookup.known);
@@ -318,9 +318,9 @@ impl<S: KeyStore> Authenticator<S> {
         let (record, reservation) = match self.store.lookup_gated(lookup.key, gate).await {
             Ok(found) => found,
             Err(Gated::Refused(retry_after)) => {
-                return Err(Outcome::TooManyUnknownKeys { retry_after })
+                return Err(RejectionKind::TooManyUnknownKeys { retry_after })
             }
-            Err(Gated::Store(_)) => return Err(Outcome::StoreUnavailable),
+            Err(Gated::Store(_)) => return Err(RejectionKind::StoreUnavailable),
         };
         let verdict = match record {
             Some(record) => {
@@ -333,10 +333,10 @@ impl<S: KeyStore> Authenticator<S> {
                     now,
                 )
             }
-            None => Err(Outcome::Unknown),
+            None => Err(RejectionKind::Unknown),
         };
         // The lookup stays charged only when it found no key for this secret.
-        if let (Some(Some(reservation)), Err(Outcome::Unknown)) = (reservation, &verdict) {
+        if let (Some(Some(reservation)), Err(RejectionKind::Unknown)) = (reservation, &verdict) {
             reservation.keep();
         }
         verdict
@@ -349,30 +349,30 @@ impl<S: KeyStore> Authenticator<S> {
         environment: Option<Environment>,
         native: bool,
         now: i128,
-    ) -> Result<Principal, Outcome> {
+    ) -> Result<Principal, RejectionKind> {
         // The digest comparison is the authentication; the environment check is a
         // second line against a record stored under the wrong prefix.
         if !record.digest.ct_eq(digest) || (native && record.environment != environment) {
-            return Err(Outcome::Unknown);
+            return Err(RejectionKind::Unknown);
         }
         let sunset = match record.status_at_unix_nanos(now) {
             KeyStatus::Active => None,
             KeyStatus::InGrace(until) => Some(until),
-            KeyStatus::Revoked => return Err(Outcome::Revoked),
-            KeyStatus::Expired | KeyStatus::Superseded => return Err(Outcome::Expired),
+            KeyStatus::Revoked => return Err(RejectionKind::Revoked),
+            KeyStatus::Expired | KeyStatus::Superseded => return Err(RejectionKind::Expired),
         };
         if let Some(allowed) = &self.environments {
             if !record.environment.is_some_and(|env| allowed.contains(&env)) {
-                return Err(Outcome::WrongEnvironment);
+                return Err(RejectionKind::WrongEnvironment);
             }
         }
         Ok(Principal::new(record, sunset, now))
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for Authenticator<S> {
+impl<S: fmt::Debug> fmt::Debug for KeyVerifier<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Authenticator")
+        f.debug_struct("KeyVerifier")
             .field("store", &self.store)
             .field("formats", &self.formats)
             .field("environments", &self.environments)

@@ -3,7 +3,8 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::{ApiKeyService, Authenticator};
+use super::config::Config;
+use super::{Authenticate, KeyVerifier};
 use crate::audit::Auditor;
 use crate::client::ClientIp;
 use crate::credentials::KeySources;
@@ -19,46 +20,13 @@ use crate::ConfigError;
 /// error envelope, realm `api`, authentication required, credentials passed on to the
 /// inner service.
 #[must_use]
-pub struct ApiKeyLayer<K> {
+pub struct AuthenticateLayer<K> {
     config: Arc<Config<K>>,
 }
 
-pub(crate) struct Config<K> {
-    pub(crate) authenticator: Authenticator<K>,
-    pub(crate) sources: KeySources,
-    /// What every request let through carries for the guards behind.
-    pub(crate) context: Arc<RequestContext>,
-    pub(crate) optional: bool,
-    pub(crate) hide_credentials: bool,
-    pub(crate) last_used: Option<LastUsed>,
-    pub(crate) auditor: Option<Auditor>,
-    pub(crate) client_ip: ClientIp,
-    scope_model: Option<ScopeModel>,
-    responder: Arc<dyn Responder>,
-    realm: Arc<str>,
-}
-
-impl<K> Clone for Config<K> {
-    fn clone(&self) -> Self {
-        Self {
-            authenticator: self.authenticator.clone(),
-            sources: self.sources.clone(),
-            context: Arc::clone(&self.context),
-            optional: self.optional,
-            hide_credentials: self.hide_credentials,
-            last_used: self.last_used.clone(),
-            auditor: self.auditor.clone(),
-            client_ip: self.client_ip.clone(),
-            scope_model: self.scope_model.clone(),
-            responder: Arc::clone(&self.responder),
-            realm: Arc::clone(&self.realm),
-        }
-    }
-}
-
-impl<K> ApiKeyLayer<K> {
+impl<K> AuthenticateLayer<K> {
     /// A layer that authenticates with `authenticator`.
-    pub fn new(authenticator: Authenticator<K>) -> Self {
+    pub fn new(authenticator: KeyVerifier<K>) -> Self {
         let responder: Arc<dyn Responder> = Arc::new(ErrorStyle::envelope());
         let realm: Arc<str> = Arc::from("api");
         Self {
@@ -153,14 +121,14 @@ impl<K> ApiKeyLayer<K> {
         self.update(|c| c.client_ip = client_ip)
     }
 
-    /// The scope model that typed guards ([`RequireScope`](crate::require_scopes::RequireScope))
+    /// The scope model that typed guards ([`Scoped`](crate::require_scopes::Scoped))
     /// behind this layer check against.
     pub fn with_scope_model(self, model: ScopeModel) -> Self {
         self.update(|c| c.scope_model = Some(model))
     }
 
     /// The authenticator.
-    pub fn authenticator(&self) -> &Authenticator<K> {
+    pub fn authenticator(&self) -> &KeyVerifier<K> {
         &self.config.authenticator
     }
 
@@ -170,7 +138,7 @@ impl<K> ApiKeyLayer<K> {
     }
 }
 
-impl<K> Clone for ApiKeyLayer<K> {
+impl<K> Clone for AuthenticateLayer<K> {
     fn clone(&self) -> Self {
         Self {
             config: Arc::clone(&self.config),
@@ -178,17 +146,17 @@ impl<K> Clone for ApiKeyLayer<K> {
     }
 }
 
-impl<S, K> Layer<S> for ApiKeyLayer<K> {
-    type Service = ApiKeyService<S, K>;
+impl<S, K> Layer<S> for AuthenticateLayer<K> {
+    type Service = Authenticate<S, K>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ApiKeyService::new(inner, Arc::clone(&self.config))
+        Authenticate::new(inner, Arc::clone(&self.config))
     }
 }
 
-impl<K: fmt::Debug> fmt::Debug for ApiKeyLayer<K> {
+impl<K: fmt::Debug> fmt::Debug for AuthenticateLayer<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiKeyLayer")
+        f.debug_struct("AuthenticateLayer")
             .field("authenticator", &self.config.authenticator)
             .field("sources", &self.config.sources)
             .field("realm", &self.config.realm)

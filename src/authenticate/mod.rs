@@ -1,5 +1,5 @@
-//! The authentication middleware: [`ApiKeyLayer`] and [`ApiKeyService`], around the
-//! [`Authenticator`] that checks one presented key.
+//! The authentication middleware: [`AuthenticateLayer`] and [`Authenticate`], around the
+//! [`KeyVerifier`] that checks one presented key.
 //!
 //! Every request either reaches the inner service carrying a verified
 //! [`Principal`](crate::Principal) in its extensions, or is answered with the
@@ -7,26 +7,27 @@
 //!
 //! ```
 //! use axum::{routing::get, Router};
-//! use tower_api_key::{ApiKeyLayer, Authenticator, Principal};
+//! use tower_api_key::{AuthenticateLayer, KeyVerifier, Principal};
 //! use tower_api_key::key::KeyFormat;
 //! use tower_api_key::store::{CachedStore, MemoryStore};
 //!
 //! # fn main() -> Result<(), tower_api_key::ConfigError> {
 //! let format = KeyFormat::new("pb")?.with_environments(["live", "test"])?;
 //! let store = CachedStore::builder(MemoryStore::new()).build()?;
-//! let auth = Authenticator::new(store, format);
+//! let auth = KeyVerifier::new(store, format);
 //!
 //! let app: Router = Router::new()
 //!     .route("/v1/session", get(|p: Principal| async move { p.name().to_owned() }))
-//!     .layer(ApiKeyLayer::new(auth));
+//!     .layer(AuthenticateLayer::new(auth));
 //! # Ok(())
 //! # }
 //! ```
 
 mod authenticator;
+mod config;
 mod layer;
 mod service;
 
-pub use self::authenticator::Authenticator;
-pub use self::layer::ApiKeyLayer;
-pub use self::service::ApiKeyService;
+pub use self::authenticator::KeyVerifier;
+pub use self::layer::AuthenticateLayer;
+pub use self::service::Authenticate;

@@ -12,23 +12,23 @@ use tower_service::Service;
 use axum::extract::MatchedPath;
 
 use super::authenticator::Step;
-use super::layer::Config;
+use super::config::Config;
 use crate::audit::{is_state_changing, AuditAction, AuditActor, AuditEntry};
 use crate::credentials::{body_key, strip_body_field, BodyKey};
 use crate::key::KeyId;
-use crate::outcome::Outcome;
 use crate::pipeline::{Admitted, ResponseBody, ResponseFuture, Verdict};
 use crate::principal::Principal;
+use crate::rejection::RejectionKind;
 use crate::rejection::{request_id, Rejection};
 use crate::store::KeyStore;
 
-/// The service built by [`ApiKeyLayer`](super::ApiKeyLayer).
-pub struct ApiKeyService<S, K> {
+/// The service built by [`AuthenticateLayer`](super::AuthenticateLayer).
+pub struct Authenticate<S, K> {
     inner: S,
     config: Arc<Config<K>>,
 }
 
-impl<S, K> ApiKeyService<S, K> {
+impl<S, K> Authenticate<S, K> {
     pub(crate) fn new(inner: S, config: Arc<Config<K>>) -> Self {
         Self { inner, config }
     }
@@ -49,7 +49,7 @@ impl<S, K> ApiKeyService<S, K> {
     }
 }
 
-impl<S: Clone, K> Clone for ApiKeyService<S, K> {
+impl<S: Clone, K> Clone for Authenticate<S, K> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -58,15 +58,15 @@ impl<S: Clone, K> Clone for ApiKeyService<S, K> {
     }
 }
 
-impl<S: std::fmt::Debug, K> std::fmt::Debug for ApiKeyService<S, K> {
+impl<S: std::fmt::Debug, K> std::fmt::Debug for Authenticate<S, K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiKeyService")
+        f.debug_struct("Authenticate")
             .field("inner", &self.inner)
             .finish_non_exhaustive()
     }
 }
 
-impl<S, K, B, ResBody> Service<Request<B>> for ApiKeyService<S, K>
+impl<S, K, B, ResBody> Service<Request<B>> for Authenticate<S, K>
 where
     S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
     K: KeyStore,
@@ -96,7 +96,7 @@ where
                 req.extensions_mut().insert(Arc::clone(&config.context));
                 return ResponseFuture::call(self.inner.call(req), Admitted::default());
             }
-            Ok(None) => Step::Refuse(Outcome::Missing, None),
+            Ok(None) => Step::Refuse(RejectionKind::Missing, None),
             Ok(Some(key)) => config.authenticator.start(key),
         };
         match step {
@@ -217,7 +217,7 @@ fn admit<K: KeyStore, B>(
 
 fn refuse<K>(
     config: &Config<K>,
-    outcome: Outcome,
+    outcome: RejectionKind,
     key_id: Option<KeyId>,
     headers: &HeaderMap,
 ) -> Response<bytes::Bytes> {
@@ -239,7 +239,12 @@ where
 {
     let (mut parts, body) = req.into_parts();
     let Some(field) = config.sources.body.as_ref() else {
-        return Verdict::Refuse(refuse(&config, Outcome::Missing, None, &parts.headers));
+        return Verdict::Refuse(refuse(
+            &config,
+            RejectionKind::Missing,
+            None,
+            &parts.headers,
+        ));
     };
     let refused = |outcome, key_id, headers: &HeaderMap| {
         Verdict::Refuse(refuse(&config, outcome, key_id, headers))
@@ -251,7 +256,7 @@ where
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > field.limit as u64) {
-        return refused(Outcome::PayloadTooLarge, None, &parts.headers);
+        return refused(RejectionKind::PayloadTooLarge, None, &parts.headers);
     }
     if parts
         .headers
@@ -259,7 +264,7 @@ where
         .is_some_and(|ct| !is_json(ct))
     {
         return refused(
-            Outcome::InvalidRequest {
+            RejectionKind::InvalidRequest {
                 reason: "expected a JSON body (Content-Type: application/json)",
             },
             None,
@@ -268,14 +273,14 @@ where
     }
     let collected = tokio::time::timeout(field.timeout, Limited::new(body, field.limit).collect());
     let bytes = match collected.await {
-        Err(_elapsed) => return refused(Outcome::RequestTimeout, None, &parts.headers),
+        Err(_elapsed) => return refused(RejectionKind::RequestTimeout, None, &parts.headers),
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.is::<LengthLimitError>() => {
-            return refused(Outcome::PayloadTooLarge, None, &parts.headers)
+            return refused(RejectionKind::PayloadTooLarge, None, &parts.headers)
         }
         Ok(Err(_)) => {
             return refused(
-                Outcome::InvalidRequest {
+                RejectionKind::InvalidRequest {
                     reason: "the request body could not be read",
                 },
                 None,
@@ -290,7 +295,7 @@ where
         match body_key(&bytes, &field.field) {
             Ok(BodyKey::Present(key)) => Ok(Some(key)),
             Ok(BodyKey::Absent) => Ok(None),
-            Ok(BodyKey::NotAString) => Err(Outcome::Malformed),
+            Ok(BodyKey::NotAString) => Err(RejectionKind::Malformed),
             Err(outcome) => Err(outcome),
         }
     };
@@ -303,7 +308,7 @@ where
                 Admitted::default(),
             );
         }
-        Ok(None) => (Err(Outcome::Missing), None),
+        Ok(None) => (Err(RejectionKind::Missing), None),
         Ok(Some(key)) => match config.authenticator.start(key.as_bytes()) {
             Step::Admit(principal) => (Ok(principal), None),
             Step::Refuse(outcome, key_id) => (Err(outcome), key_id),

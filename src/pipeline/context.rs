@@ -6,9 +6,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Extensions, HeaderMap, Response};
 
-use crate::outcome::Outcome;
 use crate::principal::Principal;
-use crate::rejection::{request_id, Refused, Rejection, Renderer};
+use crate::rejection::RejectionKind;
+use crate::rejection::{request_id, Rejection, RejectionResponse, Renderer};
 use crate::scope::ScopeModel;
 
 /// The request-scoped context of the authentication layer that handled a request:
@@ -35,10 +35,10 @@ impl RequestContext {
 pub(crate) fn render_for(
     extensions: &Extensions,
     headers: &HeaderMap,
-    outcome: Outcome,
+    outcome: RejectionKind,
 ) -> Response<Bytes> {
     let Some(context) = RequestContext::of(extensions) else {
-        return Refused::misconfigured().into_response();
+        return RejectionResponse::misconfigured().into_response();
     };
     let key_id = extensions.get::<Principal>().map(|p| *p.key_id());
     let rejection = Rejection::new(outcome)

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
-use super::{Decision, QuotaPolicy, RateLimitPolicy};
+use super::{Decision, QuotaPolicy, RatePolicy};
 
 /// Where rate-limit buckets and quota counters live.
 ///
-/// [`RateLimits`](super::RateLimits) chooses the policy, the bucket and the quota
+/// [`Limits`](super::Limits) chooses the policy, the bucket and the quota
 /// counter for a key and reads the clock; the backend holds the state and decides. The
 /// in-process [`MemoryLimiter`](super::MemoryLimiter) is the default; a shared store
 /// (Redis, for instance) slots in here so that every instance enforces one limit.
@@ -32,18 +32,18 @@ use super::{Decision, QuotaPolicy, RateLimitPolicy};
 ///
 /// ```
 /// use std::convert::Infallible;
-/// use tower_api_key::rate_limit::{Decision, LimitRequest, RateLimiter, RateLimitStatus};
+/// use tower_api_key::rate_limit::{Decision, LimitRequest, Limiter, RateStatus};
 ///
 /// /// Lets everything through and says so.
 /// #[derive(Clone)]
 /// struct Unlimited;
 ///
-/// impl RateLimiter for Unlimited {
+/// impl Limiter for Unlimited {
 ///     type Error = Infallible;
 ///
 ///     async fn check(&self, request: &LimitRequest) -> Result<Decision, Infallible> {
 ///         let policy = &request.policy;
-///         Ok(Decision::Allowed(RateLimitStatus {
+///         Ok(Decision::Allowed(RateStatus {
 ///             policy: policy.name().into(),
 ///             quota: policy.quota(),
 ///             window_secs: policy.window().as_secs(),
@@ -54,7 +54,7 @@ use super::{Decision, QuotaPolicy, RateLimitPolicy};
 ///     }
 /// }
 /// ```
-pub trait RateLimiter: Clone + Send + Sync + 'static {
+pub trait Limiter: Clone + Send + Sync + 'static {
     /// Why the backend could not decide (a lost connection). The caller decides whether
     /// to fail open or closed; the crate's layer fails closed with 503.
     type Error: std::error::Error + Send + Sync + 'static;
@@ -66,7 +66,7 @@ pub trait RateLimiter: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Decision, Self::Error>> + Send;
 
     /// Decides at once, without awaiting, when the backend can (an in-process
-    /// limiter). `None`, the default, means "await [`RateLimiter::check`]". The layer
+    /// limiter). `None`, the default, means "await [`Limiter::check`]". The layer
     /// uses this to keep in-process limits off the boxed asynchronous path.
     fn check_now(&self, request: &LimitRequest) -> Option<Decision> {
         let _ = request;
@@ -75,7 +75,7 @@ pub trait RateLimiter: Clone + Send + Sync + 'static {
 }
 
 /// [`Decision::CostExceedsBurst`] when `request` costs more than its policy's burst
-/// (step 1 of the [`RateLimiter`] contract), shared by every backend.
+/// (step 1 of the [`Limiter`] contract), shared by every backend.
 pub(super) fn over_burst(request: &LimitRequest) -> Option<Decision> {
     let policy = &request.policy;
     (request.cost > policy.burst()).then(|| Decision::CostExceedsBurst {
@@ -85,13 +85,13 @@ pub(super) fn over_burst(request: &LimitRequest) -> Option<Decision> {
     })
 }
 
-/// One request to charge, as [`RateLimits`](super::RateLimits) resolved it.
+/// One request to charge, as [`Limits`](super::Limits) resolved it.
 ///
 /// ```
-/// use tower_api_key::rate_limit::{LimitRequest, QuotaPolicy, QuotaRequest, RateLimitPolicy};
+/// use tower_api_key::rate_limit::{LimitRequest, QuotaPolicy, QuotaRequest, RatePolicy};
 ///
 /// let now = time::macros::datetime!(2026-05-01 12:00 UTC);
-/// let request = LimitRequest::new("rl:default:key:abc", "5/min".parse::<RateLimitPolicy>()?, 1, now)
+/// let request = LimitRequest::new("rl:default:key:abc", "5/min".parse::<RatePolicy>()?, 1, now)
 ///     .with_quota(QuotaRequest::new("quota:daily:organization:acme", QuotaPolicy::daily(100)?, now));
 /// let quota = request.quota.as_ref().unwrap();
 /// assert_eq!(quota.period_end, time::macros::datetime!(2026-05-02 0:00 UTC));
@@ -105,7 +105,7 @@ pub struct LimitRequest {
     /// under a policy whose numbers changed, never share a bucket.
     pub bucket: String,
     /// The policy to enforce.
-    pub policy: Arc<RateLimitPolicy>,
+    pub policy: Arc<RatePolicy>,
     /// Units to spend.
     pub cost: u32,
     /// The time of the request.
@@ -118,7 +118,7 @@ impl LimitRequest {
     /// A request without a quota.
     pub fn new(
         bucket: impl Into<String>,
-        policy: impl Into<Arc<RateLimitPolicy>>,
+        policy: impl Into<Arc<RatePolicy>>,
         cost: u32,
         now: OffsetDateTime,
     ) -> Self {

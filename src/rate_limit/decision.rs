@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::header::RETRY_AFTER;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::Outcome;
+use crate::RejectionKind;
 
 /// The `RateLimit` response field (draft-ietf-httpapi-ratelimit-headers, -08 and later).
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -22,10 +22,10 @@ pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-poli
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_api_key::rate_limit::{Decision, RateLimitStatus};
-/// use tower_api_key::Outcome;
+/// use tower_api_key::rate_limit::{Decision, RateStatus};
+/// use tower_api_key::RejectionKind;
 ///
-/// let status = RateLimitStatus {
+/// let status = RateStatus {
 ///     policy: "default".into(),
 ///     quota: 5,
 ///     window_secs: 60,
@@ -36,24 +36,24 @@ pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-poli
 /// let decision = Decision::Limited(status);
 /// assert!(!decision.is_allowed());
 /// assert_eq!(
-///     decision.outcome(),
-///     Some(Outcome::RateLimited { retry_after: Duration::from_secs(12) })
+///     decision.kind(),
+///     Some(RejectionKind::RateLimited { retry_after: Duration::from_secs(12) })
 /// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// The request may proceed; its cost has been spent.
-    Allowed(RateLimitStatus),
+    Allowed(RateStatus),
     /// Over the rate limit: answer 429 with `Retry-After`.
-    /// [`RateLimitStatus::retry_after`] is set.
-    Limited(RateLimitStatus),
+    /// [`RateStatus::retry_after`] is set.
+    Limited(RateStatus),
     /// The owner's daily or monthly quota is spent: answer 403 `quota_exceeded` (by
     /// default).
     QuotaExceeded(QuotaStatus),
     /// The request costs more units than the policy's burst, so it could never be
     /// allowed however long the client waited. This is a configuration mistake (a
     /// route weight too large for a policy); find it when the router is built with
-    /// [`RateLimits::validate_cost`](super::RateLimits::validate_cost).
+    /// [`Limits::validate_cost`](super::Limits::validate_cost).
     CostExceedsBurst {
         /// The policy that was chosen for the key.
         policy: Arc<str>,
@@ -72,19 +72,19 @@ impl Decision {
 
     /// The refusal to answer with, or `None` when the request is allowed.
     ///
-    /// [`Decision::Limited`] becomes [`Outcome::RateLimited`] with the wait rounded up
+    /// [`Decision::Limited`] becomes [`RejectionKind::RateLimited`] with the wait rounded up
     /// to whole seconds (never zero), [`Decision::QuotaExceeded`] becomes
-    /// [`Outcome::QuotaExceeded`], and [`Decision::CostExceedsBurst`] becomes
-    /// [`Outcome::InvalidRequest`] (400): waiting would never help, so a 429 would make
+    /// [`RejectionKind::QuotaExceeded`], and [`Decision::CostExceedsBurst`] becomes
+    /// [`RejectionKind::InvalidRequest`] (400): waiting would never help, so a 429 would make
     /// a well-behaved client retry forever.
-    pub fn outcome(&self) -> Option<Outcome> {
+    pub fn kind(&self) -> Option<RejectionKind> {
         match self {
             Self::Allowed(_) => None,
-            Self::Limited(status) => Some(Outcome::RateLimited {
+            Self::Limited(status) => Some(RejectionKind::RateLimited {
                 retry_after: Duration::from_secs(status.retry_after_secs().unwrap_or(1)),
             }),
-            Self::QuotaExceeded(_) => Some(Outcome::QuotaExceeded),
-            Self::CostExceedsBurst { .. } => Some(Outcome::InvalidRequest {
+            Self::QuotaExceeded(_) => Some(RejectionKind::QuotaExceeded),
+            Self::CostExceedsBurst { .. } => Some(RejectionKind::InvalidRequest {
                 reason: "the request costs more than the key's rate limit allows at once",
             }),
         }
@@ -92,7 +92,7 @@ impl Decision {
 
     /// The rate-limit state, for [`Allowed`](Self::Allowed) and
     /// [`Limited`](Self::Limited).
-    pub fn rate_limit_status(&self) -> Option<&RateLimitStatus> {
+    pub fn rate_limit_status(&self) -> Option<&RateStatus> {
         match self {
             Self::Allowed(status) | Self::Limited(status) => Some(status),
             Self::QuotaExceeded(_) | Self::CostExceedsBurst { .. } => None,
@@ -104,9 +104,9 @@ impl Decision {
 /// fields.
 ///
 /// ```
-/// use tower_api_key::rate_limit::RateLimitStatus;
+/// use tower_api_key::rate_limit::RateStatus;
 ///
-/// let status = RateLimitStatus {
+/// let status = RateStatus {
 ///     policy: "default".into(),
 ///     quota: 100,
 ///     window_secs: 60,
@@ -119,7 +119,7 @@ impl Decision {
 /// assert_eq!(status.retry_after_secs(), None);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RateLimitStatus {
+pub struct RateStatus {
     /// The policy's name.
     pub policy: Arc<str>,
     /// The policy's requests per window.
@@ -137,7 +137,7 @@ pub struct RateLimitStatus {
     pub retry_after: Option<Duration>,
 }
 
-impl RateLimitStatus {
+impl RateStatus {
     /// The `RateLimit` field: `"<policy>";r=<remaining>;t=<reset_secs>`.
     pub fn ratelimit_header(&self) -> HeaderValue {
         field(
@@ -165,9 +165,9 @@ impl RateLimitStatus {
     /// ```
     /// use std::time::Duration;
     /// use http::HeaderMap;
-    /// use tower_api_key::rate_limit::RateLimitStatus;
+    /// use tower_api_key::rate_limit::RateStatus;
     ///
-    /// let status = RateLimitStatus {
+    /// let status = RateStatus {
     ///     policy: "default".into(),
     ///     quota: 5,
     ///     window_secs: 60,
@@ -283,17 +283,34 @@ fn field(policy: &str, params: [(&str, u64); 2]) -> HeaderValue {
         out.push(';');
         out.push_str(name);
         out.push('=');
-        super::limits::push_u64(&mut out, value);
+        push_u64(&mut out, value);
     }
     header_value(out)
+}
+
+/// Appends the decimal digits of `n`.
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(char::from(d));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn limited(retry_after: Duration) -> RateLimitStatus {
-        RateLimitStatus {
+    fn limited(retry_after: Duration) -> RateStatus {
+        RateStatus {
             policy: "dev".into(),
             quota: 5,
             window_secs: 60,
@@ -329,7 +346,7 @@ mod tests {
         assert_eq!(headers.len(), 3);
         assert_eq!(headers[RETRY_AFTER], "12");
 
-        let allowed = RateLimitStatus {
+        let allowed = RateStatus {
             retry_after: None,
             remaining: 4,
             ..status
@@ -361,18 +378,18 @@ mod tests {
 
     #[test]
     fn outcomes() {
-        let allowed = Decision::Allowed(RateLimitStatus {
+        let allowed = Decision::Allowed(RateStatus {
             retry_after: None,
             ..limited(Duration::ZERO)
         });
         assert!(allowed.is_allowed());
-        assert_eq!(allowed.outcome(), None);
+        assert_eq!(allowed.kind(), None);
         assert!(allowed.rate_limit_status().is_some());
 
         let limited = Decision::Limited(limited(Duration::from_millis(200)));
         assert_eq!(
-            limited.outcome(),
-            Some(Outcome::RateLimited {
+            limited.kind(),
+            Some(RejectionKind::RateLimited {
                 retry_after: Duration::from_secs(1)
             })
         );
@@ -384,11 +401,8 @@ mod tests {
             window_secs: 86_400,
             reset_secs: 5,
         });
-        assert_eq!(quota.outcome(), Some(Outcome::QuotaExceeded));
-        assert_eq!(
-            quota.outcome().unwrap().status(),
-            http::StatusCode::FORBIDDEN
-        );
+        assert_eq!(quota.kind(), Some(RejectionKind::QuotaExceeded));
+        assert_eq!(quota.kind().unwrap().status(), http::StatusCode::FORBIDDEN);
         assert!(quota.rate_limit_status().is_none());
 
         let too_big = Decision::CostExceedsBurst {
@@ -396,7 +410,7 @@ mod tests {
             cost: 10,
             burst: 5,
         };
-        let outcome = too_big.outcome().unwrap();
+        let outcome = too_big.kind().unwrap();
         assert_eq!(outcome.status(), http::StatusCode::BAD_REQUEST);
         assert!(!too_big.is_allowed());
     }

@@ -7,28 +7,28 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::limits::Start;
-use super::{Decision, MemoryLimiter, RateLimiter, RateLimits};
-use crate::outcome::Outcome;
+use super::{Decision, Limiter, Limits, MemoryLimiter};
 use crate::pipeline::{render_for, Admitted, Bare, ResponseFuture, Verdict};
 use crate::principal::Principal;
+use crate::rejection::RejectionKind;
 use crate::ConfigError;
 
 /// Charges every request against its key's rate limit and its owner's quota; use it
-/// behind an [`ApiKeyLayer`](crate::ApiKeyLayer) and behind any scope guard, so that
+/// behind an [`AuthenticateLayer`](crate::AuthenticateLayer) and behind any scope guard, so that
 /// requests refused with 401 or 403 never spend anything (the order of checks is
 /// authenticate → scope → rate limit → quota).
 ///
 /// A limited request gets 429 with `Retry-After` (whole seconds, never 0) and the
-/// `RateLimit` / `RateLimit-Policy` fields, in the style of the `ApiKeyLayer` in
+/// `RateLimit` / `RateLimit-Policy` fields, in the style of the `AuthenticateLayer` in
 /// front; a spent quota gets 403 `quota_exceeded` (the status is configurable).
 /// Successful responses can carry the `RateLimit` fields too
 /// ([`RateLimitLayer::with_success_headers`]).
 ///
 /// ```
 /// use axum::{routing::get, Router};
-/// use tower_api_key::rate_limit::{RateLimitLayer, RateLimits};
+/// use tower_api_key::rate_limit::{RateLimitLayer, Limits};
 ///
-/// let limits = RateLimits::new("100/s".parse()?)
+/// let limits = Limits::new("100/s".parse()?)
 ///     .with_environment_policy("dev", "10/s".parse()?)?;
 /// let app: Router = Router::new()
 ///     .route("/v1/builds", get(|| async { "ok" }).route_layer(RateLimitLayer::new(limits).with_cost(5)?));
@@ -36,7 +36,7 @@ use crate::ConfigError;
 /// ```
 #[must_use]
 pub struct RateLimitLayer<L = MemoryLimiter> {
-    limits: RateLimits<L>,
+    limits: Limits<L>,
     cost: u32,
     success_headers: bool,
     quota_status: StatusCode,
@@ -55,7 +55,7 @@ impl<L: Clone> Clone for RateLimitLayer<L> {
 
 impl<L> RateLimitLayer<L> {
     /// Charges a cost of 1 per request under `limits`.
-    pub fn new(limits: RateLimits<L>) -> Self {
+    pub fn new(limits: Limits<L>) -> Self {
         Self {
             limits,
             cost: 1,
@@ -100,7 +100,7 @@ impl<L> RateLimitLayer<L> {
     }
 
     /// The limits.
-    pub fn limits(&self) -> &RateLimits<L> {
+    pub fn limits(&self) -> &Limits<L> {
         &self.limits
     }
 }
@@ -173,7 +173,7 @@ impl<S: fmt::Debug, L: fmt::Debug> fmt::Debug for RateLimit<S, L> {
 impl<S, L, B, ResBody> Service<Request<B>> for RateLimit<S, L>
 where
     S: Service<Request<B>, Response = Response<ResBody>> + Clone + Send + 'static,
-    L: RateLimiter,
+    L: Limiter,
     B: Send + 'static,
     ResBody: From<Bytes>,
 {
@@ -190,7 +190,7 @@ where
             return ResponseFuture::reject(render_for(
                 req.extensions(),
                 req.headers(),
-                Outcome::Missing,
+                RejectionKind::Missing,
             ));
         };
         match self.layer.limits.start(principal.record(), self.layer.cost) {
@@ -211,7 +211,7 @@ where
                             Err(render_for(
                                 req.extensions(),
                                 req.headers(),
-                                Outcome::StoreUnavailable,
+                                RejectionKind::StoreUnavailable,
                             ))
                         }
                     };
@@ -245,17 +245,17 @@ fn settle<L, B>(
         }
         Decision::Limited(status) => {
             let retry_after = status.retry_after.unwrap_or_default();
-            let mut response = refuse(Outcome::RateLimited { retry_after });
+            let mut response = refuse(RejectionKind::RateLimited { retry_after });
             status.insert_headers(response.headers_mut());
             Err(response)
         }
         Decision::QuotaExceeded(quota) => {
-            let mut response = refuse(Outcome::QuotaExceeded);
+            let mut response = refuse(RejectionKind::QuotaExceeded);
             *response.status_mut() = layer.quota_status;
             quota.insert_headers(response.headers_mut());
             Err(response)
         }
-        Decision::CostExceedsBurst { .. } => Err(refuse(Outcome::InvalidRequest {
+        Decision::CostExceedsBurst { .. } => Err(refuse(RejectionKind::InvalidRequest {
             reason: "the request costs more than the key's rate limit allows at once",
         })),
     }

@@ -10,8 +10,8 @@ use crate::key::Environment;
 use crate::store::KeyRecord;
 
 use super::{
-    Decision, LimitRequest, MemoryLimiter, Partition, QuotaPolicy, QuotaRequest, RateLimitPolicy,
-    RateLimiter,
+    Decision, LimitRequest, Limiter, MemoryLimiter, Partition, QuotaPolicy, QuotaRequest,
+    RatePolicy,
 };
 
 /// Rate limits and quotas for API keys: which policy applies to a key, which bucket it
@@ -36,12 +36,12 @@ use super::{
 /// use std::time::Duration;
 /// use tower_api_key::clock::{Clock, ManualClock};
 /// use tower_api_key::key::KeyFormat;
-/// use tower_api_key::rate_limit::{Decision, QuotaPolicy, RateLimitPolicy, RateLimits};
+/// use tower_api_key::rate_limit::{Decision, QuotaPolicy, RatePolicy, Limits};
 /// use tower_api_key::store::{KeyRecord, Owner};
 ///
 /// let clock = ManualClock::default();
-/// let limits = RateLimits::new("5/min".parse()?)
-///     .with_environment_policy("test", RateLimitPolicy::new("test", 2, Duration::from_secs(60))?)?
+/// let limits = Limits::new("5/min".parse()?)
+///     .with_environment_policy("test", RatePolicy::new("test", 2, Duration::from_secs(60))?)?
 ///     .with_quota(QuotaPolicy::daily(10_000)?)
 ///     .with_clock(clock.clone());
 ///
@@ -61,7 +61,7 @@ use super::{
 /// assert!(limits.check(&record, 1).is_allowed());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct RateLimits<L = MemoryLimiter> {
+pub struct Limits<L = MemoryLimiter> {
     config: Arc<Config>,
     backend: L,
     clock: SharedClock,
@@ -69,18 +69,18 @@ pub struct RateLimits<L = MemoryLimiter> {
 
 #[derive(Clone)]
 struct Config {
-    default: Arc<RateLimitPolicy>,
-    environments: HashMap<Environment, Arc<RateLimitPolicy>>,
-    named: HashMap<Arc<str>, Arc<RateLimitPolicy>>,
+    default: Arc<RatePolicy>,
+    environments: HashMap<Environment, Arc<RatePolicy>>,
+    named: HashMap<Arc<str>, Arc<RatePolicy>>,
     partition: Partition,
     quota: Option<QuotaPolicy>,
     quota_exempt: Vec<Environment>,
 }
 
-impl RateLimits<MemoryLimiter> {
+impl Limits<MemoryLimiter> {
     /// `default` for every key, partitioned by [`Partition::Family`], no quota, the
     /// system clock, and a [`MemoryLimiter`] with its default bounds.
-    pub fn new(default: RateLimitPolicy) -> Self {
+    pub fn new(default: RatePolicy) -> Self {
         Self {
             config: Arc::new(Config {
                 default: Arc::new(default),
@@ -129,12 +129,12 @@ impl RateLimits<MemoryLimiter> {
     }
 }
 
-impl<L> RateLimits<L> {
+impl<L> Limits<L> {
     /// Adds a named policy, chosen for keys whose
     /// [`rate_limit_policy`](KeyRecord::rate_limit_policy) names it. A policy of the
     /// same name replaces the earlier one.
     #[must_use]
-    pub fn with_policy(mut self, policy: RateLimitPolicy) -> Self {
+    pub fn with_policy(mut self, policy: RatePolicy) -> Self {
         let policy = Arc::new(policy);
         Arc::make_mut(&mut self.config)
             .named
@@ -151,7 +151,7 @@ impl<L> RateLimits<L> {
     pub fn with_environment_policy(
         mut self,
         env: &str,
-        policy: RateLimitPolicy,
+        policy: RatePolicy,
     ) -> Result<Self, ConfigError> {
         let env = Environment::new(env)?;
         Arc::make_mut(&mut self.config)
@@ -197,8 +197,8 @@ impl<L> RateLimits<L> {
     }
 
     /// Replaces the backend that holds buckets and counters, keeping the policies.
-    pub fn with_backend<B>(self, backend: B) -> RateLimits<B> {
-        RateLimits {
+    pub fn with_backend<B>(self, backend: B) -> Limits<B> {
+        Limits {
             config: self.config,
             backend,
             clock: self.clock,
@@ -216,7 +216,7 @@ impl<L> RateLimits<L> {
     }
 
     /// The policy that applies to `record` (see the type's docs for the order).
-    pub fn policy_for(&self, record: &KeyRecord) -> &Arc<RateLimitPolicy> {
+    pub fn policy_for(&self, record: &KeyRecord) -> &Arc<RatePolicy> {
         let config = &*self.config;
         if let Some(name) = &record.rate_limit_policy {
             if let Some(policy) = config.by_name(name) {
@@ -242,7 +242,7 @@ impl<L> RateLimits<L> {
     /// [`ConfigError`] naming the first policy whose burst is smaller than `cost`.
     pub fn validate_cost(&self, cost: u32) -> Result<(), ConfigError> {
         let config = &*self.config;
-        let mut policies: Vec<&Arc<RateLimitPolicy>> = std::iter::once(&config.default)
+        let mut policies: Vec<&Arc<RatePolicy>> = std::iter::once(&config.default)
             .chain(config.environments.values())
             .chain(config.named.values())
             .collect();
@@ -313,7 +313,7 @@ pub(crate) enum Start {
     Ask(LimitRequest),
 }
 
-impl<L: RateLimiter> RateLimits<L> {
+impl<L: Limiter> Limits<L> {
     /// Decides without awaiting when it can; otherwise hands back what the backend must
     /// be asked.
     pub(crate) fn start(&self, record: &KeyRecord, cost: u32) -> Start {
@@ -327,7 +327,7 @@ impl<L: RateLimiter> RateLimits<L> {
         }
     }
 
-    /// [`check`](RateLimits::check) through any [`RateLimiter`] backend.
+    /// [`check`](Limits::check) through any [`Limiter`] backend.
     ///
     /// # Errors
     ///
@@ -336,12 +336,12 @@ impl<L: RateLimiter> RateLimits<L> {
     /// ```
     /// use tower_api_key::clock::Clock;
     /// use tower_api_key::key::KeyFormat;
-    /// use tower_api_key::rate_limit::RateLimits;
+    /// use tower_api_key::rate_limit::Limits;
     /// use tower_api_key::store::{KeyRecord, Owner};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let limits = RateLimits::new("1/h".parse()?);
+    /// let limits = Limits::new("1/h".parse()?);
     /// let minted = KeyFormat::new("pb")?.generate(None)?;
     /// let record = KeyRecord::new(&minted, "ci", Owner::user("u1"), vec![], time::OffsetDateTime::now_utc());
     /// assert!(limits.check_async(&record, 1).await?.is_allowed());
@@ -358,7 +358,7 @@ impl<L: RateLimiter> RateLimits<L> {
 }
 
 impl Config {
-    fn by_name(&self, name: &str) -> Option<&Arc<RateLimitPolicy>> {
+    fn by_name(&self, name: &str) -> Option<&Arc<RatePolicy>> {
         self.named
             .get(name)
             .or_else(|| {
@@ -397,24 +397,7 @@ impl PartitionId<'_> {
     }
 }
 
-/// Appends the decimal digits of `n`.
-pub(crate) fn push_u64(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &d in &digits[i..] {
-        out.push(char::from(d));
-    }
-}
-
-impl<L: Clone> Clone for RateLimits<L> {
+impl<L: Clone> Clone for Limits<L> {
     fn clone(&self) -> Self {
         Self {
             config: self.config.clone(),
@@ -424,7 +407,7 @@ impl<L: Clone> Clone for RateLimits<L> {
     }
 }
 
-impl<L: fmt::Debug> fmt::Debug for RateLimits<L> {
+impl<L: fmt::Debug> fmt::Debug for Limits<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let config = &*self.config;
         let mut environments: Vec<_> = config
@@ -435,7 +418,7 @@ impl<L: fmt::Debug> fmt::Debug for RateLimits<L> {
         environments.sort_by_key(|(env, _)| *env);
         let mut named: Vec<_> = config.named.values().collect();
         named.sort_by(|a, b| a.name().cmp(b.name()));
-        f.debug_struct("RateLimits")
+        f.debug_struct("Limits")
             .field("default", &config.default)
             .field("environments", &environments)
             .field("named", &named)
@@ -475,12 +458,12 @@ mod tests {
         record
     }
 
-    fn policy(name: &str, quota: u32) -> RateLimitPolicy {
-        RateLimitPolicy::new(name, quota, Duration::from_secs(60)).unwrap()
+    fn policy(name: &str, quota: u32) -> RatePolicy {
+        RatePolicy::new(name, quota, Duration::from_secs(60)).unwrap()
     }
 
-    fn limits() -> RateLimits {
-        RateLimits::new(policy("default", 10))
+    fn limits() -> Limits {
+        Limits::new(policy("default", 10))
             .with_environment_policy("dev", policy("dev", 2))
             .unwrap()
             .with_policy(policy("gold", 100))
@@ -520,11 +503,11 @@ mod tests {
 
     #[test]
     fn invalid_environment_names_are_refused() {
-        let err = RateLimits::new(policy("default", 1))
+        let err = Limits::new(policy("default", 1))
             .with_environment_policy("Dev Box", policy("dev", 1))
             .unwrap_err();
         assert!(err.message().contains("Dev Box"), "{err}");
-        assert!(RateLimits::new(policy("default", 1))
+        assert!(Limits::new(policy("default", 1))
             .with_quota_exempt_environment("")
             .is_err());
     }
@@ -603,13 +586,13 @@ mod tests {
 
     #[test]
     fn clones_share_state_and_debug_is_readable() {
-        let limits = RateLimits::new(policy("default", 1)).with_clock(ManualClock::default());
+        let limits = Limits::new(policy("default", 1)).with_clock(ManualClock::default());
         let clone = limits.clone();
         let record = record(Some("live"));
         assert!(limits.check(&record, 1).is_allowed());
         assert!(!clone.check(&record, 1).is_allowed());
         let debug = format!("{limits:?}");
-        assert!(debug.contains("RateLimits"), "{debug}");
+        assert!(debug.contains("Limits"), "{debug}");
         assert!(debug.contains("MemoryLimiter"), "{debug}");
     }
 }

@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 
 use super::backend::over_burst;
 use super::decision::{whole_secs, whole_secs_at_least_one};
-use super::{Decision, LimitRequest, QuotaRequest, QuotaStatus, RateLimitStatus, RateLimiter};
+use super::{Decision, LimitRequest, Limiter, QuotaRequest, QuotaStatus, RateStatus};
 use crate::error::ConfigError;
 
 /// The default bound on rate-limit buckets.
@@ -34,13 +34,13 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(1);
 /// The longest a cache entry is kept idle, whatever the policy.
 const MAX_IDLE: Duration = Duration::from_secs(400 * 86_400);
 
-/// The in-process [`RateLimiter`]: one GCRA bucket per partition, computed by
+/// The in-process [`Limiter`]: one GCRA bucket per partition, computed by
 /// [`governor`], held in a bounded cache, plus one counter per owner for quotas.
 ///
 /// Memory stays bounded whatever the number of keys: at most
 /// [`with_max_partitions`](Self::with_max_partitions) buckets and
 /// [`with_max_quota_owners`](Self::with_max_quota_owners) counters, evicting the least
-/// recently used. A bucket idle for its policy's [refill time](super::RateLimitPolicy::refill_time)
+/// recently used. A bucket idle for its policy's [refill time](super::RatePolicy::refill_time)
 /// is full, so dropping it then loses nothing; it is dropped after between one and two
 /// refill times of idleness (policies slower than 200 days excepted). A counter is
 /// dropped when its period ends.
@@ -55,11 +55,11 @@ const MAX_IDLE: Duration = Duration::from_secs(400 * 86_400);
 /// instance enforces its own.
 ///
 /// ```
-/// use tower_api_key::rate_limit::{Decision, LimitRequest, MemoryLimiter, RateLimitPolicy};
+/// use tower_api_key::rate_limit::{Decision, LimitRequest, MemoryLimiter, RatePolicy};
 ///
 /// let limiter = MemoryLimiter::new().with_max_partitions(10_000)?;
 /// let now = time::macros::datetime!(2026-01-01 0:00 UTC);
-/// let request = LimitRequest::new("rl:default:key:abc", "2/s".parse::<RateLimitPolicy>()?, 1, now);
+/// let request = LimitRequest::new("rl:default:key:abc", "2/s".parse::<RatePolicy>()?, 1, now);
 /// assert!(limiter.decide(&request).is_allowed());
 /// assert!(limiter.decide(&request).is_allowed());
 /// assert!(matches!(limiter.decide(&request), Decision::Limited(_)));
@@ -175,7 +175,7 @@ impl MemoryLimiter {
         self.inner.counters.run_pending_tasks();
     }
 
-    /// Decides on one request, synchronously. [`RateLimiter::check`] wraps this.
+    /// Decides on one request, synchronously. [`Limiter::check`] wraps this.
     pub fn decide(&self, request: &LimitRequest) -> Decision {
         if let Some(refused) = over_burst(request) {
             return refused;
@@ -275,7 +275,7 @@ impl fmt::Debug for MemoryLimiter {
     }
 }
 
-impl RateLimiter for MemoryLimiter {
+impl Limiter for MemoryLimiter {
     type Error = Infallible;
 
     fn check(
@@ -321,7 +321,7 @@ struct Gcra {
 }
 
 impl Gcra {
-    fn new(policy: &super::RateLimitPolicy, now: u64) -> Self {
+    fn new(policy: &super::RatePolicy, now: u64) -> Self {
         Self {
             quota: policy.gcra(),
             now,
@@ -355,7 +355,7 @@ impl Gcra {
         request: &LimitRequest,
         tat: Option<Nanos>,
         retry_after: Option<Duration>,
-    ) -> RateLimitStatus {
+    ) -> RateStatus {
         let interval = nanos_u64(self.quota.replenish_interval());
         bucket_status(
             request,
@@ -376,7 +376,7 @@ pub(super) fn bucket_status(
     now: u64,
     tat: Option<u64>,
     retry_after: Option<Duration>,
-) -> RateLimitStatus {
+) -> RateStatus {
     let policy = &request.policy;
     let interval = interval.max(1);
     let burst = u64::from(policy.burst());
@@ -392,7 +392,7 @@ pub(super) fn bucket_status(
         Some(wait) => whole_secs_at_least_one(wait),
         None => whole_secs(Duration::from_nanos(full_in)),
     };
-    RateLimitStatus {
+    RateStatus {
         policy: policy.shared_name().clone(),
         quota: policy.quota(),
         window_secs: policy.window().as_secs(),
@@ -557,23 +557,23 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::rate_limit::{QuotaPolicy, RateLimitPolicy};
+    use crate::rate_limit::{QuotaPolicy, RatePolicy};
 
     const T0: OffsetDateTime = datetime!(2026-01-01 0:00 UTC);
 
-    fn per_min(quota: u32) -> Arc<RateLimitPolicy> {
-        Arc::new(RateLimitPolicy::new("p", quota, Duration::from_secs(60)).unwrap())
+    fn per_min(quota: u32) -> Arc<RatePolicy> {
+        Arc::new(RatePolicy::new("p", quota, Duration::from_secs(60)).unwrap())
     }
 
     fn at(secs: u64) -> OffsetDateTime {
         T0 + Duration::from_secs(secs)
     }
 
-    fn req(policy: &Arc<RateLimitPolicy>, cost: u32, now: OffsetDateTime) -> LimitRequest {
+    fn req(policy: &Arc<RatePolicy>, cost: u32, now: OffsetDateTime) -> LimitRequest {
         LimitRequest::new("b", policy.clone(), cost, now)
     }
 
-    fn status(decision: Decision) -> RateLimitStatus {
+    fn status(decision: Decision) -> RateStatus {
         match decision {
             Decision::Allowed(s) | Decision::Limited(s) => s,
             other => panic!("no rate-limit status in {other:?}"),
@@ -704,7 +704,7 @@ mod tests {
     fn burst_smaller_than_quota() {
         let limiter = MemoryLimiter::new();
         let policy = Arc::new(
-            RateLimitPolicy::new("p", 60, Duration::from_secs(60))
+            RatePolicy::new("p", 60, Duration::from_secs(60))
                 .unwrap()
                 .with_burst(2)
                 .unwrap(),
@@ -732,7 +732,7 @@ mod tests {
             .is_allowed());
     }
 
-    fn with_quota(policy: &Arc<RateLimitPolicy>, limit: u64, now: OffsetDateTime) -> LimitRequest {
+    fn with_quota(policy: &Arc<RatePolicy>, limit: u64, now: OffsetDateTime) -> LimitRequest {
         req(policy, 1, now).with_quota(QuotaRequest::new(
             "q",
             QuotaPolicy::daily(limit).unwrap(),

@@ -1,6 +1,6 @@
 //! Per-key rate limits and per-owner quotas.
 //!
-//! [`RateLimits`] picks a [`RateLimitPolicy`] for each key (named on its record, by its
+//! [`Limits`] picks a [`RatePolicy`] for each key (named on its record, by its
 //! environment, or the default), spends the request's cost from a GCRA bucket shared by
 //! its [`Partition`] (key, rotation family or owner), then from its owner's daily or
 //! monthly [`QuotaPolicy`]. The [`Decision`] carries what a 429 needs: `Retry-After` in
@@ -15,7 +15,7 @@
 //! It runs after authentication and scope checks, so a refused key never spends
 //! anything, and a request refused here spends nothing either.
 //!
-//! Buckets are computed with [`governor`] and held by a [`RateLimiter`] backend: the
+//! Buckets are computed with [`governor`] and held by a [`Limiter`] backend: the
 //! in-process, memory-bounded [`MemoryLimiter`] by default, or `RedisLimiter` (feature
 //! `redis`) to share limits and quotas across instances. Time comes from the injected
 //! [`Clock`](crate::clock::Clock), so tests move it by hand.
@@ -24,12 +24,12 @@
 //! use std::time::Duration;
 //! use tower_api_key::clock::{Clock, ManualClock};
 //! use tower_api_key::key::KeyFormat;
-//! use tower_api_key::rate_limit::{Decision, Partition, QuotaPolicy, RateLimitPolicy, RateLimits};
+//! use tower_api_key::rate_limit::{Decision, Partition, QuotaPolicy, RatePolicy, Limits};
 //! use tower_api_key::store::{KeyRecord, Owner};
 //!
 //! let clock = ManualClock::new(time::macros::datetime!(2026-03-01 23:59:00 UTC));
-//! let limits = RateLimits::new("100/min".parse()?)
-//!     .with_environment_policy("dev", RateLimitPolicy::new("dev", 10, Duration::from_secs(60))?)?
+//! let limits = Limits::new("100/min".parse()?)
+//!     .with_environment_policy("dev", RatePolicy::new("dev", 10, Duration::from_secs(60))?)?
 //!     .with_partition(Partition::Owner)
 //!     .with_quota(QuotaPolicy::daily(3)?)
 //!     .with_clock(clock.clone());
@@ -66,12 +66,12 @@ mod policy;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 mod redis;
 
-pub use self::backend::{LimitRequest, QuotaRequest, RateLimiter};
-pub use self::decision::{Decision, QuotaStatus, RateLimitStatus, RATELIMIT, RATELIMIT_POLICY};
+pub use self::backend::{LimitRequest, Limiter, QuotaRequest};
+pub use self::decision::{Decision, QuotaStatus, RateStatus, RATELIMIT, RATELIMIT_POLICY};
 pub use self::layer::{RateLimit, RateLimitLayer};
-pub use self::limits::RateLimits;
+pub use self::limits::Limits;
 pub use self::memory::{MemoryLimiter, DEFAULT_MAX_PARTITIONS, DEFAULT_MAX_QUOTA_OWNERS};
-pub use self::policy::{Partition, QuotaPeriod, QuotaPolicy, RateLimitPolicy};
+pub use self::policy::{Partition, QuotaPeriod, QuotaPolicy, RatePolicy};
 #[cfg(feature = "redis")]
 pub use self::redis::{
     LocalFirst, OnRedisFailure, RedisLimitError, RedisLimiter, DEFAULT_KEY_PREFIX,

@@ -30,21 +30,21 @@ const MAX_NAME_LEN: usize = 64;
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_api_key::rate_limit::RateLimitPolicy;
+/// use tower_api_key::rate_limit::RatePolicy;
 ///
-/// let policy = RateLimitPolicy::new("dev", 5, Duration::from_secs(60))?.with_burst(2)?;
+/// let policy = RatePolicy::new("dev", 5, Duration::from_secs(60))?.with_burst(2)?;
 /// assert_eq!(policy.name(), "dev");
 /// assert_eq!(policy.quota(), 5);
 /// assert_eq!(policy.window(), Duration::from_secs(60));
 /// assert_eq!(policy.burst(), 2);
 ///
 /// // The command-line syntax names the policy `default`.
-/// let parsed: RateLimitPolicy = "100/s".parse()?;
+/// let parsed: RatePolicy = "100/s".parse()?;
 /// assert_eq!((parsed.name(), parsed.quota()), ("default", 100));
 /// # Ok::<(), tower_api_key::ConfigError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq)]
-pub struct RateLimitPolicy {
+pub struct RatePolicy {
     name: Arc<str>,
     quota: u32,
     window: Duration,
@@ -55,7 +55,7 @@ pub struct RateLimitPolicy {
     bucket_prefix: Arc<str>,
 }
 
-impl RateLimitPolicy {
+impl RatePolicy {
     /// `quota` requests per `window`, with a burst of `quota`.
     ///
     /// # Errors
@@ -170,9 +170,9 @@ impl RateLimitPolicy {
     }
 }
 
-impl fmt::Debug for RateLimitPolicy {
+impl fmt::Debug for RatePolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimitPolicy")
+        f.debug_struct("RatePolicy")
             .field("name", &self.name)
             .field("quota", &self.quota)
             .field("window", &self.window)
@@ -188,16 +188,16 @@ impl fmt::Debug for RateLimitPolicy {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_api_key::rate_limit::RateLimitPolicy;
+/// use tower_api_key::rate_limit::RatePolicy;
 ///
-/// let policy: RateLimitPolicy = "5/min".parse()?;
+/// let policy: RatePolicy = "5/min".parse()?;
 /// assert_eq!(policy.window(), Duration::from_secs(60));
 ///
-/// let err = "10/fortnight".parse::<RateLimitPolicy>().unwrap_err();
+/// let err = "10/fortnight".parse::<RatePolicy>().unwrap_err();
 /// assert!(err.message().contains("unknown unit \"fortnight\""));
 /// # Ok::<(), tower_api_key::ConfigError>(())
 /// ```
-impl FromStr for RateLimitPolicy {
+impl FromStr for RatePolicy {
     type Err = ConfigError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
@@ -401,7 +401,7 @@ mod tests {
 
     fn parse_err(input: &str) -> String {
         input
-            .parse::<RateLimitPolicy>()
+            .parse::<RatePolicy>()
             .expect_err(input)
             .message()
             .to_owned()
@@ -417,7 +417,7 @@ mod tests {
             (" 7 / Hour ", 7, 3600),
             ("3/d", 3, 86_400),
         ] {
-            let policy: RateLimitPolicy = input.parse().unwrap();
+            let policy: RatePolicy = input.parse().unwrap();
             assert_eq!(policy.name(), "default", "{input}");
             assert_eq!(policy.quota(), quota, "{input}");
             assert_eq!(policy.window(), Duration::from_secs(secs), "{input}");
@@ -453,33 +453,33 @@ mod tests {
 
     #[test]
     fn zero_quota_window_or_burst_is_refused_naming_the_policy() {
-        let err = RateLimitPolicy::new("dev", 0, Duration::from_secs(60)).unwrap_err();
+        let err = RatePolicy::new("dev", 0, Duration::from_secs(60)).unwrap_err();
         assert!(
             err.message().starts_with("rate-limit policy \"dev\""),
             "{err}"
         );
         assert!(err.message().contains("quota"), "{err}");
 
-        let err = RateLimitPolicy::new("live", 5, Duration::ZERO).unwrap_err();
+        let err = RatePolicy::new("live", 5, Duration::ZERO).unwrap_err();
         assert!(
             err.message().starts_with("rate-limit policy \"live\""),
             "{err}"
         );
         assert!(err.message().contains("window"), "{err}");
 
-        let err = RateLimitPolicy::new("x", 5, Duration::from_millis(1500)).unwrap_err();
+        let err = RatePolicy::new("x", 5, Duration::from_millis(1500)).unwrap_err();
         assert!(err.message().contains("whole number of seconds"), "{err}");
 
-        let policy = RateLimitPolicy::new("x", 5, Duration::from_secs(1)).unwrap();
+        let policy = RatePolicy::new("x", 5, Duration::from_secs(1)).unwrap();
         let err = policy.with_burst(0).unwrap_err();
         assert!(err.message().contains("burst must be at least 1"), "{err}");
     }
 
     #[test]
     fn absurd_rates_are_refused() {
-        let too_fast = RateLimitPolicy::new("fast", u32::MAX, Duration::from_secs(1));
+        let too_fast = RatePolicy::new("fast", u32::MAX, Duration::from_secs(1));
         assert!(too_fast.unwrap_err().message().contains("nanosecond"));
-        let too_slow = RateLimitPolicy::new("slow", 1, Duration::from_secs(86_400 * 365))
+        let too_slow = RatePolicy::new("slow", 1, Duration::from_secs(86_400 * 365))
             .unwrap()
             .with_burst(1000);
         assert!(too_slow.unwrap_err().message().contains("century"));
@@ -496,16 +496,16 @@ mod tests {
             &"x".repeat(65),
         ] {
             assert!(
-                RateLimitPolicy::new(bad, 1, Duration::from_secs(1)).is_err(),
+                RatePolicy::new(bad, 1, Duration::from_secs(1)).is_err(),
                 "{bad:?}"
             );
         }
-        assert!(RateLimitPolicy::new("tier-1.free_v2", 1, Duration::from_secs(1)).is_ok());
+        assert!(RatePolicy::new("tier-1.free_v2", 1, Duration::from_secs(1)).is_ok());
     }
 
     #[test]
     fn interval_and_refill_time() {
-        let policy = RateLimitPolicy::new("p", 5, Duration::from_secs(60)).unwrap();
+        let policy = RatePolicy::new("p", 5, Duration::from_secs(60)).unwrap();
         assert_eq!(policy.interval(), Duration::from_secs(12));
         assert_eq!(policy.refill_time(), Duration::from_secs(60));
         let policy = policy.with_burst(2).unwrap();

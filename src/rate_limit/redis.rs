@@ -10,9 +10,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::backend::over_burst;
 use super::memory::{bucket_status, duration_between, nanos_since_epoch, nanos_u64, quota_status};
-use super::{
-    Decision, LimitRequest, MemoryLimiter, QuotaStatus, RateLimiter, DEFAULT_MAX_PARTITIONS,
-};
+use super::{Decision, LimitRequest, Limiter, MemoryLimiter, QuotaStatus, DEFAULT_MAX_PARTITIONS};
 use crate::error::ConfigError;
 
 /// How long a check waits for Redis before the failure policy applies, unless set.
@@ -109,7 +107,7 @@ pub enum OnRedisFailure {
     Refuse,
 }
 
-/// The shared [`RateLimiter`]: one GCRA bucket per partition and one counter per owner
+/// The shared [`Limiter`]: one GCRA bucket per partition and one counter per owner
 /// and quota period in Redis, each check one atomic Lua script (`EVALSHA`), over one
 /// multiplexed connection that reconnects by itself.
 ///
@@ -132,14 +130,14 @@ pub enum OnRedisFailure {
 /// Redis Cluster is not supported: a check's bucket and quota keys must be on one node.
 ///
 /// ```no_run
-/// use tower_api_key::rate_limit::{RateLimits, RedisLimiter, OnRedisFailure};
+/// use tower_api_key::rate_limit::{Limits, RedisLimiter, OnRedisFailure};
 ///
 /// # #[tokio::main]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let redis = RedisLimiter::new("redis://127.0.0.1:6379")?
 ///     .with_key_prefix("myapp:")?
 ///     .with_failure_policy(OnRedisFailure::FallBackToLocal);
-/// let limits = RateLimits::new("60/min".parse()?).with_backend(redis);
+/// let limits = Limits::new("60/min".parse()?).with_backend(redis);
 /// # let _ = limits;
 /// # Ok(())
 /// # }
@@ -410,7 +408,7 @@ impl RedisLimiter {
     }
 }
 
-impl RateLimiter for RedisLimiter {
+impl Limiter for RedisLimiter {
     type Error = RedisLimitError;
 
     async fn check(&self, request: &LimitRequest) -> Result<Decision, RedisLimitError> {
@@ -691,7 +689,7 @@ fn micros_since_epoch(request: &LimitRequest) -> u64 {
 }
 
 /// The policy's interval in whole microseconds, rounded up: never more lenient.
-fn interval_micros(policy: &super::RateLimitPolicy) -> u64 {
+fn interval_micros(policy: &super::RatePolicy) -> u64 {
     nanos_u64(policy.interval()).div_ceil(1_000).max(1)
 }
 
@@ -744,7 +742,7 @@ mod tests {
         let limiter = limiter.with_failure_policy(OnRedisFailure::Refuse);
         let request = LimitRequest::new(
             "b",
-            "1/s".parse::<super::super::RateLimitPolicy>().unwrap(),
+            "1/s".parse::<super::super::RatePolicy>().unwrap(),
             1,
             time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000),
         );

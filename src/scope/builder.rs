@@ -474,6 +474,14 @@ fn finish_order(edges: &[Vec<usize>], names: &[String]) -> Result<Vec<usize>, Co
     Ok(order)
 }
 
+// Building a model.
+impl ScopeModel {
+    /// A builder for a custom model.
+    pub fn builder() -> ScopeModelBuilder {
+        ScopeModelBuilder::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -89,6 +89,44 @@ impl fmt::Debug for Grants {
     }
 }
 
+// A key's grants under the model.
+impl ScopeModel {
+    /// Resolves a key's stored scope strings into the closed set of its grants: each
+    /// declared scope with everything it implies, transitively, plus the scopes
+    /// [granted to every key](Self::granted_to_all).
+    ///
+    /// Strings that are not declared scopes grant nothing (fail closed): a key stored
+    /// with a scope that was later removed from the model simply loses it. Matching is
+    /// exact and case-sensitive. This never panics, and allocates nothing for models of
+    /// up to 128 scopes.
+    pub fn grants<I, S>(&self, scopes: I) -> Grants
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut held = self.inner.base.clone();
+        for scope in scopes {
+            if let Some(index) = self.inner.index_of(scope.as_ref()) {
+                held.union_with(self.inner.closure(index));
+            }
+        }
+        Grants::new(Arc::clone(&self.inner), held)
+    }
+
+    /// Whether `held` includes every scope of `wanted`: use it to refuse privilege
+    /// escalation when a key creates another key
+    /// (`model.covers(&creator, &model.grants(&requested))`).
+    ///
+    /// Both are closed under implication already, so a key holding `employees:write`
+    /// covers a request for `employees:read`. `false` when either comes from another
+    /// model.
+    pub fn covers(&self, held: &Grants, wanted: &Grants) -> bool {
+        held.belongs_to(self)
+            && wanted.belongs_to(self)
+            && bits::is_subset(wanted.bits(), held.bits())
+    }
+}
+
 #[cfg(test)]
 mod tests {
 

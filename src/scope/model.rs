@@ -5,15 +5,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use super::bits::{self, Bits};
-use super::builder::ScopeModelBuilder;
-use super::grants::Grants;
-use super::requirement::{self, Requirement};
+use super::bits::Bits;
 use super::syntax::{check_scope, MAX_SCOPE_LEN};
 use crate::ConfigError;
 
-/// Everything a built model knows. Shared by the model, its [`Grants`] and its
-/// [`Requirement`]s.
+/// Everything a built model knows. Shared by the model, its [`Grants`](super::Grants) and its
+/// [`Requirement`](super::Requirement)s.
 pub(super) struct Inner {
     /// Scope names in declaration order; a scope's index is its bit.
     pub(super) names: Box<[Box<str>]>,
@@ -61,10 +58,10 @@ impl Inner {
 /// Everything is checked and precomputed when the model is built: each scope is
 /// interned to a bit, and each scope's implication closure is stored as a bitset, so
 /// [`grants`](Self::grants) costs one hash lookup per stored scope and a few word
-/// operations, and checking a [`Requirement`] is pure bit arithmetic.
+/// operations, and checking a [`Requirement`](super::Requirement) is pure bit arithmetic.
 ///
-/// Cloning is cheap (one `Arc`). [`Grants`] and [`Requirement`]s remember the model
-/// they came from; mixing models fails closed (see [`Requirement::is_satisfied_by`]).
+/// Cloning is cheap (one `Arc`). [`Grants`](super::Grants) and [`Requirement`](super::Requirement)s remember the model
+/// they came from; mixing models fails closed (see [`Requirement::is_satisfied_by`](super::Requirement::is_satisfied_by)).
 ///
 /// # Example
 ///
@@ -83,39 +80,12 @@ impl Inner {
 /// ```
 #[derive(Clone)]
 pub struct ScopeModel {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 impl ScopeModel {
     pub(super) fn from_inner(inner: Arc<Inner>) -> Self {
         Self { inner }
-    }
-
-    /// A builder for a custom model.
-    pub fn builder() -> ScopeModelBuilder {
-        ScopeModelBuilder::new()
-    }
-
-    /// Resolves a key's stored scope strings into the closed set of its grants: each
-    /// declared scope with everything it implies, transitively, plus the scopes
-    /// [granted to every key](Self::granted_to_all).
-    ///
-    /// Strings that are not declared scopes grant nothing (fail closed): a key stored
-    /// with a scope that was later removed from the model simply loses it. Matching is
-    /// exact and case-sensitive. This never panics, and allocates nothing for models of
-    /// up to 128 scopes.
-    pub fn grants<I, S>(&self, scopes: I) -> Grants
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        let mut held = self.inner.base.clone();
-        for scope in scopes {
-            if let Some(index) = self.inner.index_of(scope.as_ref()) {
-                held.union_with(self.inner.closure(index));
-            }
-        }
-        Grants::new(Arc::clone(&self.inner), held)
     }
 
     /// Checks the scopes requested for a new key: every one must be declared.
@@ -136,62 +106,6 @@ impl ScopeModel {
             }
         }
         Ok(())
-    }
-
-    /// Parses a requirement expression, once, when the router is built.
-    ///
-    /// The expression is made of declared scope names, `AND`, `OR` (in capitals) and
-    /// parentheses; `AND` binds tighter than `OR`, as in Unkey's permission queries:
-    /// `a OR b AND c` means `a OR (b AND c)`.
-    ///
-    /// ```
-    /// use tower_api_key::ScopeModel;
-    ///
-    /// let model = tower_api_key::presets::performance_blocks::scope_model();
-    /// let needed = model.requirement("employees:write OR summaries:read AND webhooks:read")?;
-    /// assert_eq!(needed.to_string(), "employees:write OR (summaries:read AND webhooks:read)");
-    /// assert!(needed.is_satisfied_by(&model.grants(["summaries:read", "webhooks:write"])));
-    /// assert!(model.requirement("employees:read AND").is_err());
-    /// # Ok::<(), tower_api_key::ConfigError>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] naming the offending text for: an empty expression, an
-    /// invalid or undeclared scope, an operator missing an operand, two operands with
-    /// no operator between them, an unbalanced or empty pair of parentheses, nesting
-    /// deeper than 32 levels, an expression longer than 4096 bytes, and one that
-    /// expands to more than 256 alternatives.
-    pub fn requirement(&self, expr: &str) -> Result<Requirement, ConfigError> {
-        requirement::parse(&self.inner, expr)
-    }
-
-    /// A requirement met when every one of `scopes` is held, as `a AND b`.
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] when `scopes` is empty or names a scope that is malformed or
-    /// not declared.
-    pub fn all_of<I, S>(&self, scopes: I) -> Result<Requirement, ConfigError>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        requirement::from_list(&self.inner, scopes, requirement::Op::And)
-    }
-
-    /// A requirement met when any one of `scopes` is held, as `a OR b`.
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] when `scopes` is empty or names a scope that is malformed or
-    /// not declared.
-    pub fn any_of<I, S>(&self, scopes: I) -> Result<Requirement, ConfigError>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        requirement::from_list(&self.inner, scopes, requirement::Op::Or)
     }
 
     /// The scopes of a named preset, patterns expanded, or `None`.
@@ -231,19 +145,6 @@ impl ScopeModel {
     /// Every declared scope, in declaration order.
     pub fn scopes(&self) -> impl Iterator<Item = &str> {
         self.inner.names.iter().map(|name| &**name)
-    }
-
-    /// Whether `held` includes every scope of `wanted`: use it to refuse privilege
-    /// escalation when a key creates another key
-    /// (`model.covers(&creator, &model.grants(&requested))`).
-    ///
-    /// Both are closed under implication already, so a key holding `employees:write`
-    /// covers a request for `employees:read`. `false` when either comes from another
-    /// model.
-    pub fn covers(&self, held: &Grants, wanted: &Grants) -> bool {
-        held.belongs_to(self)
-            && wanted.belongs_to(self)
-            && bits::is_subset(wanted.bits(), held.bits())
     }
 
     pub(super) fn inner(&self) -> &Arc<Inner> {

@@ -576,6 +576,65 @@ impl<'a> Parser<'_, 'a> {
     }
 }
 
+// What a route requires, under the model.
+impl ScopeModel {
+    /// Parses a requirement expression, once, when the router is built.
+    ///
+    /// The expression is made of declared scope names, `AND`, `OR` (in capitals) and
+    /// parentheses; `AND` binds tighter than `OR`, as in Unkey's permission queries:
+    /// `a OR b AND c` means `a OR (b AND c)`.
+    ///
+    /// ```
+    /// use tower_api_key::ScopeModel;
+    ///
+    /// let model = tower_api_key::presets::performance_blocks::scope_model();
+    /// let needed = model.requirement("employees:write OR summaries:read AND webhooks:read")?;
+    /// assert_eq!(needed.to_string(), "employees:write OR (summaries:read AND webhooks:read)");
+    /// assert!(needed.is_satisfied_by(&model.grants(["summaries:read", "webhooks:write"])));
+    /// assert!(model.requirement("employees:read AND").is_err());
+    /// # Ok::<(), tower_api_key::ConfigError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the offending text for: an empty expression, an
+    /// invalid or undeclared scope, an operator missing an operand, two operands with
+    /// no operator between them, an unbalanced or empty pair of parentheses, nesting
+    /// deeper than 32 levels, an expression longer than 4096 bytes, and one that
+    /// expands to more than 256 alternatives.
+    pub fn requirement(&self, expr: &str) -> Result<Requirement, ConfigError> {
+        parse(&self.inner, expr)
+    }
+
+    /// A requirement met when every one of `scopes` is held, as `a AND b`.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when `scopes` is empty or names a scope that is malformed or
+    /// not declared.
+    pub fn all_of<I, S>(&self, scopes: I) -> Result<Requirement, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        from_list(&self.inner, scopes, Op::And)
+    }
+
+    /// A requirement met when any one of `scopes` is held, as `a OR b`.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when `scopes` is empty or names a scope that is malformed or
+    /// not declared.
+    pub fn any_of<I, S>(&self, scopes: I) -> Result<Requirement, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        from_list(&self.inner, scopes, Op::Or)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::ScopeModel;

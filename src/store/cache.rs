@@ -8,9 +8,9 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::{watch, Semaphore};
 
+use super::audit_entry::{AuditEntry, AuditQuery};
 use super::record::ActiveUntil;
 use super::{Applied, Change, KeyRecord, KeyStatus, KeyStore, ManagedKeyStore, Owner, StoreError};
-use crate::audit::{AuditEntry, AuditQuery};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::key::{Digest, KeyId};
 use crate::ConfigError;
@@ -32,7 +32,7 @@ use crate::ConfigError;
 /// **A forged key does reach the store once.** The checksum is public, so anyone can
 /// mint well-formed keys with ids nobody ever issued; each distinct one costs a
 /// lookup. What bounds that cost: the per-client budget of lookups that end in
-/// "unknown key" ([`Authenticator::with_unknown_key_budget`](crate::Authenticator::with_unknown_key_budget)),
+/// "unknown key" ([`KeyVerifier::with_unknown_key_budget`](crate::KeyVerifier::with_unknown_key_budget)),
 /// the cap on concurrent lookups ([`CachedStoreBuilder::with_max_concurrent_lookups`]:
 /// past it a miss fails at once with [`StoreError::Unavailable`], a 503, instead of
 /// queuing for a connection) and the lookup timeout

@@ -3,8 +3,8 @@ use std::sync::{Arc, RwLock};
 
 use time::OffsetDateTime;
 
+use super::audit_entry::{AuditEntry, AuditQuery, AuditSink};
 use super::{Applied, Change, KeyRecord, KeyStore, ManagedKeyStore, Owner, Rotation, StoreError};
-use crate::audit::{AuditEntry, AuditQuery, AuditSink};
 use crate::key::{Digest, KeyId};
 
 /// An in-memory [`KeyStore`] and [`AuditSink`], the embedded default. Clones share the

@@ -25,6 +25,7 @@
 //! # }
 //! ```
 
+pub(crate) mod audit_entry;
 mod cache;
 mod memory;
 mod record;
@@ -37,6 +38,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use self::audit_entry::{AuditEntry, AuditQuery};
 pub(crate) use self::cache::{CacheKey, Cached, Gated};
 pub use self::cache::{
     CachedRecord, CachedStore, CachedStoreBuilder, DEFAULT_LOOKUP_TIMEOUT, DEFAULT_MAX_LOOKUPS,
@@ -45,7 +47,6 @@ pub use self::cache::{
 };
 pub use self::memory::MemoryStore;
 pub use self::record::{KeyRecord, KeyStatus, Owner, Rotation};
-use crate::audit::{AuditEntry, AuditQuery};
 use crate::key::{Digest, KeyId};
 
 /// A failure of the key store.

@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 
-use tower_api_key::rate_limit::{Decision, LimitRequest, MemoryLimiter, RateLimiter};
+use tower_api_key::rate_limit::{Decision, LimitRequest, Limiter, MemoryLimiter};
 
 /// One of the limiters, picked at run time.
 #[derive(Debug, Clone)]
@@ -23,7 +23,7 @@ pub enum LimiterError {
     Redis(#[from] tower_api_key::rate_limit::RedisLimitError),
 }
 
-impl RateLimiter for DemoLimiter {
+impl Limiter for DemoLimiter {
     type Error = LimiterError;
 
     async fn check(&self, request: &LimitRequest) -> Result<Decision, LimiterError> {

@@ -29,15 +29,13 @@ use tower_api_key::clock::{Clock, SystemClock};
 use tower_api_key::credentials::KeySources;
 use tower_api_key::key::KeyFormat;
 use tower_api_key::manage::{Actor, KeyManager, LastUsed, NewKey};
-use tower_api_key::rate_limit::{
-    MemoryLimiter, QuotaPolicy, RateLimitLayer, RateLimitPolicy, RateLimits,
-};
+use tower_api_key::rate_limit::{Limits, MemoryLimiter, QuotaPolicy, RateLimitLayer, RatePolicy};
 use tower_api_key::rejection::ErrorStyle;
 use tower_api_key::require_scopes::RequireScopesLayer;
 use tower_api_key::store::{
     CachedStore, KeyStore, DEFAULT_LOOKUP_TIMEOUT, DEFAULT_MAX_LOOKUPS, DEFAULT_STALE_IF_ERROR,
 };
-use tower_api_key::{presets, ApiKeyLayer, Authenticator, Owner, ScopeModel};
+use tower_api_key::{presets, AuthenticateLayer, KeyVerifier, Owner, ScopeModel};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use self::data::Data;
@@ -71,7 +69,7 @@ pub const LAST_USED_INTERVAL: Duration = Duration::from_secs(2);
 /// request, while a handler's layers are built inline around it (about 4,300 fewer
 /// instructions per request here; see BENCHMARKS.md).
 struct Guards<K> {
-    auth: ApiKeyLayer<K>,
+    auth: AuthenticateLayer<K>,
     model: ScopeModel,
     /// `None` when the demo runs with `--rate-limit off`.
     rate: Option<RateLimitLayer<DemoLimiter>>,
@@ -127,7 +125,7 @@ impl FromRef<AppState> for Arc<Data> {
 /// What `build` needs besides the store.
 pub struct Settings {
     /// The default rate limit of every key; `None` runs without rate limiting.
-    pub rate_limit: Option<RateLimitPolicy>,
+    pub rate_limit: Option<RatePolicy>,
     pub cache_ttl: Option<Duration>,
     /// Lookups ending in "unknown key" allowed per client; `None` switches it off.
     pub unknown_key_budget: Option<UnknownKeyBudget>,
@@ -254,7 +252,7 @@ pub fn build(store: DemoStore, settings: Settings) -> Result<Demo, String> {
     let manager = KeyManager::new(cache.clone(), format.clone(), model.clone());
     let rate = match settings.rate_limit {
         Some(policy) => {
-            let mut limits = RateLimits::new(policy).with_clock(Arc::clone(&settings.clock));
+            let mut limits = Limits::new(policy).with_clock(Arc::clone(&settings.clock));
             if let Some(quota) = settings.daily_quota {
                 limits = limits.with_quota(QuotaPolicy::daily(quota).map_err(err)?);
             }
@@ -263,7 +261,7 @@ pub fn build(store: DemoStore, settings: Settings) -> Result<Demo, String> {
         None => None,
     };
 
-    let authenticator = Authenticator::new(cache.clone(), format);
+    let authenticator = KeyVerifier::new(cache.clone(), format);
     let authenticator = match settings.unknown_key_budget {
         Some(budget) => authenticator.with_unknown_key_budget(budget),
         None => authenticator.without_unknown_key_budget(),
@@ -273,7 +271,7 @@ pub fn build(store: DemoStore, settings: Settings) -> Result<Demo, String> {
         hops => ClientIp::x_forwarded_for(hops).map_err(err)?,
     };
     let pb = Guards {
-        auth: ApiKeyLayer::new(authenticator.clone())
+        auth: AuthenticateLayer::new(authenticator.clone())
             .with_sources(KeySources::bearer_or_header())
             .with_client_ip(client_ip.clone())
             .with_responder(ErrorStyle::envelope().with_request_id_in_body(true))
@@ -337,7 +335,7 @@ pub fn build(store: DemoStore, settings: Settings) -> Result<Demo, String> {
         );
 
     let bridge = Guards {
-        auth: ApiKeyLayer::new(authenticator)
+        auth: AuthenticateLayer::new(authenticator)
             .with_sources(
                 KeySources::json_body()
                     .with_body_timeout(settings.body_timeout)

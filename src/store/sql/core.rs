@@ -15,8 +15,8 @@ use time::OffsetDateTime;
 
 use super::schema::{self, Migration, CURRENT_VERSION};
 use super::{corrupt, map_error, settle, sql, TablePrefix};
-use crate::audit::{AuditAction, AuditActor, AuditEntry, AuditQuery};
 use crate::key::{Digest, Environment, KeyId};
+use crate::store::audit_entry::{AuditAction, AuditActor, AuditEntry, AuditQuery};
 use crate::store::{Applied, Change, KeyRecord, Owner, Rotation, StoreError};
 
 /// The key table's columns, in the order the statements bind and read them.
@@ -635,7 +635,7 @@ macro_rules! impl_sql_store {
             async fn apply(
                 &self,
                 change: $crate::store::Change<'_>,
-                audit: &[$crate::audit::AuditEntry],
+                audit: &[$crate::store::audit_entry::AuditEntry],
             ) -> Result<$crate::store::Applied, $crate::store::StoreError> {
                 self.core.apply(change, audit).await
             }
@@ -657,17 +657,18 @@ macro_rules! impl_sql_store {
 
             async fn audit_log(
                 &self,
-                query: &$crate::audit::AuditQuery,
-            ) -> Result<Vec<$crate::audit::AuditEntry>, $crate::store::StoreError> {
+                query: &$crate::store::audit_entry::AuditQuery,
+            ) -> Result<Vec<$crate::store::audit_entry::AuditEntry>, $crate::store::StoreError>
+            {
                 self.core.audit_log(query).await
             }
         }
 
-        impl $crate::audit::AuditSink for $store {
+        impl $crate::store::audit_entry::AuditSink for $store {
             /// Writes the batch in one transaction, in multi-row `INSERT`s.
             async fn write(
                 &self,
-                entries: Vec<$crate::audit::AuditEntry>,
+                entries: Vec<$crate::store::audit_entry::AuditEntry>,
             ) -> Result<(), $crate::store::StoreError> {
                 self.core.write_audit(&entries).await
             }

@@ -62,7 +62,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// let cache = CachedStore::builder(store.clone()).build()?;
 /// let listener = store.spawn_invalidation_listener(cache.clone());
 /// listener.ready().await;
-/// // Hand `cache` to an `Authenticator`.
+/// // Hand `cache` to an `KeyVerifier`.
 /// # Ok(())
 /// # }
 /// ```

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-/// Why a request was refused. Stable and machine-readable: [`Outcome::code`] never
+/// Why a request was refused. Stable and machine-readable: [`RejectionKind::code`] never
 /// changes for a variant, whatever error style renders the response.
 ///
 /// | variant | status | code |
@@ -31,7 +31,7 @@ use http::StatusCode;
 /// the stored digest, so they never reveal that some other key exists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Outcome {
+pub enum RejectionKind {
     /// No credential was presented.
     Missing,
     /// A credential was presented but is not a key of a configured format (wrong
@@ -78,13 +78,13 @@ pub enum Outcome {
     PayloadTooLarge,
     /// The body of a JSON-body key source did not arrive within its timeout.
     RequestTimeout,
-    /// A guard or extractor ran with no `ApiKeyLayer` in front of it: a wiring mistake
+    /// A guard or extractor ran with no `AuthenticateLayer` in front of it: a wiring mistake
     /// of the application (500), logged once with the fix. Never the client's fault,
     /// and never a pass.
     Misconfigured,
 }
 
-impl Outcome {
+impl RejectionKind {
     /// The HTTP status this outcome is answered with by default.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -134,10 +134,10 @@ impl Outcome {
     }
 }
 
-impl fmt::Display for Outcome {
+impl fmt::Display for RejectionKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.code())
     }
 }
 
-impl std::error::Error for Outcome {}
+impl std::error::Error for RejectionKind {}

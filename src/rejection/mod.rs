@@ -16,15 +16,15 @@
 //!   never logged, echoed or audited: see [`is_valid_request_id`].
 //!
 //! Each refusal is one `DEBUG` event (target `tower_api_key`, with the outcome, the
-//! key id when known, never the key) and one increment of [`OUTCOME_METRIC`]:
+//! key id when known, never the key) and one increment of [`REQUESTS_METRIC`]:
 //! refusals are what an attacker controls, so they are counted rather than logged at
 //! a level that is on in production.
 //!
 //! ```
 //! use tower_api_key::rejection::{ErrorStyle, Rejection, Responder};
-//! use tower_api_key::Outcome;
+//! use tower_api_key::RejectionKind;
 //!
-//! let response = ErrorStyle::envelope().respond(&Rejection::new(Outcome::Unknown));
+//! let response = ErrorStyle::envelope().respond(&Rejection::new(RejectionKind::Unknown));
 //! assert_eq!(response.status(), 401);
 //! assert_eq!(
 //!     response.body().as_ref(),
@@ -44,12 +44,14 @@ use http::{HeaderMap, Response, StatusCode};
 use serde::{Serialize, Serializer};
 
 use crate::key::KeyId;
-use crate::outcome::Outcome;
+mod kind;
+
+pub use self::kind::RejectionKind;
 use crate::ConfigError;
 
 /// The counter of authentication outcomes, labelled `outcome` (`authenticated`, or an
-/// [`Outcome::code`]). Alert on a spike of `unknown` or `malformed`: leaked-key probes.
-pub const OUTCOME_METRIC: &str = "tower_api_key_requests_total";
+/// [`RejectionKind::code`]). Alert on a spike of `unknown` or `malformed`: leaked-key probes.
+pub const REQUESTS_METRIC: &str = "tower_api_key_requests_total";
 
 /// The `X-Request-Id` header.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -80,14 +82,14 @@ pub(crate) fn request_id(headers: &HeaderMap) -> Option<&HeaderValue> {
     headers.get(X_REQUEST_ID).filter(|v| is_valid_request_id(v))
 }
 
-/// A refused request: the [`Outcome`] and what is known about the request.
+/// A refused request: the [`RejectionKind`] and what is known about the request.
 ///
 /// The layer attaches a clone to the response extensions, so outer layers and tests
 /// can read why a request was refused:
 /// `response.extensions().get::<Rejection>()`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Rejection {
-    outcome: Outcome,
+    outcome: RejectionKind,
     key_id: Option<KeyId>,
     request_id: Option<HeaderValue>,
     credential_presented: bool,
@@ -95,8 +97,8 @@ pub struct Rejection {
 
 impl Rejection {
     /// A rejection with no request context.
-    pub fn new(outcome: Outcome) -> Self {
-        let credential_presented = !matches!(outcome, Outcome::Missing);
+    pub fn new(outcome: RejectionKind) -> Self {
+        let credential_presented = !matches!(outcome, RejectionKind::Missing);
         Self {
             outcome,
             key_id: None,
@@ -120,7 +122,7 @@ impl Rejection {
     }
 
     /// Why the request was refused.
-    pub fn outcome(&self) -> &Outcome {
+    pub fn kind(&self) -> &RejectionKind {
         &self.outcome
     }
 
@@ -163,7 +165,8 @@ impl Rejection {
     /// it, also for 503.)
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self.outcome {
-            Outcome::RateLimited { retry_after } | Outcome::TooManyUnknownKeys { retry_after } => {
+            RejectionKind::RateLimited { retry_after }
+            | RejectionKind::TooManyUnknownKeys { retry_after } => {
                 Some(retry_after_secs(retry_after))
             }
             _ => None,
@@ -355,29 +358,29 @@ impl ErrorStyle {
         Ok(self)
     }
 
-    fn status(&self, outcome: &Outcome) -> StatusCode {
+    fn status(&self, outcome: &RejectionKind) -> StatusCode {
         match (self.style, outcome) {
             (
                 Style::ProductBridge,
-                Outcome::InsufficientScope { .. } | Outcome::WrongEnvironment,
+                RejectionKind::InsufficientScope { .. } | RejectionKind::WrongEnvironment,
             ) => StatusCode::UNAUTHORIZED,
             _ => outcome.status(),
         }
     }
 
-    fn code_and_message(&self, outcome: &Outcome) -> (&'static str, Cow<'static, str>) {
+    fn code_and_message(&self, outcome: &RejectionKind) -> (&'static str, Cow<'static, str>) {
         const GENERIC_401: &str = "API key is missing or invalid";
         match (self.style, outcome) {
             (Style::ProductBridge, o)
                 if o.is_unauthenticated()
                     || matches!(
                         o,
-                        Outcome::InsufficientScope { .. } | Outcome::WrongEnvironment
+                        RejectionKind::InsufficientScope { .. } | RejectionKind::WrongEnvironment
                     ) =>
             {
                 ("authentication_required", Cow::Borrowed("invalid api_key"))
             }
-            (Style::PromptFloe, Outcome::Expired) => (
+            (Style::PromptFloe, RejectionKind::Expired) => (
                 "expired_key",
                 Cow::Borrowed("Key expired, or was rotated and its grace period ended"),
             ),
@@ -388,56 +391,58 @@ impl ErrorStyle {
             (_, o) if o.is_unauthenticated() => {
                 ("authentication_required", Cow::Borrowed(GENERIC_401))
             }
-            (Style::PromptFloe, Outcome::InsufficientScope { required }) => {
+            (Style::PromptFloe, RejectionKind::InsufficientScope { required }) => {
                 ("missing_scope", Cow::Owned(required_message(required)))
             }
-            (Style::PromptFloe, Outcome::WrongEnvironment) => (
+            (Style::PromptFloe, RejectionKind::WrongEnvironment) => (
                 "wrong_environment",
                 Cow::Borrowed("API key environment is not allowed here"),
             ),
-            (_, Outcome::InsufficientScope { required }) => {
+            (_, RejectionKind::InsufficientScope { required }) => {
                 ("permission_denied", Cow::Owned(required_message(required)))
             }
-            (_, Outcome::WrongEnvironment) => (
+            (_, RejectionKind::WrongEnvironment) => (
                 "permission_denied",
                 Cow::Borrowed("API key environment is not allowed here"),
             ),
-            (_, Outcome::ForeignResource) => (
+            (_, RejectionKind::ForeignResource) => (
                 "permission_denied",
                 Cow::Borrowed("The resource belongs to another organization"),
             ),
-            (_, Outcome::RateLimited { retry_after }) => (
+            (_, RejectionKind::RateLimited { retry_after }) => (
                 "rate_limited",
                 Cow::Owned(format!(
                     "Rate limit exceeded; retry after {} seconds",
                     retry_after_secs(*retry_after)
                 )),
             ),
-            (_, Outcome::TooManyUnknownKeys { retry_after }) => (
+            (_, RejectionKind::TooManyUnknownKeys { retry_after }) => (
                 "rate_limited",
                 Cow::Owned(format!(
                     "Too many unknown API keys from this client; retry after {} seconds",
                     retry_after_secs(*retry_after)
                 )),
             ),
-            (_, Outcome::Misconfigured) => (
+            (_, RejectionKind::Misconfigured) => (
                 "internal_error",
                 Cow::Borrowed("Authentication is not configured for this route"),
             ),
-            (_, Outcome::RequestTimeout) => (
+            (_, RejectionKind::RequestTimeout) => (
                 "request_timeout",
                 Cow::Borrowed("The request body did not arrive in time"),
             ),
-            (_, Outcome::QuotaExceeded) => (
+            (_, RejectionKind::QuotaExceeded) => (
                 "quota_exceeded",
                 Cow::Borrowed("Quota exceeded; wait for the reset or raise the limit"),
             ),
-            (_, Outcome::StoreUnavailable) => (
+            (_, RejectionKind::StoreUnavailable) => (
                 "service_unavailable",
                 Cow::Borrowed("Authentication is temporarily unavailable; retry later"),
             ),
-            (_, Outcome::InvalidRequest { reason }) => ("invalid_request", Cow::Borrowed(*reason)),
-            (_, Outcome::PayloadTooLarge) => (
+            (_, RejectionKind::InvalidRequest { reason }) => {
+                ("invalid_request", Cow::Borrowed(*reason))
+            }
+            (_, RejectionKind::PayloadTooLarge) => (
                 "payload_too_large",
                 Cow::Borrowed("Request body is too large"),
             ),
@@ -501,7 +506,7 @@ impl Serialize for ProblemType<'_> {
 
 impl Responder for ErrorStyle {
     fn respond(&self, rejection: &Rejection) -> Response<Bytes> {
-        let outcome = rejection.outcome();
+        let outcome = rejection.kind();
         let status = self.status(outcome);
         let (code, message) = self.code_and_message(outcome);
         let request_id = rejection.request_id().filter(|_| self.request_id_in_body);
@@ -513,7 +518,7 @@ impl Responder for ErrorStyle {
                 detail: &message,
                 request_id,
                 required_scopes: match outcome {
-                    Outcome::InsufficientScope { required } => Some(required),
+                    RejectionKind::InsufficientScope { required } => Some(required),
                     _ => None,
                 },
                 status: status.as_u16(),
@@ -581,26 +586,26 @@ impl Renderer {
         self.add_headers(&rejection, response.status(), response.headers_mut());
         tracing::debug!(
             target: "tower_api_key",
-            outcome = rejection.outcome().code(),
+            outcome = rejection.kind().code(),
             status = response.status().as_u16(),
             key_id = rejection.key_id().map(KeyId::as_str),
             request_id = rejection.request_id(),
             "request refused"
         );
-        metrics::counter!(OUTCOME_METRIC, "outcome" => rejection.outcome().code()).increment(1);
+        metrics::counter!(REQUESTS_METRIC, "outcome" => rejection.kind().code()).increment(1);
         response.extensions_mut().insert(rejection);
         response
     }
 
     fn add_headers(&self, rejection: &Rejection, status: StatusCode, headers: &mut HeaderMap) {
-        let outcome = rejection.outcome();
+        let outcome = rejection.kind();
         if !headers.contains_key(header::WWW_AUTHENTICATE) {
             let challenge = match (status, outcome) {
                 (StatusCode::UNAUTHORIZED, _) if rejection.credential_presented() => {
                     self.challenge_invalid_token.clone()
                 }
                 (StatusCode::UNAUTHORIZED, _) => self.challenge.clone(),
-                (StatusCode::FORBIDDEN, Outcome::InsufficientScope { required }) => {
+                (StatusCode::FORBIDDEN, RejectionKind::InsufficientScope { required }) => {
                     HeaderValue::try_from(format!(
                         "Bearer realm=\"{}\", error=\"insufficient_scope\", scope=\"{}\"",
                         self.realm,
@@ -608,7 +613,7 @@ impl Renderer {
                     ))
                     .ok()
                 }
-                (StatusCode::BAD_REQUEST, Outcome::InvalidRequest { .. }) => {
+                (StatusCode::BAD_REQUEST, RejectionKind::InvalidRequest { .. }) => {
                     self.challenge_invalid_request.clone()
                 }
                 _ => None,
@@ -619,9 +624,9 @@ impl Renderer {
         }
         if !headers.contains_key(header::RETRY_AFTER) {
             let retry = match outcome {
-                Outcome::RateLimited { retry_after }
-                | Outcome::TooManyUnknownKeys { retry_after } => Some(*retry_after),
-                Outcome::StoreUnavailable => Some(self.unavailable_retry_after),
+                RejectionKind::RateLimited { retry_after }
+                | RejectionKind::TooManyUnknownKeys { retry_after } => Some(*retry_after),
+                RejectionKind::StoreUnavailable => Some(self.unavailable_retry_after),
                 _ => None,
             };
             if let Some(retry) = retry {
@@ -653,17 +658,17 @@ impl fmt::Debug for Renderer {
 /// A refusal produced outside the layer (by an extractor or a guard), ready to be
 /// returned from an axum handler.
 #[derive(Debug)]
-pub struct Refused {
+pub struct RejectionResponse {
     response: Response<Bytes>,
 }
 
-impl Refused {
+impl RejectionResponse {
     /// A refusal answered with `response`.
     pub(crate) fn from_response(response: Response<Bytes>) -> Self {
         Self { response }
     }
 
-    /// The 500 for a guard or extractor with no `ApiKeyLayer` in front of it: in the
+    /// The 500 for a guard or extractor with no `AuthenticateLayer` in front of it: in the
     /// style of the first [`ApiKeyAuth`](crate::auth::ApiKeyAuth) built, when there is
     /// one (see [`set_fallback_renderer`]), else the envelope.
     pub(crate) fn misconfigured() -> Self {
@@ -672,15 +677,15 @@ impl Refused {
         if !LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
             tracing::error!(
                 target: "tower_api_key",
-                "an API-key guard or extractor ran without an ApiKeyLayer in front of it; \
+                "an API-key guard or extractor ran without an AuthenticateLayer in front of it; \
                  refusing with 500 (fix: build route guards with ApiKeyAuth::guard, which \
-                 include authentication, or add ApiKeyLayer to the router after this route \
+                 include authentication, or add AuthenticateLayer to the router after this route \
                  is added: Router::layer only wraps routes added before it)"
             );
         }
         if let Some(renderer) = FALLBACK_RENDERER.get() {
             return Self {
-                response: renderer.render(Rejection::new(Outcome::Misconfigured)),
+                response: renderer.render(Rejection::new(RejectionKind::Misconfigured)),
             };
         }
         let mut response = Response::new(Bytes::from_static(
@@ -700,13 +705,13 @@ impl Refused {
     }
 }
 
-impl axum::response::IntoResponse for Refused {
+impl axum::response::IntoResponse for RejectionResponse {
     fn into_response(self) -> axum::response::Response {
         self.response.map(axum::body::Body::from)
     }
 }
 
-/// How a wiring mistake's 500 is rendered where no `ApiKeyLayer` ran: the application's
+/// How a wiring mistake's 500 is rendered where no `AuthenticateLayer` ran: the application's
 /// own style, once it has built an `ApiKeyAuth`.
 static FALLBACK_RENDERER: std::sync::OnceLock<Arc<Renderer>> = std::sync::OnceLock::new();
 
@@ -734,7 +739,7 @@ pub(crate) fn validate_realm(realm: &str) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
 
-    fn body(style: &ErrorStyle, outcome: Outcome) -> (StatusCode, serde_json::Value) {
+    fn body(style: &ErrorStyle, outcome: RejectionKind) -> (StatusCode, serde_json::Value) {
         let r = style.respond(&Rejection::new(outcome));
         (r.status(), serde_json::from_slice(r.body()).unwrap())
     }
@@ -742,12 +747,12 @@ mod tests {
     #[test]
     fn every_401_looks_the_same_in_the_envelope_style() {
         let style = ErrorStyle::envelope();
-        let expected = body(&style, Outcome::Missing);
+        let expected = body(&style, RejectionKind::Missing);
         for o in [
-            Outcome::Malformed,
-            Outcome::Unknown,
-            Outcome::Revoked,
-            Outcome::Expired,
+            RejectionKind::Malformed,
+            RejectionKind::Unknown,
+            RejectionKind::Revoked,
+            RejectionKind::Expired,
         ] {
             assert_eq!(body(&style, o), expected);
         }
@@ -758,11 +763,11 @@ mod tests {
     fn prompt_floe_distinguishes_expired_keys() {
         let style = ErrorStyle::prompt_floe();
         assert_eq!(
-            body(&style, Outcome::Expired).1["error"]["code"],
+            body(&style, RejectionKind::Expired).1["error"]["code"],
             "expired_key"
         );
         assert_eq!(
-            body(&style, Outcome::Revoked).1["error"]["code"],
+            body(&style, RejectionKind::Revoked).1["error"]["code"],
             "invalid_key"
         );
     }
@@ -772,7 +777,7 @@ mod tests {
         let style = ErrorStyle::product_bridge();
         let (status, b) = body(
             &style,
-            Outcome::InsufficientScope {
+            RejectionKind::InsufficientScope {
                 required: vec!["public_api".into()],
             },
         );
@@ -784,7 +789,7 @@ mod tests {
     /// maps, whose members come out in alphabetical order.
     fn reference_body(style: &ErrorStyle, rejection: &Rejection) -> serde_json::Value {
         use serde_json::json;
-        let outcome = rejection.outcome();
+        let outcome = rejection.kind();
         let status = style.status(outcome);
         let (code, message) = style.code_and_message(outcome);
         let request_id = rejection.request_id().filter(|_| style.request_id_in_body);
@@ -796,7 +801,7 @@ mod tests {
                 "detail": message,
                 "code": code,
             });
-            if let Outcome::InsufficientScope { required } = outcome {
+            if let RejectionKind::InsufficientScope { required } = outcome {
                 doc["required_scopes"] = json!(required);
             }
             if let Some(id) = request_id {
@@ -816,32 +821,32 @@ mod tests {
     fn bodies_are_byte_for_byte_the_documented_ones() {
         let outcomes = || {
             [
-                Outcome::Missing,
-                Outcome::Malformed,
-                Outcome::Unknown,
-                Outcome::Revoked,
-                Outcome::Expired,
-                Outcome::InsufficientScope {
+                RejectionKind::Missing,
+                RejectionKind::Malformed,
+                RejectionKind::Unknown,
+                RejectionKind::Revoked,
+                RejectionKind::Expired,
+                RejectionKind::InsufficientScope {
                     required: vec!["observations:write".into()],
                 },
-                Outcome::InsufficientScope {
+                RejectionKind::InsufficientScope {
                     required: vec!["a:write".into(), "b\"q\\:write".into()],
                 },
-                Outcome::WrongEnvironment,
-                Outcome::ForeignResource,
-                Outcome::RateLimited {
+                RejectionKind::WrongEnvironment,
+                RejectionKind::ForeignResource,
+                RejectionKind::RateLimited {
                     retry_after: Duration::from_millis(11_200),
                 },
-                Outcome::QuotaExceeded,
-                Outcome::StoreUnavailable,
-                Outcome::InvalidRequest {
+                RejectionKind::QuotaExceeded,
+                RejectionKind::StoreUnavailable,
+                RejectionKind::InvalidRequest {
                     reason: "bad \"thing\"",
                 },
-                Outcome::PayloadTooLarge,
-                Outcome::TooManyUnknownKeys {
+                RejectionKind::PayloadTooLarge,
+                RejectionKind::TooManyUnknownKeys {
                     retry_after: Duration::from_millis(600),
                 },
-                Outcome::RequestTimeout,
+                RejectionKind::RequestTimeout,
             ]
         };
         let styles = [
@@ -890,19 +895,21 @@ mod tests {
                 .to_owned()
         };
         assert_eq!(
-            challenge(Rejection::new(Outcome::Missing)),
+            challenge(Rejection::new(RejectionKind::Missing)),
             r#"Bearer realm="my api""#
         );
         assert_eq!(
-            challenge(Rejection::new(Outcome::Unknown)),
+            challenge(Rejection::new(RejectionKind::Unknown)),
             r#"Bearer realm="my api", error="invalid_token""#
         );
         assert_eq!(
-            challenge(Rejection::new(Outcome::InvalidRequest { reason: "x" })),
+            challenge(Rejection::new(RejectionKind::InvalidRequest {
+                reason: "x"
+            })),
             r#"Bearer realm="my api", error="invalid_request""#
         );
         assert_eq!(
-            challenge(Rejection::new(Outcome::InsufficientScope {
+            challenge(Rejection::new(RejectionKind::InsufficientScope {
                 required: vec!["a:read".into(), "b:read".into()]
             })),
             r#"Bearer realm="my api", error="insufficient_scope", scope="a:read b:read""#
