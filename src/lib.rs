@@ -109,6 +109,7 @@
 //! | [`manage`] | [`KeyManager`](manage::KeyManager): create, list, revoke, rotate, change scopes, under one set of authority rules; the write-behind last-used buffer |
 //! | [`audit`] | audit entries, queries, sinks and the non-blocking [`Auditor`](audit::Auditor) for request entries |
 //! | [`rate_limit`] | per-key GCRA rate limits (by key, rotation family or owner), per-owner quotas |
+//! | `openapi` | (feature `utoipa`) the OpenAPI description of the layers and guards: security schemes, scopes per operation, refusals |
 //! | [`Authenticator`] | a presented key in, a [`Principal`] or an [`Outcome`] out, for other transports |
 //!
 //! # Features
@@ -118,8 +119,9 @@
 //! | `sqlite` | `store::sql::SqliteStore`: a durable key store and audit sink in a SQLite file (bundled SQLite, through sqlx) |
 //! | `postgres` | `store::sql::PostgresStore`: a key store and audit sink shared by every instance, with LISTEN/NOTIFY cache invalidation |
 //! | `redis` | `rate_limit::RedisLimiter`: rate limits and quotas shared by every instance through Redis, falling back to local limits while it is down |
+//! | `utoipa` | `openapi`: OpenAPI security schemes, per-operation scope requirements and refusal responses generated from the layers and guards that enforce them (utoipa 5, utoipa-axum) |
 //!
-//! No feature is on by default, and nothing SQL or Redis is compiled without one.
+//! No feature is on by default, and nothing SQL, Redis or OpenAPI is compiled without one.
 //!
 //! # Security and deployment
 //!
@@ -174,6 +176,9 @@ mod error;
 pub mod key;
 pub mod layer;
 pub mod manage;
+#[cfg(feature = "utoipa")]
+#[cfg_attr(docsrs, doc(cfg(feature = "utoipa")))]
+pub mod openapi;
 mod outcome;
 pub mod prelude;
 mod principal;

@@ -166,6 +166,12 @@ impl<K> ApiKeyLayer<K> {
     pub(crate) fn renderer(&self) -> &Arc<Renderer> {
         &self.config.renderer
     }
+
+    /// Where this layer reads keys from (for its OpenAPI description).
+    #[cfg(feature = "utoipa")]
+    pub(crate) fn sources(&self) -> &KeySources {
+        &self.config.sources
+    }
 }
 
 impl<K> Clone for ApiKeyLayer<K> {
