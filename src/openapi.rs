@@ -321,7 +321,7 @@ impl ApiKeyDoc {
         let mut grouped: Vec<(StatusCode, Vec<Sample>)> = Vec::new();
         for outcome in outcomes {
             // With and without a request id: a member present only with one is optional.
-            for request_id in [Some(SAMPLE_REQUEST_ID), None] {
+            for request_id in [None, Some(SAMPLE_REQUEST_ID)] {
                 let rejection = Rejection::new(outcome.clone())
                     .with_request_id(request_id.map(HeaderValue::from_static));
                 let sample = Sample::render(&self.renderer, &rejection);
@@ -733,7 +733,7 @@ fn merge_response(operation: &mut Operation, status: StatusCode, response: Respo
     };
     // A response by reference is kept as the operation wrote it.
     let RefOr::T(existing) = existing else { return };
-    existing.description = format!("{} {}", existing.description, response.description);
+    existing.description = format!("{}\n\n{}", existing.description, response.description);
     for (name, header) in response.headers {
         existing.headers.entry(name).or_insert(header);
     }
