@@ -249,7 +249,7 @@ impl ApiKeyDoc {
                 .add(SCOPES_EXTENSION, extension)
                 .build(),
         );
-        let line = format!("Requires the scopes `{requirement}`.");
+        let line = format!("Required scopes: `{requirement}`.");
         operation.description = Some(match operation.description.take() {
             Some(text) if !text.is_empty() => format!("{text}\n\n{line}"),
             _ => line,
@@ -387,21 +387,27 @@ impl ApiKeyDoc {
                 infer(&bodies)
             };
             let mut content = Content::new(Some(schema));
+            // One example per distinct body, named after its first outcome; its summary
+            // lists every outcome answered with that body.
+            let mut distinct: Vec<(String, &serde_json::Value, Vec<&str>)> = Vec::new();
             for sample in of_type {
                 let Some(body) = &sample.body else { continue };
-                if content
-                    .examples
-                    .values()
-                    .any(|e| matches!(e, RefOr::T(example) if example.value.as_ref() == Some(body)))
-                {
+                if let Some((_, _, codes)) = distinct.iter_mut().find(|(_, b, _)| *b == body) {
+                    if !codes.contains(&sample.code) {
+                        codes.push(sample.code);
+                    }
                     continue;
                 }
-                let name = if content.examples.contains_key(sample.code) {
+                let name = if distinct.iter().any(|(name, _, _)| name == sample.code) {
                     format!("{}_with_request_id", sample.code)
                 } else {
                     sample.code.to_owned()
                 };
+                distinct.push((name, body, vec![sample.code]));
+            }
+            for (name, body, codes) in distinct {
                 let mut example = Example::new();
+                example.summary = format!("Outcomes: {}", codes.join(", "));
                 example.value = Some(body.clone());
                 content.examples.insert(name, RefOr::T(example));
             }
@@ -577,7 +583,8 @@ fn describe_header(name: &str, value: &str) -> Option<Header> {
     } else if name == X_REQUEST_ID {
         (
             string_schema(),
-            "The request's id, when the request carried a valid one or one was generated."
+            "The request's `X-Request-Id`, when it had a valid one (tower-http's \
+             `SetRequestIdLayer` in front of the layer sets one)."
                 .to_owned(),
         )
     } else if name == header::CACHE_CONTROL {
