@@ -763,3 +763,202 @@ fn merge_response(operation: &mut Operation, status: StatusCode, response: Respo
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+    use utoipa::openapi::path::Operation;
+    use utoipa::openapi::{Content, RefOr, Response};
+
+    use super::*;
+    use crate::credentials::KeySources;
+    use crate::key::KeyFormat;
+    use crate::rejection::ErrorStyle;
+    use crate::store::{CachedStore, MemoryStore};
+    use crate::{Authenticator, ScopeModel};
+
+    fn layer(sources: KeySources, style: ErrorStyle) -> ApiKeyLayer<MemoryStore> {
+        let store = CachedStore::builder(MemoryStore::new()).build().unwrap();
+        ApiKeyLayer::new(Authenticator::new(store, KeyFormat::new("pb").unwrap()))
+            .with_sources(sources)
+            .with_responder(style)
+    }
+
+    fn documented(doc: &ApiKeyDoc, expression: &str) -> Value {
+        let model = ScopeModel::performance_blocks();
+        let mut operation = Operation::new();
+        doc.document(&mut operation, &model.requirement(expression).unwrap());
+        serde_json::to_value(&operation).unwrap()
+    }
+
+    #[test]
+    fn each_alternative_of_the_requirement_is_offered_on_each_scheme() {
+        let doc = ApiKeyDoc::new(&layer(
+            KeySources::bearer_or_header(),
+            ErrorStyle::envelope(),
+        ));
+        let op = documented(&doc, "employees:read AND webhooks:write OR summaries:read");
+        assert_eq!(
+            op["security"],
+            json!([
+                { "bearer": ["employees:read", "webhooks:write"] },
+                { "api_key": ["employees:read", "webhooks:write"] },
+                { "bearer": ["summaries:read"] },
+                { "api_key": ["summaries:read"] },
+            ])
+        );
+        assert_eq!(
+            op["x-required-scopes"],
+            json!([["employees:read", "webhooks:write"], ["summaries:read"]])
+        );
+        // The 403 example names what the first alternative needs.
+        assert_eq!(
+            op["responses"]["403"]["content"]["application/json"]["examples"]["insufficient_scope"]
+                ["value"]["error"]["message"],
+            "Required scopes: employees:read, webhooks:write"
+        );
+        // Header keys: no body field, no body-only refusals.
+        assert!(op.get("requestBody").is_none());
+        assert!(op["responses"].get("413").is_none());
+    }
+
+    #[test]
+    fn a_query_source_is_its_own_scheme_and_bearer_alone_has_one() {
+        let sources = KeySources::bearer().with_query("key").unwrap();
+        let doc = ApiKeyDoc::new(&layer(sources, ErrorStyle::envelope()));
+        let names: Vec<&str> = doc.security_schemes().iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, [BEARER_SCHEME, QUERY_SCHEME]);
+        let op = documented(&doc, "session:read");
+        assert_eq!(
+            op["security"],
+            json!([{ "bearer": ["session:read"] }, { "api_key_query": ["session:read"] }])
+        );
+    }
+
+    #[test]
+    fn product_bridge_refuses_a_missing_scope_with_its_generic_401() {
+        let doc = ApiKeyDoc::new(&layer(
+            KeySources::json_body(),
+            ErrorStyle::product_bridge(),
+        ));
+        let op = documented(&doc, "observations:read");
+        let unauthorized = &op["responses"]["401"]["content"]["application/json"]["examples"];
+        // One body for every refusal that the style answers with 401.
+        assert_eq!(unauthorized.as_object().unwrap().len(), 1);
+        assert_eq!(
+            unauthorized["missing"]["summary"],
+            "Outcomes: missing, malformed, unknown, revoked, expired, wrong_environment, insufficient_scope"
+        );
+        assert_eq!(
+            unauthorized["missing"]["value"],
+            json!({ "error": { "code": "authentication_required", "message": "invalid api_key" } })
+        );
+        assert!(op["responses"].get("403").is_none(), "{}", op["responses"]);
+        for status in ["400", "408", "413", "429", "503"] {
+            assert!(op["responses"][status].is_object(), "documents {status}");
+        }
+        assert_eq!(
+            op["requestBody"]["content"]["application/json"]["schema"]["required"],
+            json!(["api_key"])
+        );
+    }
+
+    #[test]
+    fn problem_documents_are_documented_as_such_with_their_optional_members() {
+        let doc = ApiKeyDoc::new(&layer(
+            KeySources::bearer(),
+            ErrorStyle::problem_json().with_request_id_in_body(true),
+        ))
+        .with_rate_limit(true);
+        let op = documented(&doc, "session:read");
+        let forbidden = &op["responses"]["403"]["content"];
+        assert!(forbidden.get("application/json").is_none());
+        let schema = &forbidden["application/problem+json"]["schema"];
+        assert_eq!(
+            schema["required"],
+            json!(["code", "detail", "status", "title", "type"])
+        );
+        assert_eq!(schema["properties"]["status"]["type"], "integer");
+        // Only a scope refusal names the scopes, only a request with an id has one.
+        assert_eq!(schema["properties"]["required_scopes"]["type"], "array");
+        assert_eq!(schema["properties"]["request_id"]["type"], "string");
+        let too_many = &op["responses"]["429"]["headers"];
+        for header in [
+            "retry-after",
+            "ratelimit",
+            "ratelimit-policy",
+            "cache-control",
+        ] {
+            assert!(too_many[header].is_object(), "429 documents {header}");
+        }
+        assert_eq!(too_many["retry-after"]["schema"]["minimum"], 1);
+    }
+
+    #[test]
+    fn without_a_rate_limit_429_is_the_unknown_key_budget_alone() {
+        let doc = ApiKeyDoc::new(&layer(KeySources::bearer(), ErrorStyle::envelope()));
+        let op = documented(&doc, "session:read");
+        let too_many = &op["responses"]["429"];
+        assert!(too_many["headers"]["retry-after"].is_object());
+        assert!(too_many["headers"].get("ratelimit").is_none());
+        assert_eq!(
+            too_many["description"],
+            "Refused by the API-key guard (too_many_unknown_keys)."
+        );
+    }
+
+    #[test]
+    fn a_status_the_operation_documents_keeps_its_own_content() {
+        let doc = ApiKeyDoc::new(&layer(KeySources::bearer(), ErrorStyle::envelope()));
+        let mut operation = Operation::new();
+        let mut own = Response::new("The body is invalid");
+        own.content.insert(
+            "application/json".into(),
+            Content::new(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                "ErrorBody",
+            )))),
+        );
+        operation
+            .responses
+            .responses
+            .insert("400".into(), RefOr::T(own));
+        let model = ScopeModel::performance_blocks();
+        doc.document(&mut operation, &model.requirement("session:read").unwrap());
+        let op = serde_json::to_value(&operation).unwrap();
+        let bad = &op["responses"]["400"];
+        assert_eq!(
+            bad["description"],
+            "The body is invalid\n\nRefused by the API-key guard (invalid_request)."
+        );
+        let any_of = bad["content"]["application/json"]["schema"]["anyOf"]
+            .as_array()
+            .unwrap();
+        assert_eq!(
+            any_of[0],
+            json!({ "$ref": "#/components/schemas/ErrorBody" })
+        );
+        assert_eq!(any_of[1]["type"], "object");
+        assert!(bad["headers"]["www-authenticate"].is_object());
+    }
+
+    #[test]
+    fn inferred_schemas_require_only_what_every_sample_has() {
+        let samples = [
+            json!({ "a": 1, "b": "x", "c": [1, 2] }),
+            json!({ "a": 2.5, "c": [], "d": null }),
+        ];
+        let refs: Vec<&Value> = samples.iter().collect();
+        let schema = serde_json::to_value(infer(&refs)).unwrap();
+        assert_eq!(schema["required"], json!(["a", "c"]));
+        assert_eq!(schema["properties"]["a"]["type"], "number");
+        assert_eq!(schema["properties"]["b"]["type"], "string");
+        assert_eq!(schema["properties"]["c"]["items"]["type"], "integer");
+        assert_eq!(schema["properties"]["d"]["type"], "null");
+        let mixed = [json!("x"), json!(null)];
+        let refs: Vec<&Value> = mixed.iter().collect();
+        assert_eq!(
+            serde_json::to_value(infer(&refs)).unwrap()["type"],
+            json!(["string", "null"])
+        );
+    }
+}
