@@ -302,7 +302,7 @@ impl ApiKeyDoc {
             Outcome::InsufficientScope { required },
             Outcome::InvalidRequest {
                 reason: if self.body_field.is_some() {
-                    "the request body is not a JSON object"
+                    "the request body is not valid JSON"
                 } else {
                     "the API key was sent by more than one method"
                 },
@@ -347,9 +347,9 @@ impl ApiKeyDoc {
                 if response.headers.contains_key(name.as_str()) {
                     continue;
                 }
-                if let Some(header) = describe_header(name, value) {
-                    response.headers.insert(name.clone(), header);
-                }
+                response
+                    .headers
+                    .insert(name.clone(), describe_header(name, value));
             }
         }
         if status == StatusCode::TOO_MANY_REQUESTS && self.rate_limited {
@@ -565,7 +565,7 @@ fn string_schema() -> Schema {
         .into()
 }
 
-fn describe_header(name: &str, value: &str) -> Option<Header> {
+fn describe_header(name: &str, value: &str) -> Header {
     let (schema, text): (Schema, String) = if name == header::WWW_AUTHENTICATE {
         (
             string_schema(),
@@ -597,7 +597,7 @@ fn describe_header(name: &str, value: &str) -> Option<Header> {
     };
     let mut header = Header::new(schema);
     header.description = Some(text);
-    Some(header)
+    header
 }
 
 /// A schema that every one of `values` satisfies: types, object members (required
