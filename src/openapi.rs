@@ -112,6 +112,10 @@ const SAMPLE_REQUEST_ID: &str = "req_8f14e45fceea167a";
 /// As a [`utoipa::Modify`] it adds the security schemes to a document's components;
 /// [`document`](Self::document) describes one operation. Cheap to clone.
 ///
+/// Schemes are named by source ([`BEARER_SCHEME`], [`HEADER_SCHEME`],
+/// [`QUERY_SCHEME`]), so layers reading the same sources share them in one document.
+/// Quota refusals are documented at the rate limiter's default status (403).
+///
 /// ```
 /// use tower_api_key::credentials::KeySources;
 /// use tower_api_key::key::KeyFormat;
