@@ -385,6 +385,13 @@ impl<K, R> Guard<K, R> {
     pub fn requirement(&self) -> &crate::Requirement {
         self.scope.requirement()
     }
+
+    /// The authentication layer and the rate-limit layer, for the guard's OpenAPI
+    /// fragment (`openapi.rs`).
+    #[cfg(feature = "utoipa")]
+    pub(crate) fn parts(&self) -> (&AuthenticateLayer<K>, &R) {
+        (&self.auth, &self.rate)
+    }
 }
 
 impl<S, K, R> Layer<S> for Guard<K, R>

@@ -103,7 +103,7 @@
 //!
 //! | row | modules | what they hold |
 //! |---|---|---|
-//! | 7 | [`prelude`], [`presets`] | what protecting an API needs, in one `use`; the five documented products' scope models, key formats, sources and error styles |
+//! | 7 | [`prelude`], [`presets`], `openapi` | what protecting an API needs, in one `use`; the five documented products' scope models, key formats, sources and error styles; (feature `utoipa`) the OpenAPI description of the layers and guards: security schemes, scopes per operation, refusals |
 //! | 6 | [`auth`] | [`ApiKeyAuth`](auth::ApiKeyAuth): the one entry point, building the authentication layer, the key manager and per-route guards over one cache |
 //! | 5 | [`authenticate`], [`require_scopes`], [`rate_limit`] | the middlewares: [`AuthenticateLayer`] (and the [`KeyVerifier`] it wraps, for other transports), [`RequireScopesLayer`](require_scopes::RequireScopesLayer) and the typed [`Scoped`](require_scopes::Scoped) extractor, [`RateLimitLayer`](rate_limit::RateLimitLayer) with per-key GCRA limits and per-owner quotas |
 //! | 4 | `pipeline`, [`manage`] | what the middlewares share (the [`ResponseFuture`], the one [`ResponseBody`], the request context they pass along); [`KeyManager`](manage::KeyManager) with its authority rules, the last-used buffer |
@@ -119,8 +119,9 @@
 //! | `sqlite` | `store::sql::SqliteStore`: a durable key store and audit sink in a SQLite file (bundled SQLite, through sqlx) |
 //! | `postgres` | `store::sql::PostgresStore`: a key store and audit sink shared by every instance, with LISTEN/NOTIFY cache invalidation |
 //! | `redis` | `rate_limit::RedisLimiter`: rate limits and quotas shared by every instance through Redis, falling back to local limits while it is down |
+//! | `utoipa` | `openapi`: OpenAPI security schemes, per-operation scope requirements and refusal responses generated from the layers and guards that enforce them (utoipa 5, utoipa-axum) |
 //!
-//! No feature is on by default, and nothing SQL or Redis is compiled without one.
+//! No feature is on by default, and nothing SQL, Redis or OpenAPI is compiled without one.
 //!
 //! # Security and deployment
 //!
@@ -175,6 +176,9 @@ mod error;
 pub mod key;
 pub mod manage;
 
+#[cfg(feature = "utoipa")]
+#[cfg_attr(docsrs, doc(cfg(feature = "utoipa")))]
+pub mod openapi;
 mod pipeline;
 pub mod prelude;
 pub mod presets;

@@ -136,6 +136,12 @@ impl<K> AuthenticateLayer<K> {
     pub(crate) fn renderer(&self) -> &Arc<Renderer> {
         &self.config.context.renderer
     }
+
+    /// Where this layer reads keys from (for its OpenAPI description).
+    #[cfg(feature = "utoipa")]
+    pub(crate) fn sources(&self) -> &KeySources {
+        &self.config.sources
+    }
 }
 
 impl<K> Clone for AuthenticateLayer<K> {

@@ -158,8 +158,7 @@ fn admit<K: KeyStore, B>(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let mut headers = HeaderMap::new();
-    if let Some(at) = principal.sunset() {
+    let headers = principal.sunset().and_then(|at| {
         tracing::warn!(
             target: "tower_api_key",
             key_id = principal.key_id().as_str(),
@@ -167,10 +166,9 @@ fn admit<K: KeyStore, B>(
             sunset = %at,
             "deprecated API key used during its rotation grace period"
         );
-        if let Ok(sunset) = HeaderValue::try_from(httpdate::fmt_http_date(at.into())) {
-            headers.insert(SUNSET, sunset);
-        }
-    }
+        let sunset = HeaderValue::try_from(httpdate::fmt_http_date(at.into())).ok()?;
+        Some(HeaderMap::from_iter([(SUNSET, sunset)]))
+    });
     tracing::debug!(
         target: "tower_api_key",
         outcome = "authenticated",

@@ -28,11 +28,15 @@ struct Additions {
 
 impl Admitted {
     /// Adds `headers` to the response and records `audit` once its status is known.
-    pub(crate) fn new(headers: HeaderMap, audit: Option<(Auditor, AuditEntry)>) -> Self {
-        if headers.is_empty() && audit.is_none() {
+    /// `None` and `None` cost nothing: most requests add neither.
+    pub(crate) fn new(headers: Option<HeaderMap>, audit: Option<(Auditor, AuditEntry)>) -> Self {
+        if headers.is_none() && audit.is_none() {
             return Self(None);
         }
-        Self(Some(Box::new(Additions { headers, audit })))
+        Self(Some(Box::new(Additions {
+            headers: headers.unwrap_or_default(),
+            audit,
+        })))
     }
 }
 

@@ -236,13 +236,12 @@ fn settle<L, B>(
 ) -> Result<Admitted, Response<Bytes>> {
     let refuse = |outcome| render_for(req.extensions(), req.headers(), outcome);
     match decision {
-        Decision::Allowed(status) => {
+        Decision::Allowed(status) if layer.success_headers => {
             let mut headers = HeaderMap::new();
-            if layer.success_headers {
-                status.insert_headers(&mut headers);
-            }
-            Ok(Admitted::new(headers, None))
+            status.insert_headers(&mut headers);
+            Ok(Admitted::new(Some(headers), None))
         }
+        Decision::Allowed(_) => Ok(Admitted::default()),
         Decision::Limited(status) => {
             let retry_after = status.retry_after.unwrap_or_default();
             let mut response = refuse(RejectionKind::RateLimited { retry_after });

@@ -580,6 +580,15 @@ impl Renderer {
         }
     }
 
+    /// The response for `rejection` with the standard headers, neither logged nor
+    /// counted: what an OpenAPI document shows as this layer's refusal.
+    #[cfg(feature = "utoipa")]
+    pub(crate) fn sample(&self, rejection: &Rejection) -> Response<Bytes> {
+        let mut response = self.responder.respond(rejection);
+        self.add_headers(rejection, response.status(), response.headers_mut());
+        response
+    }
+
     /// Renders, adds the standard headers, logs one event, and attaches the rejection.
     pub(crate) fn render(&self, rejection: Rejection) -> Response<Bytes> {
         let mut response = self.responder.respond(&rejection);

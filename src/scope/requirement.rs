@@ -130,6 +130,35 @@ impl Requirement {
             .map(|&leaf| self.model.name(usize::from(leaf)))
     }
 
+    /// The alternatives, in expression order: the requirement is met by holding every
+    /// scope of any one of them (its disjunctive normal form, duplicates removed). This
+    /// is OpenAPI's shape for security requirements: a list of alternatives, each a set
+    /// of scopes that are all needed.
+    ///
+    /// ```
+    /// use tower_api_key::ScopeModel;
+    ///
+    /// let model = tower_api_key::presets::performance_blocks::scope_model();
+    /// let needed = model.requirement("(employees:read OR summaries:read) AND webhooks:write")?;
+    /// let alternatives: Vec<Vec<&str>> = needed.alternatives().collect();
+    /// assert_eq!(
+    ///     alternatives,
+    ///     [["employees:read", "webhooks:write"], ["summaries:read", "webhooks:write"]]
+    /// );
+    /// # Ok::<(), tower_api_key::ConfigError>(())
+    /// ```
+    pub fn alternatives(&self) -> impl Iterator<Item = Vec<&str>> {
+        self.terms().map(|term| {
+            self.compiled
+                .leaves
+                .iter()
+                .map(|&leaf| usize::from(leaf))
+                .filter(|&leaf| bits::contains(term, leaf))
+                .map(|leaf| self.model.name(leaf))
+                .collect()
+        })
+    }
+
     /// Whether this requirement was parsed by `model` (or a clone of it).
     pub fn belongs_to(&self, model: &ScopeModel) -> bool {
         Arc::ptr_eq(&self.model, model.inner())

@@ -8,6 +8,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tower_api_key::Principal;
+use utoipa::ToSchema;
 
 use super::data::{Data, Partition};
 use super::errors::{ApiError, ApiJson};
@@ -16,6 +17,20 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// `/healthz` behind a key: what the end-to-end benchmark compares it with.
+#[utoipa::path(get, path = "/v1/ping", tag = "performance_blocks",
+    responses(
+        (status = 200, description = "The server is up", body = super::openapi::Health)
+    ))]
+pub async fn ping() -> Json<Value> {
+    healthz().await
+}
+
+/// The calling key.
+#[utoipa::path(get, path = "/v1/session", tag = "performance_blocks",
+    responses(
+        (status = 200, description = "The key that made the request", body = super::openapi::Session)
+    ))]
 pub async fn session(principal: Principal) -> Json<Value> {
     Json(json!({
         "key_id": principal.key_id(),
@@ -26,20 +41,37 @@ pub async fn session(principal: Principal) -> Json<Value> {
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewObservation {
+    #[schema(min_length = 1, pattern = r"\S")]
     employee_id: String,
     #[serde(rename = "type")]
+    #[schema(min_length = 1, pattern = r"\S")]
     kind: String,
+    #[schema(min_length = 1, pattern = r"\S")]
     observation: String,
+    #[schema(format = Date)]
     observation_date: String,
 }
 
+/// The observations of the key's organization and environment.
+#[utoipa::path(get, path = "/v1/observations", tag = "performance_blocks",
+    responses(
+        (status = 200, description = "The observations", body = super::openapi::ObservationList)
+    ))]
 pub async fn list_observations(State(data): State<Arc<Data>>, principal: Principal) -> Json<Value> {
     Json(json!({ "items": data.observations.list(&Partition::of(&principal), usize::MAX) }))
 }
 
+/// Records an observation.
+#[utoipa::path(post, path = "/v1/observations", tag = "performance_blocks",
+    request_body = NewObservation,
+    responses(
+        (status = 201, description = "Created", body = super::openapi::Observation),
+        (status = 400, description = "The body or a parameter is invalid", body = super::openapi::ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = super::openapi::ErrorBody)
+    ))]
 pub async fn create_observation(
     State(data): State<Arc<Data>>,
     principal: Principal,
@@ -69,6 +101,13 @@ pub async fn create_observation(
     Ok((StatusCode::CREATED, Json(stored)))
 }
 
+/// One observation.
+#[utoipa::path(get, path = "/v1/observations/{id}", tag = "performance_blocks",
+    params(("id" = String, Path, description = "The observation's id")),
+    responses(
+        (status = 200, description = "The observation", body = super::openapi::Observation),
+        (status = 404, description = "No such object (or another organization's, or another environment's)", body = super::openapi::ErrorBody)
+    ))]
 pub async fn get_observation(
     State(data): State<Arc<Data>>,
     principal: Principal,
@@ -80,17 +119,33 @@ pub async fn get_observation(
         .ok_or_else(ApiError::not_found)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEmployee {
+    #[schema(min_length = 1, pattern = r"\S")]
     name: String,
+    /// Any text with an `@`.
+    #[schema(pattern = "@")]
     email: String,
 }
 
+/// The employees of the key's organization and environment.
+#[utoipa::path(get, path = "/v1/employees", tag = "performance_blocks",
+    responses(
+        (status = 200, description = "The employees", body = super::openapi::EmployeeList)
+    ))]
 pub async fn list_employees(State(data): State<Arc<Data>>, principal: Principal) -> Json<Value> {
     Json(json!({ "items": data.employees.list(&Partition::of(&principal), usize::MAX) }))
 }
 
+/// Adds an employee.
+#[utoipa::path(post, path = "/v1/employees", tag = "performance_blocks",
+    request_body = NewEmployee,
+    responses(
+        (status = 201, description = "Created", body = super::openapi::Employee),
+        (status = 400, description = "The body or a parameter is invalid", body = super::openapi::ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = super::openapi::ErrorBody)
+    ))]
 pub async fn create_employee(
     State(data): State<Arc<Data>>,
     principal: Principal,

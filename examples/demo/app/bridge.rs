@@ -9,35 +9,55 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tower_api_key::Principal;
+use utoipa::ToSchema;
 
 use super::data::{Data, Partition};
 use super::errors::{ApiError, ApiJson};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ListPosts {
     #[allow(dead_code)]
     api_key: String,
-    #[serde(default)]
-    limit: Option<u32>,
+    /// At most 100; 25 by default.
+    #[serde(default, deserialize_with = "super::openapi::optional_whole_number")]
+    #[schema(value_type = Option<u32>, minimum = 0)]
+    limit: Option<u64>,
 }
 
+/// The feedback posts (the key is the body's `api_key`).
+#[utoipa::path(post, path = "/api/external/v1/feedback-posts/list", tag = "product_bridge",
+    request_body = ListPosts,
+    responses(
+        (status = 200, description = "The posts", body = super::openapi::PostList),
+        (status = 400, description = "The body or a parameter is invalid", body = super::openapi::ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = super::openapi::ErrorBody)
+    ))]
 pub async fn list_posts(
     State(data): State<Arc<Data>>,
     principal: Principal,
     ApiJson(request): ApiJson<ListPosts>,
 ) -> Json<Value> {
-    let limit = request.limit.unwrap_or(25).min(100) as usize;
+    let limit = usize::try_from(request.limit.unwrap_or(25).min(100)).unwrap_or(100);
     let items = data.posts.list(&Partition::of(&principal), limit);
     Json(json!({ "items": items, "has_next_page": false, "cursor": null }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CreatePost {
     #[allow(dead_code)]
     api_key: String,
+    #[schema(min_length = 1, pattern = r"\S")]
     title: String,
 }
 
+/// Creates a feedback post.
+#[utoipa::path(post, path = "/api/external/v1/feedback-posts/create", tag = "product_bridge",
+    request_body = CreatePost,
+    responses(
+        (status = 201, description = "Created", body = super::openapi::Post),
+        (status = 400, description = "The body or a parameter is invalid", body = super::openapi::ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = super::openapi::ErrorBody)
+    ))]
 pub async fn create_post(
     State(data): State<Arc<Data>>,
     principal: Principal,

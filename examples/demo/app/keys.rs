@@ -13,6 +13,7 @@ use tower_api_key::audit::AuditQuery;
 use tower_api_key::key::KeyId;
 use tower_api_key::manage::{Actor, CreatedKey, Expiry, ManageError, NewKey};
 use tower_api_key::{KeyRecord, Principal};
+use utoipa::ToSchema;
 
 use super::errors::{ApiError, ApiJson};
 use super::AppState;
@@ -65,18 +66,45 @@ fn created(created: &CreatedKey) -> (StatusCode, Json<Value>) {
     )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
+    /// Not blank, at most 100 characters, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     name: String,
+    /// `live` or `test`; the caller's own environment when absent.
     #[serde(default)]
+    #[schema(pattern = "^(live|test)$")]
     environment: Option<String>,
+    /// Scopes the caller holds itself.
     #[serde(default)]
+    #[schema(value_type = Vec<super::openapi::Scope>)]
     scopes: Vec<String>,
+    /// When the key stops working: any time in the future (RFC 3339). The schema
+    /// admits the years 2100 to 2999 only, which are always in the future: a past time
+    /// is refused with 400, which no schema can express.
     #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(
+        value_type = Option<String>,
+        format = DateTime,
+        pattern = r"^2[1-9][0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])$"
+    )]
     expires_at: Option<OffsetDateTime>,
 }
 
+/// Creates a key (Settings → API as an API). The full key is in the answer, once.
+#[utoipa::path(post, path = "/v1/api_keys", tag = "api_keys",
+    request_body = CreateKey,
+    responses(
+        (status = 201, description = "Created: `key` is shown this once", body = super::openapi::CreatedApiKey),
+        (status = 400, description = "The body or a parameter is invalid", body = super::openapi::ErrorBody),
+        (status = 403, description = "A key-management authority rule refused it (`permission_denied`)", body = super::openapi::ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = super::openapi::ErrorBody)
+    ))]
 pub async fn create_key(
     State(state): State<AppState>,
     principal: Principal,
@@ -105,6 +133,12 @@ pub async fn create_key(
     Ok(created(&made))
 }
 
+/// The keys of the caller's organization.
+#[utoipa::path(get, path = "/v1/api_keys", tag = "api_keys",
+    responses(
+        (status = 200, description = "The keys, without their secrets", body = super::openapi::ApiKeyList),
+        (status = 403, description = "A key-management authority rule refused it (`permission_denied`)", body = super::openapi::ErrorBody)
+    ))]
 pub async fn list_keys(
     State(state): State<AppState>,
     principal: Principal,
@@ -122,6 +156,15 @@ fn parse_id(id: &str) -> Result<KeyId, ApiError> {
     KeyId::new(id).map_err(|_| ApiError::not_found())
 }
 
+/// Revokes a key: the next request with it is refused.
+#[utoipa::path(delete, path = "/v1/api_keys/{id}", tag = "api_keys",
+    params(("id" = String, Path, description = "The key's id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 403, description = "A key-management authority rule refused it (`permission_denied`)", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such object (or another organization's, or another environment's)", body = super::openapi::ErrorBody),
+        (status = 409, description = "The key is revoked or already rotated", body = super::openapi::ErrorBody)
+    ))]
 pub async fn revoke_key(
     State(state): State<AppState>,
     principal: Principal,
@@ -135,6 +178,14 @@ pub async fn revoke_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// One key.
+#[utoipa::path(get, path = "/v1/api_keys/{id}", tag = "api_keys",
+    params(("id" = String, Path, description = "The key's id")),
+    responses(
+        (status = 200, description = "The key, without its secret", body = super::openapi::ApiKey),
+        (status = 403, description = "A key-management authority rule refused it (`permission_denied`)", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such key, or it was revoked (`DELETE`): the list and the audit log still show it", body = super::openapi::ErrorBody)
+    ))]
 pub async fn get_key(
     State(state): State<AppState>,
     principal: Principal,
@@ -145,16 +196,38 @@ pub async fn get_key(
         .manager
         .get(principal.owner(), &id, Actor::Key(&principal))
         .await?;
+    // DELETE revoked it: the resource is no longer found (the list and the audit log
+    // keep the record, with its `revoked_at`).
+    if record.revoked_at.is_some() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "The key was revoked",
+        ));
+    }
     Ok(Json(summary(&record)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKey {
+    /// The key's new scopes: ones the caller holds itself.
+    #[schema(value_type = Vec<super::openapi::Scope>)]
     scopes: Vec<String>,
 }
 
 /// Replaces a key's scopes ("Update the key's scopes" in Settings → API).
+#[utoipa::path(patch, path = "/v1/api_keys/{id}", tag = "api_keys",
+    params(("id" = String, Path, description = "The key's id")),
+    request_body = UpdateKey,
+    responses(
+        (status = 200, description = "The updated key", body = super::openapi::ApiKey),
+        (status = 400, description = "The body or a parameter is invalid", body = super::openapi::ErrorBody),
+        (status = 403, description = "A key-management authority rule refused it (`permission_denied`)", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such object (or another organization's, or another environment's)", body = super::openapi::ErrorBody),
+        (status = 409, description = "The key is revoked or already rotated", body = super::openapi::ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = super::openapi::ErrorBody)
+    ))]
 pub async fn update_key(
     State(state): State<AppState>,
     principal: Principal,
@@ -174,13 +247,28 @@ pub async fn update_key(
     Ok(Json(summary(&record)))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rotate {
-    #[serde(default)]
+    /// How long the old key keeps working (at most a year; 0 by default).
+    #[serde(default, deserialize_with = "super::openapi::whole_number")]
+    #[schema(minimum = 0, maximum = 31_536_000)]
     grace_seconds: u64,
 }
 
+/// Replaces a key with a new one of the same scopes; the old one works on for the
+/// grace period.
+#[utoipa::path(post, path = "/v1/api_keys/{id}/rotate", tag = "api_keys",
+    params(("id" = String, Path, description = "The key's id")),
+    request_body = Option<Rotate>,
+    responses(
+        (status = 201, description = "The new key: `key` is shown this once", body = super::openapi::CreatedApiKey),
+        (status = 400, description = "The body or a parameter is invalid", body = super::openapi::ErrorBody),
+        (status = 403, description = "A key-management authority rule refused it (`permission_denied`)", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such object (or another organization's, or another environment's)", body = super::openapi::ErrorBody),
+        (status = 409, description = "The key is revoked or already rotated", body = super::openapi::ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = super::openapi::ErrorBody)
+    ))]
 pub async fn rotate_key(
     State(state): State<AppState>,
     principal: Principal,
@@ -196,10 +284,12 @@ pub async fn rotate_key(
         || request
             .headers()
             .contains_key(axum::http::header::TRANSFER_ENCODING);
+    // `null` is no options too, as the schema's optional body says.
     let grace = if has_body {
         let ApiJson(rotate) =
-            <ApiJson<Rotate> as axum::extract::FromRequest<()>>::from_request(request, &()).await?;
-        rotate.grace_seconds
+            <ApiJson<Option<Rotate>> as axum::extract::FromRequest<()>>::from_request(request, &())
+                .await?;
+        rotate.map_or(0, |r| r.grace_seconds)
     } else {
         0
     };
@@ -218,11 +308,22 @@ pub async fn rotate_key(
     Ok(created(&made))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
+    /// Only the entries of this key.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,23}$")]
     api_key_id: Option<String>,
 }
 
+/// The organization's audit log: key lifecycle and state-changing requests.
+#[utoipa::path(get, path = "/v1/audit_log", tag = "audit_log",
+    params(AuditParams),
+    responses(
+        (status = 200, description = "Audit entries, newest first", body = super::openapi::AuditLog),
+        (status = 400, description = "The body or a parameter is invalid", body = super::openapi::ErrorBody),
+        (status = 403, description = "A key-management authority rule refused it (`permission_denied`)", body = super::openapi::ErrorBody)
+    ))]
 pub async fn audit_log(
     State(state): State<AppState>,
     principal: Principal,

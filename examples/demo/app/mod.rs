@@ -12,6 +12,7 @@ pub mod data;
 pub mod errors;
 pub mod keys;
 pub mod limiter;
+pub mod openapi;
 pub mod store;
 
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use axum::extract::FromRef;
 use axum::handler::Handler;
-use axum::routing::{get, on, MethodFilter, MethodRouter};
+use axum::routing::{get, on};
 use axum::Router;
 use tower::ServiceBuilder;
 use tower_api_key::audit::Auditor;
@@ -37,6 +38,7 @@ use tower_api_key::store::{
 };
 use tower_api_key::{presets, AuthenticateLayer, KeyVerifier, Owner, ScopeModel};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 
 use self::data::Data;
 pub use self::limiter::DemoLimiter;
@@ -76,25 +78,45 @@ struct Guards<K> {
 }
 
 impl<K: KeyStore> Guards<K> {
-    /// `handler` on `method`, behind authentication, the `requirement` scope guard and
-    /// (unless switched off) the rate limit.
+    /// `handler` on the path and method of its `#[utoipa::path]` (`documented`, from
+    /// `routes!`), behind authentication, the `requirement` scope guard and (unless
+    /// switched off) the rate limit; its operation documents that same requirement,
+    /// the key sources and the refusals. Called through [`guarded!`], which passes the
+    /// one handler to both.
     fn route<H, T>(
         &self,
-        method: MethodFilter,
+        documented: UtoipaMethodRouter<AppState>,
         handler: H,
         requirement: &str,
-    ) -> Result<MethodRouter<AppState>, String>
+    ) -> Result<UtoipaMethodRouter<AppState>, String>
     where
         H: Handler<T, AppState>,
         T: 'static,
     {
+        // `routes!` also made an unguarded method router: it is dropped here.
+        #[allow(unused_mut)]
+        let (schemas, mut paths, _unguarded) = documented;
+        let method = openapi::method_of(&paths)?;
         let scope = RequireScopesLayer::new(&self.model, requirement).map_err(|e| e.to_string())?;
+        #[cfg(feature = "utoipa")]
+        tower_api_key::openapi::ApiKeyDoc::new(&self.auth)
+            .with_rate_limit(self.rate.is_some())
+            .document_paths(&mut paths, scope.requirement());
         let stack = ServiceBuilder::new().layer(self.auth.clone()).layer(scope);
-        Ok(match &self.rate {
+        let router = match &self.rate {
             Some(rate) => on(method, handler.layer(stack.layer(rate.clone()))),
             None => on(method, handler.layer(stack)),
-        })
+        };
+        Ok((schemas, paths, router))
     }
+}
+
+/// One guarded route: `guarded!(guards, module::handler, "scope expression")`, the
+/// handler named once for its route, its guard and its OpenAPI operation.
+macro_rules! guarded {
+    ($guards:ident, $handler:path, $requirement:literal) => {
+        $guards.route(utoipa_axum::routes!($handler), $handler, $requirement)?
+    };
 }
 
 /// The handlers' state. Cheap to clone (axum clones it for every request).
@@ -283,56 +305,23 @@ pub fn build(store: DemoStore, settings: Settings) -> Result<Demo, String> {
         model: model.clone(),
         rate: rate.clone(),
     };
-    let performance_blocks = Router::new()
-        .route(
-            "/v1/ping",
-            pb.route(MethodFilter::GET, api::healthz, "session:read")?,
-        )
-        .route(
-            "/v1/session",
-            pb.route(MethodFilter::GET, api::session, "session:read")?,
-        )
-        .route(
-            "/v1/observations",
-            pb.route(
-                MethodFilter::GET,
-                api::list_observations,
-                "observations:read",
-            )?
-            .merge(pb.route(
-                MethodFilter::POST,
-                api::create_observation,
-                "observations:write",
-            )?),
-        )
-        .route(
-            "/v1/observations/{id}",
-            pb.route(MethodFilter::GET, api::get_observation, "observations:read")?,
-        )
-        .route(
-            "/v1/employees",
-            pb.route(MethodFilter::GET, api::list_employees, "employees:read")?
-                .merge(pb.route(MethodFilter::POST, api::create_employee, "employees:write")?),
-        )
-        .route(
-            "/v1/api_keys",
-            pb.route(MethodFilter::GET, keys::list_keys, "api_keys:read")?
-                .merge(pb.route(MethodFilter::POST, keys::create_key, "api_keys:write")?),
-        )
-        .route(
-            "/v1/api_keys/{id}",
-            pb.route(MethodFilter::GET, keys::get_key, "api_keys:read")?
-                .merge(pb.route(MethodFilter::PATCH, keys::update_key, "api_keys:write")?)
-                .merge(pb.route(MethodFilter::DELETE, keys::revoke_key, "api_keys:write")?),
-        )
-        .route(
-            "/v1/api_keys/{id}/rotate",
-            pb.route(MethodFilter::POST, keys::rotate_key, "api_keys:write")?,
-        )
-        .route(
-            "/v1/audit_log",
-            pb.route(MethodFilter::GET, keys::audit_log, "audit_log:read")?,
-        );
+    #[cfg(feature = "utoipa")]
+    let pb_doc = tower_api_key::openapi::ApiKeyDoc::new(&pb.auth);
+    let performance_blocks = OpenApiRouter::new()
+        .routes(guarded!(pb, api::ping, "session:read"))
+        .routes(guarded!(pb, api::session, "session:read"))
+        .routes(guarded!(pb, api::list_observations, "observations:read"))
+        .routes(guarded!(pb, api::create_observation, "observations:write"))
+        .routes(guarded!(pb, api::get_observation, "observations:read"))
+        .routes(guarded!(pb, api::list_employees, "employees:read"))
+        .routes(guarded!(pb, api::create_employee, "employees:write"))
+        .routes(guarded!(pb, keys::list_keys, "api_keys:read"))
+        .routes(guarded!(pb, keys::create_key, "api_keys:write"))
+        .routes(guarded!(pb, keys::get_key, "api_keys:read"))
+        .routes(guarded!(pb, keys::update_key, "api_keys:write"))
+        .routes(guarded!(pb, keys::revoke_key, "api_keys:write"))
+        .routes(guarded!(pb, keys::rotate_key, "api_keys:write"))
+        .routes(guarded!(pb, keys::audit_log, "audit_log:read"));
 
     let bridge = Guards {
         auth: AuthenticateLayer::new(authenticator)
@@ -349,15 +338,26 @@ pub fn build(store: DemoStore, settings: Settings) -> Result<Demo, String> {
         model,
         rate,
     };
-    let product_bridge = Router::new()
-        .route(
-            "/api/external/v1/feedback-posts/list",
-            bridge.route(MethodFilter::POST, bridge::list_posts, "public_api")?,
+    let product_bridge = OpenApiRouter::new()
+        .routes(guarded!(bridge, bridge::list_posts, "public_api"))
+        .routes(guarded!(bridge, bridge::create_post, "public_api"));
+    #[allow(unused_variables)]
+    let (surfaces, document) = performance_blocks.merge(product_bridge).split_for_parts();
+    #[cfg(feature = "utoipa")]
+    let surfaces = {
+        use utoipa::Modify;
+        let mut document = document;
+        pb_doc.modify(&mut document);
+        let document = Arc::new(openapi::finish(document));
+        // Public, like /healthz: the document says what each route needs.
+        surfaces.route(
+            "/openapi.json",
+            get(move || {
+                let document = Arc::clone(&document);
+                async move { axum::Json(document) }
+            }),
         )
-        .route(
-            "/api/external/v1/feedback-posts/create",
-            bridge.route(MethodFilter::POST, bridge::create_post, "public_api")?,
-        );
+    };
 
     let state = AppState(Arc::new(Shared {
         data: Arc::new(Data::default()),
@@ -366,8 +366,7 @@ pub fn build(store: DemoStore, settings: Settings) -> Result<Demo, String> {
     }));
     let router = Router::new()
         .route("/healthz", get(api::healthz))
-        .merge(performance_blocks)
-        .merge(product_bridge)
+        .merge(surfaces)
         .fallback(errors::not_found)
         .method_not_allowed_fallback(errors::method_not_allowed)
         .with_state(state)
