@@ -84,8 +84,7 @@ use utoipa_axum::router::UtoipaMethodRouter;
 use crate::auth::{ApiKeyAuth, Guard};
 use crate::authenticate::AuthenticateLayer;
 use crate::rate_limit::{RateLimitLayer, RATELIMIT, RATELIMIT_POLICY};
-use crate::rejection::RejectionKind;
-use crate::rejection::{Rejection, Renderer, X_REQUEST_ID};
+use crate::rejection::{Rejection, RejectionKind, Renderer, X_REQUEST_ID};
 use crate::Requirement;
 
 /// The name of the HTTP bearer security scheme.

@@ -15,8 +15,7 @@ use tower_service::Service;
 
 use crate::pipeline::{render_for, Admitted, Bare, RequestContext, ResponseFuture};
 use crate::principal::Principal;
-use crate::rejection::RejectionKind;
-use crate::rejection::RejectionResponse;
+use crate::rejection::{RejectionKind, RejectionResponse};
 use crate::scope::{Requirement, ScopeModel};
 use crate::ConfigError;
 

@@ -18,8 +18,7 @@ use crate::credentials::{body_key, strip_body_field, BodyKey};
 use crate::key::KeyId;
 use crate::pipeline::{Admitted, ResponseBody, ResponseFuture, Verdict};
 use crate::principal::Principal;
-use crate::rejection::RejectionKind;
-use crate::rejection::{request_id, Rejection};
+use crate::rejection::{request_id, Rejection, RejectionKind, REQUESTS_METRIC};
 use crate::store::KeyStore;
 
 /// The service built by [`AuthenticateLayer`](super::AuthenticateLayer).
@@ -85,9 +84,8 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let config = &self.config;
         if config.sources.reads_body() {
-            let inner = take_ready(&mut self.inner);
             let fut = Box::pin(authenticate_body(Arc::clone(config), req));
-            return ResponseFuture::deciding(fut, inner);
+            return ResponseFuture::deciding(fut, &mut self.inner);
         }
 
         let step = match config.sources.read_head(req.headers(), req.uri()) {
@@ -108,7 +106,6 @@ where
                 ResponseFuture::reject(refuse(config, outcome, key_id, req.headers()))
             }
             Step::Miss(lookup) => {
-                let inner = take_ready(&mut self.inner);
                 let config = Arc::clone(config);
                 let client = config.client_ip.client(req.headers(), req.extensions());
                 let fut = Box::pin(async move {
@@ -125,7 +122,7 @@ where
                         )),
                     }
                 });
-                ResponseFuture::deciding(fut, inner)
+                ResponseFuture::deciding(fut, &mut self.inner)
             }
         }
     }
@@ -133,15 +130,6 @@ where
 
 /// The `Sunset` header (RFC 8594) of a key in its rotation grace.
 const SUNSET: header::HeaderName = header::HeaderName::from_static("sunset");
-
-/// Takes the service that was driven to readiness, leaving a clone in its place.
-///
-/// See tower's "Be careful when cloning inner services" note:
-/// <https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services>
-fn take_ready<S: Clone>(inner: &mut S) -> S {
-    let clone = inner.clone();
-    mem::replace(inner, clone)
-}
 
 /// Lets an authenticated request through: the principal and the layer's context go
 /// into the extensions, the credential is removed if asked, last-used is recorded, and an audit
@@ -176,7 +164,7 @@ fn admit<K: KeyStore, B>(
         request_id = request_id(req.headers()),
         "request authenticated"
     );
-    metrics::counter!("tower_api_key_requests_total", "outcome" => "authenticated").increment(1);
+    metrics::counter!(REQUESTS_METRIC, "outcome" => "authenticated").increment(1);
 
     if let Some(last_used) = &config.last_used {
         last_used.touch_unix_nanos(*principal.key_id(), principal.authenticated_at_unix_nanos());

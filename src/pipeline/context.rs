@@ -7,8 +7,7 @@ use bytes::Bytes;
 use http::{Extensions, HeaderMap, Response};
 
 use crate::principal::Principal;
-use crate::rejection::RejectionKind;
-use crate::rejection::{request_id, Rejection, RejectionResponse, Renderer};
+use crate::rejection::{request_id, Rejection, RejectionKind, RejectionResponse, Renderer};
 use crate::scope::ScopeModel;
 
 /// The request-scoped context of the authentication layer that handled a request:

@@ -4,8 +4,7 @@ use http::request::Parts;
 
 use super::{render_for, RequestContext};
 use crate::principal::Principal;
-use crate::rejection::RejectionKind;
-use crate::rejection::RejectionResponse;
+use crate::rejection::{RejectionKind, RejectionResponse};
 
 impl RejectionResponse {
     /// Renders `outcome` in the style of the authentication layer that handled this

@@ -163,12 +163,18 @@ where
         })
     }
 
-    /// Decides asynchronously, then calls `inner` (already driven to readiness) or
-    /// refuses.
-    pub(crate) fn deciding(fut: Deciding<B>, inner: S) -> Self {
+    /// Decides asynchronously, then calls the service that was driven to readiness or
+    /// refuses. The ready service is taken from `inner`, leaving a clone in its place:
+    /// see tower's "Be careful when cloning inner services" note,
+    /// <https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services>.
+    pub(crate) fn deciding(fut: Deciding<B>, inner: &mut S) -> Self
+    where
+        S: Clone,
+    {
+        let clone = inner.clone();
         Self::new(State::Deciding {
             fut,
-            inner: Some(inner),
+            inner: Some(std::mem::replace(inner, clone)),
         })
     }
 }

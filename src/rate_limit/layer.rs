@@ -199,8 +199,6 @@ where
                 Err(response) => ResponseFuture::reject(response),
             },
             Start::Ask(request) => {
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
                 let layer = self.layer.clone();
                 let fut = Box::pin(async move {
                     let decided = layer.limits.backend().check(&request).await;
@@ -220,7 +218,7 @@ where
                         Err(response) => Verdict::Refuse(response),
                     }
                 });
-                ResponseFuture::deciding(fut, inner)
+                ResponseFuture::deciding(fut, &mut self.inner)
             }
         }
     }
