@@ -7,7 +7,8 @@
 //!
 //! - malformed keys and checksum failures, which never reach the cache or the store;
 //! - keys answered from the cache (a known key keeps working for the client, whatever
-//!   its budget says), and lookups of ids the store has found a record for (a 64-bit
+//!   its budget says), and lookups of ids the store has found a record for, or that
+//!   were created or rotated in through the same cache (a 64-bit
 //!   fingerprint per key is remembered), even once the cache dropped the record (its
 //!   TTL ran out, or the whole cache was cleared after the invalidation listener
 //!   reconnected): a client that shares an address with an attacker is not locked out

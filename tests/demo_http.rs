@@ -1159,6 +1159,68 @@ async fn lifecycle_attacks_fail_over_http_on_postgres() {
     lifecycle_attacks_fail_over_http(start_on(store, "100/s").await).await;
 }
 
+/// A client with no valid key sending distinct forged, well-formed keys: the first 100
+/// a minute are looked up (401), past that each is 429 without a lookup, and a real key
+/// from the same client keeps working throughout; a minute later lookups resume.
+async fn forged_keys_are_budgeted_over_http(s: Server) {
+    let format = tower_api_key::presets::performance_blocks::key_format();
+    let forge = || {
+        format
+            .generate(Some("live"))
+            .unwrap()
+            .key
+            .expose_secret()
+            .to_owned()
+    };
+    for n in 0..100 {
+        let reply = s.get("/v1/session", Some(&forge())).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "forged key {n}");
+    }
+    for _ in 0..20 {
+        let reply = s.get("/v1/session", Some(&forge())).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{}",
+            reply.text
+        );
+        assert_eq!(reply.code(), "rate_limited");
+        assert!(reply.header("retry-after").is_some());
+        assert_eq!(
+            s.get("/v1/session", Some(&s.acme)).await.status,
+            StatusCode::OK
+        );
+    }
+    s.clock.advance(Duration::from_secs(60));
+    let reply = s.get("/v1/session", Some(&forge())).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_keys_are_budgeted_on_the_memory_store() {
+    forged_keys_are_budgeted_over_http(start("off").await).await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_keys_are_budgeted_on_sqlite() {
+    let db = support::stores::TempDb::new().await;
+    forged_keys_are_budgeted_over_http(start_on(DemoStore::Sqlite(db.store.clone()), "off").await)
+        .await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_keys_are_budgeted_on_postgres() {
+    let Some(db) = support::stores::TestSchema::new().await else {
+        return;
+    };
+    forged_keys_are_budgeted_over_http(
+        start_on(DemoStore::Postgres(db.store.clone()), "off").await,
+    )
+    .await;
+}
+
 /// Three demo instances sharing PostgreSQL (keys) and Redis (limits and quotas), with
 /// requests spread round-robin: one limit and one quota for the fleet.
 #[cfg(all(feature = "postgres", feature = "redis"))]

@@ -109,7 +109,8 @@ struct Inner<S> {
     /// said so. Apart from `cache`, so unknown ids never evict known records.
     negatives: moka::sync::Cache<CacheKey, i64, ahash::RandomState>,
     /// Fingerprints (64-bit hashes) of the ids and digests the store has found a
-    /// record for, kept through invalidations and dropped when the store no longer
+    /// record for, or that were created or rotated in through this cache, kept through
+    /// invalidations and dropped when the store no longer
     /// finds them: a lookup for one of them refreshes a real key (its owner's request)
     /// rather than probing, so the unknown-key budget does not apply to it. Never used
     /// to accept or refuse a key. Written once per fill, read only on a cache miss;
@@ -546,7 +547,8 @@ impl<S> CachedStore<S> {
         self.inner.max_lookups - self.inner.lookups.available_permits()
     }
 
-    /// Whether the store has found a record for this key (even if it was
+    /// Whether the store has found a record for this key, or it was created or rotated
+    /// in through this cache (even if it was
     /// invalidated since, or the whole cache was cleared after a listener reconnected):
     /// a lookup for it refreshes a real key rather than probing.
     pub(crate) fn knows(&self, key: &CacheKey) -> bool {
@@ -556,6 +558,15 @@ impl<S> CachedStore<S> {
 }
 
 impl<S> Inner<S> {
+    /// Remembers that `key` names a real key (up to `max_entries` of them).
+    fn remember(&self, key: &CacheKey) {
+        let fingerprint = self.fingerprint(key);
+        let mut known = self.lock_known();
+        if (known.len() as u64) < self.max_entries {
+            known.insert(fingerprint);
+        }
+    }
+
     fn lock_known(&self) -> MutexGuard<'_, HashSet<u64, ahash::RandomState>> {
         // Inserting into or removing from a set cannot leave it half-updated.
         self.known.lock().unwrap_or_else(PoisonError::into_inner)
@@ -816,12 +827,7 @@ impl<S> FillGuard<'_, S> {
                                 self.inner.digests.insert(record.id, *digest);
                             }
                             self.inner.negatives.invalidate(&self.key);
-                            let fingerprint = self.inner.fingerprint(&self.key);
-                            let mut known = self.inner.lock_known();
-                            if (known.len() as u64) < self.inner.max_entries {
-                                known.insert(fingerprint);
-                            }
-                            drop(known);
+                            self.inner.remember(&self.key);
                             self.inner.cache.insert(self.key, entry.clone());
                         }
                         None => {
@@ -877,6 +883,20 @@ impl<S: ManagedKeyStore> ManagedKeyStore for CachedStore<S> {
                 self.invalidate(id);
             }
             Change::Revoke { id, .. } | Change::SetScopes { id, .. } => self.invalidate(id),
+        }
+        // A key created here is real: its first lookup, whoever else shares its
+        // owner's address, is not charged to an unknown-key budget.
+        if let (
+            Ok(Applied::Done(_)),
+            Change::Insert(created)
+            | Change::Rotate {
+                successor: created, ..
+            },
+        ) = (&result, change)
+        {
+            self.inner.remember(&CacheKey::Id(created.id));
+            self.inner
+                .remember(&CacheKey::Digest(*created.digest.as_bytes()));
         }
         result
     }
