@@ -1,19 +1,34 @@
 //! The key format: generation, parsing, checksums and digests.
 //!
 //! A key looks like `<product>_<environment>_<body>`, for example
-//! `pb_live_2hT9xQk1LmZ0aBcDeFgHiJkLmNoPqRsTuVwXyZ01234`. The environment segment is
-//! optional (`pbo_<body>`, as PgBeam's organization keys). The body is 39 base62
-//! characters, with no separator inside it:
+//! `pb_live_2hT9xQk1LmZ0aBcDeFgHiJkLmNoPqRsTuVwXyZ01a7Gq2LmP0xYz9K1234`. The environment
+//! segment is optional (`pbo_<body>`, as PgBeam's organization keys). The body is 51
+//! base62 characters, with no separator inside it:
 //!
 //! | part     | length | content                                                    |
 //! |----------|--------|------------------------------------------------------------|
 //! | id       | 11     | public lookup id (64 random bits), shown in lists and logs |
 //! | secret   | 22     | 128 bits from the operating system's CSPRNG                |
+//! | tag      | 12     | the [`TagKey`]'s one-character id, then 64 bits of HMAC-SHA-256 under it, in base62 |
 //! | checksum | 6      | CRC32 of everything before it, in base62 (GitHub's scheme)  |
 //!
 //! Only `[A-Za-z0-9_]` appear, so a double-click selects the whole key. The checksum
 //! lets a typo, a truncated paste or a made-up key be refused before any cache or
-//! store is touched; it is not a security measure (anyone can compute it).
+//! store is touched; it is not a security measure (anyone can compute it, and secret
+//! scanners do).
+//!
+//! The **tag** is what a forger cannot compute: an HMAC of everything before it under
+//! a secret the server holds (its [`TagKey`], kept in the key store, so every instance
+//! shares it). On a cache miss the tag is checked before any lookup, so a well-formed,
+//! checksum-valid key that was never issued costs no store lookup at all, whichever
+//! address it comes from. The tag's secret protects the store from lookups, never
+//! authentication: a key is accepted only when its SHA-256 digest matches the stored
+//! one, so a leaked tag secret lets an attacker cause lookups again, nothing more.
+//!
+//! Keys minted without a tag (before tags existed, or by
+//! [`KeyFormat::generate`] with no tag secret) have a 39-character body without the
+//! tag part. They keep working, through the unknown-key budget as before; rotating
+//! one yields a tagged key.
 //!
 //! Only the SHA-256 [`Digest`] of a key is ever stored. API keys carry 128 bits of
 //! entropy, so a fast hash is the right tool: a password KDF on every request costs
@@ -43,6 +58,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
@@ -59,8 +75,17 @@ pub const ID_LEN: usize = 11;
 pub const SECRET_LEN: usize = 22;
 /// Length of the base62 CRC32 checksum that ends a key.
 pub const CHECKSUM_LEN: usize = 6;
-/// Length of a key body: id, secret and checksum.
+/// Length of the body of an untagged key: id, secret and checksum.
 pub const BODY_LEN: usize = ID_LEN + SECRET_LEN + CHECKSUM_LEN;
+/// Length of a key's tag: the [`TagKey`]'s one-character id and 11 base62 characters
+/// holding 64 bits of HMAC-SHA-256.
+pub const TAG_LEN: usize = 1 + TAG_VALUE_LEN;
+/// Length of the body of a tagged key: id, secret, tag and checksum.
+pub const TAGGED_BODY_LEN: usize = BODY_LEN + TAG_LEN;
+/// The base62 characters holding the tag's 64 bits.
+const TAG_VALUE_LEN: usize = 11;
+/// The shortest tag secret accepted, in bytes.
+pub const MIN_TAG_SECRET_LEN: usize = 32;
 
 const MAX_NAME_LEN: usize = 23;
 
@@ -382,6 +407,130 @@ impl fmt::Display for ApiKey {
     }
 }
 
+/// A secret that tags native keys, so that a key the server never minted is refused
+/// on a cache miss before any store lookup (see the [module docs](self)).
+///
+/// Its id is one base62 character, written into every key it tags, so the secret can
+/// be rotated: a new one tags new keys while the older ones still verify the keys they
+/// tagged. The SQL stores create one in `migrate()` and [`MemoryStore`] one per store,
+/// so every instance over one store shares it without configuration; give one to
+/// [`CachedStoreBuilder::with_tag_key`] for a store of your own.
+///
+/// Its `Debug` shows the id only.
+///
+/// [`MemoryStore`]: crate::store::MemoryStore
+/// [`CachedStoreBuilder::with_tag_key`]: crate::store::CachedStoreBuilder::with_tag_key
+///
+/// ```
+/// use tower_api_key::key::{KeyFormat, Presented, TagKey};
+///
+/// let tag_key = TagKey::new('a', &[7; 32])?;
+/// let format = KeyFormat::new("pb")?.with_environments(["live", "test"])?;
+/// let minted = format.generate_tagged(Some("live"), &tag_key)?;
+/// let Some(Presented::Native(parsed)) = format.parse(minted.key.expose_secret()) else {
+///     unreachable!("a freshly minted key parses");
+/// };
+/// assert!(parsed.is_tagged());
+/// assert!(parsed.tag_verifies(&tag_key));
+/// assert!(!parsed.tag_verifies(&TagKey::new('a', &[8; 32])?), "another secret");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct TagKey {
+    id: u8,
+    mac: Hmac<Sha256>,
+}
+
+impl TagKey {
+    /// A tag secret named `id` (one of `[A-Za-z0-9]`), of at least
+    /// [`MIN_TAG_SECRET_LEN`] random bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] for another id or a shorter secret (the secret is not named).
+    pub fn new(id: char, secret: &[u8]) -> Result<Self, ConfigError> {
+        if !id.is_ascii_alphanumeric() {
+            return Err(ConfigError::new(format!(
+                "invalid tag secret id {id:?}: expected one of [A-Za-z0-9]"
+            )));
+        }
+        if secret.len() < MIN_TAG_SECRET_LEN {
+            return Err(ConfigError::new(format!(
+                "a tag secret needs at least {MIN_TAG_SECRET_LEN} bytes, got {}",
+                secret.len()
+            )));
+        }
+        let mac = Hmac::<Sha256>::new_from_slice(secret)
+            .map_err(|_| ConfigError::new("the tag secret could not key HMAC-SHA-256"))?;
+        Ok(Self { id: id as u8, mac })
+    }
+
+    /// The id written into the keys this secret tags.
+    pub fn id(&self) -> char {
+        char::from(self.id)
+    }
+
+    /// The 64-bit tag of a key whose text before the tag value hashes to `signed`.
+    fn tag(&self, signed: &[u8; 32]) -> u64 {
+        let mut mac = self.mac.clone();
+        mac.update(signed);
+        let out = mac.finalize().into_bytes();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&out[..8]);
+        u64::from_be_bytes(first)
+    }
+}
+
+impl fmt::Debug for TagKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TagKey")
+            .field("id", &self.id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many tag secrets can exist at once: one per id character.
+pub(crate) const TAG_KEY_IDS: i64 = 62;
+
+/// The id of the `generation`-th tag secret (from 1): `0`–`9`, `A`–`Z`, `a`–`z`, as
+/// base62 counts; `None` past the 62nd.
+pub(crate) fn tag_key_id(generation: i64) -> Option<char> {
+    const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let index = usize::try_from(generation.checked_sub(1)?).ok()?;
+    ALPHABET.get(index).map(|&b| char::from(b))
+}
+
+/// The tag of a presented key, owning what verifying it needs (checked on a cache miss,
+/// after the request's borrow of the key has ended).
+#[derive(Clone, Copy)]
+pub(crate) struct KeyTag {
+    secret_id: u8,
+    /// `None` when the base62 text holds more than 64 bits: no secret made it.
+    value: Option<u64>,
+    /// SHA-256 of the key's text up to and including the secret id.
+    signed: [u8; 32],
+}
+
+impl KeyTag {
+    /// The id of the secret the tag claims.
+    pub(crate) fn secret_id(&self) -> char {
+        char::from(self.secret_id)
+    }
+
+    /// Whether `key` made this tag (in constant time).
+    pub(crate) fn verifies(&self, key: &TagKey) -> bool {
+        let Some(value) = self.value else {
+            return false;
+        };
+        key.id == self.secret_id
+            && bool::from(
+                key.tag(&self.signed)
+                    .to_be_bytes()
+                    .ct_eq(&value.to_be_bytes()),
+            )
+    }
+}
+
 /// A key minted by [`KeyFormat::generate`]: the secret, shown once, and what is stored.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -465,6 +614,7 @@ pub struct ParsedKey<'a> {
     full: &'a [u8],
     id: KeyId,
     environment: Option<Environment>,
+    tagged: bool,
 }
 
 impl<'a> ParsedKey<'a> {
@@ -482,6 +632,34 @@ impl<'a> ParsedKey<'a> {
     pub fn digest(&self) -> Digest {
         Digest(Sha256::digest(self.full).into())
     }
+
+    /// Whether the key carries a tag (see [`TagKey`]); keys minted before tags, or
+    /// without a tag secret, do not.
+    pub fn is_tagged(&self) -> bool {
+        self.tagged
+    }
+
+    /// Whether the key's tag was made by `key`: `false` for an untagged key, a tag of
+    /// another secret, or a forged one. Constant-time.
+    pub fn tag_verifies(&self, key: &TagKey) -> bool {
+        self.tag().is_some_and(|tag| tag.verifies(key))
+    }
+
+    /// The key's tag, for checking once a cache miss makes it necessary.
+    pub(crate) fn tag(&self) -> Option<KeyTag> {
+        if !self.tagged {
+            return None;
+        }
+        let value_at = self.full.len() - CHECKSUM_LEN - TAG_VALUE_LEN;
+        let value = base62::decode(&self.full[value_at..value_at + TAG_VALUE_LEN])
+            .ok()
+            .and_then(|v| u64::try_from(v).ok());
+        Some(KeyTag {
+            secret_id: self.full[value_at - 1],
+            value,
+            signed: Sha256::digest(&self.full[..value_at]).into(),
+        })
+    }
 }
 
 impl fmt::Debug for ParsedKey<'_> {
@@ -489,6 +667,7 @@ impl fmt::Debug for ParsedKey<'_> {
         f.debug_struct("ParsedKey")
             .field("id", &self.id)
             .field("environment", &self.environment)
+            .field("tagged", &self.tagged)
             .finish_non_exhaustive()
     }
 }
@@ -581,8 +760,12 @@ impl KeyFormat {
         &self.environments
     }
 
-    /// Mints a new key. `environment` must be one of the format's environments, or
-    /// `None` for a format without them.
+    /// Mints a new key without a tag. `environment` must be one of the format's
+    /// environments, or `None` for a format without them.
+    ///
+    /// [`KeyManager`](crate::manage::KeyManager) mints tagged keys whenever its store
+    /// has a tag secret ([`KeyFormat::generate_tagged`]); an untagged key costs a store
+    /// lookup on every cache miss, charged to the unknown-key budget.
     ///
     /// # Errors
     ///
@@ -590,6 +773,28 @@ impl KeyFormat {
     /// [`KeyError::MissingEnvironment`] for none when the format has environments, and
     /// [`KeyError::Randomness`] when the CSPRNG fails.
     pub fn generate(&self, environment: Option<&str>) -> Result<MintedKey, KeyError> {
+        self.mint(environment, None)
+    }
+
+    /// Mints a new key tagged under `tag_key`: on a cache miss its tag is checked
+    /// before any lookup, so keys like it that were never minted cost no lookup.
+    ///
+    /// # Errors
+    ///
+    /// As [`KeyFormat::generate`].
+    pub fn generate_tagged(
+        &self,
+        environment: Option<&str>,
+        tag_key: &TagKey,
+    ) -> Result<MintedKey, KeyError> {
+        self.mint(environment, Some(tag_key))
+    }
+
+    fn mint(
+        &self,
+        environment: Option<&str>,
+        tag_key: Option<&TagKey>,
+    ) -> Result<MintedKey, KeyError> {
         let environment = match environment {
             None if self.environments.is_empty() => None,
             None => {
@@ -612,7 +817,7 @@ impl KeyFormat {
         let mut secret = [0u8; 16];
         getrandom::fill(&mut secret).map_err(|_| KeyError::Randomness)?;
 
-        let mut value = String::with_capacity(self.product.len() + 25 + BODY_LEN);
+        let mut value = String::with_capacity(self.product.len() + 25 + TAGGED_BODY_LEN);
         value.push_str(&self.product);
         value.push('_');
         if let Some(env) = &environment {
@@ -622,6 +827,11 @@ impl KeyFormat {
         value.push_str(id.as_str());
         let public_len = value.len();
         value.push_str(&base62_padded(u128::from_le_bytes(secret), SECRET_LEN));
+        if let Some(tag_key) = tag_key {
+            value.push(tag_key.id());
+            let tag = tag_key.tag(&Sha256::digest(value.as_bytes()).into());
+            value.push_str(&base62_padded(u128::from(tag), TAG_VALUE_LEN));
+        }
         let checksum = crc32fast::hash(value.as_bytes());
         value.push_str(&base62_padded(u128::from(checksum), CHECKSUM_LEN));
 
@@ -674,7 +884,7 @@ impl KeyFormat {
             return false;
         };
         if self.environments.is_empty() {
-            return rest.len() == BODY_LEN;
+            return rest.len() == BODY_LEN || rest.len() == TAGGED_BODY_LEN;
         }
         self.environments.iter().any(|env| {
             rest.strip_prefix(env.0.as_bytes())
@@ -712,8 +922,9 @@ impl KeyFormat {
             let env = self.environments.iter().find(|e| e.0.as_bytes() == env)?;
             (Some(*env), body)
         };
+        let tagged = body.len() == TAGGED_BODY_LEN;
         // No early exit: the compiler checks many bytes per instruction.
-        if body.len() != BODY_LEN
+        if !(tagged || body.len() == BODY_LEN)
             || !body
                 .iter()
                 .fold(true, |ok, b| ok & b.is_ascii_alphanumeric())
@@ -730,6 +941,7 @@ impl KeyFormat {
             full: input,
             id,
             environment,
+            tagged,
         })
     }
 }
@@ -779,6 +991,77 @@ mod tests {
         assert!(key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
         assert_eq!(minted.prefix, format!("pb_test_{}", minted.id));
         assert_eq!(minted.digest, Digest::of(key));
+    }
+
+    #[test]
+    fn tagged_keys_have_the_documented_shape_and_verify() {
+        let tag_key = TagKey::new('b', &[3; 32]).unwrap();
+        let minted = format().generate_tagged(Some("live"), &tag_key).unwrap();
+        let key = minted.key.expose_secret();
+        assert_eq!(key.len(), "pb_live_".len() + TAGGED_BODY_LEN);
+        assert_eq!(key.as_bytes()["pb_live_".len() + ID_LEN + SECRET_LEN], b'b');
+        let Some(Presented::Native(parsed)) = format().parse(key) else {
+            panic!("a tagged key parses");
+        };
+        assert_eq!(parsed.id(), &minted.id);
+        assert!(parsed.is_tagged());
+        assert!(parsed.tag_verifies(&tag_key));
+        assert_eq!(parsed.tag().unwrap().secret_id(), 'b');
+        // Another secret, or the same secret under another id, does not verify it.
+        assert!(!parsed.tag_verifies(&TagKey::new('b', &[4; 32]).unwrap()));
+        assert!(!parsed.tag_verifies(&TagKey::new('c', &[3; 32]).unwrap()));
+        // An untagged key has no tag to verify.
+        let untagged = format().generate(Some("live")).unwrap();
+        let Some(Presented::Native(parsed)) = format().parse(untagged.key.expose_secret()) else {
+            panic!("an untagged key parses");
+        };
+        assert!(!parsed.is_tagged());
+        assert!(!parsed.tag_verifies(&tag_key));
+    }
+
+    /// A forger who knows the format but not the secret: a fresh secret part with the
+    /// tag of a real key, or a made-up tag, with a correct checksum, fails the tag.
+    #[test]
+    fn a_forged_tag_with_a_valid_checksum_fails() {
+        let tag_key = TagKey::new('a', &[9; 32]).unwrap();
+        let real = format().generate_tagged(Some("live"), &tag_key).unwrap();
+        let real = real.key.expose_secret();
+        let tag_at = "pb_live_".len() + ID_LEN + SECRET_LEN;
+        let with_checksum = |text: &str| {
+            let checksum = crc32fast::hash(text.as_bytes());
+            format!(
+                "{text}{}",
+                base62_padded(u128::from(checksum), CHECKSUM_LEN)
+            )
+        };
+        let other_secret = format!(
+            "{}{}{}",
+            &real[..tag_at - SECRET_LEN],
+            "Z".repeat(SECRET_LEN),
+            &real[tag_at..real.len() - CHECKSUM_LEN]
+        );
+        let made_up = format!("{}a{}", &real[..tag_at], "0".repeat(TAG_VALUE_LEN));
+        let too_big = format!("{}a{}", &real[..tag_at], "z".repeat(TAG_VALUE_LEN));
+        for forged in [other_secret, made_up, too_big] {
+            let forged = with_checksum(&forged);
+            let Some(Presented::Native(parsed)) = format().parse(&forged) else {
+                panic!("well-formed: {forged}");
+            };
+            assert!(parsed.is_tagged());
+            assert!(!parsed.tag_verifies(&tag_key), "{forged}");
+        }
+    }
+
+    #[test]
+    fn tag_secrets_are_validated_and_never_shown() {
+        assert!(TagKey::new('-', &[0; 32]).is_err());
+        assert!(TagKey::new('é', &[0; 32]).is_err());
+        let short = TagKey::new('a', &[0x5a; 31]).unwrap_err().to_string();
+        assert!(short.contains("32"), "{short}");
+        let key = TagKey::new('Q', &[0x5a; 32]).unwrap();
+        assert_eq!(key.id(), 'Q');
+        let shown = format!("{key:?}");
+        assert!(shown.contains("'Q'") && !shown.contains("5a") && !shown.contains("90"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use support::pb_format;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 use tower_api_key::audit::{AuditAction, AuditActor, AuditEntry, AuditQuery, AuditSink, Auditor};
-use tower_api_key::key::{Digest, KeyId};
+use tower_api_key::key::{Digest, KeyId, Presented, TagKey};
 use tower_api_key::store::{
     Applied, Change, KeyRecord, KeyStore, ManagedKeyStore, MemoryStore, Owner, Rotation, StoreError,
 };
@@ -36,6 +36,15 @@ fn new_key(owner: Owner, created_at: OffsetDateTime) -> KeyRecord {
 
 fn acme() -> Owner {
     Owner::organization("acme")
+}
+
+/// Whether a key tagged under `minting` verifies under `verifying`.
+fn tagged_verifies(minting: &TagKey, verifying: &TagKey) -> bool {
+    let minted = pb_format().generate_tagged(Some("live"), minting).unwrap();
+    match pb_format().parse(minted.key.expose_secret()) {
+        Some(Presented::Native(parsed)) => parsed.tag_verifies(verifying),
+        _ => panic!("a minted key parses"),
+    }
 }
 
 /// One shared suite: every [`KeyStore`] must pass it.
@@ -106,6 +115,17 @@ mod cases {
         assert!(imported.imported && !full.imported);
         let found = store.get_by_digest(&Digest::of(foreign)).await.unwrap();
         assert_eq!(found.unwrap().id, imported.id);
+    }
+
+    /// One tag secret, the same on every read: a key tagged under the first read
+    /// verifies under the second (as it would on another instance).
+    pub(crate) async fn the_tag_secret_is_one_and_stable<S: ManagedKeyStore>(store: &S) {
+        let first = store.tag_keys().await.unwrap();
+        let again = store.tag_keys().await.unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(again.len(), 1);
+        assert_eq!(first[0].id(), '0');
+        assert!(tagged_verifies(&first[0], &again[0]));
     }
 
     pub(crate) async fn unknown_ids_and_digests_are_none<S: ManagedKeyStore>(store: &S) {
@@ -748,6 +768,11 @@ mod cases {
     /// After the upgrade to version 2, each V1 row names its actor and its key's prefix.
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) async fn v1_rows_read_back_after_the_upgrade<S: ManagedKeyStore>(store: &S) {
+        assert_eq!(
+            store.tag_keys().await.unwrap().len(),
+            1,
+            "the upgrade adds a tag secret"
+        );
         let mut entries = store.audit_log(&AuditQuery::new(acme())).await.unwrap();
         entries.reverse();
         let actors: Vec<AuditActor> = entries.iter().map(|e| e.actor.clone()).collect();
@@ -902,6 +927,7 @@ macro_rules! contract {
             touch_never_moves_backwards_and_ignores_unknown_ids,
             expiry_and_imported_keys_behave_after_a_round_trip,
             racing_creates_and_revokes_lose_nothing,
+            the_tag_secret_is_one_and_stable,
         );
     };
     (@cases $module:ident, $open:expr, $($case:ident),* $(,)?) => {
@@ -1040,7 +1066,15 @@ mod sqlite {
         .fetch_all(db.pool())
         .await
         .unwrap();
-        assert_eq!(tables, ["auth_audit", "auth_keys", "auth_schema_version"]);
+        assert_eq!(
+            tables,
+            [
+                "auth_audit",
+                "auth_keys",
+                "auth_schema_version",
+                "auth_tag_secrets"
+            ]
+        );
         assert!(db
             .store
             .clone()
@@ -1071,6 +1105,44 @@ mod sqlite {
             }
             remove_db(&path);
         }
+    }
+
+    /// Eight processes migrating one new file at once agree on one tag secret, and a
+    /// rotation adds a second one beside it, both read back by every process.
+    #[tokio::test]
+    async fn processes_migrating_at_once_share_one_tag_secret_and_rotate_it() {
+        let path = temp_path();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let url = url(&path);
+            tasks.spawn(async move {
+                let store = SqliteStore::connect(&url).await.unwrap();
+                store.migrate().await.unwrap();
+                store
+            });
+        }
+        let mut stores = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            stores.push(done.unwrap());
+        }
+        let first = stores[0].tag_keys().await.unwrap();
+        assert_eq!(first.len(), 1);
+        for store in &stores {
+            let keys = store.tag_keys().await.unwrap();
+            assert_eq!(keys.len(), 1);
+            assert!(tagged_verifies(&first[0], &keys[0]));
+        }
+        assert_eq!(stores[3].rotate_tag_key().await.unwrap(), '1');
+        stores[5].migrate().await.unwrap();
+        let keys = stores[0].tag_keys().await.unwrap();
+        assert_eq!(keys.iter().map(TagKey::id).collect::<Vec<_>>(), ['0', '1']);
+        assert!(
+            tagged_verifies(&first[0], &keys[0]),
+            "the old secret is kept"
+        );
+        assert!(!tagged_verifies(&first[0], &keys[1]));
+        drop(stores);
+        remove_db(&path);
     }
 
     /// Notifies on every tracing event of this crate's SQLite store (sqlx's own events
@@ -1842,13 +1914,24 @@ mod postgres {
         while let Some(done) = tasks.join_next().await {
             done.unwrap().unwrap();
         }
-        db.connect()
-            .await
-            .with_table_prefix(&fresh)
-            .unwrap()
-            .check_schema()
-            .await
-            .unwrap();
+        let store = db.connect().await.with_table_prefix(&fresh).unwrap();
+        store.check_schema().await.unwrap();
+        // One tag secret for all of them, and a rotation adds a second beside it.
+        let first = store.tag_keys().await.unwrap();
+        assert_eq!(first.len(), 1);
+        let other = db.connect().await.with_table_prefix(&fresh).unwrap();
+        assert!(tagged_verifies(
+            &first[0],
+            &other.tag_keys().await.unwrap()[0]
+        ));
+        assert_eq!(other.rotate_tag_key().await.unwrap(), '1');
+        other.migrate().await.unwrap();
+        let keys = store.tag_keys().await.unwrap();
+        assert_eq!(keys.iter().map(TagKey::id).collect::<Vec<_>>(), ['0', '1']);
+        assert!(
+            tagged_verifies(&first[0], &keys[0]),
+            "the old secret is kept"
+        );
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 
 use super::audit_entry::{AuditEntry, AuditQuery, AuditSink};
 use super::{Applied, Change, KeyRecord, KeyStore, ManagedKeyStore, Owner, Rotation, StoreError};
-use crate::key::{Digest, KeyId};
+use crate::key::{tag_key_id, Digest, KeyError, KeyId, TagKey, TAG_KEY_IDS};
 
 /// An in-memory [`KeyStore`] and [`AuditSink`], the embedded default. Clones share the
 /// same keys and the same audit log.
@@ -22,12 +22,28 @@ struct Maps {
     by_id: HashMap<KeyId, KeyRecord>,
     by_digest: HashMap<[u8; 32], KeyId>,
     audit: Vec<AuditEntry>,
+    /// Made on first use, so that building a store cannot fail.
+    tag_keys: Vec<TagKey>,
 }
 
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Adds a tag secret, which tags the keys minted from now on; the older ones still
+    /// verify the keys they tagged. Returns its id. (As the SQL stores'
+    /// `rotate_tag_key`.)
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] once all 62 ids are in use, [`StoreError::Unavailable`]
+    /// when the operating system's CSPRNG fails.
+    pub fn rotate_tag_key(&self) -> Result<char, StoreError> {
+        let mut maps = self.write();
+        maps.ensure_tag_key()?;
+        maps.add_tag_key()
     }
 
     /// The number of keys held.
@@ -57,6 +73,25 @@ impl MemoryStore {
 }
 
 impl Maps {
+    fn ensure_tag_key(&mut self) -> Result<(), StoreError> {
+        if self.tag_keys.is_empty() {
+            self.add_tag_key()?;
+        }
+        Ok(())
+    }
+
+    fn add_tag_key(&mut self) -> Result<char, StoreError> {
+        let generation = i64::try_from(self.tag_keys.len()).unwrap_or(i64::MAX) + 1;
+        let id = tag_key_id(generation).ok_or_else(|| {
+            StoreError::Corrupt(format!("all {TAG_KEY_IDS} tag secret ids are in use"))
+        })?;
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|_| StoreError::unavailable(KeyError::Randomness))?;
+        let key = TagKey::new(id, &secret).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.tag_keys.push(key);
+        Ok(id)
+    }
+
     /// Adds a key, or fails without changing anything.
     fn insert(&mut self, record: &KeyRecord) -> Result<(), StoreError> {
         self.check_free(record)?;
@@ -163,6 +198,16 @@ impl KeyStore for MemoryStore {
             .and_then(|id| maps.by_id.get(id))
             .filter(|r| r.digest.ct_eq(digest))
             .cloned())
+    }
+
+    /// One secret per store (shared by its clones), made on first use.
+    async fn tag_keys(&self) -> Result<Vec<TagKey>, StoreError> {
+        if let Some(keys) = Some(self.read().tag_keys.clone()).filter(|k| !k.is_empty()) {
+            return Ok(keys);
+        }
+        let mut maps = self.write();
+        maps.ensure_tag_key()?;
+        Ok(maps.tag_keys.clone())
     }
 }
 

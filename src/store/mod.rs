@@ -47,7 +47,7 @@ pub use self::cache::{
 };
 pub use self::memory::MemoryStore;
 pub use self::record::{KeyRecord, KeyStatus, Owner, Rotation};
-use crate::key::{Digest, KeyId};
+use crate::key::{Digest, KeyId, TagKey};
 
 /// A failure of the key store.
 ///
@@ -176,6 +176,20 @@ pub trait KeyStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send {
         let _ = digest;
         async { Ok(None) }
+    }
+
+    /// The secrets that tag native keys ([`TagKey`]), oldest first: the last one tags
+    /// new keys, and every one verifies the keys it tagged. Read when the cache first
+    /// needs them and again when a key names a secret it does not have yet; never per
+    /// request.
+    ///
+    /// Empty unless implemented: a store without its own secrets gets one from
+    /// [`CachedStoreBuilder::with_tag_key`], or its keys go untagged (each new key
+    /// then costs a lookup, charged to the [unknown-key budget](crate::budget)). The
+    /// SQL stores keep them in a table that `migrate()` creates; [`MemoryStore`] makes
+    /// one per store.
+    fn tag_keys(&self) -> impl Future<Output = Result<Vec<TagKey>, StoreError>> + Send {
+        async { Ok(Vec::new()) }
     }
 }
 

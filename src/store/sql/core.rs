@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 use super::schema::{self, Migration, CURRENT_VERSION};
 use super::{corrupt, map_error, settle, sql, TablePrefix};
-use crate::key::{Digest, Environment, KeyId};
+use crate::key::{tag_key_id, Digest, Environment, KeyId, TagKey, TAG_KEY_IDS};
 use crate::store::audit_entry::{AuditAction, AuditActor, AuditEntry, AuditQuery};
 use crate::store::{Applied, Change, KeyRecord, Owner, Rotation, StoreError};
 
@@ -289,6 +289,14 @@ impl<DB: Dialect> SqlCore<DB> {
     }
 }
 
+/// 32 bytes from the operating system's CSPRNG, for a new tag secret.
+fn random_tag_secret() -> Result<[u8; 32], StoreError> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret)
+        .map_err(|_| StoreError::unavailable(crate::key::KeyError::Randomness))?;
+    Ok(secret)
+}
+
 /// A statement with its parameters bound.
 fn bound<'v, DB: Dialect>(
     statement: SqlStr,
@@ -348,6 +356,7 @@ where
                 .map_err(map_error)?;
             applied = true;
         }
+        self.ensure_tag_secret_in(&mut *conn).await?;
         if !applied {
             return Ok(None);
         }
@@ -360,6 +369,87 @@ where
         .await
         .map_err(map_error)?;
         Ok(Some(found))
+    }
+
+    /// Adds the first tag secret when there is none, under the migration lock, so that
+    /// instances migrating at once agree on one.
+    async fn ensure_tag_secret_in(&self, conn: &mut DB::Connection) -> Result<(), StoreError> {
+        let table = self.sql.prefix.tag_secrets();
+        let secret = random_tag_secret()?;
+        let first = tag_key_id(1).unwrap_or('0').to_string();
+        bound::<DB>(
+            sql(DB::numbered(&format!(
+                "INSERT INTO {table} (generation, id, secret) SELECT 1, $1, $2 \
+                 WHERE NOT EXISTS (SELECT 1 FROM {table})"
+            ))),
+            [Value::Text(&first), Value::Bytes(&secret)],
+        )?
+        .execute(&mut *conn)
+        .await
+        .map_err(map_error)?;
+        Ok(())
+    }
+
+    /// [`KeyStore::tag_keys`](crate::store::KeyStore::tag_keys): every tag secret,
+    /// oldest first.
+    pub(crate) async fn tag_keys(&self) -> Result<Vec<TagKey>, StoreError> {
+        let table = self.sql.prefix.tag_secrets();
+        let rows = sqlx::query(sql(format!(
+            "SELECT id, secret FROM {table} ORDER BY generation"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                let id = row.text("id")?;
+                let mut chars = id.chars();
+                let (Some(id), None) = (chars.next(), chars.next()) else {
+                    return Err(corrupt("tag secret id", "not one character"));
+                };
+                TagKey::new(id, &row.bytes("secret")?).map_err(|e| corrupt("tag secret", e))
+            })
+            .collect()
+    }
+
+    /// Adds a tag secret that tags new keys from now on; the older ones still verify
+    /// the keys they tagged. Returns its id.
+    pub(crate) async fn rotate_tag_key(&self) -> Result<char, StoreError> {
+        let table = self.sql.prefix.tag_secrets();
+        let mut tx = self.begin().await?;
+        let result = async {
+            DB::lock_migrations(&mut tx, &self.sql.prefix).await?;
+            let newest = sqlx::query(sql(format!(
+                "SELECT coalesce(max(generation), 0) AS generation FROM {table}"
+            )))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_error)?
+            .int("generation")?;
+            let generation = newest + 1;
+            let id = tag_key_id(generation).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "all {TAG_KEY_IDS} tag secret ids are in use (table {table})"
+                ))
+            })?;
+            let secret = random_tag_secret()?;
+            bound::<DB>(
+                sql(DB::numbered(&format!(
+                    "INSERT INTO {table} (generation, id, secret) VALUES ($1, $2, $3)"
+                ))),
+                [
+                    Value::Int(generation),
+                    Value::Text(&id.to_string()),
+                    Value::Bytes(&secret),
+                ],
+            )?
+            .execute(&mut *tx)
+            .await
+            .map_err(map_error)?;
+            Ok(id)
+        }
+        .await;
+        settle(tx, result).await
     }
 
     /// Checks, without changing anything, that the tables are at exactly
@@ -626,6 +716,32 @@ macro_rules! impl_sql_store {
                 digest: &$crate::key::Digest,
             ) -> Result<Option<$crate::store::KeyRecord>, $crate::store::StoreError> {
                 self.core.get_by_digest(digest).await
+            }
+
+            /// The tag secrets in the store's `tag_secrets` table, oldest first; the
+            /// first one is created by `migrate()`.
+            async fn tag_keys(
+                &self,
+            ) -> Result<Vec<$crate::key::TagKey>, $crate::store::StoreError> {
+                self.core.tag_keys().await
+            }
+        }
+
+        impl $store {
+            /// Adds a tag secret, which tags the keys minted from now on (by each
+            /// instance once it has reloaded the secrets:
+            /// [`CachedStore::reload_tag_keys`](crate::store::CachedStore::reload_tag_keys),
+            /// or by itself when a key tagged under it first misses its cache). The
+            /// older secrets stay and still verify the keys they tagged. Rotate it when
+            /// it may have leaked: a leaked tag secret lets anyone make the store look up
+            /// forged keys again (never authenticate one). Returns the new secret's id.
+            ///
+            /// # Errors
+            ///
+            /// [`StoreError::Corrupt`] once all 62 ids are in use, or the database's
+            /// failure.
+            pub async fn rotate_tag_key(&self) -> Result<char, $crate::store::StoreError> {
+                self.core.rotate_tag_key().await
             }
         }
 

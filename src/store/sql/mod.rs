@@ -145,6 +145,10 @@ impl TablePrefix {
         format!("{}schema_version", self.0)
     }
 
+    pub(crate) fn tag_secrets(&self) -> String {
+        format!("{}tag_secrets", self.0)
+    }
+
     /// The PostgreSQL notification channel that carries key changes.
     pub(crate) fn channel(&self) -> String {
         format!("{}changes", self.0)

@@ -4,7 +4,7 @@ use super::TablePrefix;
 use crate::store::StoreError;
 
 /// The schema version this build of the crate writes and understands.
-pub(crate) const CURRENT_VERSION: i64 = 2;
+pub(crate) const CURRENT_VERSION: i64 = 3;
 
 /// One step of the schema, from `version - 1` to `version`.
 pub(crate) struct Migration {
@@ -23,6 +23,10 @@ pub(crate) const SQLITE: &[Migration] = &[
         version: 2,
         sql: include_str!("migrations/sqlite/0002_audit_actor.sql"),
     },
+    Migration {
+        version: 3,
+        sql: include_str!("migrations/sqlite/0003_tag_secrets.sql"),
+    },
 ];
 
 #[cfg(feature = "postgres")]
@@ -34,6 +38,10 @@ pub(crate) const POSTGRES: &[Migration] = &[
     Migration {
         version: 2,
         sql: include_str!("migrations/postgres/0002_audit_actor.sql"),
+    },
+    Migration {
+        version: 3,
+        sql: include_str!("migrations/postgres/0003_tag_secrets.sql"),
     },
 ];
 
