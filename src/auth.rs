@@ -101,6 +101,7 @@ impl<K: KeyStore> ApiKeyAuth<K> {
             model: None,
             configure_layer: Vec::new(),
             unknown_key_budget: Some(UnknownKeyBudget::default()),
+            refuse_untagged: false,
             last_used: None,
             auditor: None,
             rate: Identity::new(),
@@ -193,6 +194,7 @@ pub struct ApiKeyAuthBuilder<K, R = Identity> {
     model: Option<ScopeModel>,
     configure_layer: Vec<LayerChange<K>>,
     unknown_key_budget: Option<UnknownKeyBudget>,
+    refuse_untagged: bool,
     /// Starts the last-used buffer over the one cache, once it is built.
     last_used: Option<StartLastUsed<K>>,
     auditor: Option<Auditor>,
@@ -282,6 +284,14 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
         self
     }
 
+    /// Refuses native keys without a tag (401, no lookup), once every untagged key has
+    /// been rotated or revoked: see
+    /// [`KeyVerifier::refusing_untagged_keys`](crate::KeyVerifier::refusing_untagged_keys).
+    pub fn refuse_untagged_keys(mut self) -> Self {
+        self.refuse_untagged = true;
+        self
+    }
+
     /// Audits state-changing requests through `auditor` (off unless set; key lifecycle
     /// changes are always audited by the store).
     pub fn audit_requests(mut self, auditor: Auditor) -> Self {
@@ -305,6 +315,7 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
             model: self.model,
             configure_layer: self.configure_layer,
             unknown_key_budget: self.unknown_key_budget,
+            refuse_untagged: self.refuse_untagged,
             last_used: self.last_used,
             auditor: self.auditor,
             rate: limits,
@@ -333,6 +344,11 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
         let authenticator = match self.unknown_key_budget {
             Some(budget) => authenticator.with_unknown_key_budget(budget),
             None => authenticator.without_unknown_key_budget(),
+        };
+        let authenticator = if self.refuse_untagged {
+            authenticator.refusing_untagged_keys()
+        } else {
+            authenticator
         };
         let mut layer = AuthenticateLayer::new(authenticator).with_scope_model(model.clone());
         if let Some(start) = self.last_used {

@@ -1,18 +1,28 @@
 //! The per-client budget of store lookups that end in "unknown key".
 //!
-//! The key checksum is public, so anyone can mint well-formed keys; each distinct one
-//! misses the cache and costs a store lookup. The budget bounds that cost per client
-//! (see [`ClientIp`](crate::client::ClientIp)): past it, further uncached keys from the
+//! **Tagged keys never reach it.** A native key minted under a tag secret carries a
+//! keyed tag ([`TagKey`](crate::key::TagKey)) that is checked on a cache miss before
+//! any lookup: a forged one is refused (401) without a lookup and without a charge, and
+//! a genuine one is looked up without a charge. So forged tagged keys cost the store
+//! nothing, from one address or from ten thousand, and a valid tagged key is never
+//! refused because someone else at its address sent garbage: not after a restart, not
+//! on an instance that has never seen it.
+//!
+//! The budget is for what a tag cannot vouch for: untagged native keys (minted before
+//! tags, or for a store with no tag secret) and imported keys (looked up by digest).
+//! Anyone can mint well-formed ones (the checksum is public); each distinct one misses
+//! the cache and costs a store lookup. The budget bounds that cost per client (see
+//! [`ClientIp`](crate::client::ClientIp)): past it, further uncached keys from the
 //! client are answered 429 with `Retry-After`, without a lookup. What does not count:
 //!
 //! - malformed keys and checksum failures, which never reach the cache or the store;
 //! - keys answered from the cache (a known key keeps working for the client, whatever
-//!   its budget says), and lookups of ids the store has found a record for, or that
-//!   were created or rotated in through the same cache (a 64-bit
-//!   fingerprint per key is remembered), even once the cache dropped the record (its
-//!   TTL ran out, or the whole cache was cleared after the invalidation listener
-//!   reconnected): a client that shares an address with an attacker is not locked out
-//!   of its own key;
+//!   its budget says), and lookups of keys this instance's store has found a record
+//!   for (a 64-bit fingerprint per key is remembered, through invalidations of the
+//!   cache); this memory lives in one process, so after a restart an untagged key is
+//!   charged until it is found once: rotate untagged keys (the successor is tagged),
+//!   then refuse untagged native keys altogether
+//!   ([`KeyVerifier::refusing_untagged_keys`](crate::KeyVerifier::refusing_untagged_keys));
 //! - lookups that found the key (the secret matched) or failed (a store outage).
 //!
 //! The exemption for known ids has a bounded cost of its own: someone who knows K real
@@ -33,11 +43,13 @@
 //! # Ok::<(), tower_api_key::ConfigError>(())
 //! ```
 
+use std::collections::HashSet;
 use std::fmt;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use moka::policy::EvictionPolicy;
@@ -151,8 +163,64 @@ impl fmt::Display for UnknownKeyBudget {
     }
 }
 
+/// The keys the store has found: a lookup for one of them refreshes a real key (its
+/// owner's request) rather than probing, so the budget does not apply to it.
+///
+/// Policy, not caching: kept here as 64-bit fingerprints (about 10 to 20 bytes a key,
+/// at most [`KnownKeys::MAX`]), through every invalidation of the cache, and dropped
+/// when the store no longer finds the key. Never used to accept or refuse a key. It
+/// lives in one process, so after a restart, or on an instance that never looked a key
+/// up, an untagged key is charged like any other until found once: tagged keys (see
+/// [`TagKey`](crate::key::TagKey)) never are, which is what keeps a valid key from
+/// sharing a fate with a flood from its address.
+pub(crate) struct KnownKeys {
+    fingerprints: Mutex<HashSet<u64, ahash::RandomState>>,
+    hasher: ahash::RandomState,
+}
+
+impl KnownKeys {
+    /// The most keys remembered.
+    pub(crate) const MAX: usize = 1_000_000;
+
+    fn new() -> Self {
+        Self {
+            fingerprints: Mutex::new(HashSet::default()),
+            hasher: ahash::RandomState::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashSet<u64, ahash::RandomState>> {
+        // Inserting into or removing from a set cannot leave it half-updated.
+        self.fingerprints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the store has found `key`.
+    pub(crate) fn contains<K: Hash>(&self, key: &K) -> bool {
+        self.lock().contains(&self.hasher.hash_one(key))
+    }
+
+    /// Remembers that the store found `key`.
+    pub(crate) fn remember<K: Hash>(&self, key: &K) {
+        let fingerprint = self.hasher.hash_one(key);
+        let mut known = self.lock();
+        if known.len() < Self::MAX {
+            known.insert(fingerprint);
+        }
+    }
+
+    /// Forgets `key`: the store no longer finds it.
+    pub(crate) fn forget<K: Hash>(&self, key: &K) {
+        let fingerprint = self.hasher.hash_one(key);
+        self.lock().remove(&fingerprint);
+    }
+}
+
 /// The budgets of every client, shared by the clones of an authenticator.
 pub(crate) struct Budgets {
+    /// The keys whose lookups are not charged.
+    pub(crate) known: KnownKeys,
     /// Nanoseconds between two lookups once the burst is spent.
     interval: i64,
     /// The whole period, in nanoseconds: how far ahead of now a client's theoretical
@@ -191,6 +259,7 @@ impl Budgets {
         let tolerance = i64::try_from(budget.per.as_nanos()).unwrap_or(i64::MAX);
         let interval = (tolerance / i64::from(budget.lookups)).max(1);
         Self {
+            known: KnownKeys::new(),
             interval,
             tolerance,
             // A state idle for the whole period is back to a full budget, so dropping
@@ -294,6 +363,17 @@ mod tests {
         budgets.reserve(me, SEC).unwrap().keep();
         budgets.reserve(me, SEC).unwrap().keep();
         assert!(budgets.reserve(me, SEC).is_err());
+    }
+
+    #[test]
+    fn known_keys_are_remembered_until_forgotten() {
+        let known = KnownKeys::new();
+        assert!(!known.contains(&"key-1"));
+        known.remember(&"key-1");
+        assert!(known.contains(&"key-1"));
+        assert!(!known.contains(&"key-2"));
+        known.forget(&"key-1");
+        assert!(!known.contains(&"key-1"));
     }
 
     #[test]

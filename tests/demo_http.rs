@@ -1221,6 +1221,109 @@ async fn forged_keys_are_budgeted_on_postgres() {
     .await;
 }
 
+/// A second instance over the same store (a restart, or another server of the fleet):
+/// its own cache, budgets and memory of known keys; the first one's admin keys.
+fn second_instance(store: DemoStore, first: &Server) -> Server {
+    let settings = Settings {
+        rate_limit: None,
+        clock: Arc::new(first.clock.clone()),
+        ..Settings::default()
+    };
+    let demo = app::build(store, settings).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = demo.router.clone();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    Server {
+        base,
+        clock: first.clock.clone(),
+        acme: first.acme.clone(),
+        globex: first.globex.clone(),
+        demo,
+        client: Client::new(),
+    }
+}
+
+/// Forged keys as an attacker makes them: well-formed, checksum-valid, tagged under a
+/// secret of the attacker's own with the id the server's keys carry.
+fn forged_tagged(like: &str) -> String {
+    use tower_api_key::key::{TagKey, TAGGED_BODY_LEN};
+    let body = &like[like.len() - TAGGED_BODY_LEN..];
+    let secret_id = char::from(body.as_bytes()[11 + 22]);
+    let attacker = TagKey::new(secret_id, &[0x66; 32]).unwrap();
+    tower_api_key::presets::performance_blocks::key_format()
+        .generate_tagged(Some("live"), &attacker)
+        .unwrap()
+        .key
+        .expose_secret()
+        .to_owned()
+}
+
+/// Issue 23's third attack, replayed: forged keys from one address must not turn a
+/// valid key from that address into 429, after a restart or on an instance that has
+/// never seen it, and must not reach the store at all.
+async fn forged_tagged_keys_lock_nobody_out_over_http(first: Server, store: DemoStore) {
+    let forged = || forged_tagged(&first.acme);
+    for n in 0..300 {
+        let reply = first.get("/v1/session", Some(&forged())).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "forged key {n}");
+    }
+    assert_eq!(
+        first.demo.cache.negative_entry_count(),
+        0,
+        "a forged key was looked up"
+    );
+    assert_eq!(
+        first.get("/v1/session", Some(&first.acme)).await.status,
+        StatusCode::OK
+    );
+    // A key made through the first instance, never used there.
+    let (fresh, _) = first.new_key(&["employees:read"], "live").await;
+
+    let second = second_instance(store, &first);
+    for n in 0..300 {
+        let reply = second.get("/v1/session", Some(&forged())).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "forged key {n}");
+    }
+    for key in [&second.acme, &fresh] {
+        let reply = second.get("/v1/session", Some(key)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    }
+    assert_eq!(
+        second.demo.cache.negative_entry_count(),
+        0,
+        "a forged key was looked up"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_tagged_keys_lock_nobody_out_on_the_memory_store() {
+    let store = MemoryStore::new();
+    let first = start_on(DemoStore::Memory(store.clone()), "off").await;
+    forged_tagged_keys_lock_nobody_out_over_http(first, DemoStore::Memory(store)).await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_tagged_keys_lock_nobody_out_on_sqlite() {
+    let db = support::stores::TempDb::new().await;
+    let first = start_on(DemoStore::Sqlite(db.store.clone()), "off").await;
+    forged_tagged_keys_lock_nobody_out_over_http(first, DemoStore::Sqlite(db.store.clone())).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_tagged_keys_lock_nobody_out_on_postgres() {
+    let Some(db) = support::stores::TestSchema::new().await else {
+        return;
+    };
+    let first = start_on(DemoStore::Postgres(db.store.clone()), "off").await;
+    forged_tagged_keys_lock_nobody_out_over_http(first, DemoStore::Postgres(db.store.clone()))
+        .await;
+}
+
 /// Three demo instances sharing PostgreSQL (keys) and Redis (limits and quotas), with
 /// requests spread round-robin: one limit and one quota for the fleet.
 #[cfg(all(feature = "postgres", feature = "redis"))]

@@ -3,10 +3,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::budget::{Budgets, UnknownKeyBudget};
-use crate::key::{Digest, Environment, KeyFormat, KeyId, Presented};
+use crate::key::{Digest, Environment, KeyFormat, KeyId, KeyTag, Presented};
 use crate::principal::Principal;
 use crate::rejection::RejectionKind;
-use crate::store::{CacheKey, Cached, CachedRecord, CachedStore, Gated, KeyStatus, KeyStore};
+use crate::store::{
+    CacheKey, Cached, CachedRecord, CachedStore, Gated, KeyStatus, KeyStore, TagCheck,
+};
 use crate::ConfigError;
 
 /// Checks presented keys against a [`CachedStore`]: authentication without HTTP, a
@@ -44,16 +46,22 @@ use crate::ConfigError;
 /// constant-time digest comparison, then revocation, expiry and rotation grace against
 /// the clock, then the environment.
 ///
-/// A cache miss for a key the store has not found lately is charged to the client's
-/// [unknown-key budget](crate::budget) (100 per minute by default) before the lookup,
-/// and given back unless the lookup ends in [`RejectionKind::Unknown`]. Past the budget the
-/// key is refused with [`RejectionKind::TooManyUnknownKeys`] (429) without a lookup. Clones
-/// share the budgets.
+/// On a cache miss, a tagged native key's tag is checked first (see
+/// [`TagKey`](crate::key::TagKey)): a forged tag is [`RejectionKind::Unknown`] with no
+/// lookup and no charge to any budget, and a genuine one is looked up without a charge.
+///
+/// A cache miss for any other key (untagged, or imported) that the store has not found
+/// lately is charged to the client's [unknown-key budget](crate::budget) (100 per minute
+/// by default) before the lookup, and given back unless the lookup ends in
+/// [`RejectionKind::Unknown`]. Past the budget the key is refused with
+/// [`RejectionKind::TooManyUnknownKeys`] (429) without a lookup. Clones share the
+/// budgets.
 pub struct KeyVerifier<S> {
     store: CachedStore<S>,
     formats: Arc<[KeyFormat]>,
     environments: Option<Arc<[Environment]>>,
     budgets: Option<Arc<Budgets>>,
+    refuse_untagged: bool,
 }
 
 impl<S> Clone for KeyVerifier<S> {
@@ -63,6 +71,7 @@ impl<S> Clone for KeyVerifier<S> {
             formats: Arc::clone(&self.formats),
             environments: self.environments.clone(),
             budgets: self.budgets.clone(),
+            refuse_untagged: self.refuse_untagged,
         }
     }
 }
@@ -76,6 +85,20 @@ impl<S> KeyVerifier<S> {
             formats: Arc::from(vec![format]),
             environments: None,
             budgets: Some(Arc::new(Budgets::new(UnknownKeyBudget::default()))),
+            refuse_untagged: false,
+        }
+    }
+
+    /// Refuses native keys without a tag ([`RejectionKind::Unknown`], 401, no lookup):
+    /// for a deployment whose store has a tag secret and whose untagged keys have all
+    /// been rotated (a rotation's successor is tagged) or revoked. Every unknown native
+    /// key then costs no lookup at all; only imported keys still go through the
+    /// [unknown-key budget](crate::budget).
+    #[must_use]
+    pub fn refusing_untagged_keys(self) -> Self {
+        Self {
+            refuse_untagged: true,
+            ..self
         }
     }
 
@@ -186,6 +209,8 @@ pub(crate) struct Lookup {
     /// since): the lookup refreshes a real key and is not charged to
     /// the client's budget.
     known: bool,
+    /// A native key's tag, checked before the lookup.
+    tag: Option<KeyTag>,
 }
 
 impl Lookup {
@@ -248,12 +273,16 @@ impl<S: KeyStore> KeyVerifier<S> {
                         self.verify(record, &key.digest(), key.environment(), true, now),
                         Some(id),
                     ),
+                    None if self.refuse_untagged && !key.is_tagged() => {
+                        Step::Refuse(RejectionKind::Unknown, Some(id))
+                    }
                     None => Step::Miss(Lookup {
                         key: cache_key,
                         digest: key.digest(),
                         environment: key.environment(),
                         native: true,
-                        known: self.store.knows(&cache_key),
+                        known: self.knows(&cache_key),
+                        tag: key.tag(),
                     }),
                 }
             }
@@ -270,11 +299,18 @@ impl<S: KeyStore> KeyVerifier<S> {
                         digest,
                         environment: None,
                         native: false,
-                        known: self.store.knows(&cache_key),
+                        known: self.knows(&cache_key),
+                        tag: None,
                     }),
                 }
             }
         }
+    }
+
+    /// Whether the store has found `key` (its record is still held, or the budget
+    /// remembers it): a lookup for it is not charged.
+    fn knows(&self, key: &CacheKey) -> bool {
+        self.store.holds(key) || self.budgets.as_ref().is_some_and(|b| b.known.contains(key))
     }
 
     /// A native key of any format; failing that, an imported key, unless some format
@@ -306,9 +342,22 @@ impl<S: KeyStore> KeyVerifier<S> {
         lookup: Lookup,
         client: Option<IpAddr>,
     ) -> Result<Principal, RejectionKind> {
+        // A tag made by one of the store's secrets means the key was minted here: its
+        // lookup is never charged. A forged tag ends here, with no lookup at all.
+        let vouched = match &lookup.tag {
+            Some(tag) => match self.store.check_tag(tag).await {
+                TagCheck::Valid => true,
+                TagCheck::Forged => return Err(RejectionKind::Unknown),
+                TagCheck::Unverifiable => false,
+            },
+            None => false,
+        };
         // Charged only when this request makes the lookup itself: not when it joins a
         // lookup in flight for the same key, nor to refresh a record the cache holds.
-        let budgets = self.budgets.as_deref().filter(|_| !lookup.known);
+        let budgets = self
+            .budgets
+            .as_deref()
+            .filter(|_| !lookup.known && !vouched);
         let gate = || match budgets {
             Some(budgets) => budgets
                 .reserve(client, self.store.clock().now_unix_nanos())
@@ -322,6 +371,7 @@ impl<S: KeyStore> KeyVerifier<S> {
             }
             Err(Gated::Store(_)) => return Err(RejectionKind::StoreUnavailable),
         };
+        let record_found = record.is_some();
         let verdict = match record {
             Some(record) => {
                 let now = self.store.clock().now_unix_nanos();
@@ -335,6 +385,13 @@ impl<S: KeyStore> KeyVerifier<S> {
             }
             None => Err(RejectionKind::Unknown),
         };
+        if let Some(budgets) = &self.budgets {
+            if record_found {
+                budgets.known.remember(&lookup.key);
+            } else {
+                budgets.known.forget(&lookup.key);
+            }
+        }
         // The lookup stays charged only when it found no key for this secret.
         if let (Some(Some(reservation)), Err(RejectionKind::Unknown)) = (reservation, &verdict) {
             reservation.keep();
@@ -377,6 +434,7 @@ impl<S: fmt::Debug> fmt::Debug for KeyVerifier<S> {
             .field("formats", &self.formats)
             .field("environments", &self.environments)
             .field("budgets", &self.budgets)
+            .field("refuse_untagged", &self.refuse_untagged)
             .finish()
     }
 }

@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 
 use super::error::{Denied, ManageError};
 use crate::audit::{AuditAction, AuditActor, AuditEntry, AuditQuery};
-use crate::key::{ApiKey, Environment, KeyError, KeyFormat, KeyId};
+use crate::key::{ApiKey, Environment, KeyError, KeyFormat, KeyId, MintedKey};
 use crate::principal::Principal;
 use crate::scope::{Grants, ScopeModel};
 use crate::store::{
@@ -310,13 +310,7 @@ impl<K: ManagedKeyStore> KeyManager<K> {
             .scopes
             .unwrap_or_else(|| self.model.creation_defaults().to_vec());
         self.check_known(&scopes)?;
-        let minted = self
-            .format
-            .generate(new.environment.as_deref())
-            .map_err(|e| match e {
-                e @ KeyError::Randomness => ManageError::Store(StoreError::unavailable(e)),
-                invalid => ManageError::InvalidEnvironment(invalid),
-            })?;
+        let minted = self.mint(new.environment.as_deref()).await?;
         if let Actor::Key(principal) = actor {
             self.check_reach(principal, &new.owner, minted.environment)?;
             check_grantable(&self.grants(principal), &scopes)?;
@@ -528,9 +522,8 @@ impl<K: ManagedKeyStore> KeyManager<K> {
             .and_then(|grace| now.checked_add(grace))
             .ok_or(ManageError::InvalidGrace)?;
         let minted = self
-            .format
-            .generate(old.environment.as_ref().map(Environment::as_str))
-            .map_err(|e| ManageError::Store(StoreError::unavailable(e)))?;
+            .mint(old.environment.as_ref().map(Environment::as_str))
+            .await?;
         let mut successor = KeyRecord::new(
             &minted,
             old.name.clone(),
@@ -612,6 +605,20 @@ impl<K: ManagedKeyStore> KeyManager<K> {
             Applied::Refused(_) => Err(ManageError::Conflict),
             Applied::NotFound => Err(ManageError::NotFound),
         }
+    }
+
+    /// A new key of the format, tagged under the store's newest tag secret when it has
+    /// one (see [`TagKey`](crate::key::TagKey)).
+    async fn mint(&self, environment: Option<&str>) -> Result<MintedKey, ManageError> {
+        let tag_key = self.store.minting_tag_key().await?;
+        let minted = match &tag_key {
+            Some(tag_key) => self.format.generate_tagged(environment, tag_key),
+            None => self.format.generate(environment),
+        };
+        minted.map_err(|e| match e {
+            e @ KeyError::Randomness => ManageError::Store(StoreError::unavailable(e)),
+            invalid => ManageError::InvalidEnvironment(invalid),
+        })
     }
 
     /// The key, if it belongs to `owner` (read from the store, not the cache).

@@ -1,6 +1,6 @@
 use std::any::Any;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
@@ -9,10 +9,11 @@ use time::OffsetDateTime;
 use tokio::sync::{watch, Semaphore};
 
 use super::audit_entry::{AuditEntry, AuditQuery};
+use super::keyring::{Keyring, TagCheck};
 use super::record::ActiveUntil;
 use super::{Applied, Change, KeyRecord, KeyStatus, KeyStore, ManagedKeyStore, Owner, StoreError};
 use crate::clock::{Clock, SharedClock, SystemClock};
-use crate::key::{Digest, KeyId};
+use crate::key::{Digest, KeyId, KeyTag, TagKey};
 use crate::ConfigError;
 
 /// A bounded, single-flight cache of key records in front of any [`KeyStore`].
@@ -108,16 +109,8 @@ struct Inner<S> {
     /// Unknown ids and digests, with the time (as [`Entry::fetched_at`]) the store
     /// said so. Apart from `cache`, so unknown ids never evict known records.
     negatives: moka::sync::Cache<CacheKey, i64, ahash::RandomState>,
-    /// Fingerprints (64-bit hashes) of the ids and digests the store has found a
-    /// record for, or that were created or rotated in through this cache, kept through
-    /// invalidations and dropped when the store no longer
-    /// finds them: a lookup for one of them refreshes a real key (its owner's request)
-    /// rather than probing, so the unknown-key budget does not apply to it. Never used
-    /// to accept or refuse a key. Written once per fill, read only on a cache miss;
-    /// about 10 to 20 bytes per key, at most `max_entries` of them.
-    known: Mutex<HashSet<u64, ahash::RandomState>>,
-    fingerprints: ahash::RandomState,
-    max_entries: u64,
+    /// The secrets that tag native keys, read from the store when first needed.
+    keyring: Keyring,
     /// Digests of imported keys whose record is cached under their digest, so that
     /// invalidating an id also drops the digest entry.
     digests: moka::sync::Cache<KeyId, [u8; 32], ahash::RandomState>,
@@ -246,6 +239,7 @@ pub struct CachedStoreBuilder<S> {
     lookup_timeout: Duration,
     stale_if_error: Duration,
     clock: SharedClock,
+    tag_key: Option<TagKey>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for CachedStoreBuilder<S> {
@@ -260,6 +254,7 @@ impl<S: fmt::Debug> fmt::Debug for CachedStoreBuilder<S> {
             .field("max_lookups", &self.max_lookups)
             .field("lookup_timeout", &self.lookup_timeout)
             .field("stale_if_error", &self.stale_if_error)
+            .field("tag_key", &self.tag_key)
             .finish_non_exhaustive()
     }
 }
@@ -355,6 +350,18 @@ impl<S> CachedStoreBuilder<S> {
         self
     }
 
+    /// The secret that tags native keys, for a store that keeps none itself (an
+    /// application's own read-only store: [`KeyStore::tag_keys`] is empty unless
+    /// implemented). It replaces the store's secrets. Give every instance the same one
+    /// (from the application's secret configuration), and mint keys with
+    /// [`KeyFormat::generate_tagged`](crate::key::KeyFormat::generate_tagged) under it.
+    /// Without any tag secret, keys are minted untagged and each unknown one costs a
+    /// lookup, charged to the [unknown-key budget](crate::budget).
+    pub fn with_tag_key(mut self, key: TagKey) -> Self {
+        self.tag_key = Some(key);
+        self
+    }
+
     /// Builds the cache.
     ///
     /// # Errors
@@ -427,9 +434,7 @@ impl<S> CachedStoreBuilder<S> {
                 store: self.store,
                 cache,
                 negatives,
-                known: Mutex::new(HashSet::default()),
-                fingerprints: ahash::RandomState::new(),
-                max_entries: self.max_entries,
+                keyring: Keyring::new(self.tag_key),
                 digests,
                 fills: Mutex::new(HashMap::new()),
                 clock: self.clock,
@@ -468,6 +473,7 @@ impl<S> CachedStore<S> {
             lookup_timeout: DEFAULT_LOOKUP_TIMEOUT,
             stale_if_error: DEFAULT_STALE_IF_ERROR,
             clock: Arc::new(SystemClock),
+            tag_key: None,
         }
     }
 
@@ -515,9 +521,7 @@ impl<S> CachedStore<S> {
         self.inner.digests.invalidate(&record.id);
     }
 
-    /// Drops the whole cache, for example after a missed notification. (Which ids
-    /// exist is remembered, so that their owners' next lookups are not charged to an
-    /// unknown-key budget; that memory never accepts a key.)
+    /// Drops the whole cache, for example after a missed notification.
     pub fn invalidate_all(&self) {
         let mut fills = self.inner.lock_fills();
         fills.clear();
@@ -547,35 +551,60 @@ impl<S> CachedStore<S> {
         self.inner.max_lookups - self.inner.lookups.available_permits()
     }
 
-    /// Whether the store has found a record for this key, or it was created or rotated
-    /// in through this cache (even if it was
-    /// invalidated since, or the whole cache was cleared after a listener reconnected):
-    /// a lookup for it refreshes a real key rather than probing.
-    pub(crate) fn knows(&self, key: &CacheKey) -> bool {
+    /// Whether a record for `key` is held, fresh or past its TTL (a lookup for it
+    /// refreshes a real key).
+    pub(crate) fn holds(&self, key: &CacheKey) -> bool {
+        self.inner.cache.contains_key(key)
+    }
+}
+
+impl<S: KeyStore> CachedStore<S> {
+    /// Checks a presented key's tag against the tag secrets (read from the store when
+    /// first needed; see [`KeyStore::tag_keys`]).
+    pub(crate) async fn check_tag(&self, tag: &KeyTag) -> TagCheck {
         let inner = &*self.inner;
-        inner.cache.contains_key(key) || inner.lock_known().contains(&inner.fingerprint(key))
+        inner
+            .keyring
+            .check(&inner.store, tag, inner.clock.now_unix_nanos())
+            .await
+    }
+
+    /// The secret that tags new keys: the newest one, or `None` when there is none
+    /// (keys are then minted untagged).
+    ///
+    /// # Errors
+    ///
+    /// The store's error when the secrets have not been read yet and cannot be.
+    pub async fn minting_tag_key(&self) -> Result<Option<TagKey>, StoreError> {
+        let inner = &*self.inner;
+        let keys = inner
+            .keyring
+            .keys(&inner.store, inner.clock.now_unix_nanos())
+            .await?;
+        Ok(keys.last().cloned())
+    }
+
+    /// Reads the tag secrets from the store again: after a rotation of the secret
+    /// (`rotate_tag_key` on the SQL stores and [`MemoryStore`](super::MemoryStore)),
+    /// so that this instance tags new keys with the new one at once. (Verifying keys
+    /// tagged under a secret not read yet reloads by itself.)
+    ///
+    /// # Errors
+    ///
+    /// The store's error; the secrets read before are kept.
+    pub async fn reload_tag_keys(&self) -> Result<(), StoreError> {
+        let inner = &*self.inner;
+        let now = inner.clock.now_unix_nanos();
+        let seen = Some(now);
+        inner
+            .keyring
+            .reload(&inner.store, now, seen)
+            .await
+            .map(drop)
     }
 }
 
 impl<S> Inner<S> {
-    /// Remembers that `key` names a real key (up to `max_entries` of them).
-    fn remember(&self, key: &CacheKey) {
-        let fingerprint = self.fingerprint(key);
-        let mut known = self.lock_known();
-        if (known.len() as u64) < self.max_entries {
-            known.insert(fingerprint);
-        }
-    }
-
-    fn lock_known(&self) -> MutexGuard<'_, HashSet<u64, ahash::RandomState>> {
-        // Inserting into or removing from a set cannot leave it half-updated.
-        self.known.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn fingerprint(&self, key: &CacheKey) -> u64 {
-        self.fingerprints.hash_one(key)
-    }
-
     fn lock_fills(&self) -> MutexGuard<'_, HashMap<CacheKey, Arc<Fill>>> {
         // Nothing under this lock can panic half-way through an update.
         self.fills.lock().unwrap_or_else(PoisonError::into_inner)
@@ -827,14 +856,11 @@ impl<S> FillGuard<'_, S> {
                                 self.inner.digests.insert(record.id, *digest);
                             }
                             self.inner.negatives.invalidate(&self.key);
-                            self.inner.remember(&self.key);
                             self.inner.cache.insert(self.key, entry.clone());
                         }
                         None => {
                             // The key is gone: no stale copy may answer for it.
                             self.inner.cache.invalidate(&self.key);
-                            let fingerprint = self.inner.fingerprint(&self.key);
-                            self.inner.lock_known().remove(&fingerprint);
                             self.inner.negatives.insert(self.key, entry.fetched_at);
                         }
                     }
@@ -883,20 +909,6 @@ impl<S: ManagedKeyStore> ManagedKeyStore for CachedStore<S> {
                 self.invalidate(id);
             }
             Change::Revoke { id, .. } | Change::SetScopes { id, .. } => self.invalidate(id),
-        }
-        // A key created here is real: its first lookup, whoever else shares its
-        // owner's address, is not charged to an unknown-key budget.
-        if let (
-            Ok(Applied::Done(_)),
-            Change::Insert(created)
-            | Change::Rotate {
-                successor: created, ..
-            },
-        ) = (&result, change)
-        {
-            self.inner.remember(&CacheKey::Id(created.id));
-            self.inner
-                .remember(&CacheKey::Digest(*created.digest.as_bytes()));
         }
         result
     }
@@ -1001,32 +1013,6 @@ mod tests {
             .with_max_concurrent_lookups(1)
             .build()
             .is_ok());
-    }
-
-    #[tokio::test]
-    async fn a_key_the_store_found_is_known_through_invalidations() {
-        let store = MemoryStore::new();
-        let clock = ManualClock::default();
-        let cache = CachedStore::builder(store.clone())
-            .with_clock(clock.clone())
-            .build()
-            .unwrap();
-        let format = crate::key::KeyFormat::new("pb").unwrap();
-        let minted = format.generate(None).unwrap();
-        let record = KeyRecord::new(
-            &minted,
-            "n",
-            Owner::organization("acme"),
-            vec![],
-            clock.now(),
-        );
-        let key = CacheKey::Id(minted.id);
-        assert!(!cache.knows(&key));
-        store.insert(&record).await.unwrap();
-        assert!(cache.lookup_id(&minted.id).await.unwrap().is_some());
-        cache.invalidate_all();
-        assert!(cache.knows(&key), "remembered through invalidations");
-        assert!(!cache.knows(&CacheKey::Id(KeyId::generate().unwrap())));
     }
 
     #[tokio::test]

@@ -27,6 +27,7 @@
 
 pub(crate) mod audit_entry;
 mod cache;
+mod keyring;
 mod memory;
 mod record;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -45,6 +46,7 @@ pub use self::cache::{
     DEFAULT_MAX_NEGATIVE_ENTRIES, DEFAULT_NEGATIVE_TTL, DEFAULT_STALE_IF_ERROR, DEFAULT_TTL,
     LOOKUPS_REFUSED_METRIC, STALE_ANSWERS_METRIC,
 };
+pub(crate) use self::keyring::TagCheck;
 pub use self::memory::MemoryStore;
 pub use self::record::{KeyRecord, KeyStatus, Owner, Rotation};
 use crate::key::{Digest, KeyId, TagKey};

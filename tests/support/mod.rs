@@ -125,6 +125,12 @@ impl KeyStore for ProbeStore {
         self.after_read().await;
         found
     }
+
+    /// Not counted as a lookup: read once per cache, not per key.
+    async fn tag_keys(&self) -> Result<Vec<tower_api_key::key::TagKey>, StoreError> {
+        self.check()?;
+        self.inner.tag_keys().await
+    }
 }
 
 impl ManagedKeyStore for ProbeStore {

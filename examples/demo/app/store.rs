@@ -2,7 +2,7 @@
 
 use time::OffsetDateTime;
 use tower_api_key::audit::{AuditEntry, AuditQuery, AuditSink};
-use tower_api_key::key::{Digest, KeyId};
+use tower_api_key::key::{Digest, KeyId, TagKey};
 use tower_api_key::store::{
     Applied, Change, KeyRecord, KeyStore, ManagedKeyStore, MemoryStore, Owner, StoreError,
 };
@@ -35,6 +35,9 @@ impl KeyStore for DemoStore {
     }
     async fn get_by_digest(&self, digest: &Digest) -> Result<Option<KeyRecord>, StoreError> {
         each!(self, s => s.get_by_digest(digest).await)
+    }
+    async fn tag_keys(&self) -> Result<Vec<TagKey>, StoreError> {
+        each!(self, s => s.tag_keys().await)
     }
 }
 
