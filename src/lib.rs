@@ -153,7 +153,9 @@
 //! - Through a store outage, records used within the TTL plus the stale-if-error
 //!   window (5 minutes) keep answering. An instance cut off from the store and its
 //!   notifications may so use a record revoked elsewhere for 330 s after its last
-//!   fetch; see [`CachedStore`](store::CachedStore#stale-if-error).
+//!   fetch; see [`CachedStore`](store::CachedStore#stale-if-error). A change the
+//!   instance has seen (made through its cache, or told by NOTIFY) always wins: a
+//!   record fetched before it never answers from the stale window.
 //! - Refusals are logged at `DEBUG` and counted in
 //!   [`REQUESTS_METRIC`](rejection::REQUESTS_METRIC). A JSON-body key source refuses a
 //!   body that has not arrived in 10 s with 408.

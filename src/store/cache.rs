@@ -1,7 +1,8 @@
 use std::any::Any;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -47,6 +48,21 @@ use crate::ConfigError;
 /// through an outage. Revocation through this cache and [`CachedStore::invalidate`]
 /// (the PostgreSQL store's LISTEN/NOTIFY) still drop the record at once, and expiry
 /// and revocation times in the record are still checked on every request.
+///
+/// **A change this cache has seen always wins over stale-if-error.** Once a key id
+/// has been invalidated (by a change through this cache, [`CachedStore::invalidate`],
+/// [`CachedStore::invalidate_record`], or [`CachedStore::invalidate_digest`] of a
+/// digest it holds a record for), no record fetched before that invalidation answers
+/// again, however it was cached (by id, or by digest for an imported key) and whatever
+/// the TTLs: a revoked key is refused, a grace-0 rotation stays rotated and a scope
+/// reduction stays reduced, even when the store is down. Each invalidation is
+/// remembered for the TTL plus the stale-if-error window, so it holds even where the
+/// entry could not be found and dropped (an index entry evicted for capacity). At most
+/// 100,000 invalidations (and never more than
+/// [`with_max_entries`](CachedStoreBuilder::with_max_entries)) are remembered; past
+/// that the oldest is forgotten and, failing closed, every record fetched before it
+/// loses stale-if-error. Checking costs nothing on a cache hit by id; a hit by digest
+/// reads one atomic, and takes a lock only once per record after each invalidation.
 ///
 /// # Revocation
 ///
@@ -112,8 +128,11 @@ struct Inner<S> {
     /// The secrets that tag native keys, read from the store when first needed.
     keyring: Keyring,
     /// Digests of imported keys whose record is cached under their digest, so that
-    /// invalidating an id also drops the digest entry.
+    /// invalidating an id also drops the digest entry. Kept as long as the records.
     digests: moka::sync::Cache<KeyId, [u8; 32], ahash::RandomState>,
+    /// The key ids invalidated lately, so that no record fetched before its key's
+    /// invalidation answers again, even where the entry could not be found and dropped.
+    invalidations: Invalidations,
     fills: Mutex<HashMap<CacheKey, Arc<Fill>>>,
     clock: SharedClock,
     positive_ttl: Duration,
@@ -157,6 +176,11 @@ pub struct CachedRecord {
     /// What the request path derives from the record once per fill (the key's grants
     /// under the layer's scope model). Opaque here: the store knows nothing of scopes.
     derived: OnceLock<Box<dyn Any + Send + Sync>>,
+    /// The [`Invalidations`] epoch when the lookup that fetched the record started: an
+    /// invalidation of its key with a later epoch supersedes it.
+    epoch: u64,
+    /// The latest epoch at which the record was found not superseded.
+    checked: AtomicU64,
 }
 
 impl CachedRecord {
@@ -165,6 +189,17 @@ impl CachedRecord {
             active_until: ActiveUntil::of(&record),
             record,
             derived: OnceLock::new(),
+            epoch: 0,
+            checked: AtomicU64::new(0),
+        }
+    }
+
+    /// A record read by a fill registered at `epoch`.
+    fn fetched(record: KeyRecord, epoch: u64) -> Self {
+        Self {
+            epoch,
+            checked: AtomicU64::new(epoch),
+            ..Self::new(record)
         }
     }
 
@@ -224,6 +259,122 @@ pub(crate) enum Cached {
 
 struct Fill {
     tx: watch::Sender<Option<FillResult>>,
+}
+
+/// The most key invalidations remembered (see [`Invalidations`]).
+const MAX_INVALIDATIONS: u64 = 100_000;
+
+/// The key ids this cache has seen invalidated, so that no record fetched before its
+/// key's invalidation answers again, whichever key it is cached under.
+///
+/// Invalidations are numbered (epochs) under the fills lock, the lock that also
+/// registers fills; a record carries the epoch at which its fill was registered, and is
+/// superseded by a later invalidation of its key. Numbers rather than clock readings,
+/// so that a record fetched just after an invalidation, at the same clock reading, is
+/// not taken for an older one.
+///
+/// Each invalidation is kept for the positive TTL plus the stale-if-error window (by
+/// then any record fetched before it is too old to answer), and at most `cap` of them.
+/// A forgotten invalidation is folded into a floor: every record whose fill started
+/// before it is superseded. So forgetting never lets an old record back, whatever the
+/// clock does; at worst it costs records older than the window (already unusable) or,
+/// past the cap, older records their stale-if-error.
+struct Invalidations {
+    /// The number of invalidations so far; changed only under `log`'s lock.
+    epoch: AtomicU64,
+    log: Mutex<InvalidationLog>,
+    /// The positive TTL plus the stale-if-error window, in nanoseconds.
+    window: i128,
+    /// The most invalidations kept.
+    cap: usize,
+}
+
+#[derive(Default)]
+struct InvalidationLog {
+    /// Key id to the epoch of its latest invalidation.
+    by_id: HashMap<KeyId, u64, ahash::RandomState>,
+    /// `(forget at, key id, epoch)`, oldest first.
+    order: VecDeque<(i128, KeyId, u64)>,
+    /// Records whose fill started before this epoch are all superseded: the
+    /// invalidations forgotten are folded into it.
+    floor: u64,
+}
+
+impl Invalidations {
+    fn new(window: i128, cap: u64) -> Self {
+        Self {
+            epoch: AtomicU64::new(0),
+            log: Mutex::new(InvalidationLog::default()),
+            window,
+            cap: usize::try_from(cap).unwrap_or(usize::MAX).max(1),
+        }
+    }
+
+    /// The current epoch, which a fill registered now carries.
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, InvalidationLog> {
+        // Each update below leaves the log consistent (only an allocation can panic).
+        self.log.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Supersedes every record of `id` whose fill was registered before now (`now`:
+    /// the clock reading, in nanoseconds since the Unix epoch). Called under the
+    /// fills lock.
+    fn invalidate(&self, id: KeyId, now: i128) {
+        let mut log = self.lock();
+        while log.order.len() >= self.cap
+            || log.order.front().is_some_and(|(until, ..)| *until <= now)
+        {
+            log.forget_oldest();
+        }
+        let epoch = self.epoch.load(Ordering::Relaxed) + 1;
+        log.order
+            .push_back((now.saturating_add(self.window), id, epoch));
+        log.by_id.insert(id, epoch);
+        self.epoch.store(epoch, Ordering::Release);
+    }
+
+    /// Whether this cache has seen `record`'s key invalidated since the record's fill
+    /// started. One atomic read, unless some key was invalidated since the record was
+    /// last checked.
+    fn superseded(&self, record: &CachedRecord) -> bool {
+        if record.checked.load(Ordering::Relaxed) == self.epoch() {
+            return false;
+        }
+        let log = self.lock();
+        let superseded = record.epoch < log.floor
+            || log
+                .by_id
+                .get(&record.id)
+                .is_some_and(|&epoch| epoch > record.epoch);
+        if !superseded {
+            record
+                .checked
+                .fetch_max(self.epoch.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        superseded
+    }
+
+    /// The number of invalidations remembered.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().order.len()
+    }
+}
+
+impl InvalidationLog {
+    /// Forgets the oldest invalidation, folding it into the floor.
+    fn forget_oldest(&mut self) {
+        if let Some((_, id, epoch)) = self.order.pop_front() {
+            if self.by_id.get(&id) == Some(&epoch) {
+                self.by_id.remove(&id);
+            }
+            self.floor = self.floor.max(epoch);
+        }
+    }
 }
 
 /// Builds a [`CachedStore`]; see [`CachedStore::builder`].
@@ -337,7 +488,9 @@ impl<S> CachedStoreBuilder<S> {
     /// How long past its TTL a found record may still be used while the store errors,
     /// times out or the lookup cap is reached (default 5 minutes; zero disables it).
     /// Revocation through this cache and [`CachedStore::invalidate`] still drop the
-    /// record at once; expiry and revocation times in the record are still checked.
+    /// record at once, and no record fetched before a change this cache has seen
+    /// answers from the window; expiry and revocation times in the record are still
+    /// checked.
     /// See the worst case in the [type docs](CachedStore).
     pub fn with_stale_if_error(mut self, window: Duration) -> Self {
         self.stale_if_error = window;
@@ -425,9 +578,11 @@ impl<S> CachedStoreBuilder<S> {
             .max_capacity(self.max_negative_entries.min(self.max_entries))
             .time_to_live(negative_ttl)
             .build_with_hasher(ahash::RandomState::new());
+        // As long as the records, so that invalidating an id finds its digest entry
+        // for as long as that entry can answer.
         let digests = moka::sync::Cache::builder()
             .max_capacity(self.max_entries)
-            .time_to_live(positive_ttl)
+            .time_to_live(positive_ttl + self.stale_if_error)
             .build_with_hasher(ahash::RandomState::new());
         Ok(CachedStore {
             inner: Arc::new(Inner {
@@ -436,6 +591,10 @@ impl<S> CachedStoreBuilder<S> {
                 negatives,
                 keyring: Keyring::new(self.tag_key),
                 digests,
+                invalidations: Invalidations::new(
+                    nanos(positive_ttl).saturating_add(nanos(self.stale_if_error)),
+                    self.max_entries.min(MAX_INVALIDATIONS),
+                ),
                 fills: Mutex::new(HashMap::new()),
                 clock: self.clock,
                 positive_ttl,
@@ -489,36 +648,34 @@ impl<S> CachedStore<S> {
 
     /// Drops everything cached for `id` and stops any lookup in flight for it from
     /// filling the cache. Call it when a key changed behind this cache's back (another
-    /// instance revoked it).
+    /// instance revoked it). No record of the key fetched before this call answers
+    /// again, not even from the stale-if-error window.
     pub fn invalidate(&self, id: &KeyId) {
         let mut fills = self.inner.lock_fills();
-        self.inner.invalidate_locked(&mut fills, CacheKey::Id(*id));
-        match self.inner.digests.remove(id) {
-            Some(digest) => self
-                .inner
-                .invalidate_locked(&mut fills, CacheKey::Digest(digest)),
-            // The key may be an imported one whose digest lookup is in flight and not
-            // yet indexed: stop every digest fill rather than risk one.
-            None => fills.retain(|key, _| !matches!(key, CacheKey::Digest(_))),
-        }
+        self.inner.invalidate_id_locked(&mut fills, *id);
     }
 
     /// Drops the entry cached under `digest` (an imported key's lookup), positive or
-    /// negative, and stops a lookup in flight for it from filling the cache.
+    /// negative, and stops a lookup in flight for it from filling the cache. When that
+    /// entry held a record, its key id is invalidated too, as by
+    /// [`invalidate`](Self::invalidate).
     pub fn invalidate_digest(&self, digest: &Digest) {
         let mut fills = self.inner.lock_fills();
-        self.inner
-            .invalidate_locked(&mut fills, CacheKey::Digest(*digest.as_bytes()));
+        let key = CacheKey::Digest(*digest.as_bytes());
+        let cached = self.inner.cache.get(&key).and_then(|entry| entry.record);
+        self.inner.invalidate_locked(&mut fills, key);
+        if let Some(record) = cached {
+            self.inner.invalidate_id_locked(&mut fills, record.id);
+        }
     }
 
-    /// Drops everything cached for this record, by id and by digest.
+    /// Drops everything cached for this record, by id and by digest. No record of its
+    /// key fetched before this call answers again, not even from the stale-if-error
+    /// window.
     pub fn invalidate_record(&self, record: &KeyRecord) {
         let mut fills = self.inner.lock_fills();
-        self.inner
-            .invalidate_locked(&mut fills, CacheKey::Id(record.id));
-        self.inner
-            .invalidate_locked(&mut fills, CacheKey::Digest(*record.digest.as_bytes()));
-        self.inner.digests.invalidate(&record.id);
+        self.inner.supersede_locked(record.id);
+        self.inner.drop_record_locked(&mut fills, record);
     }
 
     /// Drops the whole cache, for example after a missed notification.
@@ -616,6 +773,34 @@ impl<S> Inner<S> {
         self.negatives.invalidate(&key);
     }
 
+    /// Supersedes every record of `id` fetched so far, however it is cached. Called
+    /// under the fills lock, which orders it with the registration of fills.
+    fn supersede_locked(&self, id: KeyId) {
+        self.invalidations
+            .invalidate(id, self.clock.now_unix_nanos());
+    }
+
+    /// [`CachedStore::invalidate`], under the fills lock.
+    fn invalidate_id_locked(&self, fills: &mut HashMap<CacheKey, Arc<Fill>>, id: KeyId) {
+        self.supersede_locked(id);
+        self.invalidate_locked(fills, CacheKey::Id(id));
+        match self.digests.remove(&id) {
+            Some(digest) => self.invalidate_locked(fills, CacheKey::Digest(digest)),
+            // The key may be an imported one whose digest lookup is in flight and not
+            // yet indexed: stop every digest fill rather than risk one. (A digest
+            // entry whose index entry is gone stays, superseded.)
+            None => fills.retain(|key, _| !matches!(key, CacheKey::Digest(_))),
+        }
+    }
+
+    /// Drops what is cached under the record's id and digest, positive or negative,
+    /// without superseding anything: for a record just created.
+    fn drop_record_locked(&self, fills: &mut HashMap<CacheKey, Arc<Fill>>, record: &KeyRecord) {
+        self.invalidate_locked(fills, CacheKey::Id(record.id));
+        self.invalidate_locked(fills, CacheKey::Digest(*record.digest.as_bytes()));
+        self.digests.invalidate(&record.id);
+    }
+
     /// A fresh answer for `key` at `now` (nanoseconds since the Unix epoch): the
     /// record, `Some(None)` for a fresh negative entry, or `None` on a miss. (The
     /// nesting is the lookup's own answer, `Option<record>`, inside a cache answer.)
@@ -623,6 +808,14 @@ impl<S> Inner<S> {
     fn fresh(&self, key: &CacheKey, now: i128) -> Option<Option<Arc<CachedRecord>>> {
         if let Some(entry) = self.cache.get(key) {
             if now - i128::from(entry.fetched_at) < self.positive_ttl_nanos {
+                // An entry by id is dropped by its key's invalidation; one by digest
+                // may have lost its index entry and outlived it. (Nothing more is read
+                // on the path of a hit by id.)
+                if let (CacheKey::Digest(_), Some(record)) = (key, &entry.record) {
+                    if self.invalidations.superseded(record) {
+                        return None;
+                    }
+                }
                 return Some(entry.record);
             }
         }
@@ -631,7 +824,8 @@ impl<S> Inner<S> {
     }
 
     /// The answer to a lookup that failed with `error`: a record past its TTL but
-    /// within the stale-if-error window, or the error.
+    /// within the stale-if-error window and fetched after its key's latest
+    /// invalidation, or the error.
     fn stale_or(
         &self,
         key: &CacheKey,
@@ -644,7 +838,9 @@ impl<S> Inner<S> {
             }) = self.cache.get(key)
             {
                 let age = self.clock.now_unix_nanos() - i128::from(fetched_at);
-                if age < self.positive_ttl_nanos + self.stale_if_error_nanos {
+                if age < self.positive_ttl_nanos + self.stale_if_error_nanos
+                    && !self.invalidations.superseded(&record)
+                {
                     tracing::debug!(
                         target: "tower_api_key",
                         key_id = record.id.as_str(),
@@ -757,16 +953,18 @@ impl<S: KeyStore> CachedStore<S> {
                     let (tx, rx) = watch::channel(None);
                     let fill = Arc::new(Fill { tx });
                     fills.insert(key, Arc::clone(&fill));
-                    (rx, Some((fill, permit, token)))
+                    // Read under the lock that orders fills with invalidations.
+                    let epoch = inner.invalidations.epoch();
+                    (rx, Some((fill, permit, token, epoch)))
                 }
             };
-            if let Some((fill, permit, token)) = fill {
+            if let Some((fill, permit, token, epoch)) = fill {
                 let guard = FillGuard {
                     inner,
                     key,
                     fill: Some(fill),
                 };
-                let result = tokio::time::timeout(inner.lookup_timeout, inner.fetch(key))
+                let result = tokio::time::timeout(inner.lookup_timeout, inner.fetch(key, epoch))
                     .await
                     .unwrap_or_else(|_| {
                         metrics::counter!(LOOKUPS_REFUSED_METRIC, "reason" => "timeout")
@@ -806,7 +1004,8 @@ impl<S: KeyStore> CachedStore<S> {
 }
 
 impl<S: KeyStore> Inner<S> {
-    async fn fetch(&self, key: CacheKey) -> FillResult {
+    /// Reads `key` from the store, for a fill registered at `epoch`.
+    async fn fetch(&self, key: CacheKey, epoch: u64) -> FillResult {
         let found = match &key {
             CacheKey::Id(id) => self.store.get(id).await?,
             CacheKey::Digest(digest) => {
@@ -824,7 +1023,7 @@ impl<S: KeyStore> Inner<S> {
             CacheKey::Digest(_) => true,
         });
         Ok(Entry {
-            record: found.map(|r| Arc::new(CachedRecord::new(r))),
+            record: found.map(|r| Arc::new(CachedRecord::fetched(r, epoch))),
             fetched_at: i64::try_from(self.clock.now_unix_nanos()).unwrap_or(i64::MIN),
         })
     }
@@ -898,17 +1097,30 @@ impl<S: KeyStore> KeyStore for CachedStore<S> {
 impl<S: ManagedKeyStore> ManagedKeyStore for CachedStore<S> {
     /// Passed to the store; whatever the outcome, every key the change names is
     /// dropped from the cache before this returns (a failed call may still have
-    /// committed), so the next request through this cache sees the change.
+    /// committed), so the next request through this cache sees the change. A key
+    /// changed (updated, revoked, rotated, re-scoped) is invalidated as by
+    /// [`CachedStore::invalidate`]: no record of it fetched before answers again, not
+    /// even from the stale-if-error window.
     async fn apply(&self, change: Change<'_>, audit: &[AuditEntry]) -> Result<Applied, StoreError> {
         let result = self.inner.store.apply(change, audit).await;
-        match change {
-            // Drops a negative entry for the id or the digest.
-            Change::Insert(record) | Change::Update(record) => self.invalidate_record(record),
-            Change::Rotate { id, successor, .. } => {
-                self.invalidate_record(successor);
-                self.invalidate(id);
+        {
+            let mut fills = self.inner.lock_fills();
+            let inner = &*self.inner;
+            match change {
+                // A new key: drops a negative entry for the id or the digest.
+                Change::Insert(record) => inner.drop_record_locked(&mut fills, record),
+                Change::Update(record) => {
+                    inner.supersede_locked(record.id);
+                    inner.drop_record_locked(&mut fills, record);
+                }
+                Change::Rotate { id, successor, .. } => {
+                    inner.drop_record_locked(&mut fills, successor);
+                    inner.invalidate_id_locked(&mut fills, *id);
+                }
+                Change::Revoke { id, .. } | Change::SetScopes { id, .. } => {
+                    inner.invalidate_id_locked(&mut fills, *id);
+                }
             }
-            Change::Revoke { id, .. } | Change::SetScopes { id, .. } => self.invalidate(id),
         }
         result
     }
@@ -1013,6 +1225,152 @@ mod tests {
             .with_max_concurrent_lookups(1)
             .build()
             .is_ok());
+    }
+
+    /// A cache over a memory store holding one imported key, looked up by digest, with
+    /// at most one store lookup at once.
+    async fn with_imported_key(
+        configure: impl FnOnce(CachedStoreBuilder<MemoryStore>) -> CachedStoreBuilder<MemoryStore>,
+    ) -> (CachedStore<MemoryStore>, ManualClock, KeyRecord) {
+        let clock = ManualClock::default();
+        let cache = configure(
+            CachedStore::builder(MemoryStore::new())
+                .with_clock(clock.clone())
+                .with_max_concurrent_lookups(1),
+        )
+        .build()
+        .unwrap();
+        let record = KeyRecord::imported(
+            KeyId::generate().unwrap(),
+            Digest::of(&format!("legacy_{}", KeyId::generate().unwrap())),
+            "legacy_",
+            "n",
+            Owner::organization("acme"),
+            vec!["reports:write".into()],
+            clock.now(),
+        );
+        cache.insert(&record).await.unwrap();
+        let found = cache.lookup_digest(&record.digest).await.unwrap().unwrap();
+        assert_eq!(found.id, record.id);
+        (cache, clock, record)
+    }
+
+    /// As moka may do to the index under capacity pressure (or refuse to admit it).
+    fn evict_index_entry(cache: &CachedStore<MemoryStore>, id: &KeyId) {
+        cache.inner.digests.invalidate(id);
+        cache.inner.digests.run_pending_tasks();
+        assert!(!cache.inner.digests.contains_key(id));
+    }
+
+    /// The store "down" for every lookup: its only permit is held, so each miss is
+    /// refused at once and may be answered from the stale window.
+    fn down(cache: &CachedStore<MemoryStore>) -> tokio::sync::SemaphorePermit<'_> {
+        cache.inner.lookups.try_acquire().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_revoked_key_whose_index_entry_was_evicted_is_never_served_stale() {
+        let (cache, clock, record) = with_imported_key(|b| b).await;
+        evict_index_entry(&cache, &record.id);
+        cache.revoke(&record.id, clock.now()).await.unwrap();
+        let _down = down(&cache);
+        for _ in 0..2 {
+            clock.advance(DEFAULT_TTL);
+            assert!(
+                cache.lookup_digest(&record.digest).await.is_err(),
+                "the record from before the revocation answered from the stale window"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_revoked_key_whose_index_entry_was_evicted_is_read_again_at_once() {
+        let (cache, clock, record) = with_imported_key(|b| b).await;
+        evict_index_entry(&cache, &record.id);
+        cache
+            .get_ref()
+            .revoke(&record.id, clock.now())
+            .await
+            .unwrap();
+        cache.invalidate(&record.id);
+        // Still within the TTL: the entry under the digest is fresh, but superseded.
+        let found = cache.lookup_digest(&record.digest).await.unwrap().unwrap();
+        assert!(found.revoked_at.is_some(), "{found:?}");
+        // What was read after the revocation answers from the stale window.
+        let _down = down(&cache);
+        clock.advance(DEFAULT_TTL);
+        let stale = cache.lookup_digest(&record.digest).await.unwrap().unwrap();
+        assert!(stale.revoked_at.is_some(), "{stale:?}");
+    }
+
+    #[tokio::test]
+    async fn the_digest_index_lives_as_long_as_the_records() {
+        // A TTL that real time passes at once: moka measures expiry in real time.
+        let ttl = Duration::from_nanos(1);
+        let (cache, _, record) =
+            with_imported_key(|b| b.with_ttl(ttl).with_negative_ttl(ttl)).await;
+        // Purges what has expired.
+        cache.inner.digests.run_pending_tasks();
+        cache.invalidate(&record.id);
+        let key = CacheKey::Digest(*record.digest.as_bytes());
+        assert!(
+            !cache.inner.cache.contains_key(&key),
+            "invalidating the id left the entry under the digest"
+        );
+    }
+
+    #[tokio::test]
+    async fn invalidations_forgotten_past_the_cap_still_supersede() {
+        // At most 2 invalidations remembered.
+        let (cache, clock, record) = with_imported_key(|b| b.with_max_entries(2)).await;
+        evict_index_entry(&cache, &record.id);
+        cache.revoke(&record.id, clock.now()).await.unwrap();
+        for _ in 0..3 {
+            cache.invalidate(&KeyId::generate().unwrap());
+        }
+        assert_eq!(
+            cache.inner.invalidations.len(),
+            2,
+            "the revocation is forgotten"
+        );
+        let down_now = down(&cache);
+        clock.advance(DEFAULT_TTL);
+        assert!(
+            cache.lookup_digest(&record.digest).await.is_err(),
+            "the record from before the revocation answered from the stale window"
+        );
+        // A record read after the forgotten invalidation keeps its window.
+        drop(down_now);
+        let read = cache.lookup_digest(&record.digest).await.unwrap().unwrap();
+        assert!(read.revoked_at.is_some());
+        let _down = down(&cache);
+        clock.advance(DEFAULT_TTL);
+        let stale = cache.lookup_digest(&record.digest).await.unwrap().unwrap();
+        assert!(Arc::ptr_eq(&stale, &read));
+    }
+
+    #[tokio::test]
+    async fn invalidations_are_forgotten_after_the_ttl_and_the_window() {
+        let (cache, clock, record) = with_imported_key(|b| b).await;
+        for _ in 0..10 {
+            cache.invalidate(&KeyId::generate().unwrap());
+        }
+        assert_eq!(cache.inner.invalidations.len(), 10);
+        clock.advance(DEFAULT_TTL + DEFAULT_STALE_IF_ERROR - Duration::from_nanos(1));
+        cache.invalidate(&KeyId::generate().unwrap());
+        assert_eq!(cache.inner.invalidations.len(), 11, "all still needed");
+        clock.advance(Duration::from_nanos(1));
+        cache.invalidate(&KeyId::generate().unwrap());
+        assert_eq!(
+            cache.inner.invalidations.len(),
+            2,
+            "the first ten are forgotten"
+        );
+        // A record read since keeps its stale window.
+        assert!(cache.lookup_digest(&record.digest).await.unwrap().is_some());
+        let _down = down(&cache);
+        clock.advance(DEFAULT_TTL);
+        assert!(cache.lookup_digest(&record.digest).await.unwrap().is_some());
     }
 
     #[tokio::test]

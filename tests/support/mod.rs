@@ -20,10 +20,10 @@ use tower_api_key::store::{
 
 type HoldSlot = (oneshot::Sender<()>, oneshot::Receiver<()>);
 
-/// Wraps a [`MemoryStore`], counting lookups.
+/// Wraps a store (a [`MemoryStore`] unless told), counting lookups.
 #[derive(Clone, Default)]
-pub struct ProbeStore {
-    pub inner: MemoryStore,
+pub struct ProbeStore<S = MemoryStore> {
+    pub inner: S,
     gets: Arc<AtomicUsize>,
     writes: Arc<AtomicUsize>,
     fail: Arc<AtomicBool>,
@@ -54,6 +54,20 @@ impl Held {
 impl ProbeStore {
     pub fn new() -> Self {
         Self::default()
+    }
+}
+
+impl<S> ProbeStore<S> {
+    /// Wraps `inner`.
+    pub fn wrapping(inner: S) -> Self {
+        Self {
+            inner,
+            gets: Arc::default(),
+            writes: Arc::default(),
+            fail: Arc::default(),
+            delay: Arc::default(),
+            hold: Arc::default(),
+        }
     }
 
     /// Store lookups made so far (by id or digest).
@@ -109,7 +123,7 @@ impl ProbeStore {
     }
 }
 
-impl KeyStore for ProbeStore {
+impl<S: KeyStore> KeyStore for ProbeStore<S> {
     async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
         self.gets.fetch_add(1, Ordering::SeqCst);
         self.check()?;
@@ -133,7 +147,7 @@ impl KeyStore for ProbeStore {
     }
 }
 
-impl ManagedKeyStore for ProbeStore {
+impl<S: ManagedKeyStore> ManagedKeyStore for ProbeStore<S> {
     async fn apply(&self, change: Change<'_>, audit: &[AuditEntry]) -> Result<Applied, StoreError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.check()?;
