@@ -147,8 +147,21 @@ fn check_proxies(trusted_proxies: usize) -> Result<usize, ConfigError> {
     Ok(trusted_proxies)
 }
 
-/// The budget partition of a client: an IPv4 address, or an IPv6 /64 network.
-pub(crate) fn partition(ip: IpAddr) -> IpAddr {
+/// The partition a client is counted in, by the unknown-key budget and by anything else
+/// that counts clients: an IPv4 address as it is, an IPv6 address as its /64 network (a
+/// host can pick any address in its /64), an IPv4-mapped IPv6 address as the IPv4
+/// address.
+///
+/// ```
+/// use std::net::IpAddr;
+/// use tower_api_key::client::partition;
+///
+/// let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+/// assert_eq!(partition(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+/// assert_eq!(partition(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
+/// assert_eq!(partition(ip("192.0.2.1")), ip("192.0.2.1"));
+/// ```
+pub fn partition(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),

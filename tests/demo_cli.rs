@@ -42,6 +42,9 @@ fn bad_arguments_exit_2_with_one_line() {
         &["--header-timeout", "never"],
         &["--idle-timeout", "0"],
         &["--max-connections", "0"],
+        &["--max-connections-per-peer", "0"],
+        &["--max-connections-per-peer", "-1"],
+        &["--max-connections-per-peer", "lots"],
         &["--shutdown-timeout", "0"],
         &["--trusted-proxies", "many"],
         &["--redis-on-failure", "panic"],
@@ -55,6 +58,15 @@ fn bad_arguments_exit_2_with_one_line() {
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr:?}");
         assert!(stderr.starts_with("demo: "), "{stderr}");
         assert!(stdout.is_empty(), "{args:?} printed {stdout:?}");
+    }
+    // The per-peer cap's own message, not clap's for an unknown flag.
+    for value in ["0", "lots"] {
+        let (_, _, stderr) = run(&["--max-connections-per-peer", value]);
+        assert!(
+            stderr.starts_with("demo: --max-connections-per-peer: ")
+                && stderr.contains("is not a whole number from 1 to"),
+            "{stderr}"
+        );
     }
 }
 
@@ -197,6 +209,7 @@ fn help_lists_every_flag() {
         "--header-timeout",
         "--idle-timeout",
         "--max-connections",
+        "--max-connections-per-peer",
         "--shutdown-timeout",
         "--trusted-proxies",
         "--redis",
@@ -211,7 +224,12 @@ fn help_lists_every_flag() {
         );
     }
     // The secure defaults are shown.
-    for default in ["[default: 100/min]", "[default: 8]", "[default: 300]"] {
+    for default in [
+        "[default: 100/min]",
+        "[default: 8]",
+        "[default: 300]",
+        "[default: 64]",
+    ] {
         assert!(stdout.contains(default), "{default} missing:\n{stdout}");
     }
 }
@@ -407,4 +425,59 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_budgeted() {
     // Another client behind the same proxy (the same peer address) has its own budget.
     statuses.push(forged_from("192.0.2.2").await);
     assert_eq!(statuses, [401, 401, 429, 401]);
+}
+
+/// What the demo logs before it announces its address, with `args`.
+fn startup_log(args: &[&str]) -> String {
+    use std::io::{BufRead, Read};
+    let mut child = Command::new(demo_binary())
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let first = std::io::BufReader::new(stdout)
+        .lines()
+        .next()
+        .expect("a first line")
+        .expect("utf-8");
+    assert!(first.starts_with("listening on "), "{first}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut log)
+        .unwrap();
+    log
+}
+
+#[test]
+fn trusted_proxies_warn_that_the_per_peer_cap_counts_the_proxy() {
+    // A per-peer cap above the cap is the cap.
+    let log = startup_log(&[
+        "--trusted-proxies",
+        "1",
+        "--max-connections",
+        "40",
+        "--max-connections-per-peer",
+        "100",
+    ]);
+    let warning = log
+        .lines()
+        .find(|line| line.contains("--trusted-proxies is set"))
+        .unwrap_or_else(|| panic!("no warning:\n{log}"));
+    assert!(warning.contains(" WARN "), "{warning}");
+    assert!(warning.contains("the proxy's address"), "{warning}");
+    assert!(warning.contains("max_connections_per_peer=40"), "{warning}");
+    // Without proxies, nothing to warn about.
+    let log = startup_log(&[]);
+    assert!(!log.contains("--trusted-proxies"), "{log}");
 }

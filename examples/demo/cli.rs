@@ -22,6 +22,8 @@ pub struct Args {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// At most `max_connections`.
+    pub max_connections_per_peer: usize,
     pub shutdown_timeout: Duration,
     pub trusted_proxies: usize,
     /// `--redis`: share rate limits and quotas through this Redis.
@@ -115,7 +117,14 @@ fn command() -> Command {
                 .long("max-connections")
                 .value_name("N")
                 .default_value("1024")
-                .help("Connections served at once; further ones wait in the listen backlog"),
+                .help("Connections served at once; further ones wait in the listen backlog. From nine tenths of it on, the connections idle the longest are closed to make room for new ones"),
+        )
+        .arg(
+            Arg::new("max-connections-per-peer")
+                .long("max-connections-per-peer")
+                .value_name("N")
+                .default_value("64")
+                .help("Connections one peer address (an IPv6 /64) may hold at once, at most --max-connections; one more is closed at once, without a response and without taking a slot. It counts TCP peers: behind --trusted-proxies, the proxy"),
         )
         .arg(seconds(
             "shutdown-timeout",
@@ -239,6 +248,7 @@ impl Args {
                 format!("--daily-quota: {n:?} is neither \"off\" nor a positive number")
             })?),
         };
+        let max_connections = count("max-connections", 1..=1_000_000)?;
         Ok(Parsed::Run(Box::new(Self {
             redis: text("redis"),
             redis_refuse,
@@ -255,7 +265,9 @@ impl Args {
             body_timeout: secs("body-timeout", 1..=600)?,
             header_timeout: secs("header-timeout", 1..=600)?,
             idle_timeout: secs("idle-timeout", 1..=3_600)?,
-            max_connections: count("max-connections", 1..=1_000_000)?,
+            max_connections,
+            max_connections_per_peer: count("max-connections-per-peer", 1..=1_000_000)?
+                .min(max_connections),
             shutdown_timeout: secs("shutdown-timeout", 1..=600)?,
             trusted_proxies: count("trusted-proxies", 0..=16)?,
         })))

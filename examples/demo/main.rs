@@ -17,8 +17,9 @@
 //!
 //! The defaults are the secure ones: 100 unknown-key lookups a minute per client, 8
 //! store lookups at once (3 s each), 5 minutes of stale-if-error, 10 s for a request
-//! head or a ProductBridge body, 15 s of idleness per connection, 1,024 connections,
-//! 10 s to finish in-flight requests on SIGTERM.
+//! head or a ProductBridge body, 15 s of idleness per connection, 1,024 connections
+//! (64 per peer address, an IPv6 /64; from 921 open on, the longest idle are closed to
+//! make room), 10 s to finish in-flight requests on SIGTERM.
 #![allow(clippy::print_stdout, clippy::print_stderr, unreachable_pub)]
 
 mod app;
@@ -64,6 +65,16 @@ async fn main() -> ExitCode {
         )
         .init();
 
+    if args.trusted_proxies > 0 {
+        tracing::warn!(
+            trusted_proxies = args.trusted_proxies,
+            max_connections_per_peer = args.max_connections_per_peer,
+            "--trusted-proxies is set, but the per-peer connection cap counts TCP peers: \
+             every client behind the proxy shares the proxy's address (the peer address \
+             of the connection, not X-Forwarded-For) and its --max-connections-per-peer; \
+             raise that (up to --max-connections) if the proxy holds many connections"
+        );
+    }
     let store = match open(args.database.as_deref()).await {
         Ok(opened) => opened,
         Err((code, message)) => {
@@ -136,6 +147,7 @@ async fn main() -> ExitCode {
         header_timeout: args.header_timeout,
         idle_timeout: args.idle_timeout,
         max_connections: args.max_connections,
+        max_connections_per_peer: args.max_connections_per_peer,
         shutdown_timeout: args.shutdown_timeout,
     };
     serve::serve(listener, demo.router.clone(), limits, shutdown).await;

@@ -28,9 +28,10 @@ pub const DEFAULT_KEY_PREFIX: &str = "tower_api_key:";
 /// for the current period in `KEYS[2]`, when there is one.
 ///
 /// ARGV: now, interval (both µs), burst, cost, units admitted locally to record first
-/// (local-first mode; 0 otherwise), and for a quota its limit and how long to keep the
-/// counter (ms: to the period's end by the request's clock, plus a minute). Expiries
-/// are relative, so a skew between the application's clock and Redis's does not matter.
+/// (local-first mode; 0 otherwise), the latest TAT this limiter could have written (µs),
+/// and for a quota its limit and how long to keep the counter (ms: to the period's end
+/// by the request's clock, plus a minute). Expiries are relative, so a skew between the
+/// application's clock and Redis's does not matter.
 ///
 /// The GCRA is governor's, as `MemoryLimiter` computes it: with `tat` the stored value
 /// (or now), the request is limited while `now < tat + interval * (cost - 1) - tau`,
@@ -38,29 +39,65 @@ pub const DEFAULT_KEY_PREFIX: &str = "tower_api_key:";
 /// `max(tat, now) + interval * cost`. A request refused by the bucket does not touch
 /// the quota, and one refused by the quota does not touch the bucket.
 ///
-/// Returns `{0, tat, used}` allowed (`tat` -1 for a free check of a full bucket, `used`
-/// the quota spent, -1 without one), `{1, tat, wait}` limited, `{2, used}` over the
-/// quota.
+/// A stored value the script never writes is corrupt and is replaced before the check:
+/// a TAT that is not a whole number of microseconds (text, a sign, a fraction, an
+/// exponent) or lies past the latest possible one is deleted (a full bucket), a counter
+/// that is not a whole number below 10^15 (exact in Lua's doubles; `INCRBY` would fail
+/// past 2^63) is set to 0. Left alone, text would fail every check and a far-future TAT
+/// would refuse every request until it expired, which it may never do.
+///
+/// Returns `{0, tat, used, corrupt}` allowed (`tat` -1 for a free check of a full
+/// bucket, `used` the quota spent, -1 without one), `{1, tat, wait, corrupt}` limited,
+/// `{2, used, corrupt}` over the quota, where `corrupt` is 1 when the bucket was
+/// replaced plus 2 when the counter was.
 const SCRIPT: &str = r"
 local now = tonumber(ARGV[1])
 local interval = tonumber(ARGV[2])
 local burst = tonumber(ARGV[3])
 local cost = tonumber(ARGV[4])
 local forced = tonumber(ARGV[5])
+local latest = tonumber(ARGV[6])
 local quota = #KEYS > 1
+local corrupt = 0
+local function whole(s, max)
+  if s ~= '0' and not string.match(s, '^[1-9]%d*$') then return nil end
+  local n = tonumber(s)
+  if n > max then return nil end
+  return n
+end
 local function save(t)
   redis.call('SET', KEYS[1], string.format('%.0f', t), 'PX', math.max(1, math.ceil((t - now) / 1000)))
 end
 local function spend(units)
   local used = redis.call('INCRBY', KEYS[2], units)
-  redis.call('PEXPIRE', KEYS[2], ARGV[7])
+  redis.call('PEXPIRE', KEYS[2], ARGV[8])
   return used
 end
 local stored = redis.call('GET', KEYS[1])
 local tat = now
-if stored then tat = tonumber(stored) end
+if stored then
+  local parsed = whole(stored, latest)
+  if parsed then
+    tat = parsed
+  else
+    redis.call('DEL', KEYS[1])
+    stored = false
+    corrupt = 1
+  end
+end
 local used = -1
-if quota then used = tonumber(redis.call('GET', KEYS[2]) or '0') end
+if quota then
+  local counted = redis.call('GET', KEYS[2])
+  used = 0
+  if counted then
+    used = whole(counted, 999999999999999)
+    if not used then
+      redis.call('SET', KEYS[2], '0', 'PX', ARGV[8])
+      used = 0
+      corrupt = corrupt + 2
+    end
+  end
+end
 if forced > 0 then
   tat = math.max(tat, now) + interval * forced
   save(tat)
@@ -68,23 +105,31 @@ if forced > 0 then
   if quota then used = spend(forced) end
 end
 if cost == 0 then
-  if stored then return {0, tat, used} end
-  return {0, -1, used}
+  if stored then return {0, tat, used, corrupt} end
+  return {0, -1, used, corrupt}
 end
 local earliest = tat + interval * (cost - 1) - interval * (burst - 1)
 if now < earliest then
-  return {1, tat, earliest - now}
+  return {1, tat, earliest - now, corrupt}
 end
 if quota then
-  if used + cost > tonumber(ARGV[6]) then
-    return {2, used}
+  if used + cost > tonumber(ARGV[7]) then
+    return {2, used, corrupt}
   end
   used = spend(cost)
 end
 local new = math.max(tat, now) + interval * cost
 save(new)
-return {0, new, used}
+return {0, new, used, corrupt}
 ";
+
+/// How far a stored TAT may lie past the latest this instance could write before it is
+/// corrupt: what another instance's clock may be ahead of this one's.
+const CLOCK_ALLOWANCE_MICROS: u64 = 1_000_000;
+
+/// Counts stored values the script found corrupt and replaced, by `kind` (`bucket` or
+/// `quota`).
+const CORRUPT_METRIC: &str = "tower_api_key_rate_limit_redis_corrupt_total";
 
 /// What the script answered, in the units it works in (µs).
 enum Reply {
@@ -126,6 +171,17 @@ pub enum OnRedisFailure {
 /// (1 s by the requests' clock) before trying it again, so an unreachable Redis costs
 /// one timeout per interval, not one per request. The connection is re-established by
 /// itself; nothing needs a restart. Never a 500, never a panic.
+///
+/// # Values it did not write
+///
+/// A bucket or quota counter in Redis holding what this limiter never writes (text, a
+/// fraction, a sign, an exponent, a number too large, a bucket time further ahead than
+/// the policy's burst window plus a second for clocks, and plus a window and a batch
+/// more with [`LocalFirst`]) is corrupt: the check replaces it with a full bucket or a
+/// counter of 0 and goes on, logs a `WARN` naming the Redis key (never the value), and
+/// counts it in `tower_api_key_rate_limit_redis_corrupt_total` (label `kind`: `bucket`
+/// or `quota`). Left alone, such a value would fail every check or refuse every request
+/// until it expired, which it may never do.
 ///
 /// Redis Cluster is not supported: a check's bucket and quota keys must be on one node.
 ///
@@ -290,31 +346,60 @@ impl RedisLimiter {
     async fn eval(&self, request: &LimitRequest, forced: u32) -> Result<Reply, redis::RedisError> {
         let inner = &self.inner;
         let policy = &request.policy;
+        let bucket_key = format!("{}rl:{}", inner.prefix, request.bucket);
+        let quota_key = request.quota.as_ref().map(|quota| {
+            format!(
+                "{}q:{}:{}",
+                inner.prefix,
+                quota.counter,
+                quota.period_start.unix_timestamp()
+            )
+        });
+        let now = micros_since_epoch(request);
+        let interval = interval_micros(policy);
+        // The latest TAT a check can leave: a whole burst window ahead, plus what the
+        // instances may have admitted locally and sent late (local-first: up to
+        // `instances × (batch − 1)` units, taken as one more window and a batch), plus
+        // their clocks' disagreement.
+        let burst = u64::from(policy.burst());
+        let units = match &inner.local_first {
+            Some(local) => 2 * burst + u64::from(local.batch - 1),
+            None => burst,
+        };
+        let latest = now
+            .saturating_add(interval.saturating_mul(units))
+            .saturating_add(CLOCK_ALLOWANCE_MICROS);
         let mut invocation = inner.script.prepare_invoke();
         invocation
-            .key(format!("{}rl:{}", inner.prefix, request.bucket))
-            .arg(micros_since_epoch(request))
-            .arg(interval_micros(policy))
+            .key(&bucket_key)
+            .arg(now)
+            .arg(interval)
             .arg(policy.burst())
             .arg(request.cost)
-            .arg(forced);
-        if let Some(quota) = &request.quota {
+            .arg(forced)
+            .arg(latest);
+        if let (Some(quota), Some(quota_key)) = (&request.quota, &quota_key) {
             let left = duration_between(request.now, quota.period_end) + Duration::from_secs(60);
             invocation
-                .key(format!(
-                    "{}q:{}:{}",
-                    inner.prefix,
-                    quota.counter,
-                    quota.period_start.unix_timestamp()
-                ))
+                .key(quota_key)
                 .arg(quota.policy.limit())
                 .arg(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
         }
         let mut connection = inner.connection.clone();
         self.state.round_trips.fetch_add(1, Ordering::Relaxed);
         let reply: Vec<i64> = invocation.invoke_async(&mut connection).await?;
+        let Some((&corrupt, answer)) = reply.split_last() else {
+            return Err(unexpected(&reply));
+        };
+        if corrupt & 1 != 0 {
+            self.corrupt("bucket", &bucket_key, "reset as a full bucket");
+        }
+        if corrupt & 2 != 0 {
+            let key = quota_key.as_deref().unwrap_or_default();
+            self.corrupt("quota", key, "reset to nothing spent");
+        }
         let unsigned = |v: i64| u64::try_from(v).ok();
-        match reply.as_slice() {
+        match answer {
             [0, tat, used] => Ok(Reply::Allowed {
                 tat: unsigned(*tat),
                 used: unsigned(*used),
@@ -333,6 +418,20 @@ impl RedisLimiter {
             },
             _ => Err(unexpected(&reply)),
         }
+    }
+
+    /// The script replaced a corrupt value at `key`: say so, once per occurrence. The
+    /// value itself is not logged (it could be anything, of any length).
+    fn corrupt(&self, kind: &'static str, key: &str, action: &str) {
+        metrics::counter!(CORRUPT_METRIC, "kind" => kind).increment(1);
+        tracing::warn!(
+            target: "tower_api_key::rate_limit",
+            key,
+            kind,
+            redis = %self.inner.target,
+            action,
+            "corrupt rate-limit value in Redis (not one this limiter writes); replaced"
+        );
     }
 
     /// The decision a reply stands for.
