@@ -1,7 +1,7 @@
 //! The key format: generation, parsing, checksums and digests.
 //!
 //! A key looks like `<product>_<environment>_<body>`, for example
-//! `pb_live_2hT9xQk1LmZ0aBcDeFgHiJkLmNoPqRsTuVwXyZ01a7Gq2LmP0xYz9K1234`. The environment
+//! `pb_live_KpdcXWzEgOW0NKBAjWGid45JI5cuH3Jvb0I38PZUbC7uN2kms8n`. The environment
 //! segment is optional (`pbo_<body>`, as PgBeam's organization keys). The body is 51
 //! base62 characters, with no separator inside it:
 //!

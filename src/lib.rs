@@ -145,10 +145,13 @@
 //!   carries `X-Request-Id`, and every log event the request id. An id over 128
 //!   characters or outside visible ASCII is ignored
 //!   ([`rejection::is_valid_request_id`]).
-//! - Anyone can mint well-formed keys (the checksum is public), and each distinct one
-//!   costs a store lookup. The [unknown-key budget](budget) (100 such lookups a minute
-//!   per client, by [`client::ClientIp`]) answers 429 past it without a lookup; the
-//!   cache caps concurrent lookups (8) and times them out (3 s), answering 503 past
+//! - Anyone can mint well-formed keys (the checksum is public), but not a key's tag:
+//!   a native key minted under the store's tag secret ([`key::TagKey`]) is checked
+//!   on a cache miss before any lookup, so forged tagged keys cost no lookup at all and
+//!   are never charged to a budget a valid key shares. For the keys a tag cannot vouch
+//!   for (untagged, imported), the [unknown-key budget](budget) (100 such lookups a
+//!   minute per client, by [`client::ClientIp`]) answers 429 past it without a lookup;
+//!   the cache caps concurrent lookups (8) and times them out (3 s), answering 503 past
 //!   either; negative entries are kept apart so they never evict known keys.
 //! - Through a store outage, records used within the TTL plus the stale-if-error
 //!   window (5 minutes) keep answering. An instance cut off from the store and its
