@@ -1,5 +1,6 @@
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use crate::budget::{Budgets, UnknownKeyBudget};
@@ -7,7 +8,7 @@ use crate::key::{Digest, Environment, KeyFormat, KeyId, KeyTag, Presented};
 use crate::principal::Principal;
 use crate::rejection::RejectionKind;
 use crate::store::{
-    CacheKey, Cached, CachedRecord, CachedStore, Gated, KeyStatus, KeyStore, TagCheck,
+    CacheKey, Cached, CachedRecord, CachedStore, Gated, KeyStatus, KeyStore, StoreError, TagCheck,
 };
 use crate::ConfigError;
 
@@ -62,7 +63,27 @@ pub struct KeyVerifier<S> {
     environments: Option<Arc<[Environment]>>,
     budgets: Option<Arc<Budgets>>,
     refuse_untagged: bool,
+    /// What the verifier reports once, or at most once per interval.
+    reports: Arc<Reports>,
 }
+
+/// Log lines that would repeat on every request, kept to one (or one per interval).
+#[derive(Debug, Default)]
+struct Reports {
+    /// Whether the missing client address was reported.
+    no_client: AtomicBool,
+    /// When a store failure was last logged (nanoseconds since the Unix epoch), or
+    /// `i64::MIN`.
+    outage_logged_at: AtomicI64,
+}
+
+/// The shortest time between two log lines about store failures behind 503s.
+const OUTAGE_LOG_INTERVAL_NANOS: i64 = 10_000_000_000;
+
+/// The counter of cache misses whose client could not be told (no `ConnectInfo`, or a
+/// forwarding header missing behind a trusted proxy) while an unknown-key budget is on:
+/// they share one budget.
+pub const UNIDENTIFIED_CLIENTS_METRIC: &str = "tower_api_key_unidentified_clients_total";
 
 impl<S> Clone for KeyVerifier<S> {
     fn clone(&self) -> Self {
@@ -72,6 +93,7 @@ impl<S> Clone for KeyVerifier<S> {
             environments: self.environments.clone(),
             budgets: self.budgets.clone(),
             refuse_untagged: self.refuse_untagged,
+            reports: Arc::clone(&self.reports),
         }
     }
 }
@@ -86,6 +108,10 @@ impl<S> KeyVerifier<S> {
             environments: None,
             budgets: Some(Arc::new(Budgets::new(UnknownKeyBudget::default()))),
             refuse_untagged: false,
+            reports: Arc::new(Reports {
+                no_client: AtomicBool::new(false),
+                outage_logged_at: AtomicI64::new(i64::MIN),
+            }),
         }
     }
 
@@ -369,7 +395,10 @@ impl<S: KeyStore> KeyVerifier<S> {
             Err(Gated::Refused(retry_after)) => {
                 return Err(RejectionKind::TooManyUnknownKeys { retry_after })
             }
-            Err(Gated::Store(_)) => return Err(RejectionKind::StoreUnavailable),
+            Err(Gated::Store(error)) => {
+                self.report_outage(&error);
+                return Err(RejectionKind::StoreUnavailable);
+            }
         };
         let record_found = record.is_some();
         let verdict = match record {
@@ -397,6 +426,57 @@ impl<S: KeyStore> KeyVerifier<S> {
             reservation.keep();
         }
         verdict
+    }
+
+    /// A request's client could not be told while a budget is on: it shares one
+    /// budget with every other such request. Said once at WARN, counted every time.
+    pub(crate) fn note_unidentified_client(&self) {
+        if self.budgets.is_none() {
+            return;
+        }
+        metrics::counter!(UNIDENTIFIED_CLIENTS_METRIC).increment(1);
+        if !self.reports.no_client.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                target: "tower_api_key",
+                "a request's client address could not be told, so every such request shares \
+                 one unknown-key budget: serve the router with \
+                 `into_make_service_with_connect_info::<SocketAddr>()`, or behind a proxy set \
+                 `with_client_ip(ClientIp::x_forwarded_for(n))` (counted in {UNIDENTIFIED_CLIENTS_METRIC})"
+            );
+        }
+    }
+
+    /// Logs a store failure answered with 503, with its cause: at most once per
+    /// interval, so an outage cannot flood the log. A store whose data or schema is not
+    /// what this crate expects is an ERROR naming `migrate()`.
+    fn report_outage(&self, error: &StoreError) {
+        let now = self.store.clock().now_unix_nanos();
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        let last = self.reports.outage_logged_at.load(Ordering::Relaxed);
+        if last != i64::MIN && now.saturating_sub(last) < OUTAGE_LOG_INTERVAL_NANOS {
+            return;
+        }
+        if self
+            .reports
+            .outage_logged_at
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        match error {
+            StoreError::Corrupt(_) => tracing::error!(
+                target: "tower_api_key",
+                %error,
+                "the key store cannot be read as tower-api-key expects, so requests get 503: \
+                 if its tables are missing or older than this release, run migrate() at start-up"
+            ),
+            _ => tracing::warn!(
+                target: "tower_api_key",
+                %error,
+                "the key store is unavailable, so requests that miss the cache get 503"
+            ),
+        }
     }
 
     fn verify(

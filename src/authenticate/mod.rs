@@ -28,6 +28,6 @@ mod config;
 mod layer;
 mod service;
 
-pub use self::authenticator::KeyVerifier;
+pub use self::authenticator::{KeyVerifier, UNIDENTIFIED_CLIENTS_METRIC};
 pub use self::layer::AuthenticateLayer;
 pub use self::service::Authenticate;

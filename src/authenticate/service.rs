@@ -108,6 +108,9 @@ where
             Step::Miss(lookup) => {
                 let config = Arc::clone(config);
                 let client = config.client_ip.client(req.headers(), req.extensions());
+                if client.is_none() {
+                    config.authenticator.note_unidentified_client();
+                }
                 let fut = Box::pin(async move {
                     match config.authenticator.finish(lookup, client).await {
                         Ok(principal) => {
@@ -300,6 +303,9 @@ where
             Step::Refuse(outcome, key_id) => (Err(outcome), key_id),
             Step::Miss(lookup) => {
                 let client = config.client_ip.client(&parts.headers, &parts.extensions);
+                if client.is_none() {
+                    config.authenticator.note_unidentified_client();
+                }
                 (
                     config.authenticator.finish(lookup, client).await,
                     lookup.key_id(),

@@ -2,6 +2,7 @@
 //! when first needed, again when a key names a secret not held yet (at most once per
 //! [`RELOAD_INTERVAL`]), never per request.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -11,6 +12,10 @@ use crate::key::{KeyTag, TagKey};
 /// The shortest time between two reloads caused by keys naming an unknown secret, so a
 /// flood of such keys costs at most one store read per interval.
 pub(crate) const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// After a failed read, how long keys are checked as untagged before the next try (and
+/// the next log line).
+const RETRY_AFTER_FAILURE_NANOS: i128 = 10_000_000_000;
 
 /// What a presented key's tag says about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +34,8 @@ pub(crate) struct Keyring {
     loaded: RwLock<Option<Loaded>>,
     /// Serializes reloads, so concurrent misses cause one read.
     reloading: tokio::sync::Mutex<()>,
+    /// When a read last failed (nanoseconds since the Unix epoch), or `i64::MIN`.
+    failed_at: AtomicI64,
 }
 
 #[derive(Clone)]
@@ -44,6 +51,7 @@ impl Keyring {
             configured,
             loaded: RwLock::new(None),
             reloading: tokio::sync::Mutex::new(()),
+            failed_at: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -82,7 +90,13 @@ impl Keyring {
         }
         let keys: Arc<[TagKey]> = match &self.configured {
             Some(key) => Arc::from(vec![key.clone()]),
-            None => store.tag_keys().await?.into(),
+            None => match store.tag_keys().await {
+                Ok(keys) => keys.into(),
+                Err(error) => {
+                    self.failed(&error, now);
+                    return Err(error);
+                }
+            },
         };
         *self.loaded.write().unwrap_or_else(PoisonError::into_inner) = Some(Loaded {
             keys: Arc::clone(&keys),
@@ -91,10 +105,38 @@ impl Keyring {
         Ok(keys)
     }
 
+    /// Logs a failed read (the request path then decides as for an untagged key).
+    fn failed(&self, error: &StoreError, now: i128) {
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        self.failed_at.store(now, Ordering::Relaxed);
+        match error {
+            StoreError::Corrupt(_) => tracing::error!(
+                target: "tower_api_key",
+                %error,
+                "the key store's tag secrets cannot be read, so tagged keys are checked as \
+                 untagged ones and new keys cannot be minted: if its tables are older than this \
+                 release, run migrate() at start-up"
+            ),
+            _ => tracing::warn!(
+                target: "tower_api_key",
+                %error,
+                "the key store's tag secrets cannot be read now; tagged keys are checked as \
+                 untagged ones until they can"
+            ),
+        }
+    }
+
+    /// Whether a read failed less than the retry interval before `now`.
+    fn failed_lately(&self, now: i128) -> bool {
+        let at = self.failed_at.load(Ordering::Relaxed);
+        at != i64::MIN && now - i128::from(at) < RETRY_AFTER_FAILURE_NANOS
+    }
+
     /// Checks a presented key's tag.
     pub(crate) async fn check<S: KeyStore>(&self, store: &S, tag: &KeyTag, now: i128) -> TagCheck {
         let (keys, at) = match self.current() {
             Some(loaded) => (loaded.keys, loaded.at),
+            None if self.failed_lately(now) => return TagCheck::Unverifiable,
             None => match self.reload(store, now, None).await {
                 Ok(keys) => (keys, now),
                 Err(_) => return TagCheck::Unverifiable,
@@ -109,6 +151,10 @@ impl Keyring {
         // A secret this instance has not read yet (added by a rotation elsewhere), or a
         // forged id: read again, at most once per interval.
         let interval = i128::try_from(RELOAD_INTERVAL.as_nanos()).unwrap_or(i128::MAX);
+        if self.failed_lately(now) {
+            // The store could not say lately: never a 401 for our own outage.
+            return TagCheck::Unverifiable;
+        }
         if now - at < interval {
             return TagCheck::Forged;
         }
