@@ -260,9 +260,16 @@ where
             tracing::error!(
                 target: "tower_api_key",
                 scope = unknown,
-                "Scoped names a scope the scope model does not declare; refusing the request"
+                "a Scoped extractor names a scope the scope model does not declare; refusing \
+                 the request with 500 (fix: declare the scope in the ScopeModel, or correct \
+                 the scope_guard! marker)"
             );
-            return Err(RejectionResponse::misconfigured());
+            return Err(RejectionResponse::from_parts(
+                parts,
+                RejectionKind::UndeclaredScope {
+                    scope: (*unknown).to_owned(),
+                },
+            ));
         }
         let Some(principal) = parts.extensions.get::<Principal>().cloned() else {
             return Err(RejectionResponse::from_parts(parts, RejectionKind::Missing));

@@ -221,6 +221,14 @@ async fn typed_guards_check_their_scope() {
     // A marker naming an undeclared scope fails closed.
     let bogus = send(&app, "GET", "/v1/bogus", Some(writer.key.expose_secret())).await;
     assert_eq!(bogus.status, StatusCode::INTERNAL_SERVER_ERROR);
+    // …and says exactly that, in the layer's own style, not "not configured".
+    assert!(
+        bogus
+            .body
+            .contains("This route requires a scope that the API does not declare"),
+        "{}",
+        bogus.body
+    );
 }
 
 #[tokio::test]

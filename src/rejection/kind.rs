@@ -26,6 +26,7 @@ use http::StatusCode;
 /// | `PayloadTooLarge` | 413 | `payload_too_large` |
 /// | `RequestTimeout` | 408 | `request_timeout` |
 /// | `Misconfigured` | 500 | `misconfigured` |
+/// | `UndeclaredScope` | 500 | `undeclared_scope` |
 ///
 /// `Revoked` and `Expired` are only ever reported after the presented secret matched
 /// the stored digest, so they never reveal that some other key exists.
@@ -82,6 +83,13 @@ pub enum RejectionKind {
     /// of the application (500), logged once with the fix. Never the client's fault,
     /// and never a pass.
     Misconfigured,
+    /// A route requires a scope the layer's scope model does not declare (a
+    /// [`Scoped`](crate::require_scopes::Scoped) marker naming a scope nobody declared): a
+    /// wiring mistake of the application (500), logged with the scope. Never a pass.
+    UndeclaredScope {
+        /// The scope no model declares.
+        scope: String,
+    },
 }
 
 impl RejectionKind {
@@ -102,7 +110,7 @@ impl RejectionKind {
             Self::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::Misconfigured => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Misconfigured | Self::UndeclaredScope { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -125,6 +133,7 @@ impl RejectionKind {
             Self::TooManyUnknownKeys { .. } => "too_many_unknown_keys",
             Self::RequestTimeout => "request_timeout",
             Self::Misconfigured => "misconfigured",
+            Self::UndeclaredScope { .. } => "undeclared_scope",
         }
     }
 

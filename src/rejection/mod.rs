@@ -427,6 +427,10 @@ impl ErrorStyle {
                 "internal_error",
                 Cow::Borrowed("Authentication is not configured for this route"),
             ),
+            (_, RejectionKind::UndeclaredScope { .. }) => (
+                "internal_error",
+                Cow::Borrowed("This route requires a scope that the API does not declare"),
+            ),
             (_, RejectionKind::RequestTimeout) => (
                 "request_timeout",
                 Cow::Borrowed("The request body did not arrive in time"),
