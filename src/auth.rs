@@ -360,8 +360,6 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
         for change in self.configure_layer {
             layer = change(layer)?;
         }
-        // A guard or extractor used where no layer ran answers its 500 in this style.
-        crate::rejection::set_fallback_renderer(Arc::clone(layer.renderer()));
         Ok(ApiKeyAuth {
             manager,
             layer,

@@ -1,7 +1,8 @@
 //! A wiring mistake that remains possible (a handler taking `Principal`, or a
 //! hand-wired guard, on a route no authentication layer covers) answers 500 in the
-//! application's own style once it has built an `ApiKeyAuth` (own binary: that style is
-//! process-wide).
+//! default envelope: no front door ran, so none of the application's styles applies, and
+//! building an `ApiKeyAuth` sets no process-wide style (it used to: the first one built
+//! won).
 
 use axum::body::Body;
 use axum::routing::get;
@@ -16,7 +17,7 @@ use tower_api_key::store::MemoryStore;
 use tower_api_key::{Principal, ScopeModel};
 
 #[tokio::test]
-async fn a_route_without_authentication_answers_500_in_the_apps_style() {
+async fn a_route_without_authentication_answers_500_in_the_default_envelope() {
     let scopes = ScopeModel::builder()
         .resource("invoices", ["read", "write"])
         .build()
@@ -60,10 +61,10 @@ async fn a_route_without_authentication_answers_500_in_the_apps_style() {
         let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
             json,
-            json!({
-                "problem": "internal_error",
-                "detail": "Authentication is not configured for this route"
-            }),
+            json!({"error": {
+                "code": "internal_error",
+                "message": "authentication is not configured for this route"
+            }}),
             "{path}"
         );
     }

@@ -681,9 +681,10 @@ impl RejectionResponse {
         Self { response }
     }
 
-    /// The 500 for a guard or extractor with no `AuthenticateLayer` in front of it: in the
-    /// style of the first [`ApiKeyAuth`](crate::auth::ApiKeyAuth) built, when there is
-    /// one (see [`set_fallback_renderer`]), else the envelope.
+    /// The 500 for a guard or extractor with no `AuthenticateLayer` in front of it, in the
+    /// default envelope: no front door ran, so no application style is known (there is
+    /// no process-wide style; every other refusal is rendered by the responder of the
+    /// layer it came through).
     pub(crate) fn misconfigured() -> Self {
         // Once per process: the same mistake repeats on every request of the route.
         static LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -695,11 +696,6 @@ impl RejectionResponse {
                  include authentication, or add AuthenticateLayer to the router after this route \
                  is added: Router::layer only wraps routes added before it)"
             );
-        }
-        if let Some(renderer) = FALLBACK_RENDERER.get() {
-            return Self {
-                response: renderer.render(Rejection::new(RejectionKind::Misconfigured)),
-            };
         }
         let mut response = Response::new(Bytes::from_static(
             br#"{"error":{"code":"internal_error","message":"authentication is not configured for this route"}}"#,
@@ -722,16 +718,6 @@ impl axum::response::IntoResponse for RejectionResponse {
     fn into_response(self) -> axum::response::Response {
         self.response.map(axum::body::Body::from)
     }
-}
-
-/// How a wiring mistake's 500 is rendered where no `AuthenticateLayer` ran: the application's
-/// own style, once it has built an `ApiKeyAuth`.
-static FALLBACK_RENDERER: std::sync::OnceLock<Arc<Renderer>> = std::sync::OnceLock::new();
-
-/// Makes `renderer` the style of misconfiguration 500s, unless one was set already (the
-/// first `ApiKeyAuth` built wins).
-pub(crate) fn set_fallback_renderer(renderer: Arc<Renderer>) {
-    let _ = FALLBACK_RENDERER.set(renderer);
 }
 
 /// Checks a realm for use inside a quoted `WWW-Authenticate` parameter.
