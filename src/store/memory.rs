@@ -200,6 +200,10 @@ impl KeyStore for MemoryStore {
             .cloned())
     }
 
+    fn instance_id(&self) -> Option<usize> {
+        Some(Arc::as_ptr(&self.inner) as *const () as usize)
+    }
+
     /// One secret per store (shared by its clones), made on first use.
     async fn tag_keys(&self) -> Result<Vec<TagKey>, StoreError> {
         if let Some(keys) = Some(self.read().tag_keys.clone()).filter(|k| !k.is_empty()) {

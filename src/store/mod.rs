@@ -193,6 +193,15 @@ pub trait KeyStore: Clone + Send + Sync + 'static {
     fn tag_keys(&self) -> impl Future<Output = Result<Vec<TagKey>, StoreError>> + Send {
         async { Ok(Vec::new()) }
     }
+
+    /// A value that clones of this store share and no other live store has (the
+    /// address of shared state), so that building a second front door over a clone of
+    /// one store can be refused: two caches over one store let a key revoked through
+    /// one live on in the other, and split every rate limit. `None` (the default) when
+    /// the store cannot tell; `MemoryStore` and the SQL stores (per table prefix) can.
+    fn instance_id(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// A [`KeyStore`] that keys can be managed in: what

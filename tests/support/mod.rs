@@ -140,6 +140,10 @@ impl<S: KeyStore> KeyStore for ProbeStore<S> {
         found
     }
 
+    fn instance_id(&self) -> Option<usize> {
+        self.inner.instance_id()
+    }
+
     /// Not counted as a lookup: read once per cache, not per key.
     async fn tag_keys(&self) -> Result<Vec<tower_api_key::key::TagKey>, StoreError> {
         self.check()?;

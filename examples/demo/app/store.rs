@@ -39,6 +39,9 @@ impl KeyStore for DemoStore {
     async fn tag_keys(&self) -> Result<Vec<TagKey>, StoreError> {
         each!(self, s => s.tag_keys().await)
     }
+    fn instance_id(&self) -> Option<usize> {
+        each!(self, s => s.instance_id())
+    }
 }
 
 impl ManagedKeyStore for DemoStore {

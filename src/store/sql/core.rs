@@ -278,6 +278,11 @@ impl<DB: Dialect> SqlCore<DB> {
         }
     }
 
+    /// The address of the statements, which clones share and another prefix does not.
+    pub(crate) fn instance_id(&self) -> usize {
+        Arc::as_ptr(&self.sql) as usize
+    }
+
     /// The table prefix.
     pub(crate) fn prefix(&self) -> &TablePrefix {
         &self.sql.prefix
@@ -724,6 +729,11 @@ macro_rules! impl_sql_store {
                 &self,
             ) -> Result<Vec<$crate::key::TagKey>, $crate::store::StoreError> {
                 self.core.tag_keys().await
+            }
+
+            /// Shared by clones with the same table prefix.
+            fn instance_id(&self) -> Option<usize> {
+                Some(self.core.instance_id())
             }
         }
 
