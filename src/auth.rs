@@ -70,6 +70,50 @@ pub struct ApiKeyAuth<K, R = Identity> {
     manager: KeyManager<K>,
     layer: AuthenticateLayer<K>,
     rate: R,
+    /// Keeps the store claimed while any clone lives.
+    _front_door: Arc<FrontDoor>,
+}
+
+/// The stores that a live [`ApiKeyAuth`] is built over, by store type and
+/// [`KeyStore::instance_id`]: a second front door over a clone of one of them is
+/// refused when built.
+static FRONT_DOORS: std::sync::Mutex<Vec<(std::any::TypeId, usize)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// One claimed store, released when the last clone of its `ApiKeyAuth` is dropped.
+struct FrontDoor(Option<(std::any::TypeId, usize)>);
+
+impl FrontDoor {
+    fn claim<K: KeyStore>(store: &K) -> Result<Self, ConfigError> {
+        let Some(id) = store.instance_id() else {
+            return Ok(Self(None));
+        };
+        let claim = (std::any::TypeId::of::<K>(), id);
+        let mut doors = FRONT_DOORS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if doors.contains(&claim) {
+            return Err(ConfigError::new(
+                "a second ApiKeyAuth over a clone of the same store: its own cache would keep \
+                 admitting keys revoked through the first (for up to the cache TTL) and its \
+                 own rate limits would double every limit; build one ApiKeyAuth and clone it \
+                 (clones share the cache, the manager and the limits)",
+            ));
+        }
+        doors.push(claim);
+        Ok(Self(Some(claim)))
+    }
+}
+
+impl Drop for FrontDoor {
+    fn drop(&mut self) {
+        if let Some(claim) = self.0 {
+            let mut doors = FRONT_DOORS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            doors.retain(|held| *held != claim);
+        }
+    }
 }
 
 impl<K, R: Clone> Clone for ApiKeyAuth<K, R> {
@@ -78,6 +122,7 @@ impl<K, R: Clone> Clone for ApiKeyAuth<K, R> {
             manager: self.manager.clone(),
             layer: self.layer.clone(),
             rate: self.rate.clone(),
+            _front_door: Arc::clone(&self._front_door),
         }
     }
 }
@@ -338,6 +383,7 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
                 "ApiKeyAuth needs a scope model: call .scopes(ScopeModel::builder()…build()?)",
             )
         })?;
+        let front_door = FrontDoor::claim(self.cache.store_ref())?;
         let cache = self.cache.build()?;
         let manager = KeyManager::new(cache.clone(), format.clone(), model.clone());
         let authenticator = KeyVerifier::new(cache.clone(), format);
@@ -364,6 +410,7 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
             manager,
             layer,
             rate: self.rate.into_layer(self.clock),
+            _front_door: Arc::new(front_door),
         })
     }
 }

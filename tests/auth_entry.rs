@@ -306,3 +306,50 @@ fn mistakes_are_refused_when_the_router_is_built() {
         .build();
     assert!(realm.is_err());
 }
+
+/// Two front doors over clones of one store would keep two caches (a key revoked
+/// through one admitted by the other until its TTL) and two sets of limits: the second
+/// is refused when built, naming the fix, and a store of its own (or, for the SQL
+/// stores, another table prefix) is another instance.
+#[tokio::test]
+async fn a_second_front_door_over_a_clone_of_one_store_is_refused() {
+    let build = |store: MemoryStore| {
+        ApiKeyAuth::builder(store)
+            .format(format())
+            .scopes(scopes())
+            .build()
+    };
+    let store = MemoryStore::new();
+    let first = build(store.clone()).unwrap();
+    let error = build(store.clone()).unwrap_err().to_string();
+    assert!(
+        error.contains("build one ApiKeyAuth and clone it"),
+        "{error}"
+    );
+    // Clones of the first share everything: no second door.
+    let clone = first.clone();
+    assert!(build(MemoryStore::new()).is_ok(), "another store");
+    drop(first);
+    assert!(
+        build(store.clone()).is_err(),
+        "a clone still holds the door"
+    );
+    drop(clone);
+    assert!(build(store).is_ok(), "released with the last clone");
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn a_second_front_door_over_one_sql_store_is_refused_per_table_prefix() {
+    use tower_api_key::store::sql::SqliteStore;
+    let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+    let build = |store: SqliteStore| {
+        ApiKeyAuth::builder(store)
+            .format(format())
+            .scopes(scopes())
+            .build()
+    };
+    let _first = build(store.clone()).unwrap();
+    assert!(build(store.clone()).is_err());
+    assert!(build(store.with_table_prefix("other_").unwrap()).is_ok());
+}

@@ -515,6 +515,11 @@ impl<S> CachedStoreBuilder<S> {
         self
     }
 
+    /// The store the cache will wrap.
+    pub(crate) fn store_ref(&self) -> &S {
+        &self.store
+    }
+
     /// Builds the cache.
     ///
     /// # Errors
