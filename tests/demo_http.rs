@@ -1159,6 +1159,131 @@ async fn lifecycle_attacks_fail_over_http_on_postgres() {
     lifecycle_attacks_fail_over_http(start_on(store, "100/s").await).await;
 }
 
+/// Runs the case `$case(server)` against the demo on the memory store, on SQLite and
+/// on PostgreSQL (when `TOWER_API_KEY_TEST_POSTGRES_URL` is set), as
+/// `$module::{memory, sqlite, postgres}`.
+macro_rules! on_every_store {
+    ($module:ident, $case:ident) => {
+        mod $module {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                $case(start("100/s").await).await;
+            }
+
+            #[cfg(feature = "sqlite")]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = support::stores::TempDb::new().await;
+                $case(start_on(DemoStore::Sqlite(db.store.clone()), "100/s").await).await;
+            }
+
+            #[cfg(feature = "postgres")]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(db) = support::stores::TestSchema::new().await else {
+                    return;
+                };
+                $case(start_on(DemoStore::Postgres(db.store.clone()), "100/s").await).await;
+            }
+        }
+    };
+}
+
+/// Issue 23, attack 2: an admin rotates key A to A2 with an hour of grace. The old A
+/// still authenticates, but manages nothing: it can neither mint keys nor rotate A2
+/// away (which would lock A2's holder out), nor revoke, change, read or list keys, nor
+/// read the audit log. A2 keeps working and manages keys.
+async fn a_rotated_away_key_manages_nothing(s: Server) {
+    let all = [
+        "api_keys:read",
+        "api_keys:write",
+        "audit_log:read",
+        "employees:read",
+    ];
+    let (old, old_id) = s.new_key(&all, "live").await;
+    let rotated = s
+        .post(
+            &format!("/v1/api_keys/{old_id}/rotate"),
+            Some(&s.acme),
+            json!({"grace_seconds": 3_600}),
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::CREATED, "{}", rotated.text);
+    let successor = rotated.json()["key"].as_str().unwrap().to_owned();
+    let successor_id = rotated.json()["id"].as_str().unwrap().to_owned();
+    let before = keys_of(&s, &s.acme).await;
+
+    // Still authenticates ordinary requests, with a Sunset header.
+    let session = s.get("/v1/session", Some(&old)).await;
+    assert_eq!(session.status, StatusCode::OK);
+    assert!(session.header("sunset").is_some());
+
+    let replaced = "The acting key was replaced by a rotation: it works until its grace \
+                    period ends, but only its successor manages keys";
+    let target = format!("/v1/api_keys/{successor_id}");
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/v1/api_keys".to_owned(),
+            Some(json!({"name": "forever", "scopes": ["employees:read"]})),
+        ),
+        (
+            Method::POST,
+            format!("{target}/rotate"),
+            Some(json!({"grace_seconds": 0})),
+        ),
+        (Method::DELETE, target.clone(), None),
+        (
+            Method::PATCH,
+            target.clone(),
+            Some(json!({"scopes": ["employees:read"]})),
+        ),
+        (Method::GET, target.clone(), None),
+        (Method::GET, "/v1/api_keys".to_owned(), None),
+        (Method::GET, "/v1/audit_log".to_owned(), None),
+    ] {
+        let reply = s.send(method.clone(), &path, Some(&old), body).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::FORBIDDEN, json!("permission_denied")),
+            "{method} {path}: {}",
+            reply.text
+        );
+        assert_eq!(
+            reply.json()["error"]["message"],
+            replaced,
+            "{method} {path}"
+        );
+    }
+
+    // Nothing changed: A2's holder is not locked out, and A2 manages keys.
+    assert_eq!(keys_of(&s, &s.acme).await, before);
+    assert_eq!(
+        s.get("/v1/session", Some(&successor)).await.status,
+        StatusCode::OK
+    );
+    let made = s
+        .create_key(&successor, json!({"name": "by A2", "scopes": []}))
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    s.clock.advance(Duration::from_secs(3_600));
+    assert_eq!(
+        s.get("/v1/session", Some(&old)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        s.get("/v1/session", Some(&successor)).await.status,
+        StatusCode::OK
+    );
+}
+
+on_every_store!(
+    rotated_away_keys_manage_nothing,
+    a_rotated_away_key_manages_nothing
+);
+
 /// A client with no valid key sending distinct forged, well-formed keys: the first 100
 /// a minute are looked up (401), past that each is 429 without a lookup, and a real key
 /// from the same client keeps working throughout; a minute later lookups resume.

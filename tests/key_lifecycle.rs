@@ -356,7 +356,8 @@ mod cases {
         assert_eq!(w.status(&rotated).await, Ok(()));
 
         // The admin rotates any key of its organization, in either environment.
-        for key in [&writer, &tester] {
+        let spare = w.make(acme(), "test", &["employees:read"]).await;
+        for key in [&writer, &spare] {
             let next = w
                 .manager
                 .rotate(
@@ -480,6 +481,71 @@ mod cases {
             Err(ManageError::Conflict)
         ));
         assert_eq!(w.keys(&acme()).await.len(), before + 2);
+    }
+
+    /// A key rotated away still authenticates during its grace period, but manages no
+    /// keys: every operation is refused ([`Denied::Superseded`]) and changes nothing.
+    /// Its successor manages keys.
+    pub(crate) async fn a_replaced_key_manages_nothing<S: ManagedKeyStore>(w: World<S>) {
+        let admin = w.make(acme(), "live", &ALL_SCOPES).await;
+        let old = w.make(acme(), "live", &ALL_SCOPES).await;
+        let admin_p = w.principal(&admin).await;
+        let grace = Duration::from_secs(3_600);
+        let next = w
+            .manager
+            .rotate(&acme(), &old.record.id, grace, Actor::Key(&admin_p))
+            .await
+            .unwrap();
+        let old_p = w.principal(&old).await;
+        assert!(old_p.rotation().is_some(), "in its grace period");
+        let by = Actor::Key(&old_p);
+        let keys_before = w.keys(&acme()).await;
+        let audit_before = w.audit(&acme()).await;
+
+        let id = &next.record.id;
+        let new = || {
+            NewKey::new("minted by the old key", acme())
+                .with_environment("live")
+                .with_scopes(["employees:read"])
+        };
+        let m = &w.manager;
+        for result in [
+            m.create(new(), by).await.map(drop),
+            m.ensure_key(new(), by).await.map(drop),
+            m.rotate(&acme(), id, Duration::ZERO, by).await.map(drop),
+            m.revoke(&acme(), id, by).await.map(drop),
+            m.set_scopes(&acme(), id, ["employees:read"], by)
+                .await
+                .map(drop),
+            m.get(&acme(), id, by).await.map(drop),
+            m.list(&acme(), by).await.map(drop),
+            m.audit_log(AuditQuery::new(acme()), by).await.map(drop),
+            // Not even on itself, nor on a key that does not exist.
+            m.revoke(&acme(), &old.record.id, by).await.map(drop),
+            m.get(&acme(), &KeyId::new("nobody").unwrap(), by)
+                .await
+                .map(drop),
+        ] {
+            assert_eq!(denied(result), Denied::Superseded);
+        }
+        assert_eq!(
+            Denied::Superseded.to_string(),
+            "the acting key was replaced by a rotation: it works until its grace period \
+             ends, but only its successor manages keys"
+        );
+        assert_eq!(w.keys(&acme()).await, keys_before, "nothing changed");
+        assert_eq!(w.audit(&acme()).await, audit_before, "nothing audited");
+
+        // The old key still authenticates; its successor works and manages keys.
+        assert_eq!(w.status(&old).await, Ok(()));
+        let next_p = w.principal(&next).await;
+        w.manager
+            .create(new(), Actor::Key(&next_p))
+            .await
+            .expect("the successor manages keys");
+        w.clock.advance(grace);
+        assert_eq!(w.status(&old).await, Err(RejectionKind::Expired));
+        assert_eq!(w.status(&next).await, Ok(()));
     }
 
     /// Sixteen tasks rotate one key at once through the manager: one succeeds, fifteen
@@ -842,7 +908,7 @@ mod walk {
                 .collect()
         }
 
-        /// The model's verdict on `actor` acting on `target` (rules 1, 2 and 4).
+        /// The model's verdict on `actor` acting on `target` (rules 1, 2, 4 and 5).
         fn may_change(actor: Option<&Model>, owner: &Owner, target: Option<&Model>) -> Expect {
             let Some(actor) = actor else {
                 return if target.is_some_and(|t| &t.owner == owner) {
@@ -851,6 +917,9 @@ mod walk {
                     Expect::NotFound
                 };
             };
+            if actor.successor.is_some() {
+                return Expect::Denied;
+            }
             if &actor.owner != owner {
                 return Expect::Denied;
             }
@@ -914,6 +983,7 @@ mod walk {
                     };
                     let expect = match &actor_model {
                         None => Expect::Ok,
+                        Some(a) if a.successor.is_some() => Expect::Denied,
                         Some(a) if a.owner != owner => Expect::Denied,
                         Some(a) if a.env != Environment::live() && a.env.as_str() != env => {
                             Expect::Denied
@@ -1010,7 +1080,7 @@ mod walk {
                 }
                 4 => {
                     let expect = match &actor_model {
-                        Some(a) if a.owner != owner => Expect::Denied,
+                        Some(a) if a.successor.is_some() || a.owner != owner => Expect::Denied,
                         _ if target.owner != owner => Expect::NotFound,
                         Some(a) if a.env != Environment::live() && a.env != target.env => {
                             Expect::Denied
@@ -1023,7 +1093,7 @@ mod walk {
                 _ => {
                     let result = manager.list(&owner, actor).await;
                     match &actor_model {
-                        Some(a) if a.owner != owner => {
+                        Some(a) if a.successor.is_some() || a.owner != owner => {
                             assert_eq!(kind(&result), Expect::Denied, "step {step}: list");
                         }
                         _ => {
@@ -1119,6 +1189,7 @@ macro_rules! suite {
         suite!(@cases $module, $open,
             escalations_are_refused_and_change_nothing,
             positive_controls_are_allowed,
+            a_replaced_key_manages_nothing,
             rotation_rules_hold,
             racing_rotations_have_one_winner,
             racing_revocations_are_audited_once,

@@ -29,6 +29,13 @@ pub enum Denied {
     /// The acting key belongs to another owner than the one acted on.
     #[error("the acting key belongs to another {}", .0)]
     OtherOwner(&'static str),
+    /// The acting key was replaced by a rotation: it still authenticates until its
+    /// grace period ends, but manages no keys, its successor does.
+    #[error(
+        "the acting key was replaced by a rotation: it works until its grace period ends, \
+         but only its successor manages keys"
+    )]
+    Superseded,
 }
 
 fn environment_message(acting: Option<Environment>) -> String {

@@ -121,7 +121,8 @@ impl NewKey {
 pub enum Actor<'a> {
     /// An API key (the request's [`Principal`]). It acts only on keys of its own owner
     /// and environment (see [`KeyManager::with_privileged_environments`]), only on keys
-    /// whose scopes it holds, and grants only scopes it holds.
+    /// whose scopes it holds, grants only scopes it holds, and acts not at all once a
+    /// rotation replaced it.
     Key(&'a Principal),
     /// A trusted operator or bootstrap code, named for the audit log (as
     /// [`AuditActor::System`]). Exempt from the authority rules.
@@ -187,6 +188,12 @@ pub struct CreatedKey {
 ///    of another key only if it holds every scope of that key
 ///    ([`Denied::TargetNotHeld`]): a key with `api_keys:write` alone cannot rotate the
 ///    admin key into a new admin key, nor revoke it.
+/// 5. **A replaced key manages nothing.** A key that a rotation replaced still
+///    authenticates ordinary requests until its grace period ends
+///    ([`Principal::rotation`] is set), but has no key-management authority at all:
+///    create, rotate, revoke, scope changes, get, list and the audit log are
+///    [`Denied::Superseded`]. Only its successor manages keys, so a leaked key that
+///    was rotated away cannot mint new keys or rotate its successor away.
 ///
 /// Rotation keeps the key's expiry; rotating a revoked, expired or already rotated key
 /// is [`ManageError::Conflict`], and so is a rotation or scope change that loses a race
@@ -305,6 +312,7 @@ impl<K: ManagedKeyStore> KeyManager<K> {
     /// in the past, an authority rule ([`ManageError::PermissionDenied`]), or a store
     /// failure. Nothing is stored on error.
     pub async fn create(&self, new: NewKey, actor: Actor<'_>) -> Result<CreatedKey, ManageError> {
+        acting(actor)?;
         validate_name(&new.name)?;
         let scopes = new
             .scopes
@@ -395,13 +403,13 @@ impl<K: ManagedKeyStore> KeyManager<K> {
     ///
     /// # Errors
     ///
-    /// [`Denied::OtherOwner`], or the store's error.
+    /// [`Denied::Superseded`], [`Denied::OtherOwner`], or the store's error.
     pub async fn list(
         &self,
         owner: &Owner,
         actor: Actor<'_>,
     ) -> Result<Vec<KeyRecord>, ManageError> {
-        if let Actor::Key(principal) = actor {
+        if let Some(principal) = acting(actor)? {
             check_owner(principal, owner)?;
         }
         let mut keys = self.store.list_by_owner(owner).await?;
@@ -424,7 +432,7 @@ impl<K: ManagedKeyStore> KeyManager<K> {
         id: &KeyId,
         actor: Actor<'_>,
     ) -> Result<KeyRecord, ManageError> {
-        if let Actor::Key(principal) = actor {
+        if let Some(principal) = acting(actor)? {
             check_owner(principal, owner)?;
         }
         let record = self.find(owner, id).await?;
@@ -439,14 +447,14 @@ impl<K: ManagedKeyStore> KeyManager<K> {
     ///
     /// # Errors
     ///
-    /// [`Denied::OtherOwner`], or the store's error.
+    /// [`Denied::Superseded`], [`Denied::OtherOwner`], or the store's error.
     pub async fn audit_log(
         &self,
         query: AuditQuery,
         actor: Actor<'_>,
     ) -> Result<Vec<AuditEntry>, ManageError> {
         let mut query = query;
-        if let Actor::Key(principal) = actor {
+        if let Some(principal) = acting(actor)? {
             check_owner(principal, query.owner())?;
             if let Some(env) = principal.environment() {
                 if !self.privileged.contains(&env) {
@@ -587,6 +595,7 @@ impl<K: ManagedKeyStore> KeyManager<K> {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
+        acting(actor)?;
         let scopes: Vec<String> = scopes.into_iter().map(Into::into).collect();
         self.check_known(&scopes)?;
         let old = self.find_to_change(owner, id, actor).await?;
@@ -674,6 +683,17 @@ impl<K: ManagedKeyStore> KeyManager<K> {
             target: environment,
         }
         .into())
+    }
+}
+
+/// Rule 5: the acting key, unless it has no authority at all because a rotation
+/// replaced it (it still authenticates during its grace period). `None` for the
+/// system.
+fn acting<'a>(actor: Actor<'a>) -> Result<Option<&'a Principal>, ManageError> {
+    match actor {
+        Actor::Key(principal) if principal.rotation().is_some() => Err(Denied::Superseded.into()),
+        Actor::Key(principal) => Ok(Some(principal)),
+        Actor::System(_) => Ok(None),
     }
 }
 
