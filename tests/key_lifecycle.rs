@@ -548,6 +548,83 @@ mod cases {
         assert_eq!(w.status(&next).await, Ok(()));
     }
 
+    /// A request's key, authenticated just before its scopes were narrowed, or before
+    /// it was revoked: the manager judges the key as the request saw it, and the store,
+    /// which checks the acting key again in the change's own transaction, refuses every
+    /// change (403 [`Denied::ActorChanged`]). Nothing is created, changed or audited.
+    pub(crate) async fn an_actor_changed_after_it_was_judged_changes_nothing<S: ManagedKeyStore>(
+        w: World<S>,
+    ) {
+        let writer = w
+            .make(acme(), "live", &["api_keys:write", "employees:write"])
+            .await;
+        let target = w.make(acme(), "live", &["employees:read"]).await;
+        let system = Actor::System("ops");
+        let attempts = |principal: Principal| {
+            let (manager, id) = (w.manager.clone(), target.record.id);
+            async move {
+                let by = Actor::Key(&principal);
+                let new = NewKey::new("late", acme())
+                    .with_environment("live")
+                    .with_scopes(["employees:write"]);
+                [
+                    manager.create(new, by).await.map(drop),
+                    manager
+                        .rotate(&acme(), &id, Duration::ZERO, by)
+                        .await
+                        .map(drop),
+                    manager
+                        .set_scopes(&acme(), &id, ["employees:write"], by)
+                        .await
+                        .map(drop),
+                    manager.revoke(&acme(), &id, by).await.map(drop),
+                ]
+            }
+        };
+
+        let keys_before = w.keys(&acme()).await;
+        let audit_before = w.audit(&acme()).await.len();
+        // Narrowed to reading after the request authenticated.
+        let narrowed = w.principal(&writer).await;
+        w.manager
+            .set_scopes(&acme(), &writer.record.id, ["employees:read"], system)
+            .await
+            .unwrap();
+        for result in attempts(narrowed).await {
+            assert_eq!(denied(result), Denied::ActorChanged);
+        }
+        // Revoked after the request authenticated.
+        let other = w
+            .make(acme(), "live", &["api_keys:write", "employees:write"])
+            .await;
+        let revoked = w.principal(&other).await;
+        w.manager
+            .revoke(&acme(), &other.record.id, system)
+            .await
+            .unwrap();
+        for result in attempts(revoked).await {
+            assert_eq!(denied(result), Denied::ActorChanged);
+        }
+        let keys_after: Vec<_> = w
+            .keys(&acme())
+            .await
+            .into_iter()
+            .filter(|k| k.id != other.record.id && k.id != writer.record.id)
+            .collect();
+        let keys_before: Vec<_> = keys_before
+            .into_iter()
+            .filter(|k| k.id != writer.record.id)
+            .collect();
+        assert_eq!(keys_after, keys_before, "nothing created or changed");
+        // Three entries: the narrowing, and the creation and revocation of `other`.
+        assert_eq!(w.audit(&acme()).await.len(), audit_before + 3);
+        assert_eq!(
+            Denied::ActorChanged.to_string(),
+            "the acting key was revoked, rotated, changed or expired while the operation \
+             ran; nothing was changed"
+        );
+    }
+
     /// Sixteen tasks rotate one key at once through the manager: one succeeds, fifteen
     /// get 409, one successor exists, one rotation is audited.
     pub(crate) async fn racing_rotations_have_one_winner<S: ManagedKeyStore>(w: World<S>) {
@@ -1190,6 +1267,7 @@ macro_rules! suite {
             escalations_are_refused_and_change_nothing,
             positive_controls_are_allowed,
             a_replaced_key_manages_nothing,
+            an_actor_changed_after_it_was_judged_changes_nothing,
             rotation_rules_hold,
             racing_rotations_have_one_winner,
             racing_revocations_are_audited_once,

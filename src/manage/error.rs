@@ -36,6 +36,14 @@ pub enum Denied {
          but only its successor manages keys"
     )]
     Superseded,
+    /// The acting key was revoked, rotated, re-scoped or re-dated, or expired, after
+    /// its authority was judged and before the change was written: the store refused
+    /// the change ([`Applied::ActorChanged`](crate::store::Applied::ActorChanged)).
+    #[error(
+        "the acting key was revoked, rotated, changed or expired while the operation ran; \
+         nothing was changed"
+    )]
+    ActorChanged,
 }
 
 fn environment_message(acting: Option<Environment>) -> String {

@@ -9,7 +9,8 @@ use crate::key::{ApiKey, Environment, KeyError, KeyFormat, KeyId};
 use crate::principal::Principal;
 use crate::scope::{Grants, ScopeModel};
 use crate::store::{
-    Applied, CachedStore, Change, KeyRecord, KeyStatus, ManagedKeyStore, Owner, StoreError,
+    ActingKey, Applied, CachedStore, Change, KeyRecord, KeyStatus, ManagedKeyStore, Owner,
+    StoreError,
 };
 
 /// The longest key name accepted, in characters.
@@ -129,7 +130,16 @@ pub enum Actor<'a> {
     System(&'a str),
 }
 
-impl Actor<'_> {
+impl<'a> Actor<'a> {
+    /// The acting key as judged, the condition the store checks with the change;
+    /// `None` for the system.
+    fn judged(self, at: OffsetDateTime) -> Option<ActingKey<'a>> {
+        match self {
+            Self::Key(p) => Some(ActingKey::new(p.record(), at)),
+            Self::System(_) => None,
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             Self::Key(p) => p.key_id().to_string(),
@@ -195,10 +205,20 @@ pub struct CreatedKey {
 ///    [`Denied::Superseded`]. Only its successor manages keys, so a leaked key that
 ///    was rotated away cannot mint new keys or rotate its successor away.
 ///
+/// Authority is decided on the state the change is applied to. A change made by a key
+/// carries that key as it was judged ([`ActingKey`](crate::store::ActingKey): neither
+/// revoked nor replaced, with these scopes and this expiry), and a revocation carries
+/// the target's scopes that rule 4 judged; the store checks both in the change's own
+/// transaction (the acting key's row locked `FOR UPDATE` on PostgreSQL, under
+/// `BEGIN IMMEDIATE` on SQLite, under the lock in
+/// [`MemoryStore`](crate::store::MemoryStore)). An acting key revoked, rotated,
+/// re-scoped or expired between the check and the write changes nothing:
+/// [`Denied::ActorChanged`].
+///
 /// Rotation keeps the key's expiry; rotating a revoked, expired or already rotated key
-/// is [`ManageError::Conflict`], and so is a rotation or scope change that loses a race
-/// with another change of the same key: the store checks and changes in one step, so
-/// of several concurrent rotations of one key exactly one succeeds.
+/// is [`ManageError::Conflict`], and so is a rotation, revocation or scope change that
+/// loses a race with another change of the same key: the store checks and changes in
+/// one step, so of several concurrent rotations of one key exactly one succeeds.
 ///
 /// # Audit
 ///
@@ -340,9 +360,14 @@ impl<K: ManagedKeyStore> KeyManager<K> {
         record.rate_limit_policy = new.rate_limit_policy;
         record.metadata = new.metadata;
         let entry = entry(AuditAction::KeyCreated, &record, actor, now);
-        match self.store.apply(Change::Insert(&record), &[entry]).await? {
+        let change = Change::Insert {
+            record: &record,
+            actor: actor.judged(now),
+        };
+        match self.store.apply(change, &[entry]).await? {
             Applied::Done(_) => {}
-            Applied::Refused(_) | Applied::NotFound => return Err(ManageError::Conflict),
+            Applied::ActorChanged => return Err(Denied::ActorChanged.into()),
+            _ => return Err(ManageError::Conflict),
         }
         trace(AuditAction::KeyCreated, &record, actor);
         Ok(CreatedKey {
@@ -485,18 +510,23 @@ impl<K: ManagedKeyStore> KeyManager<K> {
         }
         let now = self.now();
         let entry = entry(AuditAction::KeyRevoked, &existing, actor, now);
-        match self
-            .store
-            .apply(Change::Revoke { id, at: now }, &[entry])
-            .await?
-        {
+        let change = Change::Revoke {
+            id,
+            at: now,
+            // Rule 4 was judged on these scopes.
+            scopes: matches!(actor, Actor::Key(_)).then_some(existing.scopes.as_slice()),
+            actor: actor.judged(now),
+        };
+        match self.store.apply(change, &[entry]).await? {
             Applied::Done(record) => {
                 trace(AuditAction::KeyRevoked, &record, actor);
                 Ok(record)
             }
             // Revoked meanwhile by another call, which wrote the audit entry.
-            Applied::Refused(record) => Ok(record),
+            Applied::Refused(record) if record.revoked_at.is_some() => Ok(record),
             Applied::NotFound => Err(ManageError::NotFound),
+            Applied::ActorChanged => Err(Denied::ActorChanged.into()),
+            _ => Err(ManageError::Conflict),
         }
     }
 
@@ -561,11 +591,13 @@ impl<K: ManagedKeyStore> KeyManager<K> {
             successor: &successor,
             valid_until,
             at: now,
+            actor: actor.judged(now),
         };
         match self.store.apply(change, &[rotated, created]).await? {
             Applied::Done(_) => {}
-            Applied::Refused(_) => return Err(ManageError::Conflict),
             Applied::NotFound => return Err(ManageError::NotFound),
+            Applied::ActorChanged => return Err(Denied::ActorChanged.into()),
+            _ => return Err(ManageError::Conflict),
         }
         trace(AuditAction::KeyRotated, &old, actor);
         trace(AuditAction::KeyCreated, &successor, actor);
@@ -612,14 +644,16 @@ impl<K: ManagedKeyStore> KeyManager<K> {
             id,
             from: &old.scopes,
             to: &scopes,
+            actor: actor.judged(now),
         };
         match self.store.apply(change, &[entry]).await? {
             Applied::Done(record) => {
                 trace(AuditAction::KeyScopesChanged, &record, actor);
                 Ok(record)
             }
-            Applied::Refused(_) => Err(ManageError::Conflict),
             Applied::NotFound => Err(ManageError::NotFound),
+            Applied::ActorChanged => Err(Denied::ActorChanged.into()),
+            _ => Err(ManageError::Conflict),
         }
     }
 

@@ -877,7 +877,9 @@ impl<S: ManagedKeyStore> ManagedKeyStore for CachedStore<S> {
         let result = self.inner.store.apply(change, audit).await;
         match change {
             // Drops a negative entry for the id or the digest.
-            Change::Insert(record) | Change::Update(record) => self.invalidate_record(record),
+            Change::Insert { record, .. } | Change::Update(record) => {
+                self.invalidate_record(record);
+            }
             Change::Rotate { id, successor, .. } => {
                 self.invalidate_record(successor);
                 self.invalidate(id);
@@ -888,7 +890,9 @@ impl<S: ManagedKeyStore> ManagedKeyStore for CachedStore<S> {
         // owner's address, is not charged to an unknown-key budget.
         if let (
             Ok(Applied::Done(_)),
-            Change::Insert(created)
+            Change::Insert {
+                record: created, ..
+            }
             | Change::Rotate {
                 successor: created, ..
             },
