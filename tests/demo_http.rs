@@ -1284,6 +1284,95 @@ on_every_store!(
     a_rotated_away_key_manages_nothing
 );
 
+/// Issue 23, attack 1 and the rotation gap: a key with `api_keys:write` that expires in
+/// two minutes creates no key without an expiry or with a later one, and rotates no key
+/// that expires later than itself (the rotation would hand it a longer-lived secret).
+/// Keys that expire no later are allowed.
+async fn an_expiring_key_obtains_nothing_that_outlives_it(s: Server) {
+    use tower_api_key::clock::Clock;
+    let rfc3339 = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let now = s.clock.now();
+    let made = s
+        .create_key(
+            &s.acme,
+            json!({
+                "name": "two minutes",
+                "scopes": ["api_keys:write", "employees:read"],
+                "expires_at": rfc3339(now + time::Duration::minutes(2)),
+            }),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let short = made.json()["key"].as_str().unwrap().to_owned();
+    let short_id = made.json()["id"].as_str().unwrap().to_owned();
+    let limit = made.json()["expires_at"].as_str().unwrap().to_owned();
+    let (permanent, permanent_id) = s.new_key(&["employees:read"], "live").await;
+    let before = keys_of(&s, &s.acme).await;
+
+    let outlives = format!("The new key would outlive the acting key (which expires {limit})");
+    for body in [
+        json!({"name": "forever", "scopes": ["employees:read"]}),
+        json!({"name": "forever", "scopes": ["employees:read"], "expires_at": null}),
+        json!({
+            "name": "a year",
+            "scopes": ["employees:read"],
+            "expires_at": rfc3339(now + time::Duration::days(365)),
+        }),
+    ] {
+        let reply = s.create_key(&short, body.clone()).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::FORBIDDEN, json!("permission_denied")),
+            "{body}: {}",
+            reply.text
+        );
+        assert_eq!(reply.json()["error"]["message"], outlives.as_str());
+    }
+    // The rotation gap: a two-minute key rotating a permanent key would receive a
+    // permanent secret.
+    let rotate = s
+        .post(
+            &format!("/v1/api_keys/{permanent_id}/rotate"),
+            Some(&short),
+            json!({"grace_seconds": 0}),
+        )
+        .await;
+    assert_eq!(rotate.status, StatusCode::FORBIDDEN, "{}", rotate.text);
+    assert_eq!(rotate.json()["error"]["message"], outlives.as_str());
+    assert_eq!(keys_of(&s, &s.acme).await, before, "nothing changed");
+    assert_eq!(
+        s.get("/v1/session", Some(&permanent)).await.status,
+        StatusCode::OK
+    );
+
+    // Positive controls: a key expiring with it, and rotating itself.
+    let child = s
+        .create_key(
+            &short,
+            json!({"name": "with it", "scopes": ["employees:read"], "expires_at": limit}),
+        )
+        .await;
+    assert_eq!(child.status, StatusCode::CREATED, "{}", child.text);
+    assert_eq!(child.json()["expires_at"], limit.as_str());
+    let itself = s
+        .post(
+            &format!("/v1/api_keys/{short_id}/rotate"),
+            Some(&short),
+            json!({}),
+        )
+        .await;
+    assert_eq!(itself.status, StatusCode::CREATED, "{}", itself.text);
+    assert_eq!(itself.json()["expires_at"], limit.as_str());
+}
+
+on_every_store!(
+    expiring_keys_obtain_nothing_that_outlives_them,
+    an_expiring_key_obtains_nothing_that_outlives_it
+);
+
 /// A client with no valid key sending distinct forged, well-formed keys: the first 100
 /// a minute are looked up (401), past that each is 429 without a lookup, and a real key
 /// from the same client keeps working throughout; a minute later lookups resume.

@@ -548,6 +548,123 @@ mod cases {
         assert_eq!(w.status(&next).await, Ok(()));
     }
 
+    /// Rule 6: a key never obtains a credential that outlives it. A key expiring in two
+    /// minutes cannot create a key without an expiry or with a later one, nor rotate a
+    /// key that expires later than itself (the rotation would hand it the successor's
+    /// secret, which keeps the old key's expiry). What expires no later is allowed; a
+    /// key without an expiry is not bound.
+    pub(crate) async fn no_key_outlives_its_maker<S: ManagedKeyStore>(w: World<S>) {
+        let system = Actor::System("ops");
+        let scopes = ["api_keys:write", "employees:read"];
+        let limit_at = START + time::Duration::minutes(2);
+        let short = w
+            .manager
+            .create(
+                NewKey::new("two minutes", acme())
+                    .with_environment("live")
+                    .with_scopes(scopes)
+                    .with_expiry(Expiry::At(limit_at)),
+                system,
+            )
+            .await
+            .unwrap();
+        let limit = short.record.expires_at.unwrap();
+        let permanent = w.make(acme(), "live", &["employees:read"]).await;
+        let later = w
+            .manager
+            .create(
+                NewKey::new("a month", acme())
+                    .with_environment("live")
+                    .with_scopes(["employees:read"])
+                    .with_expiry(Expiry::Days30),
+                system,
+            )
+            .await
+            .unwrap();
+        let keys_before = w.keys(&acme()).await;
+        let audit_before = w.audit(&acme()).await;
+
+        let short_p = w.principal(&short).await;
+        let by = Actor::Key(&short_p);
+        let new = |expiry| {
+            NewKey::new("child", acme())
+                .with_environment("live")
+                .with_scopes(["employees:read"])
+                .with_expiry(expiry)
+        };
+        let outlives = Denied::Outlives(limit);
+        for expiry in [
+            Expiry::Never,
+            Expiry::Days365,
+            Expiry::At(limit + time::Duration::microseconds(1)),
+        ] {
+            assert_eq!(denied(w.manager.create(new(expiry), by).await), outlives);
+        }
+        assert_eq!(
+            denied(w.manager.ensure_key(new(Expiry::Never), by).await),
+            outlives
+        );
+        // The rotation gap: rotating a longer-lived key hands over a longer-lived secret.
+        for target in [&permanent, &later] {
+            assert_eq!(
+                denied(
+                    w.manager
+                        .rotate(&acme(), &target.record.id, Duration::ZERO, by)
+                        .await
+                ),
+                outlives
+            );
+        }
+        assert_eq!(
+            outlives.to_string(),
+            "the new key would outlive the acting key (which expires \
+             2026-03-01T09:32:00.123456Z)"
+        );
+        assert_eq!(w.keys(&acme()).await, keys_before, "nothing changed");
+        assert_eq!(w.audit(&acme()).await, audit_before, "nothing audited");
+        assert_eq!(w.status(&permanent).await, Ok(()));
+
+        // What expires no later than the acting key is allowed, itself included.
+        for at in [limit, limit - time::Duration::minutes(1)] {
+            let child = w.manager.create(new(Expiry::At(at)), by).await.unwrap();
+            assert_eq!(child.record.expires_at, Some(at));
+            let next = w
+                .manager
+                .rotate(&acme(), &child.record.id, Duration::ZERO, by)
+                .await
+                .unwrap();
+            assert_eq!(
+                next.record.expires_at,
+                Some(at),
+                "rotation keeps the expiry"
+            );
+        }
+        let next = w
+            .manager
+            .rotate(&acme(), &short.record.id, Duration::ZERO, by)
+            .await
+            .unwrap();
+        assert_eq!(next.record.expires_at, Some(limit));
+        // A key without an expiry is not bound by the rule.
+        let admin = w.make(acme(), "live", &ALL_SCOPES).await;
+        let admin_p = w.principal(&admin).await;
+        let forever = w
+            .manager
+            .create(new(Expiry::Never), Actor::Key(&admin_p))
+            .await
+            .unwrap();
+        assert_eq!(forever.record.expires_at, None);
+        w.manager
+            .rotate(
+                &acme(),
+                &later.record.id,
+                Duration::ZERO,
+                Actor::Key(&admin_p),
+            )
+            .await
+            .unwrap();
+    }
+
     /// A request's key, authenticated just before its scopes were narrowed, or before
     /// it was revoked: the manager judges the key as the request saw it, and the store,
     /// which checks the acting key again in the change's own transaction, refuses every
@@ -920,6 +1037,19 @@ mod walk {
         }
     }
 
+    /// Rule 6: whether a key expiring at `expires_at` would outlive `actor`.
+    fn outlives(expires_at: Option<OffsetDateTime>, actor: &Model) -> bool {
+        actor
+            .expires_at
+            .is_some_and(|limit| expires_at.is_none_or(|at| at > limit))
+    }
+
+    /// `t` cut to the whole microsecond, as the manager cuts its clock.
+    fn whole_micros(t: OffsetDateTime) -> OffsetDateTime {
+        t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
+            .unwrap()
+    }
+
     fn grants(scopes: &[String]) -> BTreeSet<String> {
         let model = super::model();
         let grants = model.grants(scopes);
@@ -1067,7 +1197,13 @@ mod walk {
                         }
                         Some(a) => {
                             let held = grants(&a.scopes);
-                            if scopes.iter().all(|s| held.contains(s)) {
+                            let expires_at = match expiry {
+                                Expiry::Days30 => {
+                                    Some(whole_micros(now) + time::Duration::days(30))
+                                }
+                                _ => None,
+                            };
+                            if scopes.iter().all(|s| held.contains(s)) && !outlives(expires_at, a) {
                                 Expect::Ok
                             } else {
                                 Expect::Denied
@@ -1089,6 +1225,14 @@ mod walk {
                 1 => {
                     let grace = if self.rng.chance(50) { 0 } else { 60 };
                     let mut expect = Self::may_change(actor_model.as_ref(), &owner, Some(&target));
+                    // Rule 6: the successor keeps the target's expiry.
+                    if expect == Expect::Ok
+                        && actor_model
+                            .as_ref()
+                            .is_some_and(|a| outlives(target.expires_at, a))
+                    {
+                        expect = Expect::Denied;
+                    }
                     if expect == Expect::Ok
                         && (target.revoked
                             || target.successor.is_some()
@@ -1267,6 +1411,7 @@ macro_rules! suite {
             escalations_are_refused_and_change_nothing,
             positive_controls_are_allowed,
             a_replaced_key_manages_nothing,
+            no_key_outlives_its_maker,
             an_actor_changed_after_it_was_judged_changes_nothing,
             rotation_rules_hold,
             racing_rotations_have_one_winner,

@@ -2,6 +2,7 @@
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode};
+use time::OffsetDateTime;
 
 use crate::key::{Environment, KeyError};
 use crate::store::StoreError;
@@ -36,6 +37,11 @@ pub enum Denied {
          but only its successor manages keys"
     )]
     Superseded,
+    /// The new key (or the rotation's successor) would outlive the acting key, which
+    /// expires at the given instant: a key never obtains a credential that outlives
+    /// it.
+    #[error("the new key would outlive the acting key (which expires {})", rfc3339(*.0))]
+    Outlives(OffsetDateTime),
     /// The acting key was revoked, rotated, re-scoped or re-dated, or expired, after
     /// its authority was judged and before the change was written: the store refused
     /// the change ([`Applied::ActorChanged`](crate::store::Applied::ActorChanged)).
@@ -44,6 +50,11 @@ pub enum Denied {
          nothing was changed"
     )]
     ActorChanged,
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| at.to_string())
 }
 
 fn environment_message(acting: Option<Environment>) -> String {

@@ -122,8 +122,8 @@ impl NewKey {
 pub enum Actor<'a> {
     /// An API key (the request's [`Principal`]). It acts only on keys of its own owner
     /// and environment (see [`KeyManager::with_privileged_environments`]), only on keys
-    /// whose scopes it holds, grants only scopes it holds, and acts not at all once a
-    /// rotation replaced it.
+    /// whose scopes it holds, grants only scopes it holds, obtains no key that
+    /// outlives it, and acts not at all once a rotation replaced it.
     Key(&'a Principal),
     /// A trusted operator or bootstrap code, named for the audit log (as
     /// [`AuditActor::System`]). Exempt from the authority rules.
@@ -204,6 +204,11 @@ pub struct CreatedKey {
 ///    create, rotate, revoke, scope changes, get, list and the audit log are
 ///    [`Denied::Superseded`]. Only its successor manages keys, so a leaked key that
 ///    was rotated away cannot mint new keys or rotate its successor away.
+/// 6. **No key outlives its maker.** A key never obtains a credential that outlives
+///    it: a key it creates expires no later than itself (a missing expiry is refused,
+///    not capped), and it rotates only keys that expire no later than itself, since
+///    the rotation hands it the successor's secret, which keeps the old key's expiry
+///    ([`Denied::Outlives`]). A key that never expires is not bound by this rule.
 ///
 /// Authority is decided on the state the change is applied to. A change made by a key
 /// carries that key as it was judged ([`ActingKey`](crate::store::ActingKey): neither
@@ -353,6 +358,9 @@ impl<K: ManagedKeyStore> KeyManager<K> {
         let expires_at = new.expiry.resolve(now)?.map(crate::clock::whole_micros);
         if expires_at.is_some_and(|at| at <= now) {
             return Err(ManageError::ExpiryInPast);
+        }
+        if let Actor::Key(principal) = actor {
+            check_lifetime(principal, expires_at)?;
         }
         let mut record = KeyRecord::new(&minted, new.name, new.owner, scopes, now)
             .with_expires_at(expires_at)
@@ -551,8 +559,10 @@ impl<K: ManagedKeyStore> KeyManager<K> {
     ) -> Result<CreatedKey, ManageError> {
         let old = self.find_to_change(owner, id, actor).await?;
         if let Actor::Key(principal) = actor {
-            // The successor holds the old key's scopes.
+            // The successor holds the old key's scopes and expiry, and its secret goes
+            // to the acting key.
             check_grantable(&self.grants(principal), &old.scopes)?;
+            check_lifetime(principal, old.expires_at)?;
         }
         let now = self.now();
         if old.revoked_at.is_some()
@@ -728,6 +738,22 @@ fn acting<'a>(actor: Actor<'a>) -> Result<Option<&'a Principal>, ManageError> {
         Actor::Key(principal) if principal.rotation().is_some() => Err(Denied::Superseded.into()),
         Actor::Key(principal) => Ok(Some(principal)),
         Actor::System(_) => Ok(None),
+    }
+}
+
+/// Rule 6, the one place it is decided: the acting key may obtain the secret of a key
+/// expiring at `expires_at` (a new key, a rotation's successor) only if that key
+/// expires no later than itself. A key without an expiry outlives every key that has
+/// one.
+fn check_lifetime(
+    principal: &Principal,
+    expires_at: Option<OffsetDateTime>,
+) -> Result<(), ManageError> {
+    match principal.expires_at() {
+        Some(limit) if expires_at.is_none_or(|at| at > limit) => {
+            Err(Denied::Outlives(limit).into())
+        }
+        _ => Ok(()),
     }
 }
 

@@ -84,9 +84,11 @@ pub struct CreateKey {
     #[serde(default)]
     #[schema(value_type = Vec<super::openapi::Scope>)]
     scopes: Vec<String>,
-    /// When the key stops working: any time in the future (RFC 3339). The schema
-    /// admits the years 2100 to 2999 only, which are always in the future: a past time
-    /// is refused with 400, which no schema can express.
+    /// When the key stops working: any time in the future (RFC 3339), and no later
+    /// than the calling key's own expiry if it has one (403 otherwise, and also when
+    /// this is absent: no key outlives its maker). The schema admits the years 2100 to
+    /// 2999 only, which are always in the future: a past time is refused with 400,
+    /// which no schema can express.
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[schema(
         value_type = Option<String>,
