@@ -983,7 +983,8 @@ async fn lifecycle_attacks_fail_over_http(s: Server) {
         "Cannot grant scope audit_log:read: the acting key does not hold it"
     );
 
-    // A test key with api_keys:write reaches no live key.
+    // A test key with api_keys:write reaches no live key: it cannot create one, and
+    // live keys are not found (see `other_owners_and_environments_keys_are_missing`).
     let (tester, _) = s
         .new_key(&["api_keys:write", "employees:read"], "test")
         .await;
@@ -994,30 +995,34 @@ async fn lifecycle_attacks_fail_over_http(s: Server) {
             Some(json!({})),
         ),
         (Method::DELETE, format!("/v1/api_keys/{writer_id}"), None),
-        (
-            Method::POST,
-            "/v1/api_keys".to_owned(),
-            Some(json!({"name": "x", "scopes": [], "environment": "live"})),
-        ),
+        (Method::GET, format!("/v1/api_keys/{writer_id}"), None),
     ] {
         let reply = s.send(method, &path, Some(&tester), body).await;
         assert_eq!(
             (reply.status, reply.code()),
-            (StatusCode::FORBIDDEN, json!("permission_denied")),
+            (StatusCode::NOT_FOUND, json!("not_found")),
             "{path}: {}",
             reply.text
         );
-        assert_eq!(
-            reply.json()["error"]["message"],
-            "A test key can only act on test keys"
-        );
     }
+    let reply = s
+        .create_key(
+            &tester,
+            json!({"name": "x", "scopes": [], "environment": "live"}),
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::FORBIDDEN, json!("permission_denied")),
+        "{}",
+        reply.text
+    );
+    assert_eq!(
+        reply.json()["error"]["message"],
+        "A test key can only act on test keys"
+    );
     let seen = keys_of(&s, &tester).await;
     assert!(seen.iter().all(|k| k["environment"] == "test"), "{seen:?}");
-    let read = s
-        .get(&format!("/v1/api_keys/{writer_id}"), Some(&tester))
-        .await;
-    assert_eq!(read.status, StatusCode::FORBIDDEN);
 
     // Scope changes: not to grant oneself more, not on a stronger key.
     let widen = s
@@ -1371,6 +1376,91 @@ async fn an_expiring_key_obtains_nothing_that_outlives_it(s: Server) {
 on_every_store!(
     expiring_keys_obtain_nothing_that_outlives_them,
     an_expiring_key_obtains_nothing_that_outlives_it
+);
+
+/// Issue 23, attack 5, the existence oracle: to a test key, a live key's id is exactly
+/// like a missing one (and a malformed one), and so is another organization's key to
+/// that organization's admin: the same 404 and the same body, on every operation on a
+/// key. Nothing changes. A key lacking the route's scope still gets the route guard's
+/// 403, which reveals nothing about ids.
+async fn other_owners_and_environments_keys_are_missing(s: Server) {
+    let (live, live_id) = s
+        .new_key(&["api_keys:write", "employees:read"], "live")
+        .await;
+    let (tester, _) = s
+        .new_key(&["api_keys:write", "employees:read"], "test")
+        .await;
+    let (_, test_id) = s.new_key(&["employees:read"], "test").await;
+    let before = keys_of(&s, &s.acme).await;
+    let missing = "AAAAAAAAAAA";
+    let malformed = "not-a-key-id-because-it-is-too-long";
+
+    let operations = |id: &str| {
+        let path = format!("/v1/api_keys/{id}");
+        [
+            (Method::GET, path.clone(), None),
+            (Method::DELETE, path.clone(), None),
+            (
+                Method::PATCH,
+                path.clone(),
+                Some(json!({"scopes": ["employees:read"]})),
+            ),
+            (
+                Method::POST,
+                format!("{path}/rotate"),
+                Some(json!({"grace_seconds": 0})),
+            ),
+        ]
+    };
+    let not_found = json!({"error": {"code": "not_found", "message": "No such key"}});
+    for (caller, hidden) in [
+        (&tester, &live_id),
+        (&s.globex, &live_id),
+        (&s.globex, &test_id),
+    ] {
+        for id in [hidden.as_str(), missing, malformed] {
+            for (method, path, body) in operations(id) {
+                let reply = s.send(method.clone(), &path, Some(caller), body).await;
+                assert_eq!(
+                    (reply.status, reply.json()),
+                    (StatusCode::NOT_FOUND, not_found.clone()),
+                    "{method} {path}: {}",
+                    reply.text
+                );
+            }
+        }
+    }
+    // Nothing changed, and the hidden key works.
+    assert_eq!(keys_of(&s, &s.acme).await, before);
+    assert_eq!(
+        s.get("/v1/session", Some(&live)).await.status,
+        StatusCode::OK
+    );
+    // Positive control: the test key reads a test key.
+    let read = s
+        .get(&format!("/v1/api_keys/{test_id}"), Some(&tester))
+        .await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.text);
+    // The route guard's 403 does not depend on the id.
+    let (reader, _) = s.new_key(&["employees:read"], "live").await;
+    let mut guarded = Vec::new();
+    for id in [live_id.as_str(), missing] {
+        let reply = s.get(&format!("/v1/api_keys/{id}"), Some(&reader)).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+        let mut body = reply.json();
+        body["error"].as_object_mut().unwrap().remove("request_id");
+        guarded.push(body);
+    }
+    assert_eq!(guarded[0], guarded[1]);
+    assert_eq!(
+        guarded[0]["error"]["message"],
+        "Required scope: api_keys:read"
+    );
+}
+
+on_every_store!(
+    other_owners_and_environments_keys_are_missing_over_http,
+    other_owners_and_environments_keys_are_missing
 );
 
 /// A client with no valid key sending distinct forged, well-formed keys: the first 100

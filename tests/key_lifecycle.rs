@@ -216,7 +216,9 @@ mod cases {
             Denied::GrantNotHeld("audit_log:read".into())
         );
 
-        // A test key reaches no live key: create, rotate, revoke, read, change, list.
+        // A test key reaches no live key: it cannot create one, and a live key is not
+        // found, exactly like a missing one, whether it reads, rotates, revokes or
+        // changes it.
         let tester_p = w.principal(&tester).await;
         let as_tester = Actor::Key(&tester_p);
         let test_env = Some(Environment::test());
@@ -228,31 +230,25 @@ mod cases {
             .with_environment("live")
             .with_scopes(["employees:read"]);
         assert_eq!(denied(w.manager.create(live, as_tester).await), environment);
-        let target = &writer.record.id;
-        assert_eq!(
-            denied(
-                w.manager
-                    .rotate(&acme(), target, Duration::ZERO, as_tester)
+        let nobody = KeyId::new("nobody").unwrap();
+        for target in [&writer.record.id, &nobody] {
+            let m = &w.manager;
+            for result in [
+                m.rotate(&acme(), target, Duration::ZERO, as_tester)
                     .await
-            ),
-            environment
-        );
-        assert_eq!(
-            denied(w.manager.revoke(&acme(), target, as_tester).await),
-            environment
-        );
-        assert_eq!(
-            denied(w.manager.get(&acme(), target, as_tester).await),
-            environment
-        );
-        assert_eq!(
-            denied(
-                w.manager
-                    .set_scopes(&acme(), target, ["api_keys:read"], as_tester)
+                    .map(drop),
+                m.revoke(&acme(), target, as_tester).await.map(drop),
+                m.get(&acme(), target, as_tester).await.map(drop),
+                m.set_scopes(&acme(), target, ["api_keys:read"], as_tester)
                     .await
-            ),
-            environment
-        );
+                    .map(drop),
+            ] {
+                assert!(
+                    matches!(result, Err(ManageError::NotFound)),
+                    "{target}: {result:?}"
+                );
+            }
+        }
         assert_eq!(
             environment.to_string(),
             "a test key can only act on test keys"
@@ -271,24 +267,37 @@ mod cases {
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].api_key_id, tester.record.id);
 
-        // A key of another organization: refused for the owner it names, and the
-        // other owner's key ids are unknown to it.
+        // A key of another organization: the other owner's keys are not found,
+        // exactly like missing ones, whichever owner it names; creating, listing or
+        // reading the audit log for the other owner is refused.
         let outsider_p = w.principal(&outsider).await;
         let as_outsider = Actor::Key(&outsider_p);
+        for owner in [acme(), globex()] {
+            for target in [&admin.record.id, &nobody] {
+                let m = &w.manager;
+                for result in [
+                    m.revoke(&owner, target, as_outsider).await.map(drop),
+                    m.rotate(&owner, target, Duration::ZERO, as_outsider)
+                        .await
+                        .map(drop),
+                    m.get(&owner, target, as_outsider).await.map(drop),
+                    m.set_scopes(&owner, target, ["employees:read"], as_outsider)
+                        .await
+                        .map(drop),
+                ] {
+                    assert!(
+                        matches!(result, Err(ManageError::NotFound)),
+                        "{owner:?} {target}: {result:?}"
+                    );
+                }
+            }
+        }
         for result in [
-            w.manager
-                .revoke(&acme(), &admin.record.id, as_outsider)
-                .await
-                .map(drop),
-            w.manager
-                .rotate(&acme(), &admin.record.id, Duration::ZERO, as_outsider)
-                .await
-                .map(drop),
-            w.manager
-                .get(&acme(), &admin.record.id, as_outsider)
-                .await
-                .map(drop),
             w.manager.list(&acme(), as_outsider).await.map(drop),
+            w.manager
+                .audit_log(AuditQuery::new(acme()), as_outsider)
+                .await
+                .map(drop),
             w.manager
                 .create(
                     NewKey::new("x", acme()).with_environment("live"),
@@ -299,12 +308,6 @@ mod cases {
         ] {
             assert_eq!(denied(result), Denied::OtherOwner("organization"));
         }
-        assert!(matches!(
-            w.manager
-                .revoke(&globex(), &admin.record.id, as_outsider)
-                .await,
-            Err(ManageError::NotFound)
-        ));
 
         // Nothing changed anywhere.
         assert_eq!(w.keys(&acme()).await, keys_before);
@@ -1127,14 +1130,15 @@ mod walk {
             if actor.successor.is_some() {
                 return Expect::Denied;
             }
+            // Another owner's key, or one out of the actor's environment, is missing.
             if &actor.owner != owner {
-                return Expect::Denied;
+                return Expect::NotFound;
             }
             let Some(target) = target.filter(|t| &t.owner == owner) else {
                 return Expect::NotFound;
             };
             if actor.env != Environment::live() && actor.env != target.env {
-                return Expect::Denied;
+                return Expect::NotFound;
             }
             let held = grants(&actor.scopes);
             if target.scopes.iter().any(|s| !held.contains(s)) {
@@ -1301,10 +1305,11 @@ mod walk {
                 }
                 4 => {
                     let expect = match &actor_model {
-                        Some(a) if a.successor.is_some() || a.owner != owner => Expect::Denied,
+                        Some(a) if a.successor.is_some() => Expect::Denied,
+                        Some(a) if a.owner != owner => Expect::NotFound,
                         _ if target.owner != owner => Expect::NotFound,
                         Some(a) if a.env != Environment::live() && a.env != target.env => {
-                            Expect::Denied
+                            Expect::NotFound
                         }
                         _ => Expect::Ok,
                     };

@@ -183,14 +183,17 @@ pub struct CreatedKey {
 /// may do anything; the audit log names it as such. An [`Actor::Key`] is bound by
 /// these rules, checked here rather than in handlers, so no route can forget them:
 ///
-/// 1. **Owner.** A key acts only on keys of its own owner: any other owner is
-///    [`Denied::OtherOwner`]. A key id of another owner is [`ManageError::NotFound`],
-///    exactly like a missing one.
+/// 1. **Owner.** A key acts only on keys of its own owner. Another owner's key is
+///    [`ManageError::NotFound`], exactly like a missing one, on every operation on a
+///    key (get, rotate, revoke, scope change); creating a key for another owner, or
+///    listing or reading the audit log of one, names no key and is
+///    [`Denied::OtherOwner`].
 /// 2. **Environment.** A key of a *privileged* environment (by default `live`) acts on
 ///    keys of every environment; any other key acts only on keys of its own
-///    environment: a `test` key cannot create, rotate, revoke, read, list or change
-///    `live` keys ([`Denied::Environment`]). Lists and the audit log show it only its
-///    own environment.
+///    environment: a `test` key cannot create `live` keys ([`Denied::Environment`]),
+///    and a `live` key is [`ManageError::NotFound`] to it, exactly like a missing one,
+///    whether it reads, rotates, revokes or changes it. Lists and the audit log show
+///    it only its own environment.
 /// 3. **No escalation.** A new key, a rotation's successor and a scope change hold
 ///    only scopes the acting key holds, after the model's implications
 ///    ([`Denied::GrantNotHeld`]).
@@ -452,25 +455,27 @@ impl<K: ManagedKeyStore> KeyManager<K> {
         Ok(keys)
     }
 
-    /// One key of `owner`. Another owner's key is [`ManageError::NotFound`], exactly
-    /// like a missing one.
+    /// One key of `owner`. Another owner's key, or a key of an environment `actor`
+    /// does not reach, is [`ManageError::NotFound`], exactly like a missing one.
     ///
     /// # Errors
     ///
-    /// [`ManageError::NotFound`], an authority rule ([`ManageError::PermissionDenied`]),
-    /// or the store's error.
+    /// [`ManageError::NotFound`], [`Denied::Superseded`], or the store's error.
     pub async fn get(
         &self,
         owner: &Owner,
         id: &KeyId,
         actor: Actor<'_>,
     ) -> Result<KeyRecord, ManageError> {
-        if let Some(principal) = acting(actor)? {
-            check_owner(principal, owner)?;
+        // Another owner's key, or one of an environment out of reach, is not found,
+        // exactly like a missing one: the answer reveals nothing about the id.
+        let principal = acting(actor)?;
+        if principal.is_some_and(|p| p.owner() != owner) {
+            return Err(ManageError::NotFound);
         }
         let record = self.find(owner, id).await?;
-        if let Actor::Key(principal) = actor {
-            self.check_reach(principal, owner, record.environment)?;
+        if principal.is_some_and(|p| !self.reaches(p, record.environment)) {
+            return Err(ManageError::NotFound);
         }
         Ok(record)
     }
@@ -504,7 +509,8 @@ impl<K: ManagedKeyStore> KeyManager<K> {
     ///
     /// # Errors
     ///
-    /// [`ManageError::NotFound`] for another owner's key, an authority rule
+    /// [`ManageError::NotFound`] (also for another owner's key, or one of an
+    /// environment out of reach), an authority rule
     /// ([`ManageError::PermissionDenied`]), or the store's error.
     pub async fn revoke(
         &self,
@@ -545,7 +551,8 @@ impl<K: ManagedKeyStore> KeyManager<K> {
     ///
     /// # Errors
     ///
-    /// [`ManageError::NotFound`] for another owner's key, [`ManageError::Conflict`]
+    /// [`ManageError::NotFound`] (also for another owner's key, or one of an
+    /// environment out of reach), [`ManageError::Conflict`]
     /// for a revoked, expired or already rotated key (or one rotated or changed by a
     /// concurrent call), [`ManageError::InvalidGrace`] for a grace period ending past
     /// the calendar's end, an authority rule ([`ManageError::PermissionDenied`]), or
