@@ -958,21 +958,27 @@ mod cases {
         }
     }
 
-    /// The random walk, 10,000 steps on the memory store, fewer on the SQL stores.
+    /// The random walk, 10,000 steps on the memory store, 1,000 on the SQL stores.
     pub(crate) async fn random_walk_keeps_every_invariant<S: ManagedKeyStore>(w: World<S>) {
         let steps = if std::any::type_name::<S>().contains("MemoryStore") {
             10_000
         } else {
-            400
+            1_000
         };
         super::walk::run(&w, 0x5eed_1234_abcd_0001, steps).await;
     }
 }
 
-/// The model-based random walk: create, rotate, revoke, change scopes, get and list by
-/// random actors of two organizations and both environments, each result predicted by
-/// a reference model of the authority rules, and the store compared with the model
-/// after every step.
+/// The model-based random walk: create, rotate, revoke, change scopes, get, list and
+/// read the audit log, by random actors of two organizations and both environments,
+/// with expiries, rotation grace periods and a clock that moves, each result predicted
+/// by a reference model of the authority rules (down to which rule refuses), and the
+/// store compared with the model after every step.
+///
+/// Actors are the system, keys that authenticate now (in a rotation's grace period
+/// too), and principals held from earlier steps whatever their key became since (the
+/// compare-and-set on the acting key: what the manager judged on the principal, the
+/// store checks against the key as it stands).
 mod walk {
     use super::*;
 
@@ -994,6 +1000,10 @@ mod walk {
         fn chance(&mut self, percent: u64) -> bool {
             self.next() % 100 < percent
         }
+
+        fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+            items[self.below(items.len())]
+        }
     }
 
     /// What the model knows of one key.
@@ -1010,6 +1020,8 @@ mod walk {
         expires_at: Option<OffsetDateTime>,
         /// The scopes (with implications) of the key that made this one, if a key did.
         maker_grants: Option<BTreeSet<String>>,
+        /// The expiry of the key that made this one (or rotated it in), if it had one.
+        maker_expiry: Option<OffsetDateTime>,
         /// Whether a test key is in this key's ancestry.
         test_lineage: bool,
     }
@@ -1020,24 +1032,56 @@ mod walk {
                 && self.expires_at.is_none_or(|t| t > now)
                 && self.valid_until.is_none_or(|t| t > now)
         }
+
+        /// `ActingKey::holds` as the model sees it: whether this key, as it stands, is
+        /// still the key `judged` was at authentication, usable at `at`.
+        fn holds(&self, judged: &Self, at: OffsetDateTime) -> bool {
+            !self.revoked
+                && self.successor.is_none()
+                && self.scopes == judged.scopes
+                && self.expires_at == judged.expires_at
+                && self.expires_at.is_none_or(|t| t > at)
+        }
     }
 
-    #[derive(Debug, PartialEq)]
+    /// Which rule refuses.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    enum Rule {
+        OtherOwner,
+        Environment,
+        GrantNotHeld,
+        TargetNotHeld,
+        Superseded,
+        Outlives,
+        ActorChanged,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
     enum Expect {
         Ok,
-        Denied,
+        Denied(Rule),
         NotFound,
         Conflict,
     }
 
     fn kind<T>(result: &Result<T, ManageError>) -> Expect {
-        match result {
-            Ok(_) => Expect::Ok,
-            Err(ManageError::PermissionDenied(_)) => Expect::Denied,
-            Err(ManageError::NotFound) => Expect::NotFound,
-            Err(ManageError::Conflict) => Expect::Conflict,
+        let rule = match result {
+            Ok(_) => return Expect::Ok,
+            Err(ManageError::NotFound) => return Expect::NotFound,
+            Err(ManageError::Conflict) => return Expect::Conflict,
+            Err(ManageError::PermissionDenied(denied)) => denied,
             Err(other) => panic!("unexpected error: {other}"),
-        }
+        };
+        Expect::Denied(match rule {
+            Denied::OtherOwner(_) => Rule::OtherOwner,
+            Denied::Environment { .. } => Rule::Environment,
+            Denied::GrantNotHeld(_) => Rule::GrantNotHeld,
+            Denied::TargetNotHeld(_) => Rule::TargetNotHeld,
+            Denied::Superseded => Rule::Superseded,
+            Denied::Outlives(_) => Rule::Outlives,
+            Denied::ActorChanged => Rule::ActorChanged,
+            other => panic!("unexpected refusal: {other}"),
+        })
     }
 
     /// Rule 6: whether a key expiring at `expires_at` would outlive `actor`.
@@ -1059,14 +1103,31 @@ mod walk {
         grants.iter().map(str::to_owned).collect()
     }
 
+    /// The verdict unless `refusal` holds.
+    fn unless(expect: Expect, refusal: bool, then: Expect) -> Expect {
+        if expect == Expect::Ok && refusal {
+            then
+        } else {
+            expect
+        }
+    }
+
+    /// The acting key of a step: its index, the key as its principal shows it (as the
+    /// manager judges it), and the principal.
+    type Acting = (usize, Model, Principal);
+
     struct Walk<'w, S: ManagedKeyStore> {
         w: &'w World<S>,
         rng: Rng,
         keys: Vec<Model>,
+        /// Principals of earlier steps, kept across later changes of their keys.
+        held: Vec<Acting>,
         /// Audit entries the current step should have written, per owner.
         audited: HashMap<String, usize>,
         /// The newest audit entry id seen, per owner.
         last_entry: HashMap<String, u64>,
+        /// How often each operation had each outcome.
+        seen: BTreeSet<(&'static str, Expect)>,
     }
 
     pub(super) async fn run<S: ManagedKeyStore>(w: &World<S>, seed: u64, steps: usize) {
@@ -1074,14 +1135,16 @@ mod walk {
             w,
             rng: Rng(seed),
             keys: Vec::new(),
+            held: Vec::new(),
             audited: HashMap::new(),
             last_entry: HashMap::new(),
+            seen: BTreeSet::new(),
         };
-        // Each organization starts with a live and a test admin.
+        // Each organization starts with a live and a test admin that never expire.
         for owner in [acme(), globex()] {
             for env in ["live", "test"] {
                 let created = w.make(owner.clone(), env, &ALL_SCOPES).await;
-                walk.adopt(created, None, false);
+                walk.adopt(created, None, None, false);
                 *walk.audited.entry(owner.id().to_owned()).or_default() += 1;
             }
         }
@@ -1090,10 +1153,56 @@ mod walk {
             walk.step(step).await;
             walk.check(step).await;
         }
+        // The walk reached every rule and every outcome, so the model was tested on
+        // each of them.
+        let outcomes: BTreeSet<Expect> = walk.seen.iter().map(|(_, e)| *e).collect();
+        let rules = [
+            Rule::OtherOwner,
+            Rule::Environment,
+            Rule::GrantNotHeld,
+            Rule::TargetNotHeld,
+            Rule::Superseded,
+            Rule::Outlives,
+            Rule::ActorChanged,
+        ];
+        for expect in rules.map(Expect::Denied).into_iter().chain([
+            Expect::Ok,
+            Expect::NotFound,
+            Expect::Conflict,
+        ]) {
+            assert!(
+                outcomes.contains(&expect),
+                "never {expect:?}: {:?}",
+                walk.seen
+            );
+        }
+        // The long walk also reached each way a change meets the acting key: refused
+        // by the manager for a rotated-away key, and by the store for a key that
+        // changed after it was judged.
+        let operations = if steps >= 10_000 {
+            &["create", "rotate", "revoke", "set_scopes"][..]
+        } else {
+            &[]
+        };
+        for &operation in operations {
+            for expect in [Rule::Superseded, Rule::ActorChanged].map(Expect::Denied) {
+                assert!(
+                    walk.seen.contains(&(operation, expect)),
+                    "{operation} never {expect:?}: {:?}",
+                    walk.seen
+                );
+            }
+        }
     }
 
     impl<S: ManagedKeyStore> Walk<'_, S> {
-        fn adopt(&mut self, created: CreatedKey, maker: Option<&Model>, lineage: bool) {
+        fn adopt(
+            &mut self,
+            created: CreatedKey,
+            maker: Option<&Model>,
+            maker_expiry: Option<OffsetDateTime>,
+            lineage: bool,
+        ) {
             let record = &created.record;
             self.keys.push(Model {
                 owner: record.owner.clone(),
@@ -1104,6 +1213,7 @@ mod walk {
                 valid_until: None,
                 expires_at: record.expires_at,
                 maker_grants: maker.map(|m| grants(&m.scopes)),
+                maker_expiry,
                 test_lineage: lineage
                     || maker.is_some_and(|m| m.test_lineage || m.env == Environment::test()),
                 created,
@@ -1118,100 +1228,145 @@ mod walk {
                 .collect()
         }
 
-        /// The model's verdict on `actor` acting on `target` (rules 1, 2, 4 and 5).
-        fn may_change(actor: Option<&Model>, owner: &Owner, target: Option<&Model>) -> Expect {
+        /// The model's verdict on `actor` acting on `target` as the manager judges it,
+        /// before the store (rules 1, 2, 4 and 5).
+        fn may_change(actor: Option<&Model>, owner: &Owner, target: &Model) -> Expect {
             let Some(actor) = actor else {
-                return if target.is_some_and(|t| &t.owner == owner) {
+                return if &target.owner == owner {
                     Expect::Ok
                 } else {
                     Expect::NotFound
                 };
             };
             if actor.successor.is_some() {
-                return Expect::Denied;
+                return Expect::Denied(Rule::Superseded);
             }
             // Another owner's key, or one out of the actor's environment, is missing.
-            if &actor.owner != owner {
-                return Expect::NotFound;
-            }
-            let Some(target) = target.filter(|t| &t.owner == owner) else {
-                return Expect::NotFound;
-            };
-            if actor.env != Environment::live() && actor.env != target.env {
+            if &actor.owner != owner
+                || &target.owner != owner
+                || (actor.env != Environment::live() && actor.env != target.env)
+            {
                 return Expect::NotFound;
             }
             let held = grants(&actor.scopes);
             if target.scopes.iter().any(|s| !held.contains(s)) {
-                return Expect::Denied;
+                return Expect::Denied(Rule::TargetNotHeld);
             }
             Expect::Ok
         }
 
-        async fn step(&mut self, step: usize) {
-            let now = self.w.clock.now();
-            if self.rng.chance(3) {
-                // Time passes: keys expire, grace periods end.
-                self.w.clock.advance(Duration::from_secs(7 * 86_400 + 1));
-                return;
+        /// The actor of a step: the system, a principal held from an earlier step
+        /// (whatever its key became since), or a key that authenticates now, which is
+        /// then held for later steps.
+        async fn actor(&mut self, now: OffsetDateTime) -> Option<Acting> {
+            if self.rng.chance(10) {
+                return None;
             }
-            // The actor: the system, or a key that authenticates now.
+            if !self.held.is_empty() && self.rng.chance(15) {
+                let i = self.rng.below(self.held.len());
+                return Some(self.held[i].clone());
+            }
             let active: Vec<usize> = (0..self.keys.len())
                 .filter(|&i| self.keys[i].active(now))
                 .collect();
-            let actor_index = if self.rng.chance(10) || active.is_empty() {
-                None
-            } else {
-                Some(active[self.rng.below(active.len())])
-            };
-            let actor_model = actor_index.map(|i| self.keys[i].clone());
-            let principal = match &actor_model {
-                Some(m) => Some(self.w.principal(&m.created).await),
-                None => None,
-            };
-            let actor = match &principal {
-                Some(p) => Actor::Key(p),
+            if active.is_empty() {
+                return None;
+            }
+            let index = active[self.rng.below(active.len())];
+            let principal = self.w.principal(&self.keys[index].created).await;
+            let acting = (index, self.keys[index].clone(), principal);
+            if self.held.len() == 16 {
+                self.held.remove(self.rng.below(16));
+            }
+            self.held.push(acting.clone());
+            Some(acting)
+        }
+
+        async fn step(&mut self, step: usize) {
+            let now = self.w.clock.now();
+            // Time passes: keys expire, grace periods end.
+            if self.rng.chance(12) {
+                let secs = self.rng.pick(&[1, 30, 300, 3_600, 86_400]);
+                self.w.clock.advance(Duration::from_secs(secs));
+                return;
+            }
+            if self.rng.chance(2) {
+                self.w.clock.advance(Duration::from_secs(7 * 86_400 + 1));
+                return;
+            }
+            let at = whole_micros(now);
+            let acting = self.actor(now).await;
+            let judged = acting.as_ref().map(|(_, m, _)| m.clone());
+            let judged = judged.as_ref();
+            // Whether the store still finds the acting key as it was judged.
+            let holds = acting
+                .as_ref()
+                .is_none_or(|(i, m, _)| self.keys[*i].holds(m, at));
+            let actor = match &acting {
+                Some((_, _, p)) => Actor::Key(p),
                 None => Actor::System("walk"),
             };
+            let superseded = judged.is_some_and(|a| a.successor.is_some());
             // Mostly the actor's own organization, sometimes the other one.
-            let owner = match (&actor_model, self.rng.chance(15)) {
+            let owner = match (judged, self.rng.chance(15)) {
                 (Some(m), false) => m.owner.clone(),
                 _ => [acme(), globex()][self.rng.below(2)].clone(),
             };
-            let target_index = self.rng.below(self.keys.len());
+            // Any key; more often one that still works, or the key of a held principal
+            // (so that held principals' keys change under them).
+            let active: Vec<usize> = (0..self.keys.len())
+                .filter(|&i| self.keys[i].active(now))
+                .collect();
+            let target_index = match self.rng.below(10) {
+                0..=2 if !self.held.is_empty() => self.held[self.rng.below(self.held.len())].0,
+                3..=5 if !active.is_empty() => active[self.rng.below(active.len())],
+                _ => self.rng.below(self.keys.len()),
+            };
             let target = self.keys[target_index].clone();
             let target_id = target.created.record.id;
             let manager = &self.w.manager;
             let org = owner.id().to_owned();
 
-            match self.rng.below(6) {
+            let (operation, outcome) = match self.rng.below(7) {
                 0 => {
                     let env = if self.rng.chance(50) { "live" } else { "test" };
                     let scopes = self.random_scopes();
-                    let expiry = if self.rng.chance(30) {
-                        Expiry::Days30
-                    } else {
-                        Expiry::Never
+                    let limit = judged.and_then(|a| a.expires_at).filter(|&t| t > at);
+                    let expiry = match (self.rng.below(10), limit) {
+                        (0..=2, _) => Expiry::Never,
+                        (3, _) => Expiry::Days30,
+                        (4..=6, _) | (_, None) => {
+                            let secs = self.rng.pick(&[1, 30, 300, 3_600, 3 * 86_400]);
+                            Expiry::At(now + time::Duration::seconds(secs))
+                        }
+                        (_, Some(limit)) => Expiry::At(limit),
                     };
-                    let expect = match &actor_model {
+                    let expires_at = match expiry {
+                        Expiry::Never => None,
+                        Expiry::Days30 => Some(at + time::Duration::days(30)),
+                        Expiry::At(t) => Some(whole_micros(t)),
+                        _ => unreachable!(),
+                    };
+                    let expect = match judged {
                         None => Expect::Ok,
-                        Some(a) if a.successor.is_some() => Expect::Denied,
-                        Some(a) if a.owner != owner => Expect::Denied,
+                        Some(_) if superseded => Expect::Denied(Rule::Superseded),
+                        Some(a) if a.owner != owner => Expect::Denied(Rule::OtherOwner),
                         Some(a) if a.env != Environment::live() && a.env.as_str() != env => {
-                            Expect::Denied
+                            Expect::Denied(Rule::Environment)
                         }
                         Some(a) => {
                             let held = grants(&a.scopes);
-                            let expires_at = match expiry {
-                                Expiry::Days30 => {
-                                    Some(whole_micros(now) + time::Duration::days(30))
-                                }
-                                _ => None,
-                            };
-                            if scopes.iter().all(|s| held.contains(s)) && !outlives(expires_at, a) {
-                                Expect::Ok
-                            } else {
-                                Expect::Denied
-                            }
+                            let expect = unless(
+                                Expect::Ok,
+                                scopes.iter().any(|s| !held.contains(s)),
+                                Expect::Denied(Rule::GrantNotHeld),
+                            );
+                            let expect = unless(
+                                expect,
+                                outlives(expires_at, a),
+                                Expect::Denied(Rule::Outlives),
+                            );
+                            unless(expect, !holds, Expect::Denied(Rule::ActorChanged))
                         }
                     };
                     let new = NewKey::new("walk", owner.clone())
@@ -1219,93 +1374,108 @@ mod walk {
                         .with_scopes(scopes.clone())
                         .with_expiry(expiry);
                     let result = manager.create(new, actor).await;
-                    assert_eq!(kind(&result), expect, "step {step}: create");
+                    let outcome = kind(&result);
+                    assert_eq!(outcome, expect, "step {step}: create");
                     if let Ok(created) = result {
                         assert_eq!(created.record.scopes, scopes);
-                        self.adopt(created, actor_model.as_ref(), false);
+                        assert_eq!(created.record.expires_at, expires_at, "step {step}");
+                        let maker_expiry = judged.and_then(|a| a.expires_at);
+                        self.adopt(created, judged, maker_expiry, false);
                         *self.audited.entry(org).or_default() += 1;
                     }
+                    ("create", outcome)
                 }
                 1 => {
-                    let grace = if self.rng.chance(50) { 0 } else { 60 };
-                    let mut expect = Self::may_change(actor_model.as_ref(), &owner, Some(&target));
-                    // Rule 6: the successor keeps the target's expiry.
-                    if expect == Expect::Ok
-                        && actor_model
-                            .as_ref()
-                            .is_some_and(|a| outlives(target.expires_at, a))
-                    {
-                        expect = Expect::Denied;
-                    }
-                    if expect == Expect::Ok
-                        && (target.revoked
+                    let grace = self.rng.pick(&[0, 1, 60, 3_600, 86_400]);
+                    let expect = Self::may_change(judged, &owner, &target);
+                    // Rule 6: the successor keeps the target's expiry, and the actor
+                    // receives its secret.
+                    let expect = unless(
+                        expect,
+                        judged.is_some_and(|a| outlives(target.expires_at, a)),
+                        Expect::Denied(Rule::Outlives),
+                    );
+                    let expect = unless(
+                        expect,
+                        target.revoked
                             || target.successor.is_some()
-                            || target.expires_at.is_some_and(|t| t <= now))
-                    {
-                        expect = Expect::Conflict;
-                    }
+                            || target.expires_at.is_some_and(|t| t <= at),
+                        Expect::Conflict,
+                    );
+                    let expect = unless(expect, !holds, Expect::Denied(Rule::ActorChanged));
                     let result = manager
                         .rotate(&owner, &target_id, Duration::from_secs(grace), actor)
                         .await;
-                    assert_eq!(kind(&result), expect, "step {step}: rotate");
+                    let outcome = kind(&result);
+                    assert_eq!(outcome, expect, "step {step}: rotate");
                     if let Ok(created) = result {
                         assert_eq!(created.record.scopes, target.scopes);
                         assert_eq!(created.record.environment, Some(target.env));
                         assert_eq!(created.record.expires_at, target.expires_at);
                         let lineage = target.test_lineage
-                            || actor_model
-                                .as_ref()
-                                .is_some_and(|a| a.env == Environment::test());
+                            || judged.is_some_and(|a| a.env == Environment::test());
                         let successor = created.record.id;
                         let t = &mut self.keys[target_index];
                         t.successor = Some(successor);
-                        t.valid_until = Some(now + time::Duration::seconds(grace as i64));
-                        let maker = actor_model.clone().or(Some(target.clone()));
-                        self.adopt(created, maker.as_ref(), lineage);
+                        t.valid_until = Some(at + time::Duration::seconds(grace as i64));
+                        let maker = judged.cloned().unwrap_or_else(|| target.clone());
+                        let maker_expiry = judged.and_then(|a| a.expires_at);
+                        self.adopt(created, Some(&maker), maker_expiry, lineage);
                         *self.audited.entry(org).or_default() += 2;
                     }
+                    ("rotate", outcome)
                 }
                 2 => {
-                    let expect = Self::may_change(actor_model.as_ref(), &owner, Some(&target));
+                    let expect = Self::may_change(judged, &owner, &target);
+                    // Revoking a revoked key changes nothing and asks the store nothing.
+                    let expect = unless(
+                        expect,
+                        !target.revoked && !holds,
+                        Expect::Denied(Rule::ActorChanged),
+                    );
                     let result = manager.revoke(&owner, &target_id, actor).await;
-                    assert_eq!(kind(&result), expect, "step {step}: revoke");
+                    let outcome = kind(&result);
+                    assert_eq!(outcome, expect, "step {step}: revoke");
                     if result.is_ok() && !target.revoked {
                         self.keys[target_index].revoked = true;
                         *self.audited.entry(org).or_default() += 1;
                     }
+                    ("revoke", outcome)
                 }
                 3 => {
                     let scopes = self.random_scopes();
-                    let mut expect = Self::may_change(actor_model.as_ref(), &owner, Some(&target));
-                    if expect == Expect::Ok {
-                        if let Some(a) = &actor_model {
+                    let expect = Self::may_change(judged, &owner, &target);
+                    let expect = unless(
+                        expect,
+                        judged.is_some_and(|a| {
                             let held = grants(&a.scopes);
-                            if scopes.iter().any(|s| !held.contains(s)) {
-                                expect = Expect::Denied;
-                            }
-                        }
-                    }
-                    if expect == Expect::Ok && target.revoked {
-                        expect = Expect::Conflict;
-                    }
+                            scopes.iter().any(|s| !held.contains(s))
+                        }),
+                        Expect::Denied(Rule::GrantNotHeld),
+                    );
+                    let expect = unless(expect, target.revoked, Expect::Conflict);
+                    let expect = unless(expect, !holds, Expect::Denied(Rule::ActorChanged));
                     let result = manager
                         .set_scopes(&owner, &target_id, scopes.clone(), actor)
                         .await;
-                    assert_eq!(kind(&result), expect, "step {step}: set_scopes");
+                    let outcome = kind(&result);
+                    assert_eq!(outcome, expect, "step {step}: set_scopes");
                     if result.is_ok() {
                         let t = &mut self.keys[target_index];
                         t.scopes = scopes;
                         // The system is exempt; a key grants only what it holds.
-                        t.maker_grants = actor_model.as_ref().map(|a| grants(&a.scopes));
-                        if let Some(a) = &actor_model {
+                        t.maker_grants = judged.map(|a| grants(&a.scopes));
+                        if let Some(a) = judged {
                             t.test_lineage |= a.env == Environment::test();
                         }
                         *self.audited.entry(org).or_default() += 1;
                     }
+                    ("set_scopes", outcome)
                 }
                 4 => {
-                    let expect = match &actor_model {
-                        Some(a) if a.successor.is_some() => Expect::Denied,
+                    // A read is judged on the request's key as it authenticated.
+                    let expect = match judged {
+                        Some(_) if superseded => Expect::Denied(Rule::Superseded),
                         Some(a) if a.owner != owner => Expect::NotFound,
                         _ if target.owner != owner => Expect::NotFound,
                         Some(a) if a.env != Environment::live() && a.env != target.env => {
@@ -1314,19 +1484,25 @@ mod walk {
                         _ => Expect::Ok,
                     };
                     let result = manager.get(&owner, &target_id, actor).await;
-                    assert_eq!(kind(&result), expect, "step {step}: get");
+                    let outcome = kind(&result);
+                    assert_eq!(outcome, expect, "step {step}: get");
+                    ("get", outcome)
                 }
-                _ => {
+                5 => {
                     let result = manager.list(&owner, actor).await;
-                    match &actor_model {
-                        Some(a) if a.successor.is_some() || a.owner != owner => {
-                            assert_eq!(kind(&result), Expect::Denied, "step {step}: list");
+                    let outcome = kind(&result);
+                    match judged {
+                        Some(_) if superseded => {
+                            assert_eq!(outcome, Expect::Denied(Rule::Superseded), "step {step}");
+                        }
+                        Some(a) if a.owner != owner => {
+                            assert_eq!(outcome, Expect::Denied(Rule::OtherOwner), "step {step}");
                         }
                         _ => {
                             let listed = result.unwrap();
                             let visible = |m: &Model| {
                                 m.owner == owner
-                                    && actor_model.as_ref().is_none_or(|a| {
+                                    && judged.is_none_or(|a| {
                                         a.env == Environment::live() || a.env == m.env
                                     })
                             };
@@ -1334,8 +1510,34 @@ mod walk {
                             assert_eq!(listed.len(), expected, "step {step}: list");
                         }
                     }
+                    ("list", outcome)
                 }
-            }
+                _ => {
+                    let query = AuditQuery::new(owner.clone());
+                    let result = manager.audit_log(query, actor).await;
+                    let outcome = kind(&result);
+                    match judged {
+                        Some(_) if superseded => {
+                            assert_eq!(outcome, Expect::Denied(Rule::Superseded), "step {step}");
+                        }
+                        Some(a) if a.owner != owner => {
+                            assert_eq!(outcome, Expect::Denied(Rule::OtherOwner), "step {step}");
+                        }
+                        _ => {
+                            let entries = result.unwrap();
+                            assert!(!entries.is_empty(), "step {step}: audit log");
+                            let reaches = |e: &AuditEntry| {
+                                judged.is_none_or(|a| {
+                                    a.env == Environment::live() || e.environment == Some(a.env)
+                                })
+                            };
+                            assert!(entries.iter().all(reaches), "step {step}: audit log");
+                        }
+                    }
+                    ("audit_log", outcome)
+                }
+            };
+            self.seen.insert((operation, outcome));
         }
 
         /// The store against the model, and the invariants.
@@ -1361,15 +1563,24 @@ mod walk {
                         "step {step}: revoked"
                     );
                     assert_eq!(
-                        record.rotation.map(|r| r.superseded_by),
-                        m.successor,
+                        record.rotation.map(|r| (r.superseded_by, r.valid_until)),
+                        m.successor.zip(m.valid_until),
                         "step {step}: rotation"
                     );
+                    assert_eq!(record.expires_at, m.expires_at, "step {step}: expiry");
                     // No key holds a scope outside what its maker held.
                     if let Some(maker) = &m.maker_grants {
                         assert!(
                             record.scopes.iter().all(|s| maker.contains(s)),
                             "step {step}: {} holds more than its maker",
+                            record.id
+                        );
+                    }
+                    // No key outlives the expiring key that made it or rotated it in.
+                    if let Some(limit) = m.maker_expiry {
+                        assert!(
+                            record.expires_at.is_some_and(|t| t <= limit),
+                            "step {step}: {} outlives its maker",
                             record.id
                         );
                     }
