@@ -204,6 +204,13 @@ mod tests {
                 403,
                 "permission_denied",
             ),
+            (Denied::Superseded.into(), 403, "permission_denied"),
+            (
+                Denied::Outlives(OffsetDateTime::UNIX_EPOCH).into(),
+                403,
+                "permission_denied",
+            ),
+            (Denied::ActorChanged.into(), 403, "permission_denied"),
             (ManageError::NotFound, 404, "not_found"),
             (ManageError::Conflict, 409, "conflict"),
             (
@@ -232,6 +239,13 @@ mod tests {
             })
             .client_message(),
             "A test key can only act on test keys"
+        );
+        // The acting key's expiry, to the microsecond, in RFC 3339.
+        let limit = time::macros::datetime!(2026-03-01 09:32:00.123456 UTC);
+        assert_eq!(
+            ManageError::from(Denied::Outlives(limit)).client_message(),
+            "The new key would outlive the acting key (which expires \
+             2026-03-01T09:32:00.123456Z)"
         );
     }
 
