@@ -745,6 +745,47 @@ mod cases {
         );
     }
 
+    /// Eight pairs of keys, each key rotating the other at the same moment: in every
+    /// pair exactly one rotation wins, and the other finds its own key replaced
+    /// (403 [`Denied::ActorChanged`]). No pair deadlocks (the SQL stores lock the two
+    /// rows in id order) or ends with both keys replaced.
+    pub(crate) async fn keys_rotating_each_other_have_one_winner<S: ManagedKeyStore>(w: World<S>) {
+        // Every request authenticated before any rotation starts.
+        let mut attempts = Vec::new();
+        for pair in 0..8 {
+            let a = w.make(acme(), "live", &["api_keys:write"]).await;
+            let b = w.make(acme(), "live", &["api_keys:write"]).await;
+            for (actor, target) in [(&a, &b), (&b, &a)] {
+                attempts.push((pair, w.principal(actor).await, target.record.id));
+            }
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (pair, principal, id) in attempts {
+            let manager = w.manager.clone();
+            tasks.spawn(async move {
+                let by = Actor::Key(&principal);
+                let result = manager.rotate(&acme(), &id, Duration::ZERO, by).await;
+                (pair, result.map(drop))
+            });
+        }
+        let mut winners = [0; 8];
+        while let Some(joined) = tasks.join_next().await {
+            match joined.unwrap() {
+                (pair, Ok(())) => winners[pair] += 1,
+                (_, Err(ManageError::PermissionDenied(Denied::ActorChanged))) => {}
+                (_, Err(other)) => panic!("unexpected: {other}"),
+            }
+        }
+        assert_eq!(winners, [1; 8]);
+        let superseded = w
+            .keys(&acme())
+            .await
+            .iter()
+            .filter(|k| k.rotation.is_some())
+            .count();
+        assert_eq!(superseded, 8, "one key replaced per pair");
+    }
+
     /// Sixteen tasks rotate one key at once through the manager: one succeeds, fifteen
     /// get 409, one successor exists, one rotation is audited.
     pub(crate) async fn racing_rotations_have_one_winner<S: ManagedKeyStore>(w: World<S>) {
@@ -1631,6 +1672,7 @@ macro_rules! suite {
             an_actor_changed_after_it_was_judged_changes_nothing,
             rotation_rules_hold,
             racing_rotations_have_one_winner,
+            keys_rotating_each_other_have_one_winner,
             racing_revocations_are_audited_once,
             returned_records_equal_stored_ones,
             revocations_are_audited_once,

@@ -19,7 +19,9 @@ pub enum Denied {
     /// The key acted on holds a scope the acting key does not hold.
     #[error("cannot act on a key holding scope {0}: the acting key does not hold it")]
     TargetNotHeld(String),
-    /// The acting key's environment does not reach the other key's.
+    /// The acting key's environment does not reach the environment of the key it
+    /// would create. (A key it does not reach is [`ManageError::NotFound`] instead,
+    /// exactly like a missing one.)
     #[error("{}", environment_message(*.acting))]
     Environment {
         /// The acting key's environment.

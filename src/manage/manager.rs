@@ -510,8 +510,9 @@ impl<K: ManagedKeyStore> KeyManager<K> {
     /// # Errors
     ///
     /// [`ManageError::NotFound`] (also for another owner's key, or one of an
-    /// environment out of reach), an authority rule
-    /// ([`ManageError::PermissionDenied`]), or the store's error.
+    /// environment out of reach), [`ManageError::Conflict`] for a key whose scopes
+    /// changed while this ran, an authority rule ([`ManageError::PermissionDenied`]),
+    /// or the store's error.
     pub async fn revoke(
         &self,
         owner: &Owner,
