@@ -983,7 +983,8 @@ async fn lifecycle_attacks_fail_over_http(s: Server) {
         "Cannot grant scope audit_log:read: the acting key does not hold it"
     );
 
-    // A test key with api_keys:write reaches no live key.
+    // A test key with api_keys:write reaches no live key: it cannot create one, and
+    // live keys are not found (see `other_owners_and_environments_keys_are_missing`).
     let (tester, _) = s
         .new_key(&["api_keys:write", "employees:read"], "test")
         .await;
@@ -994,30 +995,34 @@ async fn lifecycle_attacks_fail_over_http(s: Server) {
             Some(json!({})),
         ),
         (Method::DELETE, format!("/v1/api_keys/{writer_id}"), None),
-        (
-            Method::POST,
-            "/v1/api_keys".to_owned(),
-            Some(json!({"name": "x", "scopes": [], "environment": "live"})),
-        ),
+        (Method::GET, format!("/v1/api_keys/{writer_id}"), None),
     ] {
         let reply = s.send(method, &path, Some(&tester), body).await;
         assert_eq!(
             (reply.status, reply.code()),
-            (StatusCode::FORBIDDEN, json!("permission_denied")),
+            (StatusCode::NOT_FOUND, json!("not_found")),
             "{path}: {}",
             reply.text
         );
-        assert_eq!(
-            reply.json()["error"]["message"],
-            "A test key can only act on test keys"
-        );
     }
+    let reply = s
+        .create_key(
+            &tester,
+            json!({"name": "x", "scopes": [], "environment": "live"}),
+        )
+        .await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::FORBIDDEN, json!("permission_denied")),
+        "{}",
+        reply.text
+    );
+    assert_eq!(
+        reply.json()["error"]["message"],
+        "A test key can only act on test keys"
+    );
     let seen = keys_of(&s, &tester).await;
     assert!(seen.iter().all(|k| k["environment"] == "test"), "{seen:?}");
-    let read = s
-        .get(&format!("/v1/api_keys/{writer_id}"), Some(&tester))
-        .await;
-    assert_eq!(read.status, StatusCode::FORBIDDEN);
 
     // Scope changes: not to grant oneself more, not on a stronger key.
     let widen = s
@@ -1158,6 +1163,305 @@ async fn lifecycle_attacks_fail_over_http_on_postgres() {
     let store = DemoStore::Postgres(db.store.clone());
     lifecycle_attacks_fail_over_http(start_on(store, "100/s").await).await;
 }
+
+/// Runs the case `$case(server)` against the demo on the memory store, on SQLite and
+/// on PostgreSQL (when `TOWER_API_KEY_TEST_POSTGRES_URL` is set), as
+/// `$module::{memory, sqlite, postgres}`.
+macro_rules! on_every_store {
+    ($module:ident, $case:ident) => {
+        mod $module {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                $case(start("100/s").await).await;
+            }
+
+            #[cfg(feature = "sqlite")]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let db = support::stores::TempDb::new().await;
+                $case(start_on(DemoStore::Sqlite(db.store.clone()), "100/s").await).await;
+            }
+
+            #[cfg(feature = "postgres")]
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(db) = support::stores::TestSchema::new().await else {
+                    return;
+                };
+                $case(start_on(DemoStore::Postgres(db.store.clone()), "100/s").await).await;
+            }
+        }
+    };
+}
+
+/// Issue 23, attack 2: an admin rotates key A to A2 with an hour of grace. The old A
+/// still authenticates, but manages nothing: it can neither mint keys nor rotate A2
+/// away (which would lock A2's holder out), nor revoke, change, read or list keys, nor
+/// read the audit log. A2 keeps working and manages keys.
+async fn a_rotated_away_key_manages_nothing(s: Server) {
+    let all = [
+        "api_keys:read",
+        "api_keys:write",
+        "audit_log:read",
+        "employees:read",
+    ];
+    let (old, old_id) = s.new_key(&all, "live").await;
+    let rotated = s
+        .post(
+            &format!("/v1/api_keys/{old_id}/rotate"),
+            Some(&s.acme),
+            json!({"grace_seconds": 3_600}),
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::CREATED, "{}", rotated.text);
+    let successor = rotated.json()["key"].as_str().unwrap().to_owned();
+    let successor_id = rotated.json()["id"].as_str().unwrap().to_owned();
+    let before = keys_of(&s, &s.acme).await;
+
+    // Still authenticates ordinary requests, with a Sunset header.
+    let session = s.get("/v1/session", Some(&old)).await;
+    assert_eq!(session.status, StatusCode::OK);
+    assert!(session.header("sunset").is_some());
+
+    let replaced = "The acting key was replaced by a rotation: it works until its grace \
+                    period ends, but only its successor manages keys";
+    let target = format!("/v1/api_keys/{successor_id}");
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/v1/api_keys".to_owned(),
+            Some(json!({"name": "forever", "scopes": ["employees:read"]})),
+        ),
+        (
+            Method::POST,
+            format!("{target}/rotate"),
+            Some(json!({"grace_seconds": 0})),
+        ),
+        (Method::DELETE, target.clone(), None),
+        (
+            Method::PATCH,
+            target.clone(),
+            Some(json!({"scopes": ["employees:read"]})),
+        ),
+        (Method::GET, target.clone(), None),
+        (Method::GET, "/v1/api_keys".to_owned(), None),
+        (Method::GET, "/v1/audit_log".to_owned(), None),
+    ] {
+        let reply = s.send(method.clone(), &path, Some(&old), body).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::FORBIDDEN, json!("permission_denied")),
+            "{method} {path}: {}",
+            reply.text
+        );
+        assert_eq!(
+            reply.json()["error"]["message"],
+            replaced,
+            "{method} {path}"
+        );
+    }
+
+    // Nothing changed: A2's holder is not locked out, and A2 manages keys.
+    assert_eq!(keys_of(&s, &s.acme).await, before);
+    assert_eq!(
+        s.get("/v1/session", Some(&successor)).await.status,
+        StatusCode::OK
+    );
+    let made = s
+        .create_key(&successor, json!({"name": "by A2", "scopes": []}))
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    s.clock.advance(Duration::from_secs(3_600));
+    assert_eq!(
+        s.get("/v1/session", Some(&old)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        s.get("/v1/session", Some(&successor)).await.status,
+        StatusCode::OK
+    );
+}
+
+on_every_store!(
+    rotated_away_keys_manage_nothing,
+    a_rotated_away_key_manages_nothing
+);
+
+/// Issue 23, attack 1 and the rotation gap: a key with `api_keys:write` that expires in
+/// two minutes creates no key without an expiry or with a later one, and rotates no key
+/// that expires later than itself (the rotation would hand it a longer-lived secret).
+/// Keys that expire no later are allowed.
+async fn an_expiring_key_obtains_nothing_that_outlives_it(s: Server) {
+    use tower_api_key::clock::Clock;
+    let rfc3339 = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let now = s.clock.now();
+    let made = s
+        .create_key(
+            &s.acme,
+            json!({
+                "name": "two minutes",
+                "scopes": ["api_keys:write", "employees:read"],
+                "expires_at": rfc3339(now + time::Duration::minutes(2)),
+            }),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let short = made.json()["key"].as_str().unwrap().to_owned();
+    let short_id = made.json()["id"].as_str().unwrap().to_owned();
+    let limit = made.json()["expires_at"].as_str().unwrap().to_owned();
+    let (permanent, permanent_id) = s.new_key(&["employees:read"], "live").await;
+    let before = keys_of(&s, &s.acme).await;
+
+    let outlives = format!("The new key would outlive the acting key (which expires {limit})");
+    for body in [
+        json!({"name": "forever", "scopes": ["employees:read"]}),
+        json!({"name": "forever", "scopes": ["employees:read"], "expires_at": null}),
+        json!({
+            "name": "a year",
+            "scopes": ["employees:read"],
+            "expires_at": rfc3339(now + time::Duration::days(365)),
+        }),
+    ] {
+        let reply = s.create_key(&short, body.clone()).await;
+        assert_eq!(
+            (reply.status, reply.code()),
+            (StatusCode::FORBIDDEN, json!("permission_denied")),
+            "{body}: {}",
+            reply.text
+        );
+        assert_eq!(reply.json()["error"]["message"], outlives.as_str());
+    }
+    // The rotation gap: a two-minute key rotating a permanent key would receive a
+    // permanent secret.
+    let rotate = s
+        .post(
+            &format!("/v1/api_keys/{permanent_id}/rotate"),
+            Some(&short),
+            json!({"grace_seconds": 0}),
+        )
+        .await;
+    assert_eq!(rotate.status, StatusCode::FORBIDDEN, "{}", rotate.text);
+    assert_eq!(rotate.json()["error"]["message"], outlives.as_str());
+    assert_eq!(keys_of(&s, &s.acme).await, before, "nothing changed");
+    assert_eq!(
+        s.get("/v1/session", Some(&permanent)).await.status,
+        StatusCode::OK
+    );
+
+    // Positive controls: a key expiring with it, and rotating itself.
+    let child = s
+        .create_key(
+            &short,
+            json!({"name": "with it", "scopes": ["employees:read"], "expires_at": limit}),
+        )
+        .await;
+    assert_eq!(child.status, StatusCode::CREATED, "{}", child.text);
+    assert_eq!(child.json()["expires_at"], limit.as_str());
+    let itself = s
+        .post(
+            &format!("/v1/api_keys/{short_id}/rotate"),
+            Some(&short),
+            json!({}),
+        )
+        .await;
+    assert_eq!(itself.status, StatusCode::CREATED, "{}", itself.text);
+    assert_eq!(itself.json()["expires_at"], limit.as_str());
+}
+
+on_every_store!(
+    expiring_keys_obtain_nothing_that_outlives_them,
+    an_expiring_key_obtains_nothing_that_outlives_it
+);
+
+/// Issue 23, attack 5, the existence oracle: to a test key, a live key's id is exactly
+/// like a missing one (and a malformed one), and so is another organization's key to
+/// that organization's admin: the same 404 and the same body, on every operation on a
+/// key. Nothing changes. A key lacking the route's scope still gets the route guard's
+/// 403, which reveals nothing about ids.
+async fn other_owners_and_environments_keys_are_missing(s: Server) {
+    let (live, live_id) = s
+        .new_key(&["api_keys:write", "employees:read"], "live")
+        .await;
+    let (tester, _) = s
+        .new_key(&["api_keys:write", "employees:read"], "test")
+        .await;
+    let (_, test_id) = s.new_key(&["employees:read"], "test").await;
+    let before = keys_of(&s, &s.acme).await;
+    let missing = "AAAAAAAAAAA";
+    let malformed = "not-a-key-id-because-it-is-too-long";
+
+    let operations = |id: &str| {
+        let path = format!("/v1/api_keys/{id}");
+        [
+            (Method::GET, path.clone(), None),
+            (Method::DELETE, path.clone(), None),
+            (
+                Method::PATCH,
+                path.clone(),
+                Some(json!({"scopes": ["employees:read"]})),
+            ),
+            (
+                Method::POST,
+                format!("{path}/rotate"),
+                Some(json!({"grace_seconds": 0})),
+            ),
+        ]
+    };
+    let not_found = json!({"error": {"code": "not_found", "message": "No such key"}});
+    for (caller, hidden) in [
+        (&tester, &live_id),
+        (&s.globex, &live_id),
+        (&s.globex, &test_id),
+    ] {
+        for id in [hidden.as_str(), missing, malformed] {
+            for (method, path, body) in operations(id) {
+                let reply = s.send(method.clone(), &path, Some(caller), body).await;
+                assert_eq!(
+                    (reply.status, reply.json()),
+                    (StatusCode::NOT_FOUND, not_found.clone()),
+                    "{method} {path}: {}",
+                    reply.text
+                );
+            }
+        }
+    }
+    // Nothing changed, and the hidden key works.
+    assert_eq!(keys_of(&s, &s.acme).await, before);
+    assert_eq!(
+        s.get("/v1/session", Some(&live)).await.status,
+        StatusCode::OK
+    );
+    // Positive control: the test key reads a test key.
+    let read = s
+        .get(&format!("/v1/api_keys/{test_id}"), Some(&tester))
+        .await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.text);
+    // The route guard's 403 does not depend on the id.
+    let (reader, _) = s.new_key(&["employees:read"], "live").await;
+    let mut guarded = Vec::new();
+    for id in [live_id.as_str(), missing] {
+        let reply = s.get(&format!("/v1/api_keys/{id}"), Some(&reader)).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+        let mut body = reply.json();
+        body["error"].as_object_mut().unwrap().remove("request_id");
+        guarded.push(body);
+    }
+    assert_eq!(guarded[0], guarded[1]);
+    assert_eq!(
+        guarded[0]["error"]["message"],
+        "Required scope: api_keys:read"
+    );
+}
+
+on_every_store!(
+    other_owners_and_environments_keys_are_missing_over_http,
+    other_owners_and_environments_keys_are_missing
+);
 
 /// A client with no valid key sending distinct forged, well-formed keys: the first 100
 /// a minute are looked up (401), past that each is 429 without a lookup, and a real key

@@ -216,7 +216,9 @@ mod cases {
             Denied::GrantNotHeld("audit_log:read".into())
         );
 
-        // A test key reaches no live key: create, rotate, revoke, read, change, list.
+        // A test key reaches no live key: it cannot create one, and a live key is not
+        // found, exactly like a missing one, whether it reads, rotates, revokes or
+        // changes it.
         let tester_p = w.principal(&tester).await;
         let as_tester = Actor::Key(&tester_p);
         let test_env = Some(Environment::test());
@@ -228,31 +230,25 @@ mod cases {
             .with_environment("live")
             .with_scopes(["employees:read"]);
         assert_eq!(denied(w.manager.create(live, as_tester).await), environment);
-        let target = &writer.record.id;
-        assert_eq!(
-            denied(
-                w.manager
-                    .rotate(&acme(), target, Duration::ZERO, as_tester)
+        let nobody = KeyId::new("nobody").unwrap();
+        for target in [&writer.record.id, &nobody] {
+            let m = &w.manager;
+            for result in [
+                m.rotate(&acme(), target, Duration::ZERO, as_tester)
                     .await
-            ),
-            environment
-        );
-        assert_eq!(
-            denied(w.manager.revoke(&acme(), target, as_tester).await),
-            environment
-        );
-        assert_eq!(
-            denied(w.manager.get(&acme(), target, as_tester).await),
-            environment
-        );
-        assert_eq!(
-            denied(
-                w.manager
-                    .set_scopes(&acme(), target, ["api_keys:read"], as_tester)
+                    .map(drop),
+                m.revoke(&acme(), target, as_tester).await.map(drop),
+                m.get(&acme(), target, as_tester).await.map(drop),
+                m.set_scopes(&acme(), target, ["api_keys:read"], as_tester)
                     .await
-            ),
-            environment
-        );
+                    .map(drop),
+            ] {
+                assert!(
+                    matches!(result, Err(ManageError::NotFound)),
+                    "{target}: {result:?}"
+                );
+            }
+        }
         assert_eq!(
             environment.to_string(),
             "a test key can only act on test keys"
@@ -271,24 +267,37 @@ mod cases {
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].api_key_id, tester.record.id);
 
-        // A key of another organization: refused for the owner it names, and the
-        // other owner's key ids are unknown to it.
+        // A key of another organization: the other owner's keys are not found,
+        // exactly like missing ones, whichever owner it names; creating, listing or
+        // reading the audit log for the other owner is refused.
         let outsider_p = w.principal(&outsider).await;
         let as_outsider = Actor::Key(&outsider_p);
+        for owner in [acme(), globex()] {
+            for target in [&admin.record.id, &nobody] {
+                let m = &w.manager;
+                for result in [
+                    m.revoke(&owner, target, as_outsider).await.map(drop),
+                    m.rotate(&owner, target, Duration::ZERO, as_outsider)
+                        .await
+                        .map(drop),
+                    m.get(&owner, target, as_outsider).await.map(drop),
+                    m.set_scopes(&owner, target, ["employees:read"], as_outsider)
+                        .await
+                        .map(drop),
+                ] {
+                    assert!(
+                        matches!(result, Err(ManageError::NotFound)),
+                        "{owner:?} {target}: {result:?}"
+                    );
+                }
+            }
+        }
         for result in [
-            w.manager
-                .revoke(&acme(), &admin.record.id, as_outsider)
-                .await
-                .map(drop),
-            w.manager
-                .rotate(&acme(), &admin.record.id, Duration::ZERO, as_outsider)
-                .await
-                .map(drop),
-            w.manager
-                .get(&acme(), &admin.record.id, as_outsider)
-                .await
-                .map(drop),
             w.manager.list(&acme(), as_outsider).await.map(drop),
+            w.manager
+                .audit_log(AuditQuery::new(acme()), as_outsider)
+                .await
+                .map(drop),
             w.manager
                 .create(
                     NewKey::new("x", acme()).with_environment("live"),
@@ -299,12 +308,6 @@ mod cases {
         ] {
             assert_eq!(denied(result), Denied::OtherOwner("organization"));
         }
-        assert!(matches!(
-            w.manager
-                .revoke(&globex(), &admin.record.id, as_outsider)
-                .await,
-            Err(ManageError::NotFound)
-        ));
 
         // Nothing changed anywhere.
         assert_eq!(w.keys(&acme()).await, keys_before);
@@ -356,7 +359,8 @@ mod cases {
         assert_eq!(w.status(&rotated).await, Ok(()));
 
         // The admin rotates any key of its organization, in either environment.
-        for key in [&writer, &tester] {
+        let spare = w.make(acme(), "test", &["employees:read"]).await;
+        for key in [&writer, &spare] {
             let next = w
                 .manager
                 .rotate(
@@ -480,6 +484,306 @@ mod cases {
             Err(ManageError::Conflict)
         ));
         assert_eq!(w.keys(&acme()).await.len(), before + 2);
+    }
+
+    /// A key rotated away still authenticates during its grace period, but manages no
+    /// keys: every operation is refused ([`Denied::Superseded`]) and changes nothing.
+    /// Its successor manages keys.
+    pub(crate) async fn a_replaced_key_manages_nothing<S: ManagedKeyStore>(w: World<S>) {
+        let admin = w.make(acme(), "live", &ALL_SCOPES).await;
+        let old = w.make(acme(), "live", &ALL_SCOPES).await;
+        let admin_p = w.principal(&admin).await;
+        let grace = Duration::from_secs(3_600);
+        let next = w
+            .manager
+            .rotate(&acme(), &old.record.id, grace, Actor::Key(&admin_p))
+            .await
+            .unwrap();
+        let old_p = w.principal(&old).await;
+        assert!(old_p.rotation().is_some(), "in its grace period");
+        let by = Actor::Key(&old_p);
+        let keys_before = w.keys(&acme()).await;
+        let audit_before = w.audit(&acme()).await;
+
+        let id = &next.record.id;
+        let new = || {
+            NewKey::new("minted by the old key", acme())
+                .with_environment("live")
+                .with_scopes(["employees:read"])
+        };
+        let m = &w.manager;
+        for result in [
+            m.create(new(), by).await.map(drop),
+            m.ensure_key(new(), by).await.map(drop),
+            m.rotate(&acme(), id, Duration::ZERO, by).await.map(drop),
+            m.revoke(&acme(), id, by).await.map(drop),
+            m.set_scopes(&acme(), id, ["employees:read"], by)
+                .await
+                .map(drop),
+            m.get(&acme(), id, by).await.map(drop),
+            m.list(&acme(), by).await.map(drop),
+            m.audit_log(AuditQuery::new(acme()), by).await.map(drop),
+            // Not even on itself, nor on a key that does not exist.
+            m.revoke(&acme(), &old.record.id, by).await.map(drop),
+            m.get(&acme(), &KeyId::new("nobody").unwrap(), by)
+                .await
+                .map(drop),
+        ] {
+            assert_eq!(denied(result), Denied::Superseded);
+        }
+        assert_eq!(
+            Denied::Superseded.to_string(),
+            "the acting key was replaced by a rotation: it works until its grace period \
+             ends, but only its successor manages keys"
+        );
+        assert_eq!(w.keys(&acme()).await, keys_before, "nothing changed");
+        assert_eq!(w.audit(&acme()).await, audit_before, "nothing audited");
+
+        // The old key still authenticates; its successor works and manages keys.
+        assert_eq!(w.status(&old).await, Ok(()));
+        let next_p = w.principal(&next).await;
+        w.manager
+            .create(new(), Actor::Key(&next_p))
+            .await
+            .expect("the successor manages keys");
+        w.clock.advance(grace);
+        assert_eq!(w.status(&old).await, Err(RejectionKind::Expired));
+        assert_eq!(w.status(&next).await, Ok(()));
+    }
+
+    /// Rule 6: a key never obtains a credential that outlives it. A key expiring in two
+    /// minutes cannot create a key without an expiry or with a later one, nor rotate a
+    /// key that expires later than itself (the rotation would hand it the successor's
+    /// secret, which keeps the old key's expiry). What expires no later is allowed; a
+    /// key without an expiry is not bound.
+    pub(crate) async fn no_key_outlives_its_maker<S: ManagedKeyStore>(w: World<S>) {
+        let system = Actor::System("ops");
+        let scopes = ["api_keys:write", "employees:read"];
+        let limit_at = START + time::Duration::minutes(2);
+        let short = w
+            .manager
+            .create(
+                NewKey::new("two minutes", acme())
+                    .with_environment("live")
+                    .with_scopes(scopes)
+                    .with_expiry(Expiry::At(limit_at)),
+                system,
+            )
+            .await
+            .unwrap();
+        let limit = short.record.expires_at.unwrap();
+        let permanent = w.make(acme(), "live", &["employees:read"]).await;
+        let later = w
+            .manager
+            .create(
+                NewKey::new("a month", acme())
+                    .with_environment("live")
+                    .with_scopes(["employees:read"])
+                    .with_expiry(Expiry::Days30),
+                system,
+            )
+            .await
+            .unwrap();
+        let keys_before = w.keys(&acme()).await;
+        let audit_before = w.audit(&acme()).await;
+
+        let short_p = w.principal(&short).await;
+        let by = Actor::Key(&short_p);
+        let new = |expiry| {
+            NewKey::new("child", acme())
+                .with_environment("live")
+                .with_scopes(["employees:read"])
+                .with_expiry(expiry)
+        };
+        let outlives = Denied::Outlives(limit);
+        for expiry in [
+            Expiry::Never,
+            Expiry::Days365,
+            Expiry::At(limit + time::Duration::microseconds(1)),
+        ] {
+            assert_eq!(denied(w.manager.create(new(expiry), by).await), outlives);
+        }
+        assert_eq!(
+            denied(w.manager.ensure_key(new(Expiry::Never), by).await),
+            outlives
+        );
+        // The rotation gap: rotating a longer-lived key hands over a longer-lived secret.
+        for target in [&permanent, &later] {
+            assert_eq!(
+                denied(
+                    w.manager
+                        .rotate(&acme(), &target.record.id, Duration::ZERO, by)
+                        .await
+                ),
+                outlives
+            );
+        }
+        assert_eq!(
+            outlives.to_string(),
+            "the new key would outlive the acting key (which expires \
+             2026-03-01T09:32:00.123456Z)"
+        );
+        assert_eq!(w.keys(&acme()).await, keys_before, "nothing changed");
+        assert_eq!(w.audit(&acme()).await, audit_before, "nothing audited");
+        assert_eq!(w.status(&permanent).await, Ok(()));
+
+        // What expires no later than the acting key is allowed, itself included.
+        for at in [limit, limit - time::Duration::minutes(1)] {
+            let child = w.manager.create(new(Expiry::At(at)), by).await.unwrap();
+            assert_eq!(child.record.expires_at, Some(at));
+            let next = w
+                .manager
+                .rotate(&acme(), &child.record.id, Duration::ZERO, by)
+                .await
+                .unwrap();
+            assert_eq!(
+                next.record.expires_at,
+                Some(at),
+                "rotation keeps the expiry"
+            );
+        }
+        let next = w
+            .manager
+            .rotate(&acme(), &short.record.id, Duration::ZERO, by)
+            .await
+            .unwrap();
+        assert_eq!(next.record.expires_at, Some(limit));
+        // A key without an expiry is not bound by the rule.
+        let admin = w.make(acme(), "live", &ALL_SCOPES).await;
+        let admin_p = w.principal(&admin).await;
+        let forever = w
+            .manager
+            .create(new(Expiry::Never), Actor::Key(&admin_p))
+            .await
+            .unwrap();
+        assert_eq!(forever.record.expires_at, None);
+        w.manager
+            .rotate(
+                &acme(),
+                &later.record.id,
+                Duration::ZERO,
+                Actor::Key(&admin_p),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// A request's key, authenticated just before its scopes were narrowed, or before
+    /// it was revoked: the manager judges the key as the request saw it, and the store,
+    /// which checks the acting key again in the change's own transaction, refuses every
+    /// change (403 [`Denied::ActorChanged`]). Nothing is created, changed or audited.
+    pub(crate) async fn an_actor_changed_after_it_was_judged_changes_nothing<S: ManagedKeyStore>(
+        w: World<S>,
+    ) {
+        let writer = w
+            .make(acme(), "live", &["api_keys:write", "employees:write"])
+            .await;
+        let target = w.make(acme(), "live", &["employees:read"]).await;
+        let system = Actor::System("ops");
+        let attempts = |principal: Principal| {
+            let (manager, id) = (w.manager.clone(), target.record.id);
+            async move {
+                let by = Actor::Key(&principal);
+                let new = NewKey::new("late", acme())
+                    .with_environment("live")
+                    .with_scopes(["employees:write"]);
+                [
+                    manager.create(new, by).await.map(drop),
+                    manager
+                        .rotate(&acme(), &id, Duration::ZERO, by)
+                        .await
+                        .map(drop),
+                    manager
+                        .set_scopes(&acme(), &id, ["employees:write"], by)
+                        .await
+                        .map(drop),
+                    manager.revoke(&acme(), &id, by).await.map(drop),
+                ]
+            }
+        };
+
+        let keys_before = w.keys(&acme()).await;
+        let audit_before = w.audit(&acme()).await.len();
+        // Narrowed to reading after the request authenticated.
+        let narrowed = w.principal(&writer).await;
+        w.manager
+            .set_scopes(&acme(), &writer.record.id, ["employees:read"], system)
+            .await
+            .unwrap();
+        for result in attempts(narrowed).await {
+            assert_eq!(denied(result), Denied::ActorChanged);
+        }
+        // Revoked after the request authenticated.
+        let other = w
+            .make(acme(), "live", &["api_keys:write", "employees:write"])
+            .await;
+        let revoked = w.principal(&other).await;
+        w.manager
+            .revoke(&acme(), &other.record.id, system)
+            .await
+            .unwrap();
+        for result in attempts(revoked).await {
+            assert_eq!(denied(result), Denied::ActorChanged);
+        }
+        let keys_after: Vec<_> = w
+            .keys(&acme())
+            .await
+            .into_iter()
+            .filter(|k| k.id != other.record.id && k.id != writer.record.id)
+            .collect();
+        let keys_before: Vec<_> = keys_before
+            .into_iter()
+            .filter(|k| k.id != writer.record.id)
+            .collect();
+        assert_eq!(keys_after, keys_before, "nothing created or changed");
+        // Three entries: the narrowing, and the creation and revocation of `other`.
+        assert_eq!(w.audit(&acme()).await.len(), audit_before + 3);
+        assert_eq!(
+            Denied::ActorChanged.to_string(),
+            "the acting key was revoked, rotated, changed or expired while the operation \
+             ran; nothing was changed"
+        );
+    }
+
+    /// Eight pairs of keys, each key rotating the other at the same moment: in every
+    /// pair exactly one rotation wins, and the other finds its own key replaced
+    /// (403 [`Denied::ActorChanged`]). No pair deadlocks (the SQL stores lock the two
+    /// rows in id order) or ends with both keys replaced.
+    pub(crate) async fn keys_rotating_each_other_have_one_winner<S: ManagedKeyStore>(w: World<S>) {
+        // Every request authenticated before any rotation starts.
+        let mut attempts = Vec::new();
+        for pair in 0..8 {
+            let a = w.make(acme(), "live", &["api_keys:write"]).await;
+            let b = w.make(acme(), "live", &["api_keys:write"]).await;
+            for (actor, target) in [(&a, &b), (&b, &a)] {
+                attempts.push((pair, w.principal(actor).await, target.record.id));
+            }
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (pair, principal, id) in attempts {
+            let manager = w.manager.clone();
+            tasks.spawn(async move {
+                let by = Actor::Key(&principal);
+                let result = manager.rotate(&acme(), &id, Duration::ZERO, by).await;
+                (pair, result.map(drop))
+            });
+        }
+        let mut winners = [0; 8];
+        while let Some(joined) = tasks.join_next().await {
+            match joined.unwrap() {
+                (pair, Ok(())) => winners[pair] += 1,
+                (_, Err(ManageError::PermissionDenied(Denied::ActorChanged))) => {}
+                (_, Err(other)) => panic!("unexpected: {other}"),
+            }
+        }
+        assert_eq!(winners, [1; 8]);
+        let superseded = w
+            .keys(&acme())
+            .await
+            .iter()
+            .filter(|k| k.rotation.is_some())
+            .count();
+        assert_eq!(superseded, 8, "one key replaced per pair");
     }
 
     /// Sixteen tasks rotate one key at once through the manager: one succeeds, fifteen
@@ -695,21 +999,27 @@ mod cases {
         }
     }
 
-    /// The random walk, 10,000 steps on the memory store, fewer on the SQL stores.
+    /// The random walk, 10,000 steps on the memory store, 1,000 on the SQL stores.
     pub(crate) async fn random_walk_keeps_every_invariant<S: ManagedKeyStore>(w: World<S>) {
         let steps = if std::any::type_name::<S>().contains("MemoryStore") {
             10_000
         } else {
-            400
+            1_000
         };
         super::walk::run(&w, 0x5eed_1234_abcd_0001, steps).await;
     }
 }
 
-/// The model-based random walk: create, rotate, revoke, change scopes, get and list by
-/// random actors of two organizations and both environments, each result predicted by
-/// a reference model of the authority rules, and the store compared with the model
-/// after every step.
+/// The model-based random walk: create, rotate, revoke, change scopes, get, list and
+/// read the audit log, by random actors of two organizations and both environments,
+/// with expiries, rotation grace periods and a clock that moves, each result predicted
+/// by a reference model of the authority rules (down to which rule refuses), and the
+/// store compared with the model after every step.
+///
+/// Actors are the system, keys that authenticate now (in a rotation's grace period
+/// too), and principals held from earlier steps whatever their key became since (the
+/// compare-and-set on the acting key: what the manager judged on the principal, the
+/// store checks against the key as it stands).
 mod walk {
     use super::*;
 
@@ -731,6 +1041,10 @@ mod walk {
         fn chance(&mut self, percent: u64) -> bool {
             self.next() % 100 < percent
         }
+
+        fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+            items[self.below(items.len())]
+        }
     }
 
     /// What the model knows of one key.
@@ -747,6 +1061,8 @@ mod walk {
         expires_at: Option<OffsetDateTime>,
         /// The scopes (with implications) of the key that made this one, if a key did.
         maker_grants: Option<BTreeSet<String>>,
+        /// The expiry of the key that made this one (or rotated it in), if it had one.
+        maker_expiry: Option<OffsetDateTime>,
         /// Whether a test key is in this key's ancestry.
         test_lineage: bool,
     }
@@ -757,24 +1073,69 @@ mod walk {
                 && self.expires_at.is_none_or(|t| t > now)
                 && self.valid_until.is_none_or(|t| t > now)
         }
+
+        /// `ActingKey::holds` as the model sees it: whether this key, as it stands, is
+        /// still the key `judged` was at authentication, usable at `at`.
+        fn holds(&self, judged: &Self, at: OffsetDateTime) -> bool {
+            !self.revoked
+                && self.successor.is_none()
+                && self.scopes == judged.scopes
+                && self.expires_at == judged.expires_at
+                && self.expires_at.is_none_or(|t| t > at)
+        }
     }
 
-    #[derive(Debug, PartialEq)]
+    /// Which rule refuses.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    enum Rule {
+        OtherOwner,
+        Environment,
+        GrantNotHeld,
+        TargetNotHeld,
+        Superseded,
+        Outlives,
+        ActorChanged,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
     enum Expect {
         Ok,
-        Denied,
+        Denied(Rule),
         NotFound,
         Conflict,
     }
 
     fn kind<T>(result: &Result<T, ManageError>) -> Expect {
-        match result {
-            Ok(_) => Expect::Ok,
-            Err(ManageError::PermissionDenied(_)) => Expect::Denied,
-            Err(ManageError::NotFound) => Expect::NotFound,
-            Err(ManageError::Conflict) => Expect::Conflict,
+        let rule = match result {
+            Ok(_) => return Expect::Ok,
+            Err(ManageError::NotFound) => return Expect::NotFound,
+            Err(ManageError::Conflict) => return Expect::Conflict,
+            Err(ManageError::PermissionDenied(denied)) => denied,
             Err(other) => panic!("unexpected error: {other}"),
-        }
+        };
+        Expect::Denied(match rule {
+            Denied::OtherOwner(_) => Rule::OtherOwner,
+            Denied::Environment { .. } => Rule::Environment,
+            Denied::GrantNotHeld(_) => Rule::GrantNotHeld,
+            Denied::TargetNotHeld(_) => Rule::TargetNotHeld,
+            Denied::Superseded => Rule::Superseded,
+            Denied::Outlives(_) => Rule::Outlives,
+            Denied::ActorChanged => Rule::ActorChanged,
+            other => panic!("unexpected refusal: {other}"),
+        })
+    }
+
+    /// Rule 6: whether a key expiring at `expires_at` would outlive `actor`.
+    fn outlives(expires_at: Option<OffsetDateTime>, actor: &Model) -> bool {
+        actor
+            .expires_at
+            .is_some_and(|limit| expires_at.is_none_or(|at| at > limit))
+    }
+
+    /// `t` cut to the whole microsecond, as the manager cuts its clock.
+    fn whole_micros(t: OffsetDateTime) -> OffsetDateTime {
+        t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000)
+            .unwrap()
     }
 
     fn grants(scopes: &[String]) -> BTreeSet<String> {
@@ -783,14 +1144,31 @@ mod walk {
         grants.iter().map(str::to_owned).collect()
     }
 
+    /// The verdict unless `refusal` holds.
+    fn unless(expect: Expect, refusal: bool, then: Expect) -> Expect {
+        if expect == Expect::Ok && refusal {
+            then
+        } else {
+            expect
+        }
+    }
+
+    /// The acting key of a step: its index, the key as its principal shows it (as the
+    /// manager judges it), and the principal.
+    type Acting = (usize, Model, Principal);
+
     struct Walk<'w, S: ManagedKeyStore> {
         w: &'w World<S>,
         rng: Rng,
         keys: Vec<Model>,
+        /// Principals of earlier steps, kept across later changes of their keys.
+        held: Vec<Acting>,
         /// Audit entries the current step should have written, per owner.
         audited: HashMap<String, usize>,
         /// The newest audit entry id seen, per owner.
         last_entry: HashMap<String, u64>,
+        /// How often each operation had each outcome.
+        seen: BTreeSet<(&'static str, Expect)>,
     }
 
     pub(super) async fn run<S: ManagedKeyStore>(w: &World<S>, seed: u64, steps: usize) {
@@ -798,14 +1176,16 @@ mod walk {
             w,
             rng: Rng(seed),
             keys: Vec::new(),
+            held: Vec::new(),
             audited: HashMap::new(),
             last_entry: HashMap::new(),
+            seen: BTreeSet::new(),
         };
-        // Each organization starts with a live and a test admin.
+        // Each organization starts with a live and a test admin that never expire.
         for owner in [acme(), globex()] {
             for env in ["live", "test"] {
                 let created = w.make(owner.clone(), env, &ALL_SCOPES).await;
-                walk.adopt(created, None, false);
+                walk.adopt(created, None, None, false);
                 *walk.audited.entry(owner.id().to_owned()).or_default() += 1;
             }
         }
@@ -814,10 +1194,56 @@ mod walk {
             walk.step(step).await;
             walk.check(step).await;
         }
+        // The walk reached every rule and every outcome, so the model was tested on
+        // each of them.
+        let outcomes: BTreeSet<Expect> = walk.seen.iter().map(|(_, e)| *e).collect();
+        let rules = [
+            Rule::OtherOwner,
+            Rule::Environment,
+            Rule::GrantNotHeld,
+            Rule::TargetNotHeld,
+            Rule::Superseded,
+            Rule::Outlives,
+            Rule::ActorChanged,
+        ];
+        for expect in rules.map(Expect::Denied).into_iter().chain([
+            Expect::Ok,
+            Expect::NotFound,
+            Expect::Conflict,
+        ]) {
+            assert!(
+                outcomes.contains(&expect),
+                "never {expect:?}: {:?}",
+                walk.seen
+            );
+        }
+        // The long walk also reached each way a change meets the acting key: refused
+        // by the manager for a rotated-away key, and by the store for a key that
+        // changed after it was judged.
+        let operations = if steps >= 10_000 {
+            &["create", "rotate", "revoke", "set_scopes"][..]
+        } else {
+            &[]
+        };
+        for &operation in operations {
+            for expect in [Rule::Superseded, Rule::ActorChanged].map(Expect::Denied) {
+                assert!(
+                    walk.seen.contains(&(operation, expect)),
+                    "{operation} never {expect:?}: {:?}",
+                    walk.seen
+                );
+            }
+        }
     }
 
     impl<S: ManagedKeyStore> Walk<'_, S> {
-        fn adopt(&mut self, created: CreatedKey, maker: Option<&Model>, lineage: bool) {
+        fn adopt(
+            &mut self,
+            created: CreatedKey,
+            maker: Option<&Model>,
+            maker_expiry: Option<OffsetDateTime>,
+            lineage: bool,
+        ) {
             let record = &created.record;
             self.keys.push(Model {
                 owner: record.owner.clone(),
@@ -828,6 +1254,7 @@ mod walk {
                 valid_until: None,
                 expires_at: record.expires_at,
                 maker_grants: maker.map(|m| grants(&m.scopes)),
+                maker_expiry,
                 test_lineage: lineage
                     || maker.is_some_and(|m| m.test_lineage || m.env == Environment::test()),
                 created,
@@ -842,89 +1269,145 @@ mod walk {
                 .collect()
         }
 
-        /// The model's verdict on `actor` acting on `target` (rules 1, 2 and 4).
-        fn may_change(actor: Option<&Model>, owner: &Owner, target: Option<&Model>) -> Expect {
+        /// The model's verdict on `actor` acting on `target` as the manager judges it,
+        /// before the store (rules 1, 2, 4 and 5).
+        fn may_change(actor: Option<&Model>, owner: &Owner, target: &Model) -> Expect {
             let Some(actor) = actor else {
-                return if target.is_some_and(|t| &t.owner == owner) {
+                return if &target.owner == owner {
                     Expect::Ok
                 } else {
                     Expect::NotFound
                 };
             };
-            if &actor.owner != owner {
-                return Expect::Denied;
+            if actor.successor.is_some() {
+                return Expect::Denied(Rule::Superseded);
             }
-            let Some(target) = target.filter(|t| &t.owner == owner) else {
+            // Another owner's key, or one out of the actor's environment, is missing.
+            if &actor.owner != owner
+                || &target.owner != owner
+                || (actor.env != Environment::live() && actor.env != target.env)
+            {
                 return Expect::NotFound;
-            };
-            if actor.env != Environment::live() && actor.env != target.env {
-                return Expect::Denied;
             }
             let held = grants(&actor.scopes);
             if target.scopes.iter().any(|s| !held.contains(s)) {
-                return Expect::Denied;
+                return Expect::Denied(Rule::TargetNotHeld);
             }
             Expect::Ok
         }
 
-        async fn step(&mut self, step: usize) {
-            let now = self.w.clock.now();
-            if self.rng.chance(3) {
-                // Time passes: keys expire, grace periods end.
-                self.w.clock.advance(Duration::from_secs(7 * 86_400 + 1));
-                return;
+        /// The actor of a step: the system, a principal held from an earlier step
+        /// (whatever its key became since), or a key that authenticates now, which is
+        /// then held for later steps.
+        async fn actor(&mut self, now: OffsetDateTime) -> Option<Acting> {
+            if self.rng.chance(10) {
+                return None;
             }
-            // The actor: the system, or a key that authenticates now.
+            if !self.held.is_empty() && self.rng.chance(15) {
+                let i = self.rng.below(self.held.len());
+                return Some(self.held[i].clone());
+            }
             let active: Vec<usize> = (0..self.keys.len())
                 .filter(|&i| self.keys[i].active(now))
                 .collect();
-            let actor_index = if self.rng.chance(10) || active.is_empty() {
-                None
-            } else {
-                Some(active[self.rng.below(active.len())])
-            };
-            let actor_model = actor_index.map(|i| self.keys[i].clone());
-            let principal = match &actor_model {
-                Some(m) => Some(self.w.principal(&m.created).await),
-                None => None,
-            };
-            let actor = match &principal {
-                Some(p) => Actor::Key(p),
+            if active.is_empty() {
+                return None;
+            }
+            let index = active[self.rng.below(active.len())];
+            let principal = self.w.principal(&self.keys[index].created).await;
+            let acting = (index, self.keys[index].clone(), principal);
+            if self.held.len() == 16 {
+                self.held.remove(self.rng.below(16));
+            }
+            self.held.push(acting.clone());
+            Some(acting)
+        }
+
+        async fn step(&mut self, step: usize) {
+            let now = self.w.clock.now();
+            // Time passes: keys expire, grace periods end.
+            if self.rng.chance(12) {
+                let secs = self.rng.pick(&[1, 30, 300, 3_600, 86_400]);
+                self.w.clock.advance(Duration::from_secs(secs));
+                return;
+            }
+            if self.rng.chance(2) {
+                self.w.clock.advance(Duration::from_secs(7 * 86_400 + 1));
+                return;
+            }
+            let at = whole_micros(now);
+            let acting = self.actor(now).await;
+            let judged = acting.as_ref().map(|(_, m, _)| m.clone());
+            let judged = judged.as_ref();
+            // Whether the store still finds the acting key as it was judged.
+            let holds = acting
+                .as_ref()
+                .is_none_or(|(i, m, _)| self.keys[*i].holds(m, at));
+            let actor = match &acting {
+                Some((_, _, p)) => Actor::Key(p),
                 None => Actor::System("walk"),
             };
+            let superseded = judged.is_some_and(|a| a.successor.is_some());
             // Mostly the actor's own organization, sometimes the other one.
-            let owner = match (&actor_model, self.rng.chance(15)) {
+            let owner = match (judged, self.rng.chance(15)) {
                 (Some(m), false) => m.owner.clone(),
                 _ => [acme(), globex()][self.rng.below(2)].clone(),
             };
-            let target_index = self.rng.below(self.keys.len());
+            // Any key; more often one that still works, or the key of a held principal
+            // (so that held principals' keys change under them).
+            let active: Vec<usize> = (0..self.keys.len())
+                .filter(|&i| self.keys[i].active(now))
+                .collect();
+            let target_index = match self.rng.below(10) {
+                0..=2 if !self.held.is_empty() => self.held[self.rng.below(self.held.len())].0,
+                3..=5 if !active.is_empty() => active[self.rng.below(active.len())],
+                _ => self.rng.below(self.keys.len()),
+            };
             let target = self.keys[target_index].clone();
             let target_id = target.created.record.id;
             let manager = &self.w.manager;
             let org = owner.id().to_owned();
 
-            match self.rng.below(6) {
+            let (operation, outcome) = match self.rng.below(7) {
                 0 => {
                     let env = if self.rng.chance(50) { "live" } else { "test" };
                     let scopes = self.random_scopes();
-                    let expiry = if self.rng.chance(30) {
-                        Expiry::Days30
-                    } else {
-                        Expiry::Never
+                    let limit = judged.and_then(|a| a.expires_at).filter(|&t| t > at);
+                    let expiry = match (self.rng.below(10), limit) {
+                        (0..=2, _) => Expiry::Never,
+                        (3, _) => Expiry::Days30,
+                        (4..=6, _) | (_, None) => {
+                            let secs = self.rng.pick(&[1, 30, 300, 3_600, 3 * 86_400]);
+                            Expiry::At(now + time::Duration::seconds(secs))
+                        }
+                        (_, Some(limit)) => Expiry::At(limit),
                     };
-                    let expect = match &actor_model {
+                    let expires_at = match expiry {
+                        Expiry::Never => None,
+                        Expiry::Days30 => Some(at + time::Duration::days(30)),
+                        Expiry::At(t) => Some(whole_micros(t)),
+                        _ => unreachable!(),
+                    };
+                    let expect = match judged {
                         None => Expect::Ok,
-                        Some(a) if a.owner != owner => Expect::Denied,
+                        Some(_) if superseded => Expect::Denied(Rule::Superseded),
+                        Some(a) if a.owner != owner => Expect::Denied(Rule::OtherOwner),
                         Some(a) if a.env != Environment::live() && a.env.as_str() != env => {
-                            Expect::Denied
+                            Expect::Denied(Rule::Environment)
                         }
                         Some(a) => {
                             let held = grants(&a.scopes);
-                            if scopes.iter().all(|s| held.contains(s)) {
-                                Expect::Ok
-                            } else {
-                                Expect::Denied
-                            }
+                            let expect = unless(
+                                Expect::Ok,
+                                scopes.iter().any(|s| !held.contains(s)),
+                                Expect::Denied(Rule::GrantNotHeld),
+                            );
+                            let expect = unless(
+                                expect,
+                                outlives(expires_at, a),
+                                Expect::Denied(Rule::Outlives),
+                            );
+                            unless(expect, !holds, Expect::Denied(Rule::ActorChanged))
                         }
                     };
                     let new = NewKey::new("walk", owner.clone())
@@ -932,105 +1415,135 @@ mod walk {
                         .with_scopes(scopes.clone())
                         .with_expiry(expiry);
                     let result = manager.create(new, actor).await;
-                    assert_eq!(kind(&result), expect, "step {step}: create");
+                    let outcome = kind(&result);
+                    assert_eq!(outcome, expect, "step {step}: create");
                     if let Ok(created) = result {
                         assert_eq!(created.record.scopes, scopes);
-                        self.adopt(created, actor_model.as_ref(), false);
+                        assert_eq!(created.record.expires_at, expires_at, "step {step}");
+                        let maker_expiry = judged.and_then(|a| a.expires_at);
+                        self.adopt(created, judged, maker_expiry, false);
                         *self.audited.entry(org).or_default() += 1;
                     }
+                    ("create", outcome)
                 }
                 1 => {
-                    let grace = if self.rng.chance(50) { 0 } else { 60 };
-                    let mut expect = Self::may_change(actor_model.as_ref(), &owner, Some(&target));
-                    if expect == Expect::Ok
-                        && (target.revoked
+                    let grace = self.rng.pick(&[0, 1, 60, 3_600, 86_400]);
+                    let expect = Self::may_change(judged, &owner, &target);
+                    // Rule 6: the successor keeps the target's expiry, and the actor
+                    // receives its secret.
+                    let expect = unless(
+                        expect,
+                        judged.is_some_and(|a| outlives(target.expires_at, a)),
+                        Expect::Denied(Rule::Outlives),
+                    );
+                    let expect = unless(
+                        expect,
+                        target.revoked
                             || target.successor.is_some()
-                            || target.expires_at.is_some_and(|t| t <= now))
-                    {
-                        expect = Expect::Conflict;
-                    }
+                            || target.expires_at.is_some_and(|t| t <= at),
+                        Expect::Conflict,
+                    );
+                    let expect = unless(expect, !holds, Expect::Denied(Rule::ActorChanged));
                     let result = manager
                         .rotate(&owner, &target_id, Duration::from_secs(grace), actor)
                         .await;
-                    assert_eq!(kind(&result), expect, "step {step}: rotate");
+                    let outcome = kind(&result);
+                    assert_eq!(outcome, expect, "step {step}: rotate");
                     if let Ok(created) = result {
                         assert_eq!(created.record.scopes, target.scopes);
                         assert_eq!(created.record.environment, Some(target.env));
                         assert_eq!(created.record.expires_at, target.expires_at);
                         let lineage = target.test_lineage
-                            || actor_model
-                                .as_ref()
-                                .is_some_and(|a| a.env == Environment::test());
+                            || judged.is_some_and(|a| a.env == Environment::test());
                         let successor = created.record.id;
                         let t = &mut self.keys[target_index];
                         t.successor = Some(successor);
-                        t.valid_until = Some(now + time::Duration::seconds(grace as i64));
-                        let maker = actor_model.clone().or(Some(target.clone()));
-                        self.adopt(created, maker.as_ref(), lineage);
+                        t.valid_until = Some(at + time::Duration::seconds(grace as i64));
+                        let maker = judged.cloned().unwrap_or_else(|| target.clone());
+                        let maker_expiry = judged.and_then(|a| a.expires_at);
+                        self.adopt(created, Some(&maker), maker_expiry, lineage);
                         *self.audited.entry(org).or_default() += 2;
                     }
+                    ("rotate", outcome)
                 }
                 2 => {
-                    let expect = Self::may_change(actor_model.as_ref(), &owner, Some(&target));
+                    let expect = Self::may_change(judged, &owner, &target);
+                    // Revoking a revoked key changes nothing and asks the store nothing.
+                    let expect = unless(
+                        expect,
+                        !target.revoked && !holds,
+                        Expect::Denied(Rule::ActorChanged),
+                    );
                     let result = manager.revoke(&owner, &target_id, actor).await;
-                    assert_eq!(kind(&result), expect, "step {step}: revoke");
+                    let outcome = kind(&result);
+                    assert_eq!(outcome, expect, "step {step}: revoke");
                     if result.is_ok() && !target.revoked {
                         self.keys[target_index].revoked = true;
                         *self.audited.entry(org).or_default() += 1;
                     }
+                    ("revoke", outcome)
                 }
                 3 => {
                     let scopes = self.random_scopes();
-                    let mut expect = Self::may_change(actor_model.as_ref(), &owner, Some(&target));
-                    if expect == Expect::Ok {
-                        if let Some(a) = &actor_model {
+                    let expect = Self::may_change(judged, &owner, &target);
+                    let expect = unless(
+                        expect,
+                        judged.is_some_and(|a| {
                             let held = grants(&a.scopes);
-                            if scopes.iter().any(|s| !held.contains(s)) {
-                                expect = Expect::Denied;
-                            }
-                        }
-                    }
-                    if expect == Expect::Ok && target.revoked {
-                        expect = Expect::Conflict;
-                    }
+                            scopes.iter().any(|s| !held.contains(s))
+                        }),
+                        Expect::Denied(Rule::GrantNotHeld),
+                    );
+                    let expect = unless(expect, target.revoked, Expect::Conflict);
+                    let expect = unless(expect, !holds, Expect::Denied(Rule::ActorChanged));
                     let result = manager
                         .set_scopes(&owner, &target_id, scopes.clone(), actor)
                         .await;
-                    assert_eq!(kind(&result), expect, "step {step}: set_scopes");
+                    let outcome = kind(&result);
+                    assert_eq!(outcome, expect, "step {step}: set_scopes");
                     if result.is_ok() {
                         let t = &mut self.keys[target_index];
                         t.scopes = scopes;
                         // The system is exempt; a key grants only what it holds.
-                        t.maker_grants = actor_model.as_ref().map(|a| grants(&a.scopes));
-                        if let Some(a) = &actor_model {
+                        t.maker_grants = judged.map(|a| grants(&a.scopes));
+                        if let Some(a) = judged {
                             t.test_lineage |= a.env == Environment::test();
                         }
                         *self.audited.entry(org).or_default() += 1;
                     }
+                    ("set_scopes", outcome)
                 }
                 4 => {
-                    let expect = match &actor_model {
-                        Some(a) if a.owner != owner => Expect::Denied,
+                    // A read is judged on the request's key as it authenticated.
+                    let expect = match judged {
+                        Some(_) if superseded => Expect::Denied(Rule::Superseded),
+                        Some(a) if a.owner != owner => Expect::NotFound,
                         _ if target.owner != owner => Expect::NotFound,
                         Some(a) if a.env != Environment::live() && a.env != target.env => {
-                            Expect::Denied
+                            Expect::NotFound
                         }
                         _ => Expect::Ok,
                     };
                     let result = manager.get(&owner, &target_id, actor).await;
-                    assert_eq!(kind(&result), expect, "step {step}: get");
+                    let outcome = kind(&result);
+                    assert_eq!(outcome, expect, "step {step}: get");
+                    ("get", outcome)
                 }
-                _ => {
+                5 => {
                     let result = manager.list(&owner, actor).await;
-                    match &actor_model {
+                    let outcome = kind(&result);
+                    match judged {
+                        Some(_) if superseded => {
+                            assert_eq!(outcome, Expect::Denied(Rule::Superseded), "step {step}");
+                        }
                         Some(a) if a.owner != owner => {
-                            assert_eq!(kind(&result), Expect::Denied, "step {step}: list");
+                            assert_eq!(outcome, Expect::Denied(Rule::OtherOwner), "step {step}");
                         }
                         _ => {
                             let listed = result.unwrap();
                             let visible = |m: &Model| {
                                 m.owner == owner
-                                    && actor_model.as_ref().is_none_or(|a| {
+                                    && judged.is_none_or(|a| {
                                         a.env == Environment::live() || a.env == m.env
                                     })
                             };
@@ -1038,8 +1551,34 @@ mod walk {
                             assert_eq!(listed.len(), expected, "step {step}: list");
                         }
                     }
+                    ("list", outcome)
                 }
-            }
+                _ => {
+                    let query = AuditQuery::new(owner.clone());
+                    let result = manager.audit_log(query, actor).await;
+                    let outcome = kind(&result);
+                    match judged {
+                        Some(_) if superseded => {
+                            assert_eq!(outcome, Expect::Denied(Rule::Superseded), "step {step}");
+                        }
+                        Some(a) if a.owner != owner => {
+                            assert_eq!(outcome, Expect::Denied(Rule::OtherOwner), "step {step}");
+                        }
+                        _ => {
+                            let entries = result.unwrap();
+                            assert!(!entries.is_empty(), "step {step}: audit log");
+                            let reaches = |e: &AuditEntry| {
+                                judged.is_none_or(|a| {
+                                    a.env == Environment::live() || e.environment == Some(a.env)
+                                })
+                            };
+                            assert!(entries.iter().all(reaches), "step {step}: audit log");
+                        }
+                    }
+                    ("audit_log", outcome)
+                }
+            };
+            self.seen.insert((operation, outcome));
         }
 
         /// The store against the model, and the invariants.
@@ -1065,15 +1604,24 @@ mod walk {
                         "step {step}: revoked"
                     );
                     assert_eq!(
-                        record.rotation.map(|r| r.superseded_by),
-                        m.successor,
+                        record.rotation.map(|r| (r.superseded_by, r.valid_until)),
+                        m.successor.zip(m.valid_until),
                         "step {step}: rotation"
                     );
+                    assert_eq!(record.expires_at, m.expires_at, "step {step}: expiry");
                     // No key holds a scope outside what its maker held.
                     if let Some(maker) = &m.maker_grants {
                         assert!(
                             record.scopes.iter().all(|s| maker.contains(s)),
                             "step {step}: {} holds more than its maker",
+                            record.id
+                        );
+                    }
+                    // No key outlives the expiring key that made it or rotated it in.
+                    if let Some(limit) = m.maker_expiry {
+                        assert!(
+                            record.expires_at.is_some_and(|t| t <= limit),
+                            "step {step}: {} outlives its maker",
                             record.id
                         );
                     }
@@ -1119,8 +1667,12 @@ macro_rules! suite {
         suite!(@cases $module, $open,
             escalations_are_refused_and_change_nothing,
             positive_controls_are_allowed,
+            a_replaced_key_manages_nothing,
+            no_key_outlives_its_maker,
+            an_actor_changed_after_it_was_judged_changes_nothing,
             rotation_rules_hold,
             racing_rotations_have_one_winner,
+            keys_rotating_each_other_have_one_winner,
             racing_revocations_are_audited_once,
             returned_records_equal_stored_ones,
             revocations_are_audited_once,

@@ -578,6 +578,7 @@ async fn a_key_in_rotation_grace_carries_a_sunset_header_then_expires() {
         successor: &successor,
         valid_until: until,
         at: world.clock.now(),
+        actor: None,
     };
     let applied = world.store.apply(rotate, &[]).await.unwrap();
     assert!(matches!(applied, Applied::Done(_)), "{applied:?}");

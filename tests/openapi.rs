@@ -342,3 +342,55 @@ async fn a_revoked_key_is_not_found_after_delete() {
         .expect("still listed");
     assert!(listed["revoked_at"].is_string());
 }
+
+/// The document promises 404 for a missing key and for another organization's or
+/// another environment's, on every operation on a key; a test key asking about a live
+/// key gets exactly that 404, with the body of a missing id.
+#[tokio::test]
+async fn keys_out_of_reach_are_documented_and_answered_as_missing() {
+    let s = start().await;
+    let document = s.document().await;
+    let make = |env: &'static str| {
+        s.demo.manager.create(
+            NewKey::new(env, Owner::organization("acme"))
+                .with_environment(env)
+                .with_scopes(["api_keys:write"]),
+            Actor::System("openapi test"),
+        )
+    };
+    let tester = make("test").await.unwrap();
+    let tester = tester.key.expose_secret().to_owned();
+    let live_id = make("live").await.unwrap().record.id.to_string();
+    let mut checked = 0;
+    for (method, path, operation) in operations(&document) {
+        if !path.starts_with("/v1/api_keys/{id}") {
+            continue;
+        }
+        let not_found = &operation["responses"]["404"];
+        let description = not_found["description"].as_str().unwrap_or_default();
+        assert!(
+            description.contains("another organization's or another environment's key"),
+            "{method} {path}: {description}"
+        );
+        let mut bodies = Vec::new();
+        for id in [live_id.as_str(), "AAAAAAAAAAA"] {
+            let url = format!("{}{}", s.base, path.replace("{id}", id));
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let mut request = s.client.request(method, url).bearer_auth(&tester);
+            if operation["requestBody"].is_object() {
+                let body = if path.ends_with("/rotate") {
+                    json!({})
+                } else {
+                    json!({"scopes": []})
+                };
+                request = request.json(&body);
+            }
+            let reply = request.send().await.unwrap();
+            assert_eq!(reply.status(), StatusCode::NOT_FOUND, "{path} {id}");
+            bodies.push(reply.json::<Value>().await.unwrap());
+        }
+        assert_eq!(bodies[0], bodies[1], "{method} {path}");
+        checked += 1;
+    }
+    assert_eq!(checked, 4, "get, delete, patch and rotate");
+}

@@ -17,7 +17,8 @@ use time::{Duration, OffsetDateTime};
 use tower_api_key::audit::{AuditAction, AuditActor, AuditEntry, AuditQuery, AuditSink, Auditor};
 use tower_api_key::key::{Digest, KeyId, Presented, TagKey};
 use tower_api_key::store::{
-    Applied, Change, KeyRecord, KeyStore, ManagedKeyStore, MemoryStore, Owner, Rotation, StoreError,
+    ActingKey, Applied, Change, KeyRecord, KeyStore, ManagedKeyStore, MemoryStore, Owner, Rotation,
+    StoreError,
 };
 
 /// A time with whole microseconds: SQL stores keep microsecond precision.
@@ -267,6 +268,7 @@ mod cases {
             successor: &next,
             valid_until: until,
             at: T0,
+            actor: None,
         };
         let applied = store.apply(change, &[]).await.unwrap();
         assert!(matches!(applied, Applied::Done(_)), "{applied:?}");
@@ -307,6 +309,7 @@ mod cases {
                     successor: &next,
                     valid_until: until,
                     at,
+                    actor: None,
                 };
                 store.apply(change, &[entry]).await
             }
@@ -378,6 +381,7 @@ mod cases {
             successor: &successor_of(&other),
             valid_until: until,
             at: T0,
+            actor: None,
         };
         let Applied::Refused(stored) = store.apply(change, &[]).await.unwrap() else {
             panic!("a revoked key was rotated");
@@ -392,6 +396,7 @@ mod cases {
             successor: &successor_of(&other),
             valid_until: until,
             at: T0,
+            actor: None,
         };
         assert_eq!(store.apply(change, &[]).await.unwrap(), Applied::NotFound);
     }
@@ -405,7 +410,26 @@ mod cases {
     ) {
         let key = new_key(acme(), T0);
         store.insert(&key).await.unwrap();
-        let revoke = |at| Change::Revoke { id: &key.id, at };
+        let revoke = |at| Change::Revoke {
+            id: &key.id,
+            at,
+            scopes: None,
+            actor: None,
+        };
+        // The scopes the caller judged the key by changed since: not revoked.
+        let judged = vec!["employees:write".to_owned()];
+        let change = Change::Revoke {
+            id: &key.id,
+            at: T0,
+            scopes: Some(&judged),
+            actor: None,
+        };
+        let entry = audit(AuditAction::KeyRevoked, &key, T0);
+        assert!(matches!(
+            store.apply(change, &[entry]).await.unwrap(),
+            Applied::Refused(ref r) if r.revoked_at.is_none()
+        ));
+        assert!(audited(store, &key).await.is_empty());
         let first = store
             .apply(revoke(T0), &[audit(AuditAction::KeyRevoked, &key, T0)])
             .await
@@ -436,6 +460,7 @@ mod cases {
                     id: &id,
                     from: &from,
                     to: &to,
+                    actor: None,
                 };
                 store.apply(change, &[entry]).await.unwrap()
             }
@@ -459,15 +484,198 @@ mod cases {
             id: &nobody,
             from: &[],
             to: &[],
+            actor: None,
         };
         assert_eq!(store.apply(change, &[]).await.unwrap(), Applied::NotFound);
         // An insert that conflicts writes no entry either.
         let entry = audit(AuditAction::KeyCreated, &key, T0);
         assert!(matches!(
-            store.apply(Change::Insert(&key), &[entry]).await,
+            store
+                .apply(
+                    Change::Insert {
+                        record: &key,
+                        actor: None
+                    },
+                    &[entry]
+                )
+                .await,
             Err(StoreError::Conflict)
         ));
         assert_eq!(audited(store, &key).await, [AuditAction::KeyRevoked]);
+    }
+
+    /// A change made by a key carries that key as the manager judged it, and the store
+    /// checks it in the change's own transaction: an actor revoked, re-scoped, re-dated,
+    /// rotated away (even in its grace period), expired or gone since it was judged
+    /// changes nothing, whatever the change, and writes no audit entry.
+    pub(crate) async fn a_change_by_an_actor_changed_since_it_was_judged_is_refused<
+        S: ManagedKeyStore,
+    >(
+        store: &S,
+    ) {
+        let target = new_key(acme(), T0);
+        store.insert(&target).await.unwrap();
+        let actor = |scopes: &[&str]| {
+            let mut key = new_key(acme(), T0).with_expires_at(Some(T0 + Duration::days(1)));
+            key.scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+            key
+        };
+        // Every kind of change, made by `judged`: none may be made.
+        let refused = |judged: KeyRecord, at: OffsetDateTime| {
+            let (store, target) = (store.clone(), target.clone());
+            async move {
+                let acting = Some(ActingKey::new(&judged, at));
+                let created = new_key(acme(), T0);
+                let next = successor_of(&target);
+                let wanted = vec!["employees:write".to_owned()];
+                let entry = |action| audit(action, &target, at);
+                let changes = [
+                    Change::Insert {
+                        record: &created,
+                        actor: acting,
+                    },
+                    Change::Revoke {
+                        id: &target.id,
+                        at,
+                        scopes: Some(&target.scopes),
+                        actor: acting,
+                    },
+                    Change::SetScopes {
+                        id: &target.id,
+                        from: &target.scopes,
+                        to: &wanted,
+                        actor: acting,
+                    },
+                    Change::Rotate {
+                        id: &target.id,
+                        successor: &next,
+                        valid_until: at,
+                        at,
+                        actor: acting,
+                    },
+                ];
+                for change in changes {
+                    let applied = store
+                        .apply(change, &[entry(AuditAction::KeyRevoked)])
+                        .await
+                        .unwrap();
+                    assert_eq!(applied, Applied::ActorChanged, "{change:?}");
+                }
+                assert!(store.get(&created.id).await.unwrap().is_none());
+                assert!(store.get(&next.id).await.unwrap().is_none());
+                assert_eq!(store.get(&target.id).await.unwrap().unwrap(), target);
+                assert!(audited(&store, &target).await.is_empty(), "audited anyway");
+            }
+        };
+
+        // Revoked between the judgement and the write.
+        let revoked = actor(&["api_keys:write"]);
+        store.insert(&revoked).await.unwrap();
+        store.revoke(&revoked.id, T0).await.unwrap();
+        refused(revoked, T0).await;
+
+        // Re-scoped: narrowed (or widened: what was judged is not what is stored).
+        let rescoped = actor(&["api_keys:write"]);
+        store.insert(&rescoped).await.unwrap();
+        let narrowed = vec!["api_keys:read".to_owned()];
+        let change = Change::SetScopes {
+            id: &rescoped.id,
+            from: &rescoped.scopes,
+            to: &narrowed,
+            actor: None,
+        };
+        assert!(matches!(
+            store.apply(change, &[]).await.unwrap(),
+            Applied::Done(_)
+        ));
+        refused(rescoped.clone(), T0).await;
+
+        // Re-dated: given a later expiry, or none.
+        let redated = actor(&["api_keys:write"]);
+        store.insert(&redated).await.unwrap();
+        store
+            .update(&redated.clone().with_expires_at(None))
+            .await
+            .unwrap();
+        refused(redated, T0).await;
+
+        // Rotated away, and still in its grace period.
+        let rotated = actor(&["api_keys:write"]);
+        store.insert(&rotated).await.unwrap();
+        rotate(store, &rotated, T0 + Duration::hours(1)).await;
+        refused(rotated, T0).await;
+
+        // Expired at the time of the change, and a key that does not exist.
+        let expiring = actor(&["api_keys:write"]);
+        store.insert(&expiring).await.unwrap();
+        refused(expiring.clone(), T0 + Duration::days(1)).await;
+        refused(actor(&["api_keys:write"]), T0).await;
+
+        // The actor is judged before the target: a missing target is not revealed.
+        let nobody = KeyId::new("nobody").unwrap();
+        let change = Change::Revoke {
+            id: &nobody,
+            at: T0,
+            scopes: None,
+            actor: Some(ActingKey::new(&expiring, T0 + Duration::days(2))),
+        };
+        assert_eq!(
+            store.apply(change, &[]).await.unwrap(),
+            Applied::ActorChanged
+        );
+
+        // Positive controls: judged as stored, the changes are made, the actor acting on
+        // itself included.
+        let current = store.get(&rescoped.id).await.unwrap().unwrap();
+        let acting = Some(ActingKey::new(&current, T0));
+        let wanted = vec!["employees:write".to_owned()];
+        let change = Change::SetScopes {
+            id: &target.id,
+            from: &target.scopes,
+            to: &wanted,
+            actor: acting,
+        };
+        let entry = audit(AuditAction::KeyScopesChanged, &target, T0);
+        assert!(matches!(
+            store.apply(change, &[entry]).await.unwrap(),
+            Applied::Done(ref r) if r.scopes == wanted
+        ));
+        assert_eq!(
+            audited(store, &target).await,
+            [AuditAction::KeyScopesChanged]
+        );
+        let created = new_key(acme(), T0);
+        let change = Change::Insert {
+            record: &created,
+            actor: acting,
+        };
+        assert!(matches!(
+            store.apply(change, &[]).await.unwrap(),
+            Applied::Done(_)
+        ));
+        let next = successor_of(&current);
+        let change = Change::Rotate {
+            id: &current.id,
+            successor: &next,
+            valid_until: T0,
+            at: T0,
+            actor: acting,
+        };
+        assert!(matches!(
+            store.apply(change, &[]).await.unwrap(),
+            Applied::Done(_)
+        ));
+        // Rotated away by itself: it acts no more.
+        let change = Change::Revoke {
+            id: &created.id,
+            at: T0,
+            scopes: None,
+            actor: acting,
+        };
+        assert_eq!(
+            store.apply(change, &[]).await.unwrap(),
+            Applied::ActorChanged
+        );
     }
 
     /// Sixteen tasks rotate one key at once: exactly one wins, one successor exists,
@@ -486,6 +694,7 @@ mod cases {
                     successor: &next,
                     valid_until: T0 + Duration::hours(1),
                     at: T0,
+                    actor: None,
                 };
                 let entry = audit(AuditAction::KeyRotated, &key, T0);
                 let applied = store.apply(change, &[entry]).await.unwrap();
@@ -498,7 +707,7 @@ mod cases {
             match joined.unwrap() {
                 (Applied::Done(_), id) => winners.push(id),
                 (Applied::Refused(_), id) => losers.push(id),
-                (Applied::NotFound, _) => panic!("the key vanished"),
+                (other, _) => panic!("unexpected: {other:?}"),
             }
         }
         assert_eq!(winners.len(), 1, "exactly one rotation wins");
@@ -725,7 +934,13 @@ mod cases {
         let fresh = new_key(acme(), T0);
         let created = audit(AuditAction::KeyCreated, &fresh, T0);
         assert!(store
-            .apply(Change::Insert(&fresh), &[created])
+            .apply(
+                Change::Insert {
+                    record: &fresh,
+                    actor: None,
+                },
+                &[created],
+            )
             .await
             .is_err());
         assert!(
@@ -736,6 +951,8 @@ mod cases {
         let change = Change::Revoke {
             id: &kept.id,
             at: T0,
+            scopes: None,
+            actor: None,
         };
         assert!(store.apply(change, &[revoked]).await.is_err());
         let next = successor_of(&kept);
@@ -745,6 +962,7 @@ mod cases {
             successor: &next,
             valid_until: T0,
             at: T0,
+            actor: None,
         };
         assert!(store.apply(change, &[rotated]).await.is_err());
         let stored = store.get(&kept.id).await.unwrap().unwrap();
@@ -921,6 +1139,7 @@ macro_rules! contract {
             revoke_is_idempotent_and_keeps_the_first_time,
             rotation_is_conditional_and_both_or_neither,
             revocation_and_scope_changes_are_decided_by_the_store,
+            a_change_by_an_actor_changed_since_it_was_judged_is_refused,
             racing_rotations_have_exactly_one_winner,
             audit_entries_round_trip_newest_first,
             list_by_owner_is_newest_first_and_only_that_owner,
@@ -1952,6 +2171,68 @@ mod postgres {
         assert_eq!(row.0, minted.digest.as_bytes());
         let secret = minted.key.expose_secret();
         assert!(!row.1.contains(&secret[minted.prefix.len()..]));
+    }
+
+    /// The acting key's row is read `FOR UPDATE` in the change's transaction: a change
+    /// made by a key whose revocation is in flight waits for that revocation, then is
+    /// refused (it does not read the row as it was and slip in before the commit).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_change_waits_for_a_concurrent_change_of_its_actor() {
+        let Some(db) = TestSchema::new().await else {
+            return;
+        };
+        let actor = new_key(acme(), T0);
+        db.insert(&actor).await.unwrap();
+        let mut admin = db.admin().await;
+        sqlx::raw_sql("BEGIN").execute(&mut admin).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE {}keys SET revoked_at = $2 WHERE id = $1",
+            db.prefix
+        )))
+        .bind(actor.id.as_str())
+        .bind(T0)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+
+        let created = new_key(acme(), T0);
+        let task = {
+            let (store, actor, created) = (db.store.clone(), actor.clone(), created.clone());
+            tokio::spawn(async move {
+                let change = Change::Insert {
+                    record: &created,
+                    actor: Some(ActingKey::new(&actor, T0)),
+                };
+                store.apply(change, &[]).await
+            })
+        };
+        // Until the change waits for a row lock on this test's table, or finishes.
+        let probe = db.store.pool().clone();
+        let pattern = format!("%{}keys%FOR UPDATE%", db.prefix);
+        wait_until(StdDuration::from_secs(10), "the change to wait", || {
+            let (probe, pattern) = (probe.clone(), pattern.clone());
+            let finished = task.is_finished();
+            async move {
+                let waiting: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE wait_event_type = 'Lock' AND query LIKE $1",
+                )
+                .bind(pattern)
+                .fetch_one(&probe)
+                .await
+                .unwrap();
+                finished || waiting > 0
+            }
+        })
+        .await;
+        assert!(
+            !task.is_finished(),
+            "the change did not wait for its actor's row: {:?}",
+            task.await
+        );
+        sqlx::raw_sql("COMMIT").execute(&mut admin).await.unwrap();
+        assert_eq!(task.await.unwrap().unwrap(), Applied::ActorChanged);
+        assert!(db.get(&created.id).await.unwrap().is_none());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -295,7 +295,12 @@ mod cases {
                     let world = World::new(store.clone(), ttl);
                     let key = world.key(kind).await;
                     let at = world.clock.now();
-                    let revoke = Change::Revoke { id: key.id(), at };
+                    let revoke = Change::Revoke {
+                        id: key.id(),
+                        at,
+                        actor: None,
+                        scopes: None,
+                    };
                     world.change(&key, revoke, heard).await;
                     world
                         .assert_never_old_through_the_outage(
@@ -323,6 +328,7 @@ mod cases {
                         id: key.id(),
                         from: &wide,
                         to: &narrow,
+                        actor: None,
                     };
                     world.change(&key, set, heard).await;
                     let context = format!("{kind:?} key re-scoped, {heard:?}, TTL {ttl:?}");
@@ -368,6 +374,7 @@ mod cases {
                         successor: &successor,
                         valid_until: at,
                         at,
+                        actor: None,
                     };
                     world.change(&key, rotate, heard).await;
                     world

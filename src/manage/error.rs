@@ -2,6 +2,7 @@
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode};
+use time::OffsetDateTime;
 
 use crate::key::{Environment, KeyError};
 use crate::store::StoreError;
@@ -18,7 +19,9 @@ pub enum Denied {
     /// The key acted on holds a scope the acting key does not hold.
     #[error("cannot act on a key holding scope {0}: the acting key does not hold it")]
     TargetNotHeld(String),
-    /// The acting key's environment does not reach the other key's.
+    /// The acting key's environment does not reach the environment of the key it
+    /// would create. (A key it does not reach is [`ManageError::NotFound`] instead,
+    /// exactly like a missing one.)
     #[error("{}", environment_message(*.acting))]
     Environment {
         /// The acting key's environment.
@@ -29,6 +32,31 @@ pub enum Denied {
     /// The acting key belongs to another owner than the one acted on.
     #[error("the acting key belongs to another {}", .0)]
     OtherOwner(&'static str),
+    /// The acting key was replaced by a rotation: it still authenticates until its
+    /// grace period ends, but manages no keys, its successor does.
+    #[error(
+        "the acting key was replaced by a rotation: it works until its grace period ends, \
+         but only its successor manages keys"
+    )]
+    Superseded,
+    /// The new key (or the rotation's successor) would outlive the acting key, which
+    /// expires at the given instant: a key never obtains a credential that outlives
+    /// it.
+    #[error("the new key would outlive the acting key (which expires {})", rfc3339(*.0))]
+    Outlives(OffsetDateTime),
+    /// The acting key was revoked, rotated, re-scoped or re-dated, or expired, after
+    /// its authority was judged and before the change was written: the store refused
+    /// the change ([`Applied::ActorChanged`](crate::store::Applied::ActorChanged)).
+    #[error(
+        "the acting key was revoked, rotated, changed or expired while the operation ran; \
+         nothing was changed"
+    )]
+    ActorChanged,
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| at.to_string())
 }
 
 fn environment_message(acting: Option<Environment>) -> String {
@@ -178,6 +206,13 @@ mod tests {
                 403,
                 "permission_denied",
             ),
+            (Denied::Superseded.into(), 403, "permission_denied"),
+            (
+                Denied::Outlives(OffsetDateTime::UNIX_EPOCH).into(),
+                403,
+                "permission_denied",
+            ),
+            (Denied::ActorChanged.into(), 403, "permission_denied"),
             (ManageError::NotFound, 404, "not_found"),
             (ManageError::Conflict, 409, "conflict"),
             (
@@ -206,6 +241,13 @@ mod tests {
             })
             .client_message(),
             "A test key can only act on test keys"
+        );
+        // The acting key's expiry, to the microsecond, in RFC 3339.
+        let limit = time::macros::datetime!(2026-03-01 09:32:00.123456 UTC);
+        assert_eq!(
+            ManageError::from(Denied::Outlives(limit)).client_message(),
+            "The new key would outlive the acting key (which expires \
+             2026-03-01T09:32:00.123456Z)"
         );
     }
 

@@ -9,7 +9,8 @@ use crate::key::{ApiKey, Environment, KeyError, KeyFormat, KeyId, MintedKey};
 use crate::principal::Principal;
 use crate::scope::{Grants, ScopeModel};
 use crate::store::{
-    Applied, CachedStore, Change, KeyRecord, KeyStatus, ManagedKeyStore, Owner, StoreError,
+    ActingKey, Applied, CachedStore, Change, KeyRecord, KeyStatus, ManagedKeyStore, Owner,
+    StoreError,
 };
 
 /// The longest key name accepted, in characters.
@@ -121,14 +122,24 @@ impl NewKey {
 pub enum Actor<'a> {
     /// An API key (the request's [`Principal`]). It acts only on keys of its own owner
     /// and environment (see [`KeyManager::with_privileged_environments`]), only on keys
-    /// whose scopes it holds, and grants only scopes it holds.
+    /// whose scopes it holds, grants only scopes it holds, obtains no key that
+    /// outlives it, and acts not at all once a rotation replaced it.
     Key(&'a Principal),
     /// A trusted operator or bootstrap code, named for the audit log (as
     /// [`AuditActor::System`]). Exempt from the authority rules.
     System(&'a str),
 }
 
-impl Actor<'_> {
+impl<'a> Actor<'a> {
+    /// The acting key as judged, the condition the store checks with the change;
+    /// `None` for the system.
+    fn judged(self, at: OffsetDateTime) -> Option<ActingKey<'a>> {
+        match self {
+            Self::Key(p) => Some(ActingKey::new(p.record(), at)),
+            Self::System(_) => None,
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             Self::Key(p) => p.key_id().to_string(),
@@ -172,14 +183,17 @@ pub struct CreatedKey {
 /// may do anything; the audit log names it as such. An [`Actor::Key`] is bound by
 /// these rules, checked here rather than in handlers, so no route can forget them:
 ///
-/// 1. **Owner.** A key acts only on keys of its own owner: any other owner is
-///    [`Denied::OtherOwner`]. A key id of another owner is [`ManageError::NotFound`],
-///    exactly like a missing one.
+/// 1. **Owner.** A key acts only on keys of its own owner. Another owner's key is
+///    [`ManageError::NotFound`], exactly like a missing one, on every operation on a
+///    key (get, rotate, revoke, scope change); creating a key for another owner, or
+///    listing or reading the audit log of one, names no key and is
+///    [`Denied::OtherOwner`].
 /// 2. **Environment.** A key of a *privileged* environment (by default `live`) acts on
 ///    keys of every environment; any other key acts only on keys of its own
-///    environment: a `test` key cannot create, rotate, revoke, read, list or change
-///    `live` keys ([`Denied::Environment`]). Lists and the audit log show it only its
-///    own environment.
+///    environment: a `test` key cannot create `live` keys ([`Denied::Environment`]),
+///    and a `live` key is [`ManageError::NotFound`] to it, exactly like a missing one,
+///    whether it reads, rotates, revokes or changes it. Lists and the audit log show
+///    it only its own environment.
 /// 3. **No escalation.** A new key, a rotation's successor and a scope change hold
 ///    only scopes the acting key holds, after the model's implications
 ///    ([`Denied::GrantNotHeld`]).
@@ -187,11 +201,32 @@ pub struct CreatedKey {
 ///    of another key only if it holds every scope of that key
 ///    ([`Denied::TargetNotHeld`]): a key with `api_keys:write` alone cannot rotate the
 ///    admin key into a new admin key, nor revoke it.
+/// 5. **A replaced key manages nothing.** A key that a rotation replaced still
+///    authenticates ordinary requests until its grace period ends
+///    ([`Principal::rotation`] is set), but has no key-management authority at all:
+///    create, rotate, revoke, scope changes, get, list and the audit log are
+///    [`Denied::Superseded`]. Only its successor manages keys, so a leaked key that
+///    was rotated away cannot mint new keys or rotate its successor away.
+/// 6. **No key outlives its maker.** A key never obtains a credential that outlives
+///    it: a key it creates expires no later than itself (a missing expiry is refused,
+///    not capped), and it rotates only keys that expire no later than itself, since
+///    the rotation hands it the successor's secret, which keeps the old key's expiry
+///    ([`Denied::Outlives`]). A key that never expires is not bound by this rule.
+///
+/// Authority is decided on the state the change is applied to. A change made by a key
+/// carries that key as it was judged ([`ActingKey`](crate::store::ActingKey): neither
+/// revoked nor replaced, with these scopes and this expiry), and a revocation carries
+/// the target's scopes that rule 4 judged; the store checks both in the change's own
+/// transaction (the acting key's row locked `FOR UPDATE` on PostgreSQL, under
+/// `BEGIN IMMEDIATE` on SQLite, under the lock in
+/// [`MemoryStore`](crate::store::MemoryStore)). An acting key revoked, rotated,
+/// re-scoped or expired between the check and the write changes nothing:
+/// [`Denied::ActorChanged`].
 ///
 /// Rotation keeps the key's expiry; rotating a revoked, expired or already rotated key
-/// is [`ManageError::Conflict`], and so is a rotation or scope change that loses a race
-/// with another change of the same key: the store checks and changes in one step, so
-/// of several concurrent rotations of one key exactly one succeeds.
+/// is [`ManageError::Conflict`], and so is a rotation, revocation or scope change that
+/// loses a race with another change of the same key: the store checks and changes in
+/// one step, so of several concurrent rotations of one key exactly one succeeds.
 ///
 /// # Audit
 ///
@@ -305,6 +340,7 @@ impl<K: ManagedKeyStore> KeyManager<K> {
     /// in the past, an authority rule ([`ManageError::PermissionDenied`]), or a store
     /// failure. Nothing is stored on error.
     pub async fn create(&self, new: NewKey, actor: Actor<'_>) -> Result<CreatedKey, ManageError> {
+        acting(actor)?;
         validate_name(&new.name)?;
         let scopes = new
             .scopes
@@ -320,15 +356,23 @@ impl<K: ManagedKeyStore> KeyManager<K> {
         if expires_at.is_some_and(|at| at <= now) {
             return Err(ManageError::ExpiryInPast);
         }
+        if let Actor::Key(principal) = actor {
+            check_lifetime(principal, expires_at)?;
+        }
         let mut record = KeyRecord::new(&minted, new.name, new.owner, scopes, now)
             .with_expires_at(expires_at)
             .with_created_by(actor.describe());
         record.rate_limit_policy = new.rate_limit_policy;
         record.metadata = new.metadata;
         let entry = entry(AuditAction::KeyCreated, &record, actor, now);
-        match self.store.apply(Change::Insert(&record), &[entry]).await? {
+        let change = Change::Insert {
+            record: &record,
+            actor: actor.judged(now),
+        };
+        match self.store.apply(change, &[entry]).await? {
             Applied::Done(_) => {}
-            Applied::Refused(_) | Applied::NotFound => return Err(ManageError::Conflict),
+            Applied::ActorChanged => return Err(Denied::ActorChanged.into()),
+            _ => return Err(ManageError::Conflict),
         }
         trace(AuditAction::KeyCreated, &record, actor);
         Ok(CreatedKey {
@@ -389,13 +433,13 @@ impl<K: ManagedKeyStore> KeyManager<K> {
     ///
     /// # Errors
     ///
-    /// [`Denied::OtherOwner`], or the store's error.
+    /// [`Denied::Superseded`], [`Denied::OtherOwner`], or the store's error.
     pub async fn list(
         &self,
         owner: &Owner,
         actor: Actor<'_>,
     ) -> Result<Vec<KeyRecord>, ManageError> {
-        if let Actor::Key(principal) = actor {
+        if let Some(principal) = acting(actor)? {
             check_owner(principal, owner)?;
         }
         let mut keys = self.store.list_by_owner(owner).await?;
@@ -405,25 +449,27 @@ impl<K: ManagedKeyStore> KeyManager<K> {
         Ok(keys)
     }
 
-    /// One key of `owner`. Another owner's key is [`ManageError::NotFound`], exactly
-    /// like a missing one.
+    /// One key of `owner`. Another owner's key, or a key of an environment `actor`
+    /// does not reach, is [`ManageError::NotFound`], exactly like a missing one.
     ///
     /// # Errors
     ///
-    /// [`ManageError::NotFound`], an authority rule ([`ManageError::PermissionDenied`]),
-    /// or the store's error.
+    /// [`ManageError::NotFound`], [`Denied::Superseded`], or the store's error.
     pub async fn get(
         &self,
         owner: &Owner,
         id: &KeyId,
         actor: Actor<'_>,
     ) -> Result<KeyRecord, ManageError> {
-        if let Actor::Key(principal) = actor {
-            check_owner(principal, owner)?;
+        // Another owner's key, or one of an environment out of reach, is not found,
+        // exactly like a missing one: the answer reveals nothing about the id.
+        let principal = acting(actor)?;
+        if principal.is_some_and(|p| p.owner() != owner) {
+            return Err(ManageError::NotFound);
         }
         let record = self.find(owner, id).await?;
-        if let Actor::Key(principal) = actor {
-            self.check_reach(principal, owner, record.environment)?;
+        if principal.is_some_and(|p| !self.reaches(p, record.environment)) {
+            return Err(ManageError::NotFound);
         }
         Ok(record)
     }
@@ -433,14 +479,14 @@ impl<K: ManagedKeyStore> KeyManager<K> {
     ///
     /// # Errors
     ///
-    /// [`Denied::OtherOwner`], or the store's error.
+    /// [`Denied::Superseded`], [`Denied::OtherOwner`], or the store's error.
     pub async fn audit_log(
         &self,
         query: AuditQuery,
         actor: Actor<'_>,
     ) -> Result<Vec<AuditEntry>, ManageError> {
         let mut query = query;
-        if let Actor::Key(principal) = actor {
+        if let Some(principal) = acting(actor)? {
             check_owner(principal, query.owner())?;
             if let Some(env) = principal.environment() {
                 if !self.privileged.contains(&env) {
@@ -457,8 +503,10 @@ impl<K: ManagedKeyStore> KeyManager<K> {
     ///
     /// # Errors
     ///
-    /// [`ManageError::NotFound`] for another owner's key, an authority rule
-    /// ([`ManageError::PermissionDenied`]), or the store's error.
+    /// [`ManageError::NotFound`] (also for another owner's key, or one of an
+    /// environment out of reach), [`ManageError::Conflict`] for a key whose scopes
+    /// changed while this ran, an authority rule ([`ManageError::PermissionDenied`]),
+    /// or the store's error.
     pub async fn revoke(
         &self,
         owner: &Owner,
@@ -471,18 +519,23 @@ impl<K: ManagedKeyStore> KeyManager<K> {
         }
         let now = self.now();
         let entry = entry(AuditAction::KeyRevoked, &existing, actor, now);
-        match self
-            .store
-            .apply(Change::Revoke { id, at: now }, &[entry])
-            .await?
-        {
+        let change = Change::Revoke {
+            id,
+            at: now,
+            // Rule 4 was judged on these scopes.
+            scopes: matches!(actor, Actor::Key(_)).then_some(existing.scopes.as_slice()),
+            actor: actor.judged(now),
+        };
+        match self.store.apply(change, &[entry]).await? {
             Applied::Done(record) => {
                 trace(AuditAction::KeyRevoked, &record, actor);
                 Ok(record)
             }
             // Revoked meanwhile by another call, which wrote the audit entry.
-            Applied::Refused(record) => Ok(record),
+            Applied::Refused(record) if record.revoked_at.is_some() => Ok(record),
             Applied::NotFound => Err(ManageError::NotFound),
+            Applied::ActorChanged => Err(Denied::ActorChanged.into()),
+            _ => Err(ManageError::Conflict),
         }
     }
 
@@ -493,7 +546,8 @@ impl<K: ManagedKeyStore> KeyManager<K> {
     ///
     /// # Errors
     ///
-    /// [`ManageError::NotFound`] for another owner's key, [`ManageError::Conflict`]
+    /// [`ManageError::NotFound`] (also for another owner's key, or one of an
+    /// environment out of reach), [`ManageError::Conflict`]
     /// for a revoked, expired or already rotated key (or one rotated or changed by a
     /// concurrent call), [`ManageError::InvalidGrace`] for a grace period ending past
     /// the calendar's end, an authority rule ([`ManageError::PermissionDenied`]), or
@@ -507,8 +561,10 @@ impl<K: ManagedKeyStore> KeyManager<K> {
     ) -> Result<CreatedKey, ManageError> {
         let old = self.find_to_change(owner, id, actor).await?;
         if let Actor::Key(principal) = actor {
-            // The successor holds the old key's scopes.
+            // The successor holds the old key's scopes and expiry, and its secret goes
+            // to the acting key.
             check_grantable(&self.grants(principal), &old.scopes)?;
+            check_lifetime(principal, old.expires_at)?;
         }
         let now = self.now();
         if old.revoked_at.is_some()
@@ -546,11 +602,13 @@ impl<K: ManagedKeyStore> KeyManager<K> {
             successor: &successor,
             valid_until,
             at: now,
+            actor: actor.judged(now),
         };
         match self.store.apply(change, &[rotated, created]).await? {
             Applied::Done(_) => {}
-            Applied::Refused(_) => return Err(ManageError::Conflict),
             Applied::NotFound => return Err(ManageError::NotFound),
+            Applied::ActorChanged => return Err(Denied::ActorChanged.into()),
+            _ => return Err(ManageError::Conflict),
         }
         trace(AuditAction::KeyRotated, &old, actor);
         trace(AuditAction::KeyCreated, &successor, actor);
@@ -580,6 +638,7 @@ impl<K: ManagedKeyStore> KeyManager<K> {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
+        acting(actor)?;
         let scopes: Vec<String> = scopes.into_iter().map(Into::into).collect();
         self.check_known(&scopes)?;
         let old = self.find_to_change(owner, id, actor).await?;
@@ -596,14 +655,16 @@ impl<K: ManagedKeyStore> KeyManager<K> {
             id,
             from: &old.scopes,
             to: &scopes,
+            actor: actor.judged(now),
         };
         match self.store.apply(change, &[entry]).await? {
             Applied::Done(record) => {
                 trace(AuditAction::KeyScopesChanged, &record, actor);
                 Ok(record)
             }
-            Applied::Refused(_) => Err(ManageError::Conflict),
             Applied::NotFound => Err(ManageError::NotFound),
+            Applied::ActorChanged => Err(Denied::ActorChanged.into()),
+            _ => Err(ManageError::Conflict),
         }
     }
 
@@ -681,6 +742,33 @@ impl<K: ManagedKeyStore> KeyManager<K> {
             target: environment,
         }
         .into())
+    }
+}
+
+/// Rule 5: the acting key, unless it has no authority at all because a rotation
+/// replaced it (it still authenticates during its grace period). `None` for the
+/// system.
+fn acting<'a>(actor: Actor<'a>) -> Result<Option<&'a Principal>, ManageError> {
+    match actor {
+        Actor::Key(principal) if principal.rotation().is_some() => Err(Denied::Superseded.into()),
+        Actor::Key(principal) => Ok(Some(principal)),
+        Actor::System(_) => Ok(None),
+    }
+}
+
+/// Rule 6, the one place it is decided: the acting key may obtain the secret of a key
+/// expiring at `expires_at` (a new key, a rotation's successor) only if that key
+/// expires no later than itself. A key without an expiry outlives every key that has
+/// one.
+fn check_lifetime(
+    principal: &Principal,
+    expires_at: Option<OffsetDateTime>,
+) -> Result<(), ManageError> {
+    match principal.expires_at() {
+        Some(limit) if expires_at.is_none_or(|at| at > limit) => {
+            Err(Denied::Outlives(limit).into())
+        }
+        _ => Ok(()),
     }
 }
 

@@ -1113,7 +1113,7 @@ impl<S: ManagedKeyStore> ManagedKeyStore for CachedStore<S> {
             let inner = &*self.inner;
             match change {
                 // A new key: drops a negative entry for the id or the digest.
-                Change::Insert(record) => inner.drop_record_locked(&mut fills, record),
+                Change::Insert { record, .. } => inner.drop_record_locked(&mut fills, record),
                 Change::Update(record) => {
                     inner.supersede_locked(record.id);
                     inner.drop_record_locked(&mut fills, record);

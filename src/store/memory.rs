@@ -109,11 +109,16 @@ impl Maps {
         Ok(())
     }
 
-    /// Makes the change if its condition holds. Nothing is changed unless the result
-    /// is `Ok(Applied::Done(_))`.
+    /// Makes the change if its acting key and its condition hold. Nothing is changed
+    /// unless the result is `Ok(Applied::Done(_))`.
     fn apply(&mut self, change: Change<'_>) -> Result<Applied, StoreError> {
+        if let Some(actor) = change.actor() {
+            if !actor.holds(self.by_id.get(actor.id)) {
+                return Ok(Applied::ActorChanged);
+            }
+        }
         match change {
-            Change::Insert(record) => {
+            Change::Insert { record, .. } => {
                 self.insert(record)?;
                 Ok(Applied::Done(record.clone()))
             }
@@ -130,17 +135,19 @@ impl Maps {
                 stored.metadata.clone_from(&record.metadata);
                 Ok(Applied::Done(stored.clone()))
             }
-            Change::Revoke { id, at } => {
+            Change::Revoke { id, at, scopes, .. } => {
                 let Some(stored) = self.by_id.get_mut(id) else {
                     return Ok(Applied::NotFound);
                 };
-                if stored.revoked_at.is_some() {
+                if stored.revoked_at.is_some()
+                    || scopes.is_some_and(|scopes| stored.scopes.as_slice() != scopes)
+                {
                     return Ok(Applied::Refused(stored.clone()));
                 }
                 stored.revoked_at = Some(at);
                 Ok(Applied::Done(stored.clone()))
             }
-            Change::SetScopes { id, from, to } => {
+            Change::SetScopes { id, from, to, .. } => {
                 let Some(stored) = self.by_id.get_mut(id) else {
                     return Ok(Applied::NotFound);
                 };
@@ -155,6 +162,7 @@ impl Maps {
                 successor,
                 valid_until,
                 at,
+                ..
             } => {
                 let Some(stored) = self.by_id.get(id) else {
                     return Ok(Applied::NotFound);
@@ -216,7 +224,7 @@ impl KeyStore for MemoryStore {
 }
 
 impl ManagedKeyStore for MemoryStore {
-    /// The change and its audit entries under one write lock.
+    /// The acting key's check, the change and its audit entries under one write lock.
     async fn apply(&self, change: Change<'_>, audit: &[AuditEntry]) -> Result<Applied, StoreError> {
         let mut maps = self.write();
         let applied = maps.apply(change)?;

@@ -87,20 +87,40 @@ impl StoreError {
 /// transaction on the SQL stores, under the lock in [`MemoryStore`]), so two callers
 /// racing on one key can never both succeed, and the store, not the caller, decides
 /// what happened.
+///
+/// A change made by a key carries that key as it was judged ([`ActingKey`]): the
+/// store checks it in the same step, before the change's own condition, and answers
+/// [`Applied::ActorChanged`] when it no longer holds, so authority is decided on the
+/// state the change is applied to.
+///
+/// New kinds of change may be added: match with a wildcard arm.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub enum Change<'a> {
     /// Adds a key. [`StoreError::Conflict`] when its id or digest is taken.
-    Insert(&'a KeyRecord),
+    Insert {
+        /// The key to add.
+        record: &'a KeyRecord,
+        /// The key that makes it, if a key does.
+        actor: Option<ActingKey<'a>>,
+    },
     /// Replaces the editable fields of the key `record.id`: name, scopes, expiry,
     /// rate-limit policy and metadata. Revocation, rotation and last-used are left as
-    /// stored. Applies to any existing key.
+    /// stored. Applies to any existing key. Made by the system only (imports, tests):
+    /// it has no acting key.
     Update(&'a KeyRecord),
-    /// Revokes the key at `at`, if it is not revoked yet. Revocation is irreversible.
+    /// Revokes the key at `at`, if it is not revoked yet and, when `scopes` is given,
+    /// its scopes are still exactly those. Revocation is irreversible.
     Revoke {
         /// The key.
         id: &'a KeyId,
         /// The revocation time.
         at: OffsetDateTime,
+        /// The key's scopes as the caller saw and judged them, if it judged any: a key
+        /// whose scopes changed since is not revoked ([`Applied::Refused`]).
+        scopes: Option<&'a [String]>,
+        /// The key that revokes it, if a key does.
+        actor: Option<ActingKey<'a>>,
     },
     /// Replaces the key's scopes with `to`, if they are still exactly `from` and the
     /// key is not revoked (a compare-and-set: a concurrent change of the scopes makes
@@ -112,6 +132,8 @@ pub enum Change<'a> {
         from: &'a [String],
         /// The new scopes.
         to: &'a [String],
+        /// The key that changes them, if a key does.
+        actor: Option<ActingKey<'a>>,
     },
     /// Rotates the key: marks it superseded by `successor` until `valid_until` and
     /// inserts `successor`, both or neither. Applies only while the key is neither
@@ -127,22 +149,87 @@ pub enum Change<'a> {
         valid_until: OffsetDateTime,
         /// The time the expiry is judged at.
         at: OffsetDateTime,
+        /// The key that rotates it, if a key does.
+        actor: Option<ActingKey<'a>>,
     },
 }
 
-impl Change<'_> {
-    /// The key the change is about.
-    pub fn id(&self) -> &KeyId {
-        match self {
-            Self::Insert(record) | Self::Update(record) => &record.id,
+impl<'a> Change<'a> {
+    /// The key the change is about (for an insert, the new key).
+    pub fn id(&self) -> &'a KeyId {
+        match *self {
+            Self::Insert { record, .. } | Self::Update(record) => &record.id,
             Self::Revoke { id, .. } | Self::SetScopes { id, .. } | Self::Rotate { id, .. } => id,
+        }
+    }
+
+    /// The key that makes the change, as it was judged; `None` for the system.
+    pub fn actor(&self) -> Option<&ActingKey<'a>> {
+        match self {
+            Self::Insert { actor, .. }
+            | Self::Revoke { actor, .. }
+            | Self::SetScopes { actor, .. }
+            | Self::Rotate { actor, .. } => actor.as_ref(),
+            Self::Update(_) => None,
         }
     }
 }
 
+/// The key making a [`Change`], as [`KeyManager`](crate::manage::KeyManager) judged its
+/// authority: a compare-and-set condition on the acting key.
+///
+/// The store reads the acting key's row inside the change's atomic step (locked
+/// `FOR UPDATE` on PostgreSQL, under `BEGIN IMMEDIATE` on SQLite, under the lock in
+/// [`MemoryStore`]) and makes the change only if [`ActingKey::holds`] for it; otherwise
+/// it answers [`Applied::ActorChanged`] and changes nothing. So a revocation,
+/// rotation, scope change or expiry of the acting key between the manager's check and
+/// the write cannot slip through.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct ActingKey<'a> {
+    /// The acting key's id.
+    pub id: &'a KeyId,
+    /// Its scopes, as judged.
+    pub scopes: &'a [String],
+    /// Its expiry, as judged.
+    pub expires_at: Option<OffsetDateTime>,
+    /// The time of the change, at which the acting key must not have expired.
+    pub at: OffsetDateTime,
+}
+
+impl<'a> ActingKey<'a> {
+    /// The key `record`, as judged, making a change at `at`.
+    pub fn new(record: &'a KeyRecord, at: OffsetDateTime) -> Self {
+        Self {
+            id: &record.id,
+            scopes: &record.scopes,
+            expires_at: record.expires_at,
+            at,
+        }
+    }
+
+    /// Whether the acting key, as stored now (`None`: gone), still stands as it was
+    /// judged: neither revoked nor rotated away (not even within a grace period), with
+    /// exactly the judged scopes and expiry, and not expired at the change's time.
+    /// Every store decides with this one function.
+    pub fn holds(&self, stored: Option<&KeyRecord>) -> bool {
+        stored.is_some_and(|stored| {
+            stored.id == *self.id
+                && stored.revoked_at.is_none()
+                && stored.rotation.is_none()
+                && stored.scopes.as_slice() == self.scopes
+                && stored.expires_at == self.expires_at
+                && stored.expires_at.is_none_or(|t| t > self.at)
+        })
+    }
+}
+
 /// What [`ManagedKeyStore::apply`] did.
+///
+/// New outcomes may be added: match with a wildcard arm.
 #[derive(Debug, Clone, PartialEq)]
 #[must_use]
+#[non_exhaustive]
 pub enum Applied {
     /// The change was made, and its audit entries written. The key's record as stored
     /// afterwards (for a rotation, the superseded key's).
@@ -153,6 +240,10 @@ pub enum Applied {
     Refused(KeyRecord),
     /// No key has this id. Nothing was changed or audited.
     NotFound,
+    /// The change's [`ActingKey`] no longer holds: the acting key was revoked, rotated,
+    /// re-scoped, re-dated or has expired (or is gone) since it was judged. Checked
+    /// before the change's own condition. Nothing was changed or audited.
+    ActorChanged,
 }
 
 /// Where the request path finds keys: by public id, and by digest for imported keys.
@@ -214,6 +305,9 @@ pub trait KeyStore: Clone + Send + Sync + 'static {
 ///
 /// - check the [`Change`]'s condition and make the change in one atomic step, so that
 ///   of several concurrent rotations of one key exactly one is [`Applied::Done`];
+/// - in that same step, first read the acting key ([`Change::actor`]), so that it
+///   cannot change before the step ends, and answer [`Applied::ActorChanged`] unless
+///   [`ActingKey::holds`] for it;
 /// - write the given audit entries durably **in the same atomic step**, and only when
 ///   the change is made: an entry without its change, or a change without its entry,
 ///   must be impossible. When the entries cannot be written, fail and change nothing.
@@ -221,8 +315,9 @@ pub trait KeyStore: Clone + Send + Sync + 'static {
 /// The shared conformance suite in this crate's `tests/sql_stores.rs` and
 /// `tests/key_lifecycle.rs` shows what is expected; run it against a new store.
 pub trait ManagedKeyStore: KeyStore {
-    /// Makes `change` and writes `audit` with it, atomically, if the change's
-    /// condition holds (see [`Change`]); otherwise changes and writes nothing.
+    /// Makes `change` and writes `audit` with it, atomically, if its acting key still
+    /// holds and the change's condition holds (see [`Change`]); otherwise changes and
+    /// writes nothing.
     ///
     /// # Errors
     ///
@@ -257,14 +352,20 @@ pub trait ManagedKeyStore: KeyStore {
     ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
 
     /// Adds a key without an audit entry: [`ManagedKeyStore::apply`] with
-    /// [`Change::Insert`]. For imports and tests; [`KeyManager::create`](crate::manage::KeyManager::create)
+    /// [`Change::Insert`], without an acting key. For imports and tests; [`KeyManager::create`](crate::manage::KeyManager::create)
     /// audits.
     ///
     /// # Errors
     ///
     /// [`StoreError::Conflict`] when the id or digest is taken.
     fn insert(&self, record: &KeyRecord) -> impl Future<Output = Result<(), StoreError>> + Send {
-        async move { self.apply(Change::Insert(record), &[]).await.map(drop) }
+        async move {
+            let change = Change::Insert {
+                record,
+                actor: None,
+            };
+            self.apply(change, &[]).await.map(drop)
+        }
     }
 
     /// Replaces a key's editable fields ([`Change::Update`]), without an audit entry.
@@ -277,6 +378,8 @@ pub trait ManagedKeyStore: KeyStore {
             match self.apply(Change::Update(record), &[]).await? {
                 Applied::NotFound => Err(StoreError::NotFound),
                 Applied::Done(_) | Applied::Refused(_) => Ok(()),
+                // No acting key: a store answering this is broken.
+                Applied::ActorChanged => Err(StoreError::Conflict),
             }
         }
     }
@@ -290,9 +393,17 @@ pub trait ManagedKeyStore: KeyStore {
         at: OffsetDateTime,
     ) -> impl Future<Output = Result<Option<KeyRecord>, StoreError>> + Send {
         async move {
-            Ok(match self.apply(Change::Revoke { id, at }, &[]).await? {
+            let change = Change::Revoke {
+                id,
+                at,
+                scopes: None,
+                actor: None,
+            };
+            Ok(match self.apply(change, &[]).await? {
                 Applied::Done(record) | Applied::Refused(record) => Some(record),
                 Applied::NotFound => None,
+                // No acting key: a store answering this is broken.
+                Applied::ActorChanged => return Err(StoreError::Conflict),
             })
         }
     }

@@ -84,9 +84,11 @@ pub struct CreateKey {
     #[serde(default)]
     #[schema(value_type = Vec<super::openapi::Scope>)]
     scopes: Vec<String>,
-    /// When the key stops working: any time in the future (RFC 3339). The schema
-    /// admits the years 2100 to 2999 only, which are always in the future: a past time
-    /// is refused with 400, which no schema can express.
+    /// When the key stops working: any time in the future (RFC 3339), and no later
+    /// than the calling key's own expiry if it has one (403 otherwise, and also when
+    /// this is absent: no key outlives its maker). The schema admits the years 2100 to
+    /// 2999 only, which are always in the future: a past time is refused with 400,
+    /// which no schema can express.
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[schema(
         value_type = Option<String>,
@@ -102,7 +104,7 @@ pub struct CreateKey {
     responses(
         (status = 201, description = "Created: `key` is shown this once", body = super::openapi::CreatedApiKey),
         (status = 400, description = "The body or a parameter is invalid", body = super::openapi::ErrorBody),
-        (status = 403, description = "A key-management authority rule refused it (`permission_denied`)", body = super::openapi::ErrorBody),
+        (status = 403, description = "A key-management authority rule refused it (`permission_denied`): a scope the caller does not hold, another environment, an expiry later than the caller's own (or none while the caller expires), or a caller replaced by a rotation", body = super::openapi::ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = super::openapi::ErrorBody)
     ))]
 pub async fn create_key(
@@ -137,7 +139,7 @@ pub async fn create_key(
 #[utoipa::path(get, path = "/v1/api_keys", tag = "api_keys",
     responses(
         (status = 200, description = "The keys, without their secrets", body = super::openapi::ApiKeyList),
-        (status = 403, description = "A key-management authority rule refused it (`permission_denied`)", body = super::openapi::ErrorBody)
+        (status = 403, description = "A key-management authority rule refused it (`permission_denied`): the caller was replaced by a rotation", body = super::openapi::ErrorBody)
     ))]
 pub async fn list_keys(
     State(state): State<AppState>,
@@ -152,8 +154,10 @@ pub async fn list_keys(
     ))
 }
 
+/// A malformed id names no key: the same 404 as a missing one, or another
+/// organization's or environment's.
 fn parse_id(id: &str) -> Result<KeyId, ApiError> {
-    KeyId::new(id).map_err(|_| ApiError::not_found())
+    KeyId::new(id).map_err(|_| ManageError::NotFound.into())
 }
 
 /// Revokes a key: the next request with it is refused.
@@ -161,8 +165,8 @@ fn parse_id(id: &str) -> Result<KeyId, ApiError> {
     params(("id" = String, Path, description = "The key's id")),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 403, description = "A key-management authority rule refused it (`permission_denied`)", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such object (or another organization's, or another environment's)", body = super::openapi::ErrorBody),
+        (status = 403, description = "A key-management authority rule refused it (`permission_denied`): the key holds a scope the caller does not, or the caller was replaced by a rotation", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such key: a missing id, and another organization's or another environment's key, get the same answer (`not_found`, \"No such key\")", body = super::openapi::ErrorBody),
         (status = 409, description = "The key is revoked or already rotated", body = super::openapi::ErrorBody)
     ))]
 pub async fn revoke_key(
@@ -183,8 +187,8 @@ pub async fn revoke_key(
     params(("id" = String, Path, description = "The key's id")),
     responses(
         (status = 200, description = "The key, without its secret", body = super::openapi::ApiKey),
-        (status = 403, description = "A key-management authority rule refused it (`permission_denied`)", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such key, or it was revoked (`DELETE`): the list and the audit log still show it", body = super::openapi::ErrorBody)
+        (status = 403, description = "A key-management authority rule refused it (`permission_denied`): the caller was replaced by a rotation", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such key: a missing id, and another organization's or another environment's key, get the same answer (`not_found`, \"No such key\"); or the key was revoked (`DELETE`): the list and the audit log still show it", body = super::openapi::ErrorBody)
     ))]
 pub async fn get_key(
     State(state): State<AppState>,
@@ -223,8 +227,8 @@ pub struct UpdateKey {
     responses(
         (status = 200, description = "The updated key", body = super::openapi::ApiKey),
         (status = 400, description = "The body or a parameter is invalid", body = super::openapi::ErrorBody),
-        (status = 403, description = "A key-management authority rule refused it (`permission_denied`)", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such object (or another organization's, or another environment's)", body = super::openapi::ErrorBody),
+        (status = 403, description = "A key-management authority rule refused it (`permission_denied`): the key holds, or would be given, a scope the caller does not hold, or the caller was replaced by a rotation", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such key: a missing id, and another organization's or another environment's key, get the same answer (`not_found`, \"No such key\")", body = super::openapi::ErrorBody),
         (status = 409, description = "The key is revoked or already rotated", body = super::openapi::ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = super::openapi::ErrorBody)
     ))]
@@ -264,8 +268,8 @@ pub struct Rotate {
     responses(
         (status = 201, description = "The new key: `key` is shown this once", body = super::openapi::CreatedApiKey),
         (status = 400, description = "The body or a parameter is invalid", body = super::openapi::ErrorBody),
-        (status = 403, description = "A key-management authority rule refused it (`permission_denied`)", body = super::openapi::ErrorBody),
-        (status = 404, description = "No such object (or another organization's, or another environment's)", body = super::openapi::ErrorBody),
+        (status = 403, description = "A key-management authority rule refused it (`permission_denied`): the key holds a scope the caller does not, or expires later than the caller (the new key would outlive it), or the caller was replaced by a rotation", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such key: a missing id, and another organization's or another environment's key, get the same answer (`not_found`, \"No such key\")", body = super::openapi::ErrorBody),
         (status = 409, description = "The key is revoked or already rotated", body = super::openapi::ErrorBody),
         (status = 415, description = "The body is not `application/json`", body = super::openapi::ErrorBody)
     ))]
@@ -322,7 +326,7 @@ pub struct AuditParams {
     responses(
         (status = 200, description = "Audit entries, newest first", body = super::openapi::AuditLog),
         (status = 400, description = "The body or a parameter is invalid", body = super::openapi::ErrorBody),
-        (status = 403, description = "A key-management authority rule refused it (`permission_denied`)", body = super::openapi::ErrorBody)
+        (status = 403, description = "A key-management authority rule refused it (`permission_denied`): the caller was replaced by a rotation", body = super::openapi::ErrorBody)
     ))]
 pub async fn audit_log(
     State(state): State<AppState>,

@@ -193,9 +193,11 @@ impl Statements {
             // writer of the same row waits for the row lock and then re-checks the
             // condition against the committed row (READ COMMITTED), so only one of them
             // matches; SQLite runs one writer at a time.
+            // `$3` is true when the caller judged no scopes (`$4` is then empty).
             revoke: shared(format!(
                 "UPDATE {keys} SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL \
-                 RETURNING {COLUMNS}"
+                 AND ($3 OR {}) RETURNING {COLUMNS}",
+                DB::scopes_equal("scopes", "$4")
             )),
             set_scopes: shared(format!(
                 "UPDATE {keys} SET scopes = $3 WHERE id = $1 AND {} \
@@ -576,23 +578,46 @@ where
 
     /// `apply` inside the transaction it holds and settles.
     ///
-    /// The row is read (and locked) first: a key inserted after that read did not exist
-    /// for this change, and one that was found cannot change before the conditional
-    /// write decides. Audit entries are written only when the change was made.
+    /// The acting key's row and the changed key's row are read (and locked) first, in
+    /// id order, so that two keys acting on each other at once cannot deadlock: a key
+    /// inserted after that read did not exist for this change, and a row that was found
+    /// cannot change before the change decides. The acting key is judged first
+    /// ([`ActingKey::holds`](crate::store::ActingKey::holds)), then the change's own
+    /// condition in its conditional write. Audit entries are written only when the
+    /// change was made.
     async fn apply_in(
         &self,
         conn: &mut DB::Connection,
         change: Change<'_>,
         audit: &[AuditEntry],
     ) -> Result<Applied, StoreError> {
-        if let Change::Insert(record) = change {
+        let actor = change.actor();
+        let target = match change {
+            Change::Insert { .. } => None,
+            _ => Some(change.id()),
+        };
+        let mut ids: Vec<&KeyId> = actor.map(|a| a.id).into_iter().chain(target).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut rows = Vec::with_capacity(ids.len());
+        for id in ids {
+            let read = bound(self.sql.get_locked.clone(), [Value::Text(id.as_str())])?;
+            rows.push((id, fetch_record(&mut *conn, read).await?));
+        }
+        let row = |id: &KeyId| {
+            rows.iter()
+                .find(|(read, _)| *read == id)
+                .and_then(|(_, row)| row.as_ref())
+        };
+        if actor.is_some_and(|actor| !actor.holds(row(actor.id))) {
+            return Ok(Applied::ActorChanged);
+        }
+        if let Change::Insert { record, .. } = change {
             self.insert_in(conn, record).await?;
             self.write_audit_in(conn, audit).await?;
             return Ok(Applied::Done(record.clone()));
         }
-        let id = Value::Text(change.id().as_str());
-        let read = bound(self.sql.get_locked.clone(), [id])?;
-        let Some(current) = fetch_record(&mut *conn, read).await? else {
+        let Some(current) = row(change.id()).cloned() else {
             return Ok(Applied::NotFound);
         };
         let changed = match self.conditional_write(change)? {
@@ -618,7 +643,7 @@ where
     ) -> Result<Option<Query<'static, DB, DB::Arguments>>, StoreError> {
         let id = Value::Text(change.id().as_str());
         let write = match change {
-            Change::Insert(_) => return Ok(None),
+            Change::Insert { .. } => return Ok(None),
             Change::Update(r) => bound(
                 self.sql.update.clone(),
                 [
@@ -630,7 +655,15 @@ where
                     Value::Metadata(&r.metadata),
                 ],
             ),
-            Change::Revoke { at, .. } => bound(self.sql.revoke.clone(), [id, Value::Time(at)]),
+            Change::Revoke { at, scopes, .. } => bound(
+                self.sql.revoke.clone(),
+                [
+                    id,
+                    Value::Time(at),
+                    Value::Bool(scopes.is_none()),
+                    Value::Scopes(scopes.unwrap_or_default()),
+                ],
+            ),
             Change::SetScopes { from, to, .. } => bound(
                 self.sql.set_scopes.clone(),
                 [id, Value::Scopes(from), Value::Scopes(to)],
@@ -1109,6 +1142,10 @@ mod tests {
         assert!(sql.get_locked.as_str().ends_with("WHERE id = ?1"));
         assert!(sql.set_scopes.as_str().contains("json(scopes) = json(?2)"));
         assert!(sql.rotate.as_str().contains("expires_at IS ?6"));
+        assert!(sql
+            .revoke
+            .as_str()
+            .contains("revoked_at IS NULL AND (?3 OR json(scopes) = json(?4))"));
         let two_rows = sql.audit_insert::<sqlx::Sqlite>(2);
         assert!(two_rows.as_str().ends_with(
             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, \
@@ -1128,6 +1165,10 @@ mod tests {
             .as_str()
             .ends_with("WHERE id = $1 FOR UPDATE"));
         assert!(!sql.get.as_str().contains("FOR UPDATE"));
+        assert!(sql
+            .revoke
+            .as_str()
+            .contains("revoked_at IS NULL AND ($3 OR scopes = $4)"));
         assert!(sql
             .rotate
             .as_str()
