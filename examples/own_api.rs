@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use axum::extract::{Path, State};
 use axum::handler::Handler;
 use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -79,21 +80,13 @@ struct KeyRequest {
     scopes: Vec<String>,
 }
 
-/// The same body for the key manager's refusals as for the guards'.
-type Refusal = (StatusCode, Json<Value>);
-
-fn refusal(error: ManageError) -> Refusal {
-    let body = json!({ "error": error.code(), "detail": error.client_message() });
-    (error.status(), Json(body))
-}
-
 /// Creates a key of the caller's organization and environment; the manager refuses
 /// scopes the caller does not hold. The full key is in this response only.
 async fn create_key(
     State(auth): State<Auth>,
     key: Principal,
     Json(request): Json<KeyRequest>,
-) -> Result<(StatusCode, Json<Value>), Refusal> {
+) -> Result<(StatusCode, Json<Value>), Response> {
     let mut new = NewKey::new(request.name, key.owner().clone()).with_scopes(request.scopes);
     if let Some(environment) = key.environment() {
         new = new.with_environment(environment.as_str());
@@ -102,7 +95,7 @@ async fn create_key(
         .manager()
         .create(new, Actor::Key(&key))
         .await
-        .map_err(refusal)?;
+        .map_err(|error| auth.respond(&error))?;
     let body = json!({ "id": created.record.id, "key": created.key.expose_secret() });
     Ok((StatusCode::CREATED, Json(body)))
 }
@@ -112,11 +105,14 @@ async fn revoke_key(
     State(auth): State<Auth>,
     key: Principal,
     Path(id): Path<String>,
-) -> Result<StatusCode, ManageError> {
-    let id = KeyId::new(&id).map_err(|_| ManageError::NotFound)?;
+) -> Result<StatusCode, Response> {
+    // The key manager's refusals answer in the guards' style: one error body.
+    let refuse = |error: ManageError| auth.respond(&error);
+    let id = KeyId::new(&id).map_err(|_| refuse(ManageError::NotFound))?;
     auth.manager()
         .revoke(key.owner(), &id, Actor::Key(&key))
-        .await?;
+        .await
+        .map_err(refuse)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -273,6 +269,18 @@ mod tests {
                 "detail": "Cannot grant scope invoices:write: the acting key does not hold it"
             })
         );
+    }
+
+    /// The key manager's refusals and the guards' share one body: the application's.
+    #[tokio::test]
+    async fn key_endpoints_refuse_in_the_same_body_as_the_guards() {
+        let app = app().await;
+        for path in ["/keys/nokey000000", "/keys/not%20an%20id"] {
+            let (status, body) = send(&app, "DELETE", path, &app.admin, Value::Null).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(body["error"], "not_found", "{path}: {body}");
+            assert!(body["detail"].is_string(), "{path}: {body}");
+        }
     }
 
     #[tokio::test]

@@ -180,6 +180,32 @@ impl<K: KeyStore, R: Clone> ApiKeyAuth<K, R> {
         self.layer.clone()
     }
 
+    /// A key manager's refusal ([`ManageError`](crate::manage::ManageError)) answered
+    /// in this front door's style, the one every guard answers in: one error body for
+    /// the application, with no wrapper type. A store outage is a 503 with
+    /// `Retry-After`, as from a guard.
+    ///
+    /// ```
+    /// # use tower_api_key::prelude::*;
+    /// # fn main() -> Result<(), tower_api_key::ConfigError> {
+    /// # let scopes = ScopeModel::builder().resource("invoices", ["read"]).build()?;
+    /// let auth = ApiKeyAuth::builder(MemoryStore::new())
+    ///     .format(KeyFormat::new("inv")?)
+    ///     .scopes(scopes)
+    ///     .respond_with(|refusal| (refusal.status(), refusal.message().into_owned()))
+    ///     .build()?;
+    /// let response = auth.respond(&tower_api_key::manage::ManageError::NotFound);
+    /// assert_eq!(response.status(), 404);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn respond(&self, error: &crate::manage::ManageError) -> axum::response::Response {
+        self.layer
+            .renderer()
+            .render(error.rejection())
+            .map(axum::body::Body::from)
+    }
+
     /// The key manager, writing through the same cache the guards read.
     pub fn manager(&self) -> &KeyManager<K> {
         &self.manager

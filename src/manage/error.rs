@@ -5,6 +5,7 @@ use http::{HeaderValue, StatusCode};
 use time::OffsetDateTime;
 
 use crate::key::{Environment, KeyError};
+use crate::rejection::{Rejection, RejectionKind};
 use crate::store::StoreError;
 
 /// Which authority rule refused an operation: see [the rules](super::KeyManager#authority). The
@@ -164,6 +165,26 @@ impl ManageError {
 ///     .into_response();
 /// assert_eq!(response.status(), 403);
 /// ```
+impl ManageError {
+    /// The refusal this error is, for a responder: a store outage is
+    /// [`RejectionKind::StoreUnavailable`] (503 with `Retry-After`), everything else
+    /// [`RejectionKind::KeyManagement`] with this error's status, code and client
+    /// message. [`ApiKeyAuth::respond`](crate::auth::ApiKeyAuth::respond) renders it in
+    /// the application's style.
+    pub fn rejection(&self) -> Rejection {
+        match self {
+            Self::Store(StoreError::Unavailable(_)) => {
+                Rejection::new(RejectionKind::StoreUnavailable)
+            }
+            other => Rejection::new(RejectionKind::KeyManagement {
+                status: other.status(),
+                code: other.code(),
+                message: other.client_message(),
+            }),
+        }
+    }
+}
+
 impl IntoResponse for ManageError {
     fn into_response(self) -> Response {
         if let Self::Store(error) = &self {

@@ -27,6 +27,7 @@ use http::StatusCode;
 /// | `RequestTimeout` | 408 | `request_timeout` |
 /// | `Misconfigured` | 500 | `misconfigured` |
 /// | `UndeclaredScope` | 500 | `undeclared_scope` |
+/// | `KeyManagement` | its own (400, 403, 404, 409, 500) | its own (`not_found`, `conflict`, …) |
 ///
 /// `Revoked` and `Expired` are only ever reported after the presented secret matched
 /// the stored digest, so they never reveal that some other key exists.
@@ -90,6 +91,21 @@ pub enum RejectionKind {
         /// The scope no model declares.
         scope: String,
     },
+    /// The key manager refused a lifecycle operation (an invalid name, an authority
+    /// rule, a key that is not found or in the wrong state): a
+    /// [`ManageError`](crate::manage::ManageError) as a refusal, so that key endpoints
+    /// answer in the same style as the guards
+    /// ([`ApiKeyAuth::respond`](crate::auth::ApiKeyAuth::respond)). A store outage is
+    /// [`RejectionKind::StoreUnavailable`] instead.
+    KeyManagement {
+        /// The status.
+        status: StatusCode,
+        /// The manager's code: `invalid_request`, `permission_denied`, `not_found`,
+        /// `conflict`, …
+        code: &'static str,
+        /// A message safe to show the client.
+        message: String,
+    },
 }
 
 impl RejectionKind {
@@ -111,6 +127,7 @@ impl RejectionKind {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Misconfigured | Self::UndeclaredScope { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::KeyManagement { status, .. } => *status,
         }
     }
 
@@ -134,6 +151,7 @@ impl RejectionKind {
             Self::RequestTimeout => "request_timeout",
             Self::Misconfigured => "misconfigured",
             Self::UndeclaredScope { .. } => "undeclared_scope",
+            Self::KeyManagement { code, .. } => code,
         }
     }
 

@@ -371,6 +371,10 @@ impl ErrorStyle {
     fn code_and_message(&self, outcome: &RejectionKind) -> (&'static str, Cow<'static, str>) {
         const GENERIC_401: &str = "API key is missing or invalid";
         match (self.style, outcome) {
+            // The manager's own words, in every style.
+            (_, RejectionKind::KeyManagement { code, message, .. }) => {
+                (code, Cow::Owned(message.clone()))
+            }
             (Style::ProductBridge, o)
                 if o.is_unauthenticated()
                     || matches!(
