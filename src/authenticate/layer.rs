@@ -9,10 +9,10 @@ use crate::audit::Auditor;
 use crate::client::ClientIp;
 use crate::credentials::KeySources;
 use crate::error::ConfigError;
-use crate::manage::LastUsed;
 use crate::pipeline::RequestContext;
 use crate::rejection::{validate_realm, ErrorStyle, Renderer, Responder};
 use crate::scope::ScopeModel;
+use crate::store::LastUsed;
 
 /// Authenticates every request with an API key. See the [module docs](super).
 ///
