@@ -52,13 +52,14 @@ use crate::authenticate::{Authenticate, AuthenticateLayer, KeyVerifier};
 use crate::budget::UnknownKeyBudget;
 use crate::clock::{Clock, SharedClock};
 use crate::credentials::KeySources;
+use crate::error::ConfigError;
 use crate::key::KeyFormat;
-use crate::manage::{KeyManager, LastUsed};
+use crate::manage::KeyManager;
 use crate::rate_limit::{Limits, MemoryLimiter, RateLimitLayer, RatePolicy};
 use crate::rejection::Responder;
 use crate::require_scopes::{RequireScopes, RequireScopesLayer};
-use crate::store::{CachedStore, CachedStoreBuilder, KeyStore, ManagedKeyStore};
-use crate::{ConfigError, ScopeModel};
+use crate::scope::ScopeModel;
+use crate::store::{CachedStore, CachedStoreBuilder, KeyStore, LastUsed, ManagedKeyStore};
 
 /// Authentication, key management and route guards over one cache of one store. Built
 /// by [`ApiKeyAuth::builder`]; cheap to clone.

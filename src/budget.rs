@@ -55,7 +55,7 @@ use std::time::Duration;
 use moka::policy::EvictionPolicy;
 
 use crate::client::partition;
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 /// How many lookups ending in "unknown key" a client may cause per period, as a GCRA
 /// bucket: up to `lookups` at once, then one every `per / lookups`. The default is

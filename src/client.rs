@@ -37,7 +37,7 @@ use std::sync::Arc;
 use axum::extract::ConnectInfo;
 use http::{Extensions, HeaderMap};
 
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 /// How the layer identifies the client of a request. See the [module docs](self).
 #[derive(Clone)]

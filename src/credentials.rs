@@ -20,8 +20,8 @@ use http::header::{self, HeaderMap, HeaderName};
 use http::Uri;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
+use crate::error::ConfigError;
 use crate::rejection::RejectionKind;
-use crate::ConfigError;
 
 /// The default limit for buffering a JSON body: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;

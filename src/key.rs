@@ -63,7 +63,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 /// The longest input ever considered as a key, in bytes. Longer input is refused
 /// before any hashing.

@@ -106,9 +106,9 @@
 //! | 7 | [`prelude`], [`presets`], `openapi` | what protecting an API needs, in one `use`; the five documented products' scope models, key formats, sources and error styles; (feature `utoipa`) the OpenAPI description of the layers and guards: security schemes, scopes per operation, refusals |
 //! | 6 | [`auth`] | [`ApiKeyAuth`](auth::ApiKeyAuth): the one entry point, building the authentication layer, the key manager and per-route guards over one cache |
 //! | 5 | [`authenticate`], [`require_scopes`], [`rate_limit`] | the middlewares: [`AuthenticateLayer`] (and the [`KeyVerifier`] it wraps, for other transports), [`RequireScopesLayer`](require_scopes::RequireScopesLayer) and the typed [`Scoped`](require_scopes::Scoped) extractor, [`RateLimitLayer`](rate_limit::RateLimitLayer) with per-key GCRA limits and per-owner quotas |
-//! | 4 | `pipeline`, [`manage`] | what the middlewares share (the [`ResponseFuture`], the one [`ResponseBody`], the request context they pass along); [`KeyManager`](manage::KeyManager) with its authority rules, the last-used buffer |
+//! | 4 | `pipeline`, [`manage`] | what the middlewares share (the [`ResponseFuture`], the one [`ResponseBody`], the request context they pass along); [`KeyManager`](manage::KeyManager) with its authority rules |
 //! | 3 | [`audit`], [`credentials`], `principal` | audit sinks and the non-blocking request [`Auditor`](audit::Auditor); where keys are read from; the [`Principal`] a handler sees |
-//! | 2 | [`store`], [`rejection`], [`budget`] | the [`KeyStore`] / [`ManagedKeyStore`] traits, [`MemoryStore`](store::MemoryStore), the revocation-safe [`CachedStore`](store::CachedStore), the SQL stores; [`RejectionKind`] → response styles; the unknown-key budget |
+//! | 2 | [`store`], [`rejection`], [`budget`] | the [`KeyStore`] / [`ManagedKeyStore`] traits, [`MemoryStore`](store::MemoryStore), the revocation-safe [`CachedStore`](store::CachedStore), the SQL stores, the write-behind [`LastUsed`](store::LastUsed) buffer; [`RejectionKind`] → response styles; the unknown-key budget |
 //! | 1 | [`key`], [`scope`], [`clock`], [`client`] | the key format, CSPRNG generation, CRC32 checksum and SHA-256 digests; scope models and requirements; clocks; client addresses |
 //! | 0 | `error` | [`ConfigError`], which every setting returns |
 //!

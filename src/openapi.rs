@@ -85,7 +85,7 @@ use crate::auth::{ApiKeyAuth, Guard};
 use crate::authenticate::AuthenticateLayer;
 use crate::rate_limit::{RateLimitLayer, RATELIMIT, RATELIMIT_POLICY};
 use crate::rejection::{Rejection, RejectionKind, Renderer, X_REQUEST_ID};
-use crate::Requirement;
+use crate::scope::Requirement;
 
 /// The name of the HTTP bearer security scheme.
 pub const BEARER_SCHEME: &str = "bearer";
@@ -774,11 +774,11 @@ mod tests {
     use utoipa::openapi::{Content, RefOr, Response};
 
     use super::*;
+    use crate::authenticate::KeyVerifier;
     use crate::credentials::KeySources;
     use crate::key::KeyFormat;
     use crate::rejection::ErrorStyle;
     use crate::store::{CachedStore, MemoryStore};
-    use crate::KeyVerifier;
 
     fn layer(sources: KeySources, style: ErrorStyle) -> AuthenticateLayer<MemoryStore> {
         let store = CachedStore::builder(MemoryStore::new()).build().unwrap();

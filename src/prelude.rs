@@ -15,13 +15,15 @@
 
 pub use crate::auth::{ApiKeyAuth, Guard};
 pub use crate::credentials::KeySources;
+pub use crate::error::ConfigError;
 pub use crate::key::KeyFormat;
 pub use crate::manage::{Actor, CreatedKey, Expiry, KeyManager, ManageError, NewKey};
+pub use crate::principal::Principal;
 pub use crate::rate_limit::{Limits, MemoryLimiter, QuotaPolicy, RateLimitLayer, RatePolicy};
-pub use crate::rejection::{ErrorStyle, Rejection, Responder};
+pub use crate::rejection::{ErrorStyle, Rejection, RejectionKind, Responder};
+pub use crate::scope::ScopeModel;
 #[cfg(feature = "postgres")]
 pub use crate::store::sql::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use crate::store::sql::SqliteStore;
 pub use crate::store::{KeyRecord, KeyStore, ManagedKeyStore, MemoryStore, Owner};
-pub use crate::{ConfigError, Principal, RejectionKind, ScopeModel};

@@ -13,11 +13,11 @@ use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::error::ConfigError;
 use crate::pipeline::{render_for, Admitted, Bare, RequestContext, ResponseFuture};
 use crate::principal::Principal;
 use crate::rejection::{RejectionKind, RejectionResponse};
 use crate::scope::{Requirement, ScopeModel};
-use crate::ConfigError;
 
 /// Requires scopes on the routes it wraps, behind an [`AuthenticateLayer`](crate::AuthenticateLayer).
 ///

@@ -6,6 +6,12 @@
 //!
 //! Read from the source's own paths (`use` trees and inline `crate::…`, `super::…`,
 //! `self::…` paths), leaving out comments and the unit tests at the bottom of files.
+//! A name reached through a re-export (`crate::ConfigError`, `crate::store::KeyRecord`)
+//! counts as an import of the file that defines it: the reader follows the `pub use`
+//! lines of `src/lib.rs` and of each module's `mod.rs`, so an import made through the
+//! crate root is checked against the defining module's row. `src/lib.rs` defines
+//! nothing, so a path that ends there is a re-export the reader could not follow, and
+//! fails too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -48,6 +54,15 @@ fn code(path: &Path) -> String {
 /// Every path the code names, starting at `crate`, `super` or `self`, with `use` trees
 /// expanded: `use super::{a::B, C}` gives `super::a::B` and `super::C`.
 fn paths(code: &str) -> Vec<Vec<String>> {
+    named_paths(code)
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect()
+}
+
+/// [`paths`], each with the name it binds: `use self::a::B as C` binds `C`, any other
+/// path its last segment.
+fn named_paths(code: &str) -> Vec<(Vec<String>, String)> {
     let mut out = Vec::new();
     let chars: Vec<char> = code.chars().collect();
     let mut i = 0;
@@ -90,8 +105,14 @@ fn skip_space(chars: &[char], mut at: usize) -> usize {
     at
 }
 
-/// Reads a path (or use tree) after `prefix::`, pushing every complete path.
-fn tree(chars: &[char], at: usize, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) -> usize {
+/// Reads a path (or use tree) after `prefix::`, pushing every complete path with the
+/// name it binds.
+fn tree(
+    chars: &[char],
+    at: usize,
+    prefix: &mut Vec<String>,
+    out: &mut Vec<(Vec<String>, String)>,
+) -> usize {
     let at = skip_space(chars, at);
     if chars.get(at) == Some(&'{') {
         let mut at = at + 1;
@@ -113,21 +134,29 @@ fn tree(chars: &[char], at: usize, prefix: &mut Vec<String>, out: &mut Vec<Vec<S
         .get(at)
         .is_some_and(|c| c.is_alphabetic() || *c == '_' || *c == '*')
     {
-        out.push(prefix.clone());
+        out.push((prefix.clone(), prefix.last().cloned().unwrap_or_default()));
         return at;
     }
     if chars[at] == '*' {
-        out.push(prefix.clone());
+        out.push((prefix.clone(), "*".to_owned()));
         return at + 1;
     }
     let (word, end) = ident(chars, at);
-    prefix.push(word);
+    prefix.push(word.clone());
     if follows(chars, end, "::") {
-        tree(chars, end + 2, prefix, out)
-    } else {
-        out.push(prefix.clone());
-        end
+        return tree(chars, end + 2, prefix, out);
     }
+    // `B as C`: the path binds `C`.
+    let after = skip_space(chars, end);
+    if follows(chars, after, "as") && chars.get(after + 2).is_some_and(|c| c.is_whitespace()) {
+        let (alias, alias_end) = ident(chars, skip_space(chars, after + 2));
+        if !alias.is_empty() {
+            out.push((prefix.clone(), alias));
+            return alias_end;
+        }
+    }
+    out.push((prefix.clone(), word));
+    end
 }
 
 /// The module path of a file: `src/store/cache.rs` → `["store", "cache"]`.
@@ -160,9 +189,14 @@ fn file_of(module: &[String]) -> Option<PathBuf> {
 }
 
 /// Resolves a path named in `from` to the file that defines its item: the deepest
-/// module on the path, followed through that module's `pub use self::sub::…`
-/// re-exports.
+/// module on the path, followed through that module's re-exports (`pub use
+/// self::sub::…`, `crate::…` or `super::…`, renamed or not) to the file they name.
+/// `src/lib.rs` when the path ends at the crate root.
 fn resolve(from: &Path, path: &[String]) -> Option<PathBuf> {
+    resolve_within(from, path, 0)
+}
+
+fn resolve_within(from: &Path, path: &[String], depth: usize) -> Option<PathBuf> {
     let here = module_of(from);
     let mut module: Vec<String> = match path[0].as_str() {
         "crate" => Vec::new(),
@@ -190,15 +224,19 @@ fn resolve(from: &Path, path: &[String]) -> Option<PathBuf> {
         }
     }
     let file = file_of(&module)?;
-    // An item re-exported by the module: the file of its definition.
-    if let Some(item) = rest.first() {
-        for reexport in paths(&code(&file)) {
-            if reexport.first().is_some_and(|s| s == "self")
-                && reexport.last() == Some(item)
-                && reexport.len() > 2
-            {
-                if let Some(target) = resolve(&file, &reexport) {
-                    return Some(target);
+    // An item the module re-exports rather than defines: the file of its definition.
+    // A chain of re-exports longer than the crate is deep is a loop.
+    let text = code(&file);
+    if let Some(item) = rest
+        .first()
+        .filter(|item| depth < 8 && !defines(&text, item))
+    {
+        for (reexport, binds) in named_paths(&text) {
+            if &binds == item {
+                if let Some(target) = resolve_within(&file, &reexport, depth + 1) {
+                    if target != file {
+                        return Some(target);
+                    }
                 }
             }
         }
@@ -227,6 +265,54 @@ fn layers() -> BTreeMap<String, u32> {
     layers
 }
 
+/// What is wrong with the imports in `code`, read as the code of `file`: paths that
+/// point up or across the module table, and paths the reader cannot follow.
+fn wrong_imports(file: &Path, code: &str, layers: &BTreeMap<String, u32>) -> Vec<String> {
+    let mut wrong = Vec::new();
+    let here = module_of(file);
+    let Some(top) = here.first() else {
+        return wrong; // the crate root re-exports everything
+    };
+    let Some(&own) = layers.get(top) else {
+        wrong.push(format!(
+            "module `{top}` is missing from the table in src/lib.rs"
+        ));
+        return wrong;
+    };
+    for path in paths(code) {
+        let Some(target) = resolve(file, &path) else {
+            continue;
+        };
+        let Some(other) = module_of(&target).first().cloned() else {
+            wrong.push(format!(
+                "{} names `{}`, which src/lib.rs re-exports in a form this test cannot \
+                 follow to the module that defines it",
+                file.display(),
+                path.join("::")
+            ));
+            continue;
+        };
+        if &other == top {
+            continue;
+        }
+        let Some(&theirs) = layers.get(&other) else {
+            wrong.push(format!(
+                "module `{other}` is missing from the table in src/lib.rs"
+            ));
+            continue;
+        };
+        if theirs >= own {
+            wrong.push(format!(
+                "{} (row {own}) imports {} (row {theirs}): `{}`",
+                file.display(),
+                target.display(),
+                path.join("::")
+            ));
+        }
+    }
+    wrong
+}
+
 #[test]
 fn imports_point_down_the_module_table() {
     let layers = layers();
@@ -234,42 +320,10 @@ fn imports_point_down_the_module_table() {
         layers.len() > 10,
         "the module table of src/lib.rs was not found"
     );
-    let mut wrong = BTreeSet::new();
-    for file in sources() {
-        let here = module_of(&file);
-        let Some(top) = here.first() else { continue };
-        let Some(&own) = layers.get(top) else {
-            wrong.insert(format!(
-                "module `{top}` is missing from the table in src/lib.rs"
-            ));
-            continue;
-        };
-        for path in paths(&code(&file)) {
-            let Some(target) = resolve(&file, &path) else {
-                continue;
-            };
-            let Some(other) = module_of(&target).first().cloned() else {
-                continue; // the crate root
-            };
-            if &other == top {
-                continue;
-            }
-            let Some(&theirs) = layers.get(&other) else {
-                wrong.insert(format!(
-                    "module `{other}` is missing from the table in src/lib.rs"
-                ));
-                continue;
-            };
-            if theirs >= own {
-                wrong.insert(format!(
-                    "{} (row {own}) imports {} (row {theirs}): `{}`",
-                    file.display(),
-                    target.display(),
-                    path.join("::")
-                ));
-            }
-        }
-    }
+    let wrong: BTreeSet<String> = sources()
+        .iter()
+        .flat_map(|file| wrong_imports(file, &code(file), &layers))
+        .collect();
     assert!(
         wrong.is_empty(),
         "imports that do not point down:\n{}",
@@ -339,6 +393,15 @@ fn the_reader_finds_what_it_checks() {
             vec!["crate", "clock", "now"],
         ]
     );
+    // A renamed import binds its new name.
+    let found = named_paths("pub use self::a::{B as C, D};");
+    assert_eq!(
+        found,
+        [
+            (vec!["self".into(), "a".into(), "B".into()], "C".to_owned()),
+            (vec!["self".into(), "a".into(), "D".into()], "D".to_owned()),
+        ]
+    );
     // A known downward import resolves to the defining file.
     let target = resolve(
         Path::new("src/store/cache.rs"),
@@ -348,4 +411,75 @@ fn the_reader_finds_what_it_checks() {
     let layers = layers();
     assert!(layers["authenticate"] > layers["pipeline"]);
     assert_eq!(layers["authenticate"], layers["rate_limit"]);
+}
+
+/// Whether `text` defines an item called `name`.
+fn defines(text: &str, name: &str) -> bool {
+    let kinds = [
+        "struct", "enum", "trait", "type", "fn", "const", "static", "union",
+    ];
+    kinds.iter().any(|kind| {
+        let head = format!("{kind} {name}");
+        text.match_indices(&head).any(|(at, _)| {
+            !text[at + head.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
+        })
+    })
+}
+
+#[test]
+fn an_import_through_a_reexport_counts_where_the_name_is_defined() {
+    // Every name the crate root and the modules re-export is followed to the file
+    // that defines it.
+    let reexporting = sources()
+        .into_iter()
+        .filter(|f| f.ends_with("lib.rs") || f.ends_with("mod.rs"));
+    let mut followed = 0;
+    for file in reexporting {
+        for (path, name) in named_paths(&code(&file)) {
+            if path[0] != "self" || path.len() < 3 {
+                continue;
+            }
+            let target = resolve(&file, &["self".into(), name.clone()]).unwrap();
+            assert!(
+                defines(&fs::read_to_string(&target).unwrap(), &name),
+                "`{name}`, re-exported by {}, resolves to {}, which does not define it",
+                file.display(),
+                target.display()
+            );
+            followed += 1;
+        }
+    }
+    assert!(followed > 50, "only {followed} re-exports were found");
+
+    // Positive controls: `key` (row 1) importing `Principal` (row 3) through the crate
+    // root fails as it would by the defining module's path, and so does `scope` (row
+    // 1) importing `KeyRecord` (row 2) through the `store` module's re-export.
+    let layers = layers();
+    let key = Path::new("src/key.rs");
+    assert_eq!(
+        wrong_imports(key, "use crate::Principal;", &layers),
+        ["src/key.rs (row 1) imports src/principal.rs (row 3): `crate::Principal`"]
+    );
+    assert_eq!(
+        wrong_imports(
+            Path::new("src/scope/model.rs"),
+            "fn f(r: &crate::store::KeyRecord) {}",
+            &layers
+        ),
+        [
+            "src/scope/model.rs (row 1) imports src/store/record.rs (row 2): \
+          `crate::store::KeyRecord`"
+        ]
+    );
+    // A downward import through the root passes.
+    assert_eq!(
+        wrong_imports(key, "use crate::ConfigError;", &layers),
+        Vec::<String>::new()
+    );
+    // A name the reader cannot follow fails, rather than passing unchecked.
+    let unknown = wrong_imports(key, "use crate::NoSuchName;", &layers);
+    assert!(
+        unknown.len() == 1 && unknown[0].contains("cannot follow"),
+        "{unknown:?}"
+    );
 }

@@ -12,7 +12,7 @@ use support::{pb_format, record, ProbeStore};
 use tower::ServiceExt;
 use tower_api_key::audit::{AuditAction, Auditor, MemorySink};
 use tower_api_key::clock::{Clock, ManualClock};
-use tower_api_key::manage::LastUsed;
+use tower_api_key::store::LastUsed;
 use tower_api_key::store::{CachedStore, KeyStore, ManagedKeyStore};
 use tower_api_key::{AuthenticateLayer, KeyVerifier, Owner};
 

@@ -4,13 +4,13 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use crate::budget::{Budgets, UnknownKeyBudget};
+use crate::error::ConfigError;
 use crate::key::{Digest, Environment, KeyFormat, KeyId, KeyTag, Presented};
 use crate::principal::Principal;
 use crate::rejection::RejectionKind;
 use crate::store::{
     CacheKey, Cached, CachedRecord, CachedStore, Gated, KeyStatus, KeyStore, StoreError, TagCheck,
 };
-use crate::ConfigError;
 
 /// Checks presented keys against a [`CachedStore`]: authentication without HTTP, a
 /// presented key string in, a [`Principal`] or an [`RejectionKind`] out.

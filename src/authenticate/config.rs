@@ -6,10 +6,10 @@ use super::KeyVerifier;
 use crate::audit::Auditor;
 use crate::client::ClientIp;
 use crate::credentials::KeySources;
-use crate::manage::LastUsed;
 use crate::pipeline::RequestContext;
 use crate::rejection::Responder;
 use crate::scope::ScopeModel;
+use crate::store::LastUsed;
 
 /// The settings of an [`AuthenticateLayer`](super::AuthenticateLayer), shared by its
 /// services behind one `Arc`.

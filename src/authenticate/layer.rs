@@ -8,11 +8,11 @@ use super::{Authenticate, KeyVerifier};
 use crate::audit::Auditor;
 use crate::client::ClientIp;
 use crate::credentials::KeySources;
-use crate::manage::LastUsed;
+use crate::error::ConfigError;
 use crate::pipeline::RequestContext;
 use crate::rejection::{validate_realm, ErrorStyle, Renderer, Responder};
 use crate::scope::ScopeModel;
-use crate::ConfigError;
+use crate::store::LastUsed;
 
 /// Authenticates every request with an API key. See the [module docs](super).
 ///

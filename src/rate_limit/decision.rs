@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::header::RETRY_AFTER;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::RejectionKind;
+use crate::rejection::RejectionKind;
 
 /// The `RateLimit` response field (draft-ietf-httpapi-ratelimit-headers, -08 and later).
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");

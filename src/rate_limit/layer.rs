@@ -8,10 +8,10 @@ use tower_service::Service;
 
 use super::limits::Start;
 use super::{Decision, Limiter, Limits, MemoryLimiter};
+use crate::error::ConfigError;
 use crate::pipeline::{render_for, Admitted, Bare, ResponseFuture, Verdict};
 use crate::principal::Principal;
 use crate::rejection::RejectionKind;
-use crate::ConfigError;
 
 /// Charges every request against its key's rate limit and its owner's quota; use it
 /// behind an [`AuthenticateLayer`](crate::AuthenticateLayer) and behind any scope guard, so that

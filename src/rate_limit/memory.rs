@@ -17,7 +17,7 @@ use moka::sync::Cache;
 use time::OffsetDateTime;
 
 use super::backend::over_burst;
-use super::decision::{whole_secs, whole_secs_at_least_one};
+use super::gcra::{bucket_status, duration_between, nanos_since_epoch, nanos_u64, quota_status};
 use super::{Decision, LimitRequest, Limiter, QuotaRequest, QuotaStatus, RateStatus};
 use crate::error::ConfigError;
 
@@ -367,52 +367,6 @@ impl Gcra {
     }
 }
 
-/// A GCRA bucket's state in `RateLimit` terms: `interval` is the policy's emission
-/// interval, `tat` the theoretical arrival time, all in nanoseconds since 1970. Shared
-/// by every backend, so they report alike.
-pub(super) fn bucket_status(
-    request: &LimitRequest,
-    interval: u64,
-    now: u64,
-    tat: Option<u64>,
-    retry_after: Option<Duration>,
-) -> RateStatus {
-    let policy = &request.policy;
-    let interval = interval.max(1);
-    let burst = u64::from(policy.burst());
-    // As governor's `StateSnapshot::remaining_burst_capacity`.
-    let (remaining, full_in) = match tat {
-        None => (burst, 0),
-        Some(tat) => {
-            let room = (now + interval * burst).saturating_sub(tat);
-            ((room / interval).min(burst), tat.saturating_sub(now))
-        }
-    };
-    let reset_secs = match retry_after {
-        Some(wait) => whole_secs_at_least_one(wait),
-        None => whole_secs(Duration::from_nanos(full_in)),
-    };
-    RateStatus {
-        policy: policy.shared_name().clone(),
-        quota: policy.quota(),
-        window_secs: policy.window().as_secs(),
-        remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
-        reset_secs,
-        retry_after,
-    }
-}
-
-/// The refusal of a quota with `used` units spent in its current period.
-pub(super) fn quota_status(quota: &QuotaRequest, used: u64, now: OffsetDateTime) -> QuotaStatus {
-    QuotaStatus {
-        policy: quota.policy.name(),
-        limit: quota.policy.limit(),
-        used,
-        window_secs: whole_secs(duration_between(quota.period_start, quota.period_end)),
-        reset_secs: whole_secs_at_least_one(duration_between(now, quota.period_end)),
-    }
-}
-
 /// A governor clock that reads whatever it was last set to.
 struct Pinned(Cell<Nanos>);
 
@@ -481,18 +435,6 @@ fn read(state: &InMemoryState) -> Option<Nanos> {
         Ok(()) => None,
         Err(prev) => prev,
     }
-}
-
-pub(super) fn nanos_since_epoch(t: OffsetDateTime) -> u64 {
-    u64::try_from(t.unix_timestamp_nanos()).unwrap_or(0)
-}
-
-pub(super) fn nanos_u64(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-pub(super) fn duration_between(from: OffsetDateTime, to: OffsetDateTime) -> Duration {
-    Duration::try_from(to - from).unwrap_or(Duration::ZERO)
 }
 
 /// How long a bucket of a policy with `refill` time is kept: twice the refill time

@@ -58,6 +58,7 @@
 
 mod backend;
 mod decision;
+mod gcra;
 mod layer;
 mod limits;
 mod memory;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::backend::over_burst;
-use super::memory::{bucket_status, duration_between, nanos_since_epoch, nanos_u64, quota_status};
+use super::gcra::{bucket_status, duration_between, nanos_since_epoch, nanos_u64, quota_status};
 use super::{Decision, LimitRequest, Limiter, MemoryLimiter, QuotaStatus, DEFAULT_MAX_PARTITIONS};
 use crate::error::ConfigError;
 

@@ -47,7 +47,7 @@ use crate::key::KeyId;
 mod kind;
 
 pub use self::kind::RejectionKind;
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 /// The counter of authentication outcomes, labelled `outcome` (`authenticated`, or an
 /// [`RejectionKind::code`]). Alert on a spike of `unknown` or `malformed`: leaked-key probes.

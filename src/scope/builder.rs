@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::bits::{self, Bits};
 use super::model::{Inner, ScopeModel};
 use super::syntax::{check_pattern, check_scope, check_segment, Pattern};
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 /// The most scopes one model may declare.
 pub const MAX_SCOPES: usize = 4096;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::bits::Bits;
 use super::syntax::{check_scope, MAX_SCOPE_LEN};
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 /// Everything a built model knows. Shared by the model, its [`Grants`](super::Grants) and its
 /// [`Requirement`](super::Requirement)s.

@@ -7,7 +7,7 @@ use super::bits;
 use super::grants::Grants;
 use super::model::{Inner, ScopeModel};
 use super::syntax::check_scope;
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 /// The longest requirement expression accepted, in bytes.
 const MAX_EXPR_LEN: usize = 4096;
@@ -666,7 +666,7 @@ impl ScopeModel {
 
 #[cfg(test)]
 mod tests {
-    use crate::ScopeModel;
+    use crate::scope::ScopeModel;
 
     fn model() -> ScopeModel {
         ScopeModel::builder()

@@ -1,6 +1,6 @@
 //! Scope-name syntax and the wildcard patterns the builder accepts.
 
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 /// The longest scope name accepted, in bytes. Longer stored strings are ignored
 /// without being hashed.

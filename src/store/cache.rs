@@ -14,8 +14,8 @@ use super::keyring::{Keyring, TagCheck};
 use super::record::ActiveUntil;
 use super::{Applied, Change, KeyRecord, KeyStatus, KeyStore, ManagedKeyStore, Owner, StoreError};
 use crate::clock::{Clock, SharedClock, SystemClock};
+use crate::error::ConfigError;
 use crate::key::{Digest, KeyId, KeyTag, TagKey};
-use crate::ConfigError;
 
 /// A bounded, single-flight cache of key records in front of any [`KeyStore`].
 ///

@@ -1,6 +1,7 @@
-//! Key stores: the [`KeyStore`] trait, the in-memory [`MemoryStore`], and the
-//! [`CachedStore`] that sits in front of any store. The durable SQLite and PostgreSQL
-//! stores are in `sql` (features `sqlite` and `postgres`).
+//! Key stores: the [`KeyStore`] trait, the in-memory [`MemoryStore`], the
+//! [`CachedStore`] that sits in front of any store, and the write-behind [`LastUsed`]
+//! buffer of a store's `last_used_at`. The durable SQLite and PostgreSQL stores are in
+//! `sql` (features `sqlite` and `postgres`).
 //!
 //! ```
 //! use tower_api_key::key::KeyFormat;
@@ -28,6 +29,7 @@
 pub(crate) mod audit_entry;
 mod cache;
 mod keyring;
+mod last_used;
 mod memory;
 mod record;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -47,6 +49,7 @@ pub use self::cache::{
     LOOKUPS_REFUSED_METRIC, STALE_ANSWERS_METRIC,
 };
 pub(crate) use self::keyring::TagCheck;
+pub use self::last_used::LastUsed;
 pub use self::memory::MemoryStore;
 pub use self::record::{KeyRecord, KeyStatus, Owner, Rotation};
 use crate::key::{Digest, KeyId, TagKey};

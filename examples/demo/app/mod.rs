@@ -29,12 +29,13 @@ use tower_api_key::client::ClientIp;
 use tower_api_key::clock::{Clock, SystemClock};
 use tower_api_key::credentials::KeySources;
 use tower_api_key::key::KeyFormat;
-use tower_api_key::manage::{Actor, KeyManager, LastUsed, NewKey};
+use tower_api_key::manage::{Actor, KeyManager, NewKey};
 use tower_api_key::rate_limit::{Limits, MemoryLimiter, QuotaPolicy, RateLimitLayer, RatePolicy};
 use tower_api_key::rejection::ErrorStyle;
 use tower_api_key::require_scopes::RequireScopesLayer;
 use tower_api_key::store::{
-    CachedStore, KeyStore, DEFAULT_LOOKUP_TIMEOUT, DEFAULT_MAX_LOOKUPS, DEFAULT_STALE_IF_ERROR,
+    CachedStore, KeyStore, LastUsed, DEFAULT_LOOKUP_TIMEOUT, DEFAULT_MAX_LOOKUPS,
+    DEFAULT_STALE_IF_ERROR,
 };
 use tower_api_key::{presets, AuthenticateLayer, KeyVerifier, Owner, ScopeModel};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};

@@ -90,7 +90,7 @@ pub use self::postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::SqliteStore;
 use super::StoreError;
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 /// A statement built from trusted text.
 pub(crate) fn sql(text: String) -> sqlx::SqlStr {

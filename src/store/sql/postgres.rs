@@ -11,8 +11,8 @@ use super::core::{impl_sql_store, Columns, Dialect, SqlCore, Value};
 use super::listener::{self, ListenerHandle};
 use super::schema::{self, Migration, CURRENT_VERSION};
 use super::{map_error, ConnectError, TablePrefix};
+use crate::error::ConfigError;
 use crate::store::{CachedStore, KeyStore, StoreError};
-use crate::ConfigError;
 
 /// How long [`PostgresStore::connect`] waits for the server to answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -12,8 +12,8 @@ use time::OffsetDateTime;
 use super::core::{impl_sql_store, Columns, Dialect, SqlCore, Value};
 use super::schema::{self, Migration, CURRENT_VERSION};
 use super::{corrupt, map_error, ConnectError, TablePrefix};
+use crate::error::ConfigError;
 use crate::store::StoreError;
-use crate::ConfigError;
 
 /// How long a lookup waits for a free connection before failing with
 /// [`StoreError::Unavailable`].

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use super::{ManagedKeyStore, StoreError};
 use crate::clock::from_unix_nanos;
 use crate::key::KeyId;
-use crate::store::{ManagedKeyStore, StoreError};
 
 type Batch = Vec<(KeyId, OffsetDateTime)>;
 type Writer = Arc<
@@ -28,8 +28,7 @@ type Writer = Arc<
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_api_key::manage::LastUsed;
-/// use tower_api_key::store::MemoryStore;
+/// use tower_api_key::store::{LastUsed, MemoryStore};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
