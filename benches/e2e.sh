@@ -16,16 +16,29 @@
 #
 # 3. A flood of forged keys (`flood`, not part of `all`): the PostgreSQL-backed demo
 #    behind a TCP proxy this script controls (benches/pgproxy.py; the shared server is
-#    never stopped), `examples/flood.rs` sending distinct well-formed unknown keys from
-#    FLOOD_THREADS (8) threads for FLOOD_SECONDS (30) while one client uses a valid
-#    key, from the same address. Store lookups are read from `pg_stat_user_tables`
-#    (seq_scan + idx_scan of the keys table, which also counts the few last-used
-#    writes), RSS from /proc. Phases: the valid client alone; the flood; the flood with
-#    PostgreSQL cut off from 10 s to 20 s; the flood with `--unknown-key-budget off`.
+#    never stopped), `examples/flood.rs` sending distinct well-formed keys that were
+#    never issued from FLOOD_THREADS (8) tasks for FLOOD_SECONDS (30) per phase while
+#    one client uses a valid key. Store lookups are read from `pg_stat_user_tables`
+#    (seq_scan + idx_scan of the keys table, which also counts the last-used writes and
+#    a start's listings) and `pg_stat_user_indexes` (index scans of its primary key
+#    that found nothing: lookups of ids the store does not hold, printed per 1,000
+#    forged keys), reads of the tag secrets table likewise, RSS from /proc.
+#    From one address (127.0.0.1), the valid key already used: the valid client alone;
+#    a flood of untagged keys; the same with PostgreSQL cut off from 10 s to 20 s;
+#    forged *tagged* keys (tagged under the attacker's own secret with the valid key's
+#    secret id); then untagged keys with `--unknown-key-budget off`. Behind one trusted
+#    proxy (`--trusted-proxies 1`, X-Forwarded-For; the valid client sends the flood's
+#    first address, 10.0.0.1): the valid client alone; forged tagged keys rotating over
+#    FLOOD_ADDRESSES (10,000) addresses; from one address, a valid key this instance
+#    has never seen (made through the first instance) after 1 s of a tagged flood, and
+#    another after 1 s of an untagged flood that spent the address's budget; forged
+#    tagged keys from FLOOD_ADDRESSES addresses with the demo restarted (SIGTERM, then
+#    the same flags, port and database) a third of the way in.
 #    PG_URL (postgres://postgres@127.0.0.1:5432) names the server; a scratch database
 #    is created and dropped.
 #
-# Usage: benches/e2e.sh [callgrind|wrk|all|flood|redis]   (N=2000 ROUNDS=5 DURATION=5s by default)
+# Usage: benches/e2e.sh [callgrind|wrk|all|flood|redis]   (N=2000 ROUNDS=5 DURATION=5s by default;
+#        flood: FLOOD_SECONDS=30 FLOOD_THREADS=8 FLOOD_ADDRESSES=10000, about 10 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -171,24 +184,38 @@ wrk_rounds() {
 
 FLOOD_SECONDS=${FLOOD_SECONDS:-30}
 FLOOD_THREADS=${FLOOD_THREADS:-8}
+# Addresses the flood rotates over through X-Forwarded-For.
+FLOOD_ADDRESSES=${FLOOD_ADDRESSES:-10000}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 
 rss_mib() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 
-# seq_scan + idx_scan of the keys table, once every backend has flushed its counters
-# (an idle backend flushes within 10 s).
+# Counters of the scratch database, once every backend has flushed them (an idle
+# backend flushes within 10 s), as three numbers:
+# - seq_scan + idx_scan of the keys table: every statement that reads it (lookups, the
+#   last-used writes, the listings of a start);
+# - idx_scan - idx_tup_read of its primary key: lookups by id that found no entry, that
+#   is lookups of ids the store does not hold (what a forged key reaching the store
+#   costs; every other scan of that unique index returns one entry);
+# - seq_scan + idx_scan of the tag secrets table (reads of the secrets).
 lookups() {
     sleep 11
-    psql -w "$PG_URL/$FLOOD_DB" -tAc \
-        "SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables WHERE relname = 'tower_api_key_keys'"
+    psql -w "$PG_URL/$FLOOD_DB" -tA -F ' ' -c "
+        SELECT (SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables
+                 WHERE relname = 'tower_api_key_keys'),
+               (SELECT idx_scan - idx_tup_read FROM pg_stat_user_indexes
+                 WHERE indexrelname = 'tower_api_key_keys_pkey'),
+               (SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables
+                 WHERE relname = 'tower_api_key_tag_secrets')"
 }
 
-# Starts the PostgreSQL-backed demo through the proxy with extra flags; sets BASE, KEY,
-# OTHER_KEY (never used until asked) and PID.
+# Starts the PostgreSQL-backed demo through the proxy with extra flags, on PG_LISTEN
+# (127.0.0.1:0 unless set); sets BASE, PID and PG_DEMO_ARGS (the extra flags).
 start_pg_demo() {
     local log="$OUT/flood-demo.stdout"
+    PG_DEMO_ARGS=("$@")
     rm -f "$log"
-    taskset -c 0 target/release/examples/demo --listen 127.0.0.1:0 --rate-limit off \
+    taskset -c 0 target/release/examples/demo --listen "${PG_LISTEN:-127.0.0.1:0}" --rate-limit off \
         --database "postgres://postgres@127.0.0.1:$PROXY_PORT/$FLOOD_DB" "$@" \
         >"$log" 2>"$OUT/flood-demo.stderr" &
     PID=$!
@@ -201,25 +228,30 @@ start_pg_demo() {
     sleep 0.5
 }
 
-# One phase: THREADS flooders for FLOOD_SECONDS; the optional command runs alongside.
+# One phase: THREADS flood tasks for FLOOD_SECONDS, with the valid key $KEY; COMMAND
+# (`true` for nothing) runs alongside, and the arguments after it go to
+# examples/flood.rs (--forged, --addresses, --valid-after). $KEY is used once before
+# the phase, so that the instance holds it, unless FRESH=1.
 flood_phase() {
-    local name=$1 threads=$2
-    shift 2
-    curl -s -o /dev/null -H "Authorization: Bearer $KEY" "$BASE/v1/ping"
-    local before_lookups before_rss result after_rss after_lookups
-    before_lookups=$(lookups)
+    local name=$1 threads=$2 command=$3
+    shift 3
+    [ "${FRESH:-0}" = 1 ] || curl -s -o /dev/null -H "Authorization: Bearer $KEY" "$BASE/v1/ping"
+    local before after before_rss after_rss result forged
+    read -r -a before <<<"$(lookups)"
     before_rss=$(rss_mib "$PID")
-    taskset -c 1 target/release/examples/flood "$BASE" "$KEY" "$FLOOD_SECONDS" "$threads" >"$OUT/flood-$name.txt" &
+    taskset -c 1 target/release/examples/flood "$BASE" "$KEY" "$FLOOD_SECONDS" "$threads" "$@" >"$OUT/flood-$name.txt" &
     local client=$!
-    "$@"
+    "$command"
     wait "$client"
     result=$(cat "$OUT/flood-$name.txt")
     after_rss=$(rss_mib "$PID")
-    after_lookups=$(lookups)
-    printf '%-10s lookups=%d lookups_per_s=%.2f rss_before_mib=%s rss_after_mib=%s %s\n' \
-        "$name" "$((after_lookups - before_lookups))" \
-        "$(echo "($after_lookups - $before_lookups) / $FLOOD_SECONDS" | bc -l)" \
-        "$before_rss" "$after_rss" "$result"
+    read -r -a after <<<"$(lookups)"
+    local scans=$((after[0] - before[0])) unheld=$((after[1] - before[1])) tag_reads=$((after[2] - before[2]))
+    forged=$(sed -n 's/.* forged_requests=\([0-9]*\) .*/\1/p' <<<"$result")
+    printf '%-14s lookups=%d lookups_per_s=%.2f unheld_id_lookups=%d per_1000_forged=%s tag_secret_reads=%d rss_before_mib=%s rss_after_mib=%s %s\n' \
+        "$name" "$scans" "$(echo "$scans / $FLOOD_SECONDS" | bc -l)" "$unheld" \
+        "$([ "${forged:-0}" -gt 0 ] && printf '%.4f' "$(echo "$unheld * 1000 / $forged" | bc -l)" || echo -)" \
+        "$tag_reads" "$before_rss" "$after_rss" "$result"
 }
 
 # PostgreSQL unreachable from 10 s to 20 s into the phase. A key never used so far is
@@ -245,6 +277,26 @@ outage() {
     printf 'after the outage: unused key %s, %.2f s after the database came back\n' "$code" "$(echo "$(date +%s.%N) - $t0" | bc -l)"
 }
 
+# A third of the way into the phase, the demo is stopped (SIGTERM, graceful) and
+# started again at once with the same flags, on the same port and database.
+restart() {
+    sleep "$((FLOOD_SECONDS / 3))"
+    local t0 stopped
+    t0=$(date +%s.%N)
+    stop_demo
+    stopped=$(date +%s.%N)
+    PG_LISTEN="127.0.0.1:${BASE##*:}" start_pg_demo "${PG_DEMO_ARGS[@]}"
+    printf 'restart %d s into the phase: the old process exited after %.2f s, the new one listened %.2f s later (both on cpu 0 beside the flood)\n' \
+        "$((FLOOD_SECONDS / 3))" "$(echo "$stopped - $t0" | bc -l)" "$(echo "$(date +%s.%N) - 0.5 - $stopped" | bc -l)"
+}
+
+# A key made through the instance at $BASE with the admin key $KEY (its answer's "key").
+new_key() {
+    curl -s -X POST -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+        -d "{\"name\":\"$1\",\"scopes\":[\"session:read\"]}" "$BASE/v1/api_keys" |
+        sed -n 's/.*"key":"\([^"]*\)".*/\1/p'
+}
+
 flood() {
     need psql postgresql-client
     need bc bc
@@ -257,17 +309,31 @@ flood() {
     for _ in $(seq 1 50); do grep -q '^port' "$OUT/pgproxy.out" && break; sleep 0.1; done
     PROXY_PORT=$(awk '/^port/ { print $2 }' "$OUT/pgproxy.out")
 
-    echo "== flood (${FLOOD_SECONDS}s per phase, $FLOOD_THREADS flood threads, one valid client, one address)"
+    echo "== flood (${FLOOD_SECONDS}s per phase, $FLOOD_THREADS flood tasks, one valid client, one address)"
     start_pg_demo
     KEY=$(sed -n 's/^admin key for acme (shown once): //p' "$OUT/flood-demo.stdout")
     OTHER_KEY=$(sed -n 's/^admin key for globex (shown once): //p' "$OUT/flood-demo.stdout")
     flood_phase baseline 0 true
     flood_phase flood "$FLOOD_THREADS" true
     flood_phase outage "$FLOOD_THREADS" outage
+    flood_phase tagged "$FLOOD_THREADS" true --forged tagged
+    # Made here and never used: the instance behind the proxy below has never seen them.
+    local fresh fresh_untagged
+    fresh=$(new_key "never seen, tagged flood")
+    fresh_untagged=$(new_key "never seen, untagged flood")
+    [ -n "$fresh" ] && [ -n "$fresh_untagged" ] || { echo "could not create the keys" >&2; exit 1; }
     stop_demo
     echo "== the same flood with --unknown-key-budget off (the lookup cap alone)"
     start_pg_demo --unknown-key-budget off
     flood_phase no-budget "$FLOOD_THREADS" true
+    stop_demo
+    echo "== behind one trusted proxy (--trusted-proxies 1): X-Forwarded-For names the client; the valid client sends the flood's first address (10.0.0.1)"
+    start_pg_demo --trusted-proxies 1
+    flood_phase xff-baseline 0 true --addresses 1
+    flood_phase xff "$FLOOD_THREADS" true --forged tagged --addresses "$FLOOD_ADDRESSES"
+    KEY=$fresh FRESH=1 flood_phase fresh "$FLOOD_THREADS" true --forged tagged --addresses 1 --valid-after 1
+    KEY=$fresh_untagged FRESH=1 flood_phase fresh-untagged "$FLOOD_THREADS" true --addresses 1 --valid-after 1
+    flood_phase restart "$FLOOD_THREADS" restart --forged tagged --addresses "$FLOOD_ADDRESSES"
     stop_demo
 }
 
