@@ -30,7 +30,10 @@
 //! tag part. They keep working, through the unknown-key budget as before; rotating
 //! one yields a tagged key.
 //!
-//! Only the SHA-256 [`Digest`] of a key is ever stored. API keys carry 128 bits of
+//! Only the SHA-256 [`Digest`] of a key is ever stored: of the whole key, or of a
+//! tagged key's text before its tag (product, environment, id and secret; the tag and
+//! the checksum are derived from that text, and leaving them out keeps the digest to
+//! one SHA-256 block for the usual prefixes). API keys carry 128 bits of
 //! entropy, so a fast hash is the right tool: a password KDF on every request costs
 //! hundreds of milliseconds and buys nothing against a key that cannot be guessed.
 //!
@@ -376,6 +379,8 @@ pub struct ApiKey {
     value: String,
     /// Bytes of `value` that are public (product, environment and id).
     public_len: usize,
+    /// Bytes of `value` that its digest covers: all of it, or the text before the tag.
+    digested_len: usize,
 }
 
 impl ApiKey {
@@ -389,9 +394,10 @@ impl ApiKey {
         &self.value[..self.public_len]
     }
 
-    /// The SHA-256 digest of the key.
+    /// The SHA-256 digest of the key (of its text before the tag, for a tagged key:
+    /// see [`ParsedKey::digest`]).
     pub fn digest(&self) -> Digest {
-        Digest::of(&self.value)
+        Digest(Sha256::digest(&self.value.as_bytes()[..self.digested_len]).into())
     }
 }
 
@@ -470,10 +476,12 @@ impl TagKey {
         char::from(self.id)
     }
 
-    /// The 64-bit tag of a key whose text before the tag value hashes to `signed`.
-    fn tag(&self, signed: &[u8; 32]) -> u64 {
+    /// The 64-bit tag, under the secret id `secret_id`, of a key whose digest (SHA-256
+    /// of its text before the tag) is `digest`.
+    fn tag(&self, secret_id: u8, digest: &[u8; 32]) -> u64 {
         let mut mac = self.mac.clone();
-        mac.update(signed);
+        mac.update(&[secret_id]);
+        mac.update(digest);
         let out = mac.finalize().into_bytes();
         let mut first = [0u8; 8];
         first.copy_from_slice(&out[..8]);
@@ -507,8 +515,8 @@ pub(crate) struct KeyTag {
     secret_id: u8,
     /// `None` when the base62 text holds more than 64 bits: no secret made it.
     value: Option<u64>,
-    /// SHA-256 of the key's text up to and including the secret id.
-    signed: [u8; 32],
+    /// The key's digest: SHA-256 of its text before the tag.
+    digest: [u8; 32],
 }
 
 impl KeyTag {
@@ -524,7 +532,7 @@ impl KeyTag {
         };
         key.id == self.secret_id
             && bool::from(
-                key.tag(&self.signed)
+                key.tag(self.secret_id, &self.digest)
                     .to_be_bytes()
                     .ct_eq(&value.to_be_bytes()),
             )
@@ -628,9 +636,20 @@ impl<'a> ParsedKey<'a> {
         self.environment
     }
 
-    /// SHA-256 of the full key.
+    /// SHA-256 of the key: of the full key when untagged, and of its text before the
+    /// tag when tagged (the tag and the checksum derive from that text, so hashing
+    /// them would only cost a second SHA-256 block).
     pub fn digest(&self) -> Digest {
-        Digest(Sha256::digest(self.full).into())
+        Digest(Sha256::digest(self.digested()).into())
+    }
+
+    /// The part of the key its digest covers.
+    fn digested(&self) -> &[u8] {
+        if self.tagged {
+            &self.full[..self.full.len() - CHECKSUM_LEN - TAG_LEN]
+        } else {
+            self.full
+        }
     }
 
     /// Whether the key carries a tag (see [`TagKey`]); keys minted before tags, or
@@ -657,7 +676,7 @@ impl<'a> ParsedKey<'a> {
         Some(KeyTag {
             secret_id: self.full[value_at - 1],
             value,
-            signed: Sha256::digest(&self.full[..value_at]).into(),
+            digest: Sha256::digest(self.digested()).into(),
         })
     }
 }
@@ -827,16 +846,27 @@ impl KeyFormat {
         value.push_str(id.as_str());
         let public_len = value.len();
         value.push_str(&base62_padded(u128::from_le_bytes(secret), SECRET_LEN));
+        let before_tag = value.len();
         if let Some(tag_key) = tag_key {
+            let digest = Sha256::digest(value.as_bytes()).into();
             value.push(tag_key.id());
-            let tag = tag_key.tag(&Sha256::digest(value.as_bytes()).into());
+            let tag = tag_key.tag(tag_key.id, &digest);
             value.push_str(&base62_padded(u128::from(tag), TAG_VALUE_LEN));
         }
         let checksum = crc32fast::hash(value.as_bytes());
         value.push_str(&base62_padded(u128::from(checksum), CHECKSUM_LEN));
 
         let prefix = value[..public_len].to_owned();
-        let key = ApiKey { value, public_len };
+        let digested_len = if tag_key.is_some() {
+            before_tag
+        } else {
+            value.len()
+        };
+        let key = ApiKey {
+            value,
+            public_len,
+            digested_len,
+        };
         Ok(MintedKey {
             digest: key.digest(),
             key,
@@ -1006,6 +1036,12 @@ mod tests {
         assert_eq!(parsed.id(), &minted.id);
         assert!(parsed.is_tagged());
         assert!(parsed.tag_verifies(&tag_key));
+        // The digest covers the text before the tag: one SHA-256 block, as untagged.
+        let before_tag = &key[..key.len() - TAG_LEN - CHECKSUM_LEN];
+        assert_eq!(minted.digest, Digest::of(before_tag));
+        assert_eq!(parsed.digest(), minted.digest);
+        assert_eq!(minted.key.digest(), minted.digest);
+        assert!(before_tag.len() <= 55, "fits one SHA-256 block");
         assert_eq!(parsed.tag().unwrap().secret_id(), 'b');
         // Another secret, or the same secret under another id, does not verify it.
         assert!(!parsed.tag_verifies(&TagKey::new('b', &[4; 32]).unwrap()));
