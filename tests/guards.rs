@@ -115,9 +115,6 @@ async fn stacked_guards_authenticate_and_audit_a_request_once() {
         .format(format())
         .scopes(scopes())
         .audit_requests(auditor.clone())
-        // The outer guard takes the key out of the request: a second authentication
-        // would find none.
-        .configure(|layer| Ok(layer.with_hide_credentials(true)))
         .build()
         .unwrap();
     let app = Router::new()
@@ -135,14 +132,9 @@ async fn stacked_guards_authenticate_and_audit_a_request_once() {
         )
         .route_layer(auth.layer());
     let both = key(&auth, &["invoices:write", "ledger:write"]).await;
-    assert_eq!(
-        call(&app, "POST", "/book", Some(&both)).await,
-        StatusCode::OK
-    );
-    assert_eq!(
-        call(&app, "POST", "/behind", Some(&both)).await,
-        StatusCode::OK
-    );
+    for path in ["/book", "/behind"] {
+        assert_eq!(call(&app, "POST", path, Some(&both)).await, StatusCode::OK);
+    }
     auditor.flush().await;
     let audited: Vec<(Option<String>, Option<u16>)> = sink
         .entries()
@@ -155,6 +147,35 @@ async fn stacked_guards_authenticate_and_audit_a_request_once() {
             (Some("/book".to_owned()), Some(200)),
             (Some("/behind".to_owned()), Some(200)),
         ]
+    );
+}
+
+#[tokio::test]
+async fn stacked_guards_admit_a_key_the_first_one_hid() {
+    let auth = ApiKeyAuth::builder(MemoryStore::new())
+        .format(format())
+        .scopes(scopes())
+        // The outer guard takes the key out of the request: a second authentication
+        // would find none.
+        .configure(|layer| Ok(layer.with_hide_credentials(true)))
+        .build()
+        .unwrap();
+    let app = Router::new().route(
+        "/book",
+        post(
+            book.layer(auth.guard("invoices:write").unwrap())
+                .layer(auth.guard("ledger:write").unwrap()),
+        ),
+    );
+    let both = key(&auth, &["invoices:write", "ledger:write"]).await;
+    assert_eq!(
+        call(&app, "POST", "/book", Some(&both)).await,
+        StatusCode::OK
+    );
+    let only_one = key(&auth, &["ledger:write"]).await;
+    assert_eq!(
+        call(&app, "POST", "/book", Some(&only_one)).await,
+        StatusCode::FORBIDDEN
     );
 }
 
@@ -276,6 +297,44 @@ mod openapi {
         // Only the documented methods are routed.
         assert_eq!(
             call(&app, "DELETE", "/invoices", Some(&reader)).await,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
+
+    /// The invoices' totals, for `GET` and `HEAD`.
+    #[utoipa::path(method(get, head), path = "/totals", responses((status = 200, body = String)))]
+    async fn totals() -> &'static str {
+        "the totals"
+    }
+
+    #[tokio::test]
+    async fn a_handler_documented_for_two_methods_is_guarded_on_both() {
+        let auth = ApiKeyAuth::builder(MemoryStore::new())
+            .format(format())
+            .scopes(scopes())
+            .build()
+            .unwrap();
+        let (app, _) = OpenApiRouter::new()
+            .routes(
+                auth.guard("invoices:read")
+                    .unwrap()
+                    .routes(routes!(totals), totals)
+                    .unwrap(),
+            )
+            .split_for_parts();
+        let reader = key(&auth, &["invoices:read"]).await;
+        for method in ["GET", "HEAD"] {
+            assert_eq!(
+                call(&app, method, "/totals", None).await,
+                StatusCode::UNAUTHORIZED
+            );
+            assert_eq!(
+                call(&app, method, "/totals", Some(&reader)).await,
+                StatusCode::OK
+            );
+        }
+        assert_eq!(
+            call(&app, "POST", "/totals", Some(&reader)).await,
             StatusCode::METHOD_NOT_ALLOWED
         );
     }
