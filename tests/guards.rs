@@ -11,10 +11,10 @@ use http::{Request, StatusCode};
 use tower::ServiceExt;
 use tower_api_key::audit::{Auditor, MemorySink};
 use tower_api_key::auth::ApiKeyAuth;
-use tower_api_key::clock::ManualClock;
+use tower_api_key::clock::{Clock, ManualClock};
 use tower_api_key::key::KeyFormat;
 use tower_api_key::manage::{Actor, NewKey};
-use tower_api_key::store::MemoryStore;
+use tower_api_key::store::{KeyRecord, ManagedKeyStore, MemoryStore};
 use tower_api_key::{Owner, Principal, ScopeModel};
 
 fn scopes() -> ScopeModel {
@@ -191,8 +191,22 @@ async fn guards_of_two_auths_each_authenticate_and_charge() {
             .build()
             .unwrap()
     };
-    let shared = MemoryStore::new();
-    let (outer, inner) = (build(&shared, "10/min"), build(&shared, "3/min"));
+    // Two stores that both know one key, and a third that does not.
+    let (known_outer, known_inner) = (MemoryStore::new(), MemoryStore::new());
+    let minted = format().generate(Some("live")).unwrap();
+    let record = KeyRecord::new(
+        &minted,
+        "in both",
+        Owner::organization("acme"),
+        vec!["invoices:write".to_owned()],
+        clock.now(),
+    );
+    for store in [&known_outer, &known_inner] {
+        store.insert(&record).await.unwrap();
+    }
+    let key = minted.key.expose_secret().to_owned();
+    let outer = build(&known_outer, "10/min");
+    let inner = build(&known_inner, "3/min");
     let elsewhere = build(&MemoryStore::new(), "10/min");
     let app = Router::new()
         .route(
@@ -209,7 +223,6 @@ async fn guards_of_two_auths_each_authenticate_and_charge() {
                     .layer(outer.guard("invoices:write").unwrap()),
             ),
         );
-    let key = key(&outer, &["invoices:write"]).await;
     // The inner guard's own limit (3/min) holds: its charge was not skipped.
     let mut statuses = Vec::new();
     for _ in 0..4 {
