@@ -45,6 +45,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::handler::HandlerService;
 use tower_layer::{Identity, Layer};
 
 use crate::audit::Auditor;
@@ -159,7 +160,9 @@ impl<K: KeyStore, R: Clone> ApiKeyAuth<K, R> {
     /// A guard for one route: authentication, then the scope `requirement` (an
     /// expression such as `"invoices:write"` or `"a:read AND (b:read OR admin)"`),
     /// then the rate limit. Attach it to a handler (`handler.layer(guard)`), so that it
-    /// guards exactly that method.
+    /// guards exactly that method: on a `MethodRouter` or a `Router` it does not
+    /// compile (see [`Guard`]). Stacked on one handler, guards require all of their
+    /// scopes and charge the rate limit once.
     ///
     /// # Errors
     ///
@@ -252,7 +255,8 @@ impl<L: Clone> GuardRate for Limits<L> {
             Some(clock) => self.with_clock(clock),
             None => self,
         };
-        RateLimitLayer::new(limits)
+        // Stacked guards ("A and B") charge a request once.
+        RateLimitLayer::new(limits).once_per_request()
     }
 }
 
@@ -451,8 +455,75 @@ impl<K: ManagedKeyStore, R> ApiKeyAuthBuilder<K, R> {
     }
 }
 
-/// One route's guard: authentication, the route's scopes, then the rate limit, as one
+/// One handler's guard: authentication, the route's scopes, then the rate limit, as one
 /// layer. Made by [`ApiKeyAuth::guard`].
+///
+/// # On one handler only
+///
+/// A guard is a layer of one handler, `handler.layer(guard)`, so it guards exactly the
+/// method that handler is routed on:
+///
+/// ```
+/// # use axum::handler::Handler;
+/// # use axum::routing::get;
+/// # use axum::Router;
+/// # use tower_api_key::prelude::*;
+/// # async fn list() -> &'static str { "list" }
+/// # async fn create() -> &'static str { "created" }
+/// # fn main() -> Result<(), ConfigError> {
+/// # let auth = ApiKeyAuth::builder(MemoryStore::new())
+/// #     .format(KeyFormat::new("inv")?)
+/// #     .scopes(ScopeModel::builder().resource("invoices", ["read", "write"]).build()?)
+/// #     .build()?;
+/// let app: Router = Router::new().route(
+///     "/invoices",
+///     get(list.layer(auth.guard("invoices:read")?))
+///         .post(create.layer(auth.guard("invoices:write")?)),
+/// );
+/// # Ok(())
+/// # }
+/// ```
+///
+/// It implements `Layer` only for axum's [`HandlerService`] (the service
+/// [`Handler::layer`](axum::handler::Handler::layer) wraps), through the sealed
+/// [`GuardTarget`]. Put on a whole method router or router, where it would also cover
+/// methods it was not written for (`get(list).post(create).layer(read_guard)` would
+/// let a read-only key `POST`), it does not compile:
+///
+/// ```compile_fail,E0277
+/// # use axum::routing::get;
+/// # use axum::Router;
+/// # use tower_api_key::prelude::*;
+/// # async fn list() -> &'static str { "list" }
+/// # async fn create() -> &'static str { "created" }
+/// # fn main() -> Result<(), ConfigError> {
+/// # let auth = ApiKeyAuth::builder(MemoryStore::new())
+/// #     .format(KeyFormat::new("inv")?)
+/// #     .scopes(ScopeModel::builder().resource("invoices", ["read", "write"]).build()?)
+/// #     .build()?;
+/// // error: a Guard goes on one handler: `handler.layer(guard)`; …
+/// let app: Router = Router::new().route(
+///     "/invoices",
+///     get(list).post(create).layer(auth.guard("invoices:read")?),
+/// );
+/// # Ok(())
+/// # }
+/// ```
+///
+/// `tests/compile_fail.rs` holds every refused placement (`MethodRouter::layer`,
+/// `MethodRouter::route_layer`, `Router::layer`, `Router::route_layer`, and a
+/// `MethodRouter` passed as a handler) with the compiler's message for each.
+///
+/// # Stacked guards: "A and B"
+///
+/// `handler.layer(auth.guard("a")?).layer(auth.guard("b")?)` admits a key that holds
+/// both `a` and `b`. The outer guard (the last one added, `b`) authenticates, checks
+/// `b` and spends the rate limit; a guard of the same [`ApiKeyAuth`] behind it finds
+/// the request already authenticated and charged, and checks only its own scopes. So
+/// a request is authenticated once, audited once and charged once, however many
+/// guards it passes. A key lacking `a` is refused with 403 by the inner guard after
+/// the outer one charged it: one guard with `auth.guard("a AND b")?` checks both
+/// before it charges anything, and is the better way to write it.
 #[derive(Clone)]
 pub struct Guard<K, R = Identity> {
     auth: AuthenticateLayer<K>,
@@ -482,8 +553,56 @@ impl<K, R> Guard<K, R> {
     }
 }
 
+/// The one service a [`Guard`] wraps: axum's [`HandlerService`] of one handler, which
+/// [`Handler::layer`](axum::handler::Handler::layer) builds. Sealed: a route's
+/// `Route`, a `MethodRouter` used as a handler, or any other service is refused when
+/// the router is compiled, because a guard there would cover methods it was not
+/// written for.
+#[diagnostic::on_unimplemented(
+    message = "a Guard goes on one handler: `handler.layer(guard)`; to guard every method of a route, guard each handler",
+    label = "a Guard cannot wrap `{Self}`",
+    note = "write `get(list.layer(auth.guard(\"invoices:read\")?)).post(create.layer(auth.guard(\"invoices:write\")?))`: a guard on a `MethodRouter` or a `Router` would cover every method of it"
+)]
+pub trait GuardTarget: sealed::Sealed {}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// Implements [`GuardTarget`] for the handler services of function handlers: axum's
+/// `Handler<T, S>` for an async function has `T = ((),)` (no argument) or
+/// `T = (M, T1, …, Tn)`. A `MethodRouter` is a `Handler<(), S>` too, and is left out.
+macro_rules! guard_targets {
+    ($($ty:ident),*) => {
+        impl<H, S, M, $($ty,)*> sealed::Sealed for HandlerService<H, (M, $($ty,)*), S> {}
+        #[diagnostic::do_not_recommend]
+        impl<H, S, M, $($ty,)*> GuardTarget for HandlerService<H, (M, $($ty,)*), S> {}
+    };
+}
+
+impl<H, S> sealed::Sealed for HandlerService<H, ((),), S> {}
+#[diagnostic::do_not_recommend]
+impl<H, S> GuardTarget for HandlerService<H, ((),), S> {}
+guard_targets!(T1);
+guard_targets!(T1, T2);
+guard_targets!(T1, T2, T3);
+guard_targets!(T1, T2, T3, T4);
+guard_targets!(T1, T2, T3, T4, T5);
+guard_targets!(T1, T2, T3, T4, T5, T6);
+guard_targets!(T1, T2, T3, T4, T5, T6, T7);
+guard_targets!(T1, T2, T3, T4, T5, T6, T7, T8);
+guard_targets!(T1, T2, T3, T4, T5, T6, T7, T8, T9);
+guard_targets!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10);
+guard_targets!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11);
+guard_targets!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12);
+guard_targets!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13);
+guard_targets!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13, T14);
+guard_targets!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13, T14, T15);
+guard_targets!(T1, T2, T3, T4, T5, T6, T7, T8, T9, T10, T11, T12, T13, T14, T15, T16);
+
 impl<S, K, R> Layer<S> for Guard<K, R>
 where
+    S: GuardTarget,
     K: Clone,
     R: Layer<S>,
 {

@@ -8,7 +8,9 @@
 //! # Quick start
 //!
 //! [`ApiKeyAuth`](auth::ApiKeyAuth) builds everything over one cache: the key manager,
-//! and one guard per route (authentication, the route's scopes, the rate limit).
+//! and one guard per handler (authentication, the route's scopes, the rate limit): a
+//! guard goes on a handler, `handler.layer(guard)`, and does not compile on a whole
+//! method router or router, where it would cover methods it was not written for.
 //! `examples/own_api.rs` is a complete service built this way, with SQLite and tests.
 //!
 //! ```

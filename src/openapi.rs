@@ -11,8 +11,8 @@
 //!   when keys are read from the body, and the 400/401/403/429/503 (and 408/413 for body
 //!   keys) responses.
 //! - A [`Guard`] documents itself ([`Guard::document`]), and [`Guard::routes`] guards a
-//!   utoipa-axum route and documents it in one call: the requirement that is enforced is
-//!   the one that is published.
+//!   handler and documents its utoipa-axum route in one call: the requirement that is
+//!   enforced is the one that is published.
 //!
 //! ```
 //! use tower_api_key::prelude::*;
@@ -62,8 +62,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::handler::{Handler, HandlerService};
 use axum::response::IntoResponse;
-use axum::routing::Route;
+use axum::routing::{MethodFilter, MethodRouter};
 use http::header;
 use http::{HeaderValue, StatusCode};
 use tower_layer::{Identity, Layer};
@@ -83,6 +84,7 @@ use utoipa_axum::router::UtoipaMethodRouter;
 
 use crate::auth::{ApiKeyAuth, Guard};
 use crate::authenticate::AuthenticateLayer;
+use crate::error::ConfigError;
 use crate::rate_limit::{RateLimitLayer, RATELIMIT, RATELIMIT_POLICY};
 use crate::rejection::{Rejection, RejectionKind, Renderer, X_REQUEST_ID};
 use crate::scope::Requirement;
@@ -474,13 +476,19 @@ impl<K, R: DocumentRate> Guard<K, R> {
         self.openapi().document(operation, self.requirement());
     }
 
-    /// Guards a [utoipa-axum](utoipa_axum) route and documents its operations with the
-    /// same requirement, in one call:
-    /// `router.routes(auth.guard("invoices:read")?.routes(routes!(list)))`.
+    /// Guards `handler` and documents its operation with the same requirement, in one
+    /// call: `router.routes(auth.guard("invoices:read")?.routes(routes!(list), list)?)`.
     ///
-    /// The guard wraps the route's handlers with `MethodRouter::route_layer`, so it
-    /// covers exactly the methods of these routes. Pass the handlers that need this
-    /// requirement, one `routes!` per requirement.
+    /// `documented` is utoipa-axum's `routes!` of that one handler: its path, method
+    /// and operation. The method router `routes!` built around the bare handler is
+    /// dropped; the handler is routed again on the documented method(s) with this guard
+    /// as its own layer (`handler.layer(guard)`), as a guard always is, so it covers
+    /// exactly that handler's methods. Pass the same handler to `routes!` and here.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when `documented` holds no operation, or the operations of more
+    /// than one handler (`routes!(list, create)`): give each handler its own guard.
     ///
     /// ```
     /// use tower_api_key::prelude::*;
@@ -491,37 +499,94 @@ impl<K, R: DocumentRate> Guard<K, R> {
     /// #[utoipa::path(get, path = "/invoices", responses((status = 200, body = String)))]
     /// async fn list() -> &'static str { "the invoices" }
     ///
+    /// /// Creates an invoice.
+    /// #[utoipa::path(post, path = "/invoices", responses((status = 201, body = String)))]
+    /// async fn create() -> &'static str { "created" }
+    ///
     /// # fn main() -> Result<(), tower_api_key::ConfigError> {
     /// let auth = ApiKeyAuth::builder(MemoryStore::new())
     ///     .format(KeyFormat::new("inv")?)
-    ///     .scopes(ScopeModel::builder().resource("invoices", ["read"]).build()?)
+    ///     .scopes(ScopeModel::builder().resource("invoices", ["read", "write"]).build()?)
     ///     .build()?;
     /// let (router, mut openapi) = OpenApiRouter::new()
-    ///     .routes(auth.guard("invoices:read")?.routes(routes!(list)))
+    ///     .routes(auth.guard("invoices:read")?.routes(routes!(list), list)?)
+    ///     .routes(auth.guard("invoices:write")?.routes(routes!(create), create)?)
     ///     .split_for_parts();
     /// utoipa::Modify::modify(&auth.openapi(), &mut openapi);
     /// let json = serde_json::to_value(&openapi).unwrap();
     /// assert_eq!(json["paths"]["/invoices"]["get"]["x-required-scopes"][0][0], "invoices:read");
+    /// assert_eq!(json["paths"]["/invoices"]["post"]["x-required-scopes"][0][0], "invoices:write");
+    ///
+    /// // Two handlers under one guard would be one guard over two methods: refused.
+    /// let both = auth.guard("invoices:read")?.routes::<_, _, ()>(routes!(list, create), list);
+    /// assert!(both.is_err());
     /// # let _: axum::Router = router;
     /// # Ok(())
     /// # }
     /// ```
-    pub fn routes<S>(&self, routes: UtoipaMethodRouter<S>) -> UtoipaMethodRouter<S>
+    pub fn routes<H, T, S>(
+        &self,
+        documented: UtoipaMethodRouter<S>,
+        handler: H,
+    ) -> Result<UtoipaMethodRouter<S>, ConfigError>
     where
+        H: Handler<T, S>,
+        T: 'static,
         S: Clone + Send + Sync + 'static,
-        Self: Layer<Route> + Clone + Send + Sync + 'static,
-        <Self as Layer<Route>>::Service:
+        Self: Layer<HandlerService<H, T, S>> + Clone + Send + Sync + 'static,
+        <Self as Layer<HandlerService<H, T, S>>>::Service:
             Service<axum::extract::Request, Error = Infallible> + Clone + Send + Sync + 'static,
-        <<Self as Layer<Route>>::Service as Service<axum::extract::Request>>::Response:
+        <<Self as Layer<HandlerService<H, T, S>>>::Service as Service<axum::extract::Request>>::Response:
             IntoResponse + 'static,
-        <<Self as Layer<Route>>::Service as Service<axum::extract::Request>>::Future:
+        <<Self as Layer<HandlerService<H, T, S>>>::Service as Service<axum::extract::Request>>::Future:
             Send + 'static,
     {
-        let (schemas, mut paths, router) = routes;
+        // `routes!` also routed the bare handler: that method router is dropped.
+        let (schemas, mut paths, _unguarded) = documented;
+        let methods = one_handlers_methods(&paths)?;
         self.openapi()
             .document_paths(&mut paths, self.requirement());
-        (schemas, paths, router.route_layer(self.clone()))
+        let router = MethodRouter::new().on(methods, handler.layer(self.clone()));
+        Ok((schemas, paths, router))
     }
+}
+
+/// The methods of the one handler `paths` documents (`routes!(handler)`), or why there
+/// is not exactly one: one path, and the same operation under each of its methods (a
+/// handler documented for `get, head` has two).
+fn one_handlers_methods(paths: &Paths) -> Result<MethodFilter, ConfigError> {
+    let mut found: Option<(MethodFilter, &Operation)> = None;
+    for item in paths.paths.values() {
+        for (filter, operation) in [
+            (MethodFilter::GET, &item.get),
+            (MethodFilter::PUT, &item.put),
+            (MethodFilter::POST, &item.post),
+            (MethodFilter::DELETE, &item.delete),
+            (MethodFilter::OPTIONS, &item.options),
+            (MethodFilter::HEAD, &item.head),
+            (MethodFilter::PATCH, &item.patch),
+            (MethodFilter::TRACE, &item.trace),
+        ] {
+            let Some(operation) = operation else {
+                continue;
+            };
+            found = match found {
+                None => Some((filter, operation)),
+                Some((methods, first)) if first == operation && paths.paths.len() == 1 => {
+                    Some((methods.or(filter), first))
+                }
+                Some(_) => {
+                    return Err(ConfigError::new(
+                        "Guard::routes takes `routes!` of one handler: a guard goes on one \
+                         handler, so give each handler its own guard and its own `routes!`",
+                    ))
+                }
+            };
+        }
+    }
+    found.map(|(methods, _)| methods).ok_or_else(|| {
+        ConfigError::new("Guard::routes was given no operation: pass `routes!(handler)`")
+    })
 }
 
 /// One rendered refusal.

@@ -19,6 +19,11 @@ use crate::store::LastUsed;
 /// Defaults: keys from `Authorization: Bearer` or `X-API-Key`, the Performance Blocks
 /// error envelope, realm `api`, authentication required, credentials passed on to the
 /// inner service.
+///
+/// A request that this layer, or a clone of it, already authenticated further out
+/// passes straight through with the principal it has: stacked, the layer (and the
+/// guards of one [`ApiKeyAuth`](crate::auth::ApiKeyAuth), which share it) authenticates,
+/// audits and records last-used once per request.
 #[must_use]
 pub struct AuthenticateLayer<K> {
     config: Arc<Config<K>>,

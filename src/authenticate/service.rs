@@ -16,7 +16,7 @@ use super::config::Config;
 use crate::audit::{is_state_changing, AuditAction, AuditActor, AuditEntry};
 use crate::credentials::{body_key, strip_body_field, BodyKey};
 use crate::key::KeyId;
-use crate::pipeline::{Admitted, ResponseBody, ResponseFuture, Verdict};
+use crate::pipeline::{Admitted, RequestContext, ResponseBody, ResponseFuture, Verdict};
 use crate::principal::Principal;
 use crate::rejection::{request_id, Rejection, RejectionKind, REQUESTS_METRIC};
 use crate::store::KeyStore;
@@ -83,6 +83,13 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let config = &self.config;
+        // Already let through by this layer (a clone of it in front, as when guards of
+        // one `ApiKeyAuth` are stacked): the principal stands. Authenticating again
+        // would look the key up, audit the request and touch last-used a second time,
+        // and find no key at all when credentials are hidden.
+        if RequestContext::authenticated_by(req.extensions(), &config.context) {
+            return ResponseFuture::call(self.inner.call(req), Admitted::default());
+        }
         if config.sources.reads_body() {
             let fut = Box::pin(authenticate_body(Arc::clone(config), req));
             return ResponseFuture::deciding(fut, &mut self.inner);

@@ -27,6 +27,17 @@ impl RequestContext {
     pub(crate) fn of(extensions: &Extensions) -> Option<&Self> {
         extensions.get::<Arc<Self>>().map(|c| &**c)
     }
+
+    /// Whether a request with these extensions was authenticated by the layer whose
+    /// context is `context` (that layer or a clone of it): it carries a [`Principal`]
+    /// and that very context. The second of two stacked guards of one `ApiKeyAuth`
+    /// finds its request so.
+    pub(crate) fn authenticated_by(extensions: &Extensions, context: &Arc<Self>) -> bool {
+        extensions.get::<Principal>().is_some()
+            && extensions
+                .get::<Arc<Self>>()
+                .is_some_and(|seen| Arc::ptr_eq(seen, context))
+    }
 }
 
 /// Renders `outcome` for a request with these extensions and headers, in the style of

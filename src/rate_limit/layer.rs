@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -40,7 +41,18 @@ pub struct RateLimitLayer<L = MemoryLimiter> {
     cost: u32,
     success_headers: bool,
     quota_status: StatusCode,
+    /// Set for the guards of one `ApiKeyAuth`: a request one of them charged is not
+    /// charged again by another behind it.
+    once: Option<ChargeId>,
 }
+
+/// Names the rate limit of one `ApiKeyAuth`'s guards, shared by their clones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ChargeId(u64);
+
+/// In a request's extensions: the request was charged by the limit of this id.
+#[derive(Debug, Clone, Copy)]
+struct Charged(ChargeId);
 
 impl<L: Clone> Clone for RateLimitLayer<L> {
     fn clone(&self) -> Self {
@@ -49,6 +61,7 @@ impl<L: Clone> Clone for RateLimitLayer<L> {
             cost: self.cost,
             success_headers: self.success_headers,
             quota_status: self.quota_status,
+            once: self.once,
         }
     }
 }
@@ -61,7 +74,18 @@ impl<L> RateLimitLayer<L> {
             cost: 1,
             success_headers: false,
             quota_status: StatusCode::FORBIDDEN,
+            once: None,
         }
+    }
+
+    /// Charges a request once however many clones of this layer it passes: the first
+    /// charges it and marks it, the others let it through (the guards of one
+    /// `ApiKeyAuth` stacked on a handler for "A and B"). Separate layers, even over
+    /// the same limits, still charge each.
+    pub(crate) fn once_per_request(mut self) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        self.once = Some(ChargeId(NEXT.fetch_add(1, Ordering::Relaxed)));
+        self
     }
 
     /// Charges `cost` units per request on the routes this layer wraps (a weight).
@@ -112,6 +136,7 @@ impl<L: fmt::Debug> fmt::Debug for RateLimitLayer<L> {
             .field("cost", &self.cost)
             .field("success_headers", &self.success_headers)
             .field("quota_status", &self.quota_status)
+            .field("once_per_request", &self.once.is_some())
             .finish()
     }
 }
@@ -185,7 +210,11 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let once = self.layer.once;
+        if once.is_some() && req.extensions().get::<Charged>().map(|c| c.0) == once {
+            return ResponseFuture::call(self.inner.call(req), Admitted::default());
+        }
         let Some(principal) = req.extensions().get::<Principal>() else {
             return ResponseFuture::reject(render_for(
                 req.extensions(),
@@ -195,12 +224,16 @@ where
         };
         match self.layer.limits.start(principal.record(), self.layer.cost) {
             Start::Decided(decision) => match settle(&self.layer, decision, &req) {
-                Ok(admitted) => ResponseFuture::call(self.inner.call(req), admitted),
+                Ok(admitted) => {
+                    mark(once, &mut req);
+                    ResponseFuture::call(self.inner.call(req), admitted)
+                }
                 Err(response) => ResponseFuture::reject(response),
             },
             Start::Ask(request) => {
                 let layer = self.layer.clone();
                 let fut = Box::pin(async move {
+                    let mut req = req;
                     let decided = layer.limits.backend().check(&request).await;
                     let result = match decided {
                         Ok(decision) => settle(&layer, decision, &req),
@@ -214,13 +247,23 @@ where
                         }
                     };
                     match result {
-                        Ok(admitted) => Verdict::Pass(req, admitted),
+                        Ok(admitted) => {
+                            mark(once, &mut req);
+                            Verdict::Pass(req, admitted)
+                        }
                         Err(response) => Verdict::Refuse(response),
                     }
                 });
                 ResponseFuture::deciding(fut, &mut self.inner)
             }
         }
+    }
+}
+
+/// Marks an admitted request as charged, for a layer that charges once per request.
+fn mark<B>(once: Option<ChargeId>, req: &mut Request<B>) {
+    if let Some(id) = once {
+        req.extensions_mut().insert(Charged(id));
     }
 }
 
