@@ -149,6 +149,7 @@ impl<K: KeyStore> ApiKeyAuth<K> {
             configure_layer: Vec::new(),
             unknown_key_budget: Some(UnknownKeyBudget::default()),
             refuse_untagged: false,
+            rate_headers: false,
             last_used: None,
             auditor: None,
             rate: Identity::new(),
@@ -235,14 +236,15 @@ pub trait GuardRate {
     /// The last layer of every guard.
     type Layer: Clone;
 
-    /// The layer, with the limits on `clock` when one was set.
-    fn into_layer(self, clock: Option<SharedClock>) -> Self::Layer;
+    /// The layer, with the limits on `clock` when one was set, adding `RateLimit`
+    /// headers to admitted responses when `success_headers`.
+    fn into_layer(self, clock: Option<SharedClock>, success_headers: bool) -> Self::Layer;
 }
 
 impl GuardRate for Identity {
     type Layer = Self;
 
-    fn into_layer(self, _clock: Option<SharedClock>) -> Self {
+    fn into_layer(self, _clock: Option<SharedClock>, _success_headers: bool) -> Self {
         self
     }
 }
@@ -250,13 +252,15 @@ impl GuardRate for Identity {
 impl<L: Clone> GuardRate for Limits<L> {
     type Layer = RateLimitLayer<L>;
 
-    fn into_layer(self, clock: Option<SharedClock>) -> RateLimitLayer<L> {
+    fn into_layer(self, clock: Option<SharedClock>, success_headers: bool) -> RateLimitLayer<L> {
         let limits = match clock {
             Some(clock) => self.with_clock(clock),
             None => self,
         };
         // Stacked guards ("A and B") charge a request once.
-        RateLimitLayer::new(limits).once_per_request()
+        RateLimitLayer::new(limits)
+            .with_success_headers(success_headers)
+            .once_per_request()
     }
 }
 
@@ -271,6 +275,8 @@ pub struct ApiKeyAuthBuilder<K, R = Identity> {
     configure_layer: Vec<LayerChange<K>>,
     unknown_key_budget: Option<UnknownKeyBudget>,
     refuse_untagged: bool,
+    /// `RateLimit` headers on admitted responses too.
+    rate_headers: bool,
     /// Starts the last-used buffer over the one cache, once it is built.
     last_used: Option<StartLastUsed<K>>,
     auditor: Option<Auditor>,
@@ -392,6 +398,7 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
             configure_layer: self.configure_layer,
             unknown_key_budget: self.unknown_key_budget,
             refuse_untagged: self.refuse_untagged,
+            rate_headers: self.rate_headers,
             last_used: self.last_used,
             auditor: self.auditor,
             rate: limits,
@@ -440,9 +447,18 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
         Ok(ApiKeyAuth {
             manager,
             layer,
-            rate: self.rate.into_layer(self.clock),
+            rate: self.rate.into_layer(self.clock, self.rate_headers),
             _front_door: Arc::new(front_door),
         })
+    }
+}
+
+impl<K, L> ApiKeyAuthBuilder<K, Limits<L>> {
+    /// Adds the `RateLimit` and `RateLimit-Policy` headers to admitted responses too,
+    /// not only to 429s, so clients can pace themselves (off unless set).
+    pub fn rate_limit_headers(mut self) -> Self {
+        self.rate_headers = true;
+        self
     }
 }
 

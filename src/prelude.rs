@@ -13,7 +13,7 @@
 //! # }
 //! ```
 
-pub use crate::auth::{ApiKeyAuth, Guard};
+pub use crate::auth::{ApiKeyAuth, ApiKeyAuthBuilder, Guard};
 pub use crate::credentials::KeySources;
 pub use crate::error::ConfigError;
 pub use crate::key::KeyFormat;

@@ -353,3 +353,38 @@ async fn a_second_front_door_over_one_sql_store_is_refused_per_table_prefix() {
     assert!(build(store.clone()).is_err());
     assert!(build(store.with_table_prefix("other_").unwrap()).is_ok());
 }
+
+/// `RateLimit` headers on admitted responses, through the builder; none unless asked.
+#[tokio::test]
+async fn rate_limit_headers_on_success_are_one_builder_call() {
+    for headers in [false, true] {
+        let builder = ApiKeyAuth::builder(MemoryStore::new())
+            .format(format())
+            .scopes(scopes())
+            .rate_limit("10/min".parse().unwrap());
+        let builder = if headers {
+            builder.rate_limit_headers()
+        } else {
+            builder
+        };
+        let auth = builder.build().unwrap();
+        let app = Router::new().route(
+            "/invoices",
+            get(list.layer(auth.guard("invoices:read").unwrap())),
+        );
+        let reader = key(&auth, &["invoices:read"]).await;
+        let response = app
+            .clone()
+            .oneshot(
+                Request::get("/invoices")
+                    .header("authorization", format!("Bearer {reader}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers().contains_key("ratelimit"), headers);
+        assert_eq!(response.headers().contains_key("ratelimit-policy"), headers);
+    }
+}
