@@ -28,15 +28,16 @@ impl RequestContext {
         extensions.get::<Arc<Self>>().map(|c| &**c)
     }
 
-    /// Whether a request with these extensions was authenticated by the layer whose
-    /// context is `context` (that layer or a clone of it): it carries a [`Principal`]
-    /// and that very context. The second of two stacked guards of one `ApiKeyAuth`
-    /// finds its request so.
+    /// Whether a request with these extensions was let through by the layer whose
+    /// context is `context` (that layer or a clone of it): only a layer that let the
+    /// request through puts its context in, so this very context means the same
+    /// configuration already decided, with a [`Principal`] or, for an optional layer,
+    /// anonymously. The second of two stacked guards of one `ApiKeyAuth` finds its
+    /// request so. One extensions lookup, on every request.
     pub(crate) fn authenticated_by(extensions: &Extensions, context: &Arc<Self>) -> bool {
-        extensions.get::<Principal>().is_some()
-            && extensions
-                .get::<Arc<Self>>()
-                .is_some_and(|seen| Arc::ptr_eq(seen, context))
+        extensions
+            .get::<Arc<Self>>()
+            .is_some_and(|seen| Arc::ptr_eq(seen, context))
     }
 }
 
