@@ -11,7 +11,7 @@ use support::Captured;
 
 use std::sync::Arc;
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::debugging::DebugValue;
 use support::redis_server::RedisServer;
 use time::macros::datetime;
 use time::OffsetDateTime;
@@ -31,17 +31,7 @@ async fn corrupt_buckets_and_counters_are_repaired_logged_and_counted() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder.install().unwrap();
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let (snapshotter, captured) = Captured::install();
 
     let client = redis::Client::open(server.url()).unwrap();
     let mut redis = client.get_multiplexed_async_connection().await.unwrap();

@@ -10,7 +10,7 @@ use support::Captured;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::debugging::DebugValue;
 use support::redis_server::RedisServer;
 use time::macros::datetime;
 use tower_api_key::rate_limit::{LimitRequest, Limiter, RatePolicy, RedisLimiter};
@@ -20,17 +20,7 @@ async fn switches_are_logged_once_each_way_and_measured() {
     let Some(mut server) = RedisServer::start() else {
         return;
     };
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder.install().unwrap();
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let (snapshotter, captured) = Captured::install();
 
     let limiter = RedisLimiter::new(&server.url())
         .unwrap()

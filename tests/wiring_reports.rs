@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
 use http::{Request, StatusCode};
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics_util::debugging::{DebugValue, Snapshotter};
 use support::{pb_format, record, Captured, ProbeStore};
 use tower::ServiceExt;
 use tower_api_key::authenticate::UNIDENTIFIED_CLIENTS_METRIC;
@@ -43,17 +43,7 @@ async fn status(app: &Router, key: &str) -> StatusCode {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wiring_mistakes_are_reported() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder.install().unwrap();
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let (snapshotter, captured) = Captured::install();
 
     no_connect_info_is_said_once_and_counted(&snapshotter, &captured).await;
     #[cfg(feature = "sqlite")]

@@ -300,6 +300,28 @@ impl Drop for DemoProcess {
 pub struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl Captured {
+    /// Installs, for the whole test binary (the recorder and the subscriber are
+    /// global, so a binary that uses this holds one test), a `metrics` recorder and a
+    /// subscriber writing every event at `INFO` and above here; returns the recorder's
+    /// snapshotter and the log.
+    #[allow(dead_code)]
+    pub fn install() -> (metrics_util::debugging::Snapshotter, Self) {
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        recorder.install().unwrap();
+        let captured = Self::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        (snapshotter, captured)
+    }
+}
+
+impl Captured {
     /// Everything written so far.
     pub fn text(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
