@@ -72,8 +72,6 @@ pub struct ApiKeyAuth<K, R = Identity> {
     manager: KeyManager<K>,
     layer: AuthenticateLayer<K>,
     rate: R,
-    /// Keeps the store claimed while any clone lives.
-    _front_door: Arc<FrontDoor>,
 }
 
 /// The stores that a live [`ApiKeyAuth`] is built over, by store type and
@@ -82,7 +80,8 @@ pub struct ApiKeyAuth<K, R = Identity> {
 static FRONT_DOORS: std::sync::Mutex<Vec<(std::any::TypeId, usize)>> =
     std::sync::Mutex::new(Vec::new());
 
-/// One claimed store, released when the last clone of its `ApiKeyAuth` is dropped.
+/// One claimed store, released when the last clone of its cache (held by the layer,
+/// every guard and the manager) is dropped.
 struct FrontDoor(Option<(std::any::TypeId, usize)>);
 
 impl FrontDoor {
@@ -124,7 +123,6 @@ impl<K, R: Clone> Clone for ApiKeyAuth<K, R> {
             manager: self.manager.clone(),
             layer: self.layer.clone(),
             rate: self.rate.clone(),
-            _front_door: Arc::clone(&self._front_door),
         }
     }
 }
@@ -423,6 +421,9 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
         })?;
         let front_door = FrontDoor::claim(self.cache.store_ref())?;
         let cache = self.cache.build()?;
+        // Claimed while anything built here lives (a layer or a guard in a router, the
+        // manager), since each holds the cache.
+        cache.hold(Arc::new(front_door));
         let manager = KeyManager::new(cache.clone(), format.clone(), model.clone());
         let authenticator = KeyVerifier::new(cache.clone(), format);
         let authenticator = match self.unknown_key_budget {
@@ -448,7 +449,6 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
             manager,
             layer,
             rate: self.rate.into_layer(self.clock, self.rate_headers),
-            _front_door: Arc::new(front_door),
         })
     }
 }

@@ -334,7 +334,14 @@ async fn a_second_front_door_over_a_clone_of_one_store_is_refused() {
         build(store.clone()).is_err(),
         "a clone still holds the door"
     );
+    // A layer still serving a router holds it too, its front door dropped or not.
+    let layer = clone.layer();
     drop(clone);
+    assert!(
+        build(store.clone()).is_err(),
+        "the layer still holds the door"
+    );
+    drop(layer);
     assert!(build(store).is_ok(), "released with the last clone");
 }
 

@@ -127,6 +127,8 @@ struct Inner<S> {
     negatives: moka::sync::Cache<CacheKey, i64, ahash::RandomState>,
     /// The secrets that tag native keys, read from the store when first needed.
     keyring: Keyring,
+    /// What lives exactly as long as this cache (the front door's claim on its store).
+    held: OnceLock<Arc<dyn Any + Send + Sync>>,
     /// Digests of imported keys whose record is cached under their digest, so that
     /// invalidating an id also drops the digest entry. Kept as long as the records.
     digests: moka::sync::Cache<KeyId, [u8; 32], ahash::RandomState>,
@@ -595,6 +597,7 @@ impl<S> CachedStoreBuilder<S> {
                 cache,
                 negatives,
                 keyring: Keyring::new(self.tag_key),
+                held: OnceLock::new(),
                 digests,
                 invalidations: Invalidations::new(
                     nanos(positive_ttl).saturating_add(nanos(self.stale_if_error)),
@@ -711,6 +714,12 @@ impl<S> CachedStore<S> {
     /// permits).
     pub fn lookups_in_flight(&self) -> usize {
         self.inner.max_lookups - self.inner.lookups.available_permits()
+    }
+
+    /// Keeps `value` alive as long as this cache (any clone of it) lives; the first
+    /// value given stays.
+    pub(crate) fn hold(&self, value: Arc<dyn Any + Send + Sync>) {
+        let _ = self.inner.held.set(value);
     }
 
     /// Whether a record for `key` is held, fresh or past its TTL (a lookup for it
