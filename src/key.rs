@@ -661,11 +661,13 @@ impl<'a> ParsedKey<'a> {
     /// Whether the key's tag was made by `key`: `false` for an untagged key, a tag of
     /// another secret, or a forged one. Constant-time.
     pub fn tag_verifies(&self, key: &TagKey) -> bool {
-        self.tag().is_some_and(|tag| tag.verifies(key))
+        self.tag(&self.digest())
+            .is_some_and(|tag| tag.verifies(key))
     }
 
-    /// The key's tag, for checking once a cache miss makes it necessary.
-    pub(crate) fn tag(&self) -> Option<KeyTag> {
+    /// The key's tag, for checking once a cache miss makes it necessary; `digest` is
+    /// [`ParsedKey::digest`], which the tag is made over.
+    pub(crate) fn tag(&self, digest: &Digest) -> Option<KeyTag> {
         if !self.tagged {
             return None;
         }
@@ -676,7 +678,7 @@ impl<'a> ParsedKey<'a> {
         Some(KeyTag {
             secret_id: self.full[value_at - 1],
             value,
-            digest: Sha256::digest(self.digested()).into(),
+            digest: *digest.as_bytes(),
         })
     }
 }
@@ -1042,7 +1044,7 @@ mod tests {
         assert_eq!(parsed.digest(), minted.digest);
         assert_eq!(minted.key.digest(), minted.digest);
         assert!(before_tag.len() <= 55, "fits one SHA-256 block");
-        assert_eq!(parsed.tag().unwrap().secret_id(), 'b');
+        assert_eq!(parsed.tag(&parsed.digest()).unwrap().secret_id(), 'b');
         // Another secret, or the same secret under another id, does not verify it.
         assert!(!parsed.tag_verifies(&TagKey::new('b', &[4; 32]).unwrap()));
         assert!(!parsed.tag_verifies(&TagKey::new('c', &[3; 32]).unwrap()));

@@ -68,7 +68,7 @@ pub struct KeyVerifier<S> {
 }
 
 /// Log lines that would repeat on every request, kept to one (or one per interval).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Reports {
     /// Whether the missing client address was reported.
     no_client: AtomicBool,
@@ -302,14 +302,17 @@ impl<S: KeyStore> KeyVerifier<S> {
                     None if self.refuse_untagged && !key.is_tagged() => {
                         Step::Refuse(RejectionKind::Unknown, Some(id))
                     }
-                    None => Step::Miss(Lookup {
-                        key: cache_key,
-                        digest: key.digest(),
-                        environment: key.environment(),
-                        native: true,
-                        known: self.knows(&cache_key),
-                        tag: key.tag(),
-                    }),
+                    None => {
+                        let digest = key.digest();
+                        Step::Miss(Lookup {
+                            key: cache_key,
+                            digest,
+                            environment: key.environment(),
+                            native: true,
+                            known: self.knows(&cache_key),
+                            tag: key.tag(&digest),
+                        })
+                    }
                 }
             }
             Presented::Imported(text) => {
@@ -414,7 +417,8 @@ impl<S: KeyStore> KeyVerifier<S> {
             }
             None => Err(RejectionKind::Unknown),
         };
-        if let Some(budgets) = &self.budgets {
+        // Only keys a tag cannot vouch for ever need the budget's memory.
+        if let Some(budgets) = self.budgets.as_deref().filter(|_| !vouched) {
             if record_found {
                 budgets.known.remember(&lookup.key);
             } else {
