@@ -61,7 +61,7 @@ if [ "$MODE" != flood ]; then
     need valgrind valgrind
     need wrk wrk
     # BIN=path measures another build of the demo (a commit before a change, say).
-    [ -n "${BIN:-}" ] || cargo build --release --features redis --example demo --quiet
+    [ -n "${BIN:-}" ] || cargo build --release --features redis,utoipa --example demo --quiet
 fi
 BIN=${BIN:-target/release/examples/demo}
 
@@ -300,7 +300,7 @@ new_key() {
 flood() {
     need psql postgresql-client
     need bc bc
-    cargo build --release --features postgres --example demo --example flood --quiet
+    cargo build --release --features postgres,utoipa --example demo --example flood --quiet
     FLOOD_DB=tak_flood_$$
     psql -w "$PG_URL/postgres" -qc "CREATE DATABASE $FLOOD_DB"
     python3 benches/pgproxy.py 127.0.0.1 "${PG_URL##*:}" >"$OUT/pgproxy.out" &

@@ -1,5 +1,5 @@
-//! The quick start: an axum router behind `AuthenticateLayer`, keys from
-//! `Authorization: Bearer` (or `X-API-Key`), and a scope guard on one route.
+//! The quick start: an axum router behind one `ApiKeyAuth`, keys from
+//! `Authorization: Bearer` (or `X-API-Key`), and a scope guard on each handler.
 //!
 //! Run with:
 //!
@@ -10,47 +10,49 @@
 //! ```
 #![allow(clippy::print_stdout)]
 
+use axum::handler::Handler;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use tower_api_key::key::KeyFormat;
-use tower_api_key::require_scopes::RequireScopesLayer;
-use tower_api_key::store::{CachedStore, KeyRecord, ManagedKeyStore, MemoryStore, Owner};
-use tower_api_key::{AuthenticateLayer, KeyVerifier, Principal};
+use tower_api_key::prelude::*;
+use tower_api_key::presets::performance_blocks;
 
 async fn session(principal: Principal) -> Json<Value> {
     Json(json!({ "key_id": principal.key_id(), "organization_id": principal.owner().id() }))
 }
 
+async fn create() -> &'static str {
+    "created"
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let format = KeyFormat::new("pb")?.with_environments(["live", "test"])?;
-    let model = tower_api_key::presets::performance_blocks::scope_model();
-    let store = CachedStore::builder(MemoryStore::new()).build()?;
+    let auth = ApiKeyAuth::builder(MemoryStore::new())
+        .format(performance_blocks::key_format())
+        .scopes(performance_blocks::scope_model())
+        .build()?;
 
     // One read-only key, shown once.
-    let minted = format.generate(Some("live"))?;
-    let now = time::OffsetDateTime::now_utc();
-    let scopes = vec!["observations:read".to_owned()];
-    store
-        .insert(&KeyRecord::new(
-            &minted,
-            "BI dashboard",
-            Owner::organization("acme"),
-            scopes,
-            now,
-        ))
+    let created = auth
+        .manager()
+        .create(
+            NewKey::new("BI dashboard", Owner::organization("acme"))
+                .with_environment("live")
+                .with_scopes(["observations:read"]),
+            Actor::System("example"),
+        )
         .await?;
-    println!("KEY={}", minted.key.expose_secret());
+    println!("KEY={}", created.key.expose_secret());
 
-    let write = RequireScopesLayer::new(&model, "observations:write")?;
     let app = Router::new()
-        .route("/v1/session", get(session))
+        .route(
+            "/v1/session",
+            get(session.layer(auth.guard("observations:read")?)),
+        )
         .route(
             "/v1/observations",
-            post(|| async { "created" }).route_layer(write),
-        )
-        .layer(AuthenticateLayer::new(KeyVerifier::new(store, format)).with_scope_model(model));
+            post(create.layer(auth.guard("observations:write")?)),
+        );
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("listening on http://{}", listener.local_addr()?);

@@ -1,4 +1,5 @@
-//! A ProductBridge-style POST surface: the key travels as `api_key` in the JSON body.
+//! A ProductBridge-style POST surface: the key travels as `api_key` in the JSON body,
+//! and refusals are ProductBridge's generic 401.
 //!
 //! Run with:
 //!
@@ -14,12 +15,11 @@
 //! ```
 #![allow(clippy::print_stdout)]
 
+use axum::handler::Handler;
 use axum::{routing::post, Json, Router};
 use serde_json::{json, Value};
-use tower_api_key::credentials::KeySources;
-use tower_api_key::key::KeyFormat;
-use tower_api_key::store::{CachedStore, KeyRecord, ManagedKeyStore, MemoryStore, Owner};
-use tower_api_key::{AuthenticateLayer, KeyVerifier, Principal};
+use tower_api_key::prelude::*;
+use tower_api_key::presets;
 
 async fn list(principal: Principal, Json(body): Json<Value>) -> Json<Value> {
     let limit = body["limit"].as_u64().unwrap_or(25);
@@ -31,28 +31,27 @@ async fn list(principal: Principal, Json(body): Json<Value>) -> Json<Value> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let format = KeyFormat::new("pb")?.with_environments(["live", "test"])?;
-    let store = CachedStore::builder(MemoryStore::new()).build()?;
-    let minted = format.generate(Some("live"))?;
-    let now = time::OffsetDateTime::now_utc();
-    let org = Owner::organization("acme");
-    store
-        .insert(&KeyRecord::new(
-            &minted,
-            "public API",
-            org,
-            vec!["public_api".into()],
-            now,
-        ))
+    let auth = ApiKeyAuth::builder(MemoryStore::new())
+        .format(KeyFormat::new("pb")?.with_environments(["live", "test"])?)
+        .scopes(ScopeModel::builder().scope("public_api").build()?)
+        .sources(KeySources::json_body())
+        .responder(presets::product_bridge::error_style())
+        .build()?;
+    let created = auth
+        .manager()
+        .create(
+            NewKey::new("public API", Owner::organization("acme"))
+                .with_environment("live")
+                .with_scopes(["public_api"]),
+            Actor::System("example"),
+        )
         .await?;
-    println!("api_key (shown once): {}", minted.key.expose_secret());
+    println!("api_key (shown once): {}", created.key.expose_secret());
 
-    let layer = AuthenticateLayer::new(KeyVerifier::new(store, format))
-        .with_sources(KeySources::json_body())
-        .with_responder(tower_api_key::presets::product_bridge::error_style());
-    let app = Router::new()
-        .route("/api/external/v1/feedback-posts/list", post(list))
-        .layer(layer);
+    let app = Router::new().route(
+        "/api/external/v1/feedback-posts/list",
+        post(list.layer(auth.guard("public_api")?)),
+    );
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3001").await?;
     println!("listening on http://{}", listener.local_addr()?);

@@ -1,4 +1,5 @@
-//! Mint a key, authenticate it through the cached store, revoke it.
+//! Mint a key, authenticate a request with it through a guard, revoke it: the next
+//! request is refused, with no cache delay.
 //!
 //! Run with:
 //!
@@ -7,39 +8,61 @@
 //! ```
 #![allow(clippy::print_stdout)]
 
-use tower_api_key::key::KeyFormat;
-use tower_api_key::store::{CachedStore, KeyRecord, ManagedKeyStore, MemoryStore, Owner};
-use tower_api_key::KeyVerifier;
+use axum::body::Body;
+use axum::handler::Handler;
+use axum::http::Request;
+use axum::routing::get;
+use axum::Router;
+use tower::ServiceExt;
+use tower_api_key::prelude::*;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let format = KeyFormat::new("pb")?.with_environments(["live", "test"])?;
-    let store = CachedStore::builder(MemoryStore::new()).build()?;
-    let now = time::OffsetDateTime::now_utc();
-
-    let minted = format.generate(Some("live"))?;
-    let record = KeyRecord::new(
-        &minted,
-        "BI dashboard",
-        Owner::organization("acme"),
-        vec!["employees:read".into()],
-        now,
-    );
-    store.insert(&record).await?;
-    println!("minted (shown once): {}", minted.key.expose_secret());
-    println!("as logged:           {:?}", minted.key);
-
-    let auth = KeyVerifier::new(store.clone(), format);
-    let principal = auth.authenticate(minted.key.expose_secret()).await?;
-    println!("authenticated:       {principal:?}");
-
-    store
-        .revoke(&minted.id, time::OffsetDateTime::now_utc())
+    let auth = ApiKeyAuth::builder(MemoryStore::new())
+        .format(KeyFormat::new("pb")?.with_environments(["live", "test"])?)
+        .scopes(
+            ScopeModel::builder()
+                .resource("employees", ["read"])
+                .build()?,
+        )
+        .build()?;
+    let created = auth
+        .manager()
+        .create(
+            NewKey::new("BI dashboard", Owner::organization("acme"))
+                .with_environment("live")
+                .with_scopes(["employees:read"]),
+            Actor::System("quickstart"),
+        )
         .await?;
-    let refused = auth
-        .authenticate(minted.key.expose_secret())
-        .await
-        .unwrap_err();
-    println!("after revoke:        {refused} (HTTP {})", refused.status());
+    println!("minted (shown once): {}", created.key.expose_secret());
+    println!("as logged:           {:?}", created.key);
+
+    let employees =
+        |principal: Principal| async move { format!("hello, {}", principal.owner().id()) };
+    let app: Router = Router::new().route(
+        "/employees",
+        get(employees.layer(auth.guard("employees:read")?)),
+    );
+    let request = || {
+        Request::get("/employees")
+            .header(
+                "authorization",
+                format!("Bearer {}", created.key.expose_secret()),
+            )
+            .body(Body::empty())
+    };
+    let response = app.clone().oneshot(request()?).await?;
+    println!("authenticated:       HTTP {}", response.status());
+
+    auth.manager()
+        .revoke(
+            &created.record.owner,
+            &created.record.id,
+            Actor::System("quickstart"),
+        )
+        .await?;
+    let response = app.oneshot(request()?).await?;
+    println!("after revoke:        HTTP {}", response.status());
     Ok(())
 }

@@ -51,6 +51,7 @@ use tower_layer::{Identity, Layer};
 use crate::audit::Auditor;
 use crate::authenticate::{Authenticate, AuthenticateLayer, KeyVerifier};
 use crate::budget::UnknownKeyBudget;
+use crate::client::ClientIp;
 use crate::clock::{Clock, SharedClock};
 use crate::credentials::KeySources;
 use crate::error::ConfigError;
@@ -68,10 +69,20 @@ use crate::store::{CachedStore, CachedStoreBuilder, KeyStore, LastUsed, ManagedK
 /// `R` is the rate-limit layer every guard ends with: [`Identity`] (none) unless
 /// [`ApiKeyAuthBuilder::rate_limit`] or [`ApiKeyAuthBuilder::rate_limits`] was called.
 pub struct ApiKeyAuth<K, R = Identity> {
-    /// Holds the one cache and the scope model.
+    /// Holds the one cache and the scope model; mints keys of this surface's format.
     manager: KeyManager<K>,
+    /// This surface's authentication layer.
     layer: AuthenticateLayer<K>,
     rate: R,
+    /// Every named surface, for [`ApiKeyAuth::surface`].
+    surfaces: Arc<[NamedSurface<K>]>,
+}
+
+/// One named surface, built: its layer and its manager over the one cache.
+struct NamedSurface<K> {
+    name: String,
+    layer: AuthenticateLayer<K>,
+    manager: KeyManager<K>,
 }
 
 /// The stores that a live [`ApiKeyAuth`] is built over, by store type and
@@ -123,6 +134,7 @@ impl<K, R: Clone> Clone for ApiKeyAuth<K, R> {
             manager: self.manager.clone(),
             layer: self.layer.clone(),
             rate: self.rate.clone(),
+            surfaces: Arc::clone(&self.surfaces),
         }
     }
 }
@@ -131,6 +143,10 @@ impl<K, R> fmt::Debug for ApiKeyAuth<K, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiKeyAuth")
             .field("manager", &self.manager)
+            .field(
+                "surfaces",
+                &self.surfaces.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -145,6 +161,8 @@ impl<K: KeyStore> ApiKeyAuth<K> {
             format: None,
             model: None,
             configure_layer: Vec::new(),
+            surfaces: Vec::new(),
+            client_ip: None,
             unknown_key_budget: Some(UnknownKeyBudget::default()),
             refuse_untagged: false,
             rate_headers: false,
@@ -172,6 +190,33 @@ impl<K: KeyStore, R: Clone> ApiKeyAuth<K, R> {
             auth: self.layer.clone(),
             scope: RequireScopesLayer::new(self.manager.scope_model(), requirement)?,
             rate: self.rate.clone(),
+        })
+    }
+
+    /// The named surface `name` (see [`ApiKeyAuthBuilder::surface`]): the same front
+    /// door, whose [`guard`](Self::guard), [`layer`](Self::layer),
+    /// [`respond`](Self::respond) and [`manager`](Self::manager) read keys from that
+    /// surface's sources and answer in its responder. Its manager mints keys of the
+    /// surface's first format, when it has formats of its own.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when no surface has that name: found when the router is built.
+    pub fn surface(&self, name: &str) -> Result<Self, ConfigError> {
+        let surface = self
+            .surfaces
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| {
+                ConfigError::new(format!(
+                    "no surface named {name:?}: add it with ApiKeyAuthBuilder::surface"
+                ))
+            })?;
+        Ok(Self {
+            manager: surface.manager.clone(),
+            layer: surface.layer.clone(),
+            rate: self.rate.clone(),
+            surfaces: Arc::clone(&self.surfaces),
         })
     }
 
@@ -207,6 +252,26 @@ impl<K: KeyStore, R: Clone> ApiKeyAuth<K, R> {
             .renderer()
             .render(error.rejection())
             .map(axum::body::Body::from)
+    }
+
+    /// Writes what is buffered: last-used times (see
+    /// [`last_used`](ApiKeyAuthBuilder::last_used)) and request audit entries (see
+    /// [`audit_requests`](ApiKeyAuthBuilder::audit_requests)). Call it at shutdown,
+    /// after the server stopped taking requests.
+    ///
+    /// # Errors
+    ///
+    /// The store's error when last-used times could not be written; audit entries are
+    /// flushed either way.
+    pub async fn flush(&self) -> Result<(), crate::store::StoreError> {
+        let written = match self.layer.last_used_buffer() {
+            Some(last_used) => last_used.flush().await,
+            None => Ok(()),
+        };
+        if let Some(auditor) = self.layer.request_auditor() {
+            auditor.flush().await;
+        }
+        written
     }
 
     /// The key manager, writing through the same cache the guards read.
@@ -262,6 +327,19 @@ impl<L: Clone> GuardRate for Limits<L> {
     }
 }
 
+/// Rate limits switched on or off when the server starts (a configuration file, a
+/// command-line flag): `None` lets every request through its guards uncharged.
+impl<L: Clone> GuardRate for Option<Limits<L>> {
+    type Layer = tower::util::Either<RateLimitLayer<L>, Identity>;
+
+    fn into_layer(self, clock: Option<SharedClock>, success_headers: bool) -> Self::Layer {
+        match self {
+            Some(limits) => tower::util::Either::Left(limits.into_layer(clock, success_headers)),
+            None => tower::util::Either::Right(Identity::new()),
+        }
+    }
+}
+
 /// Builds an [`ApiKeyAuth`]: see [`ApiKeyAuth::builder`]. Nothing is checked until
 /// [`build`](Self::build).
 #[must_use]
@@ -271,6 +349,9 @@ pub struct ApiKeyAuthBuilder<K, R = Identity> {
     format: Option<KeyFormat>,
     model: Option<ScopeModel>,
     configure_layer: Vec<LayerChange<K>>,
+    /// The named surfaces, in the order they were added.
+    surfaces: Vec<Surface<K>>,
+    client_ip: Option<ClientIp>,
     unknown_key_budget: Option<UnknownKeyBudget>,
     refuse_untagged: bool,
     /// `RateLimit` headers on admitted responses too.
@@ -356,6 +437,62 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
         self
     }
 
+    /// How the client of a request is identified, on every surface: the peer address
+    /// unless set (serve with `into_make_service_with_connect_info::<SocketAddr>()`);
+    /// behind a reverse proxy, [`ClientIp::x_forwarded_for`] or [`ClientIp::forwarded`].
+    pub fn client_ip(mut self, client_ip: ClientIp) -> Self {
+        self.client_ip = Some(client_ip);
+        self
+    }
+
+    /// Adds a named surface: another way into the same API, with its own key sources,
+    /// responder, realm and accepted key formats, over the same cache, manager, budgets,
+    /// auditor and rate limits. Its guards come from
+    /// [`ApiKeyAuth::surface`]`(name)`. The builder's own settings
+    /// ([`sources`](Self::sources), [`responder`](Self::responder),
+    /// [`format`](Self::format), [`configure`](Self::configure)) are those of the
+    /// unnamed surface that [`ApiKeyAuth::guard`] uses; a named surface does not inherit
+    /// them.
+    ///
+    /// ```
+    /// use axum::handler::Handler;
+    /// use axum::routing::post;
+    /// use axum::Router;
+    /// use tower_api_key::prelude::*;
+    /// use tower_api_key::presets;
+    ///
+    /// # async fn list() -> &'static str { "list" }
+    /// # async fn posts() -> &'static str { "posts" }
+    /// # fn main() -> Result<(), ConfigError> {
+    /// let auth = ApiKeyAuth::builder(MemoryStore::new())
+    ///     .format(KeyFormat::new("pb")?)
+    ///     .scopes(ScopeModel::builder().scope("observations:read").scope("public_api").build()?)
+    ///     // Bearer keys, the Performance Blocks envelope: the unnamed surface.
+    ///     .sources(KeySources::bearer_or_header())
+    ///     // The same keys in a JSON body's `api_key`, answered in ProductBridge's style.
+    ///     .surface("bridge", |surface| {
+    ///         surface
+    ///             .sources(KeySources::json_body())
+    ///             .responder(presets::product_bridge::error_style())
+    ///     })
+    ///     .build()?;
+    /// let bridge = auth.surface("bridge")?;
+    /// let app: Router = Router::new()
+    ///     .route("/v1/observations", axum::routing::get(list.layer(auth.guard("observations:read")?)))
+    ///     .route("/posts", post(posts.layer(bridge.guard("public_api")?)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn surface(mut self, name: &str, configure: impl FnOnce(Surface<K>) -> Surface<K>) -> Self {
+        let surface = configure(Surface {
+            name: name.to_owned(),
+            formats: Vec::new(),
+            changes: Vec::new(),
+        });
+        self.surfaces.push(surface);
+        self
+    }
+
     /// The per-client budget of lookups that end in "unknown key" (100 a minute unless
     /// set; see [`budget`](crate::budget)); `None` removes it, for deployments that
     /// limit unauthenticated traffic in front of this one.
@@ -385,15 +522,19 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
         self.rate_limits(Limits::new(policy))
     }
 
-    /// Rate limits and quotas on any backend (per environment, per owner, Redis, …).
-    /// Their clock is the builder's, when [`clock`](Self::clock) is set.
-    pub fn rate_limits<L: Clone>(self, limits: Limits<L>) -> ApiKeyAuthBuilder<K, Limits<L>> {
+    /// Rate limits and quotas on any backend (per environment, per owner, Redis, …):
+    /// a [`Limits`], or an `Option<Limits<_>>` to decide when the server starts
+    /// (`None`: no rate limit). Their clock is the builder's, when
+    /// [`clock`](Self::clock) is set.
+    pub fn rate_limits<G: GuardRate>(self, limits: G) -> ApiKeyAuthBuilder<K, G> {
         ApiKeyAuthBuilder {
             cache: self.cache,
             clock: self.clock,
             format: self.format,
             model: self.model,
             configure_layer: self.configure_layer,
+            surfaces: self.surfaces,
+            client_ip: self.client_ip,
             unknown_key_budget: self.unknown_key_budget,
             refuse_untagged: self.refuse_untagged,
             rate_headers: self.rate_headers,
@@ -420,28 +561,67 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
             )
         })?;
         let front_door = FrontDoor::claim(self.cache.store_ref())?;
+        let mut names: Vec<&str> = Vec::with_capacity(self.surfaces.len());
+        for surface in &self.surfaces {
+            if surface.name.is_empty() || names.contains(&surface.name.as_str()) {
+                return Err(ConfigError::new(format!(
+                    "surface names must be distinct and not empty: {:?}",
+                    surface.name
+                )));
+            }
+            names.push(&surface.name);
+        }
         let cache = self.cache.build()?;
         // Claimed while anything built here lives (a layer or a guard in a router, the
         // manager), since each holds the cache.
         cache.hold(Arc::new(front_door));
         let manager = KeyManager::new(cache.clone(), format.clone(), model.clone());
-        let authenticator = KeyVerifier::new(cache.clone(), format);
-        let authenticator = match self.unknown_key_budget {
-            Some(budget) => authenticator.with_unknown_key_budget(budget),
-            None => authenticator.without_unknown_key_budget(),
+        let verifier = KeyVerifier::new(cache.clone(), format);
+        let verifier = match self.unknown_key_budget {
+            Some(budget) => verifier.with_unknown_key_budget(budget),
+            None => verifier.without_unknown_key_budget(),
         };
-        let authenticator = if self.refuse_untagged {
-            authenticator.refusing_untagged_keys()
+        let verifier = if self.refuse_untagged {
+            verifier.refusing_untagged_keys()
         } else {
-            authenticator
+            verifier
         };
-        let mut layer = AuthenticateLayer::new(authenticator).with_scope_model(model.clone());
-        if let Some(start) = self.last_used {
-            layer = layer.with_last_used(start(cache.clone()));
+        let last_used = self.last_used.map(|start| start(cache.clone()));
+        // What every surface shares: the verifier's budgets and reports (clones share
+        // them), the scope model, the last-used buffer, the auditor, the client address.
+        let common = |verifier: KeyVerifier<K>| {
+            let mut layer = AuthenticateLayer::new(verifier).with_scope_model(model.clone());
+            if let Some(last_used) = &last_used {
+                layer = layer.with_last_used(last_used.clone());
+            }
+            if let Some(auditor) = &self.auditor {
+                layer = layer.with_auditor(auditor.clone());
+            }
+            if let Some(client_ip) = &self.client_ip {
+                layer = layer.with_client_ip(client_ip.clone());
+            }
+            layer
+        };
+        let mut surfaces = Vec::with_capacity(self.surfaces.len());
+        for surface in self.surfaces {
+            let (verifier, manager) = match surface.formats.first() {
+                Some(first) => (
+                    verifier.with_formats(surface.formats.clone()),
+                    KeyManager::new(cache.clone(), first.clone(), model.clone()),
+                ),
+                None => (verifier.clone(), manager.clone()),
+            };
+            let mut layer = common(verifier);
+            for change in surface.changes {
+                layer = change(layer)?;
+            }
+            surfaces.push(NamedSurface {
+                name: surface.name,
+                layer,
+                manager,
+            });
         }
-        if let Some(auditor) = self.auditor {
-            layer = layer.with_auditor(auditor);
-        }
+        let mut layer = common(verifier);
         for change in self.configure_layer {
             layer = change(layer)?;
         }
@@ -449,6 +629,7 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
             manager,
             layer,
             rate: self.rate.into_layer(self.clock, self.rate_headers),
+            surfaces: surfaces.into(),
         })
     }
 }
@@ -462,11 +643,82 @@ impl<K, L> ApiKeyAuthBuilder<K, Limits<L>> {
     }
 }
 
+impl<K, L> ApiKeyAuthBuilder<K, Option<Limits<L>>> {
+    /// Adds the `RateLimit` and `RateLimit-Policy` headers to admitted responses too,
+    /// when there are rate limits: see
+    /// [`rate_limit_headers`](ApiKeyAuthBuilder::rate_limit_headers).
+    pub fn rate_limit_headers(mut self) -> Self {
+        self.rate_headers = true;
+        self
+    }
+}
+
 impl<K: ManagedKeyStore, R> ApiKeyAuthBuilder<K, R> {
     /// Records `last_used_at`, written behind every `interval` (off unless set). Build
     /// within a tokio runtime.
     pub fn last_used(mut self, interval: Duration) -> Self {
         self.last_used = Some(Box::new(move |cache| LastUsed::spawn(cache, interval)));
+        self
+    }
+}
+
+/// The settings of one named surface: see [`ApiKeyAuthBuilder::surface`]. Unset, a
+/// surface reads keys from `Authorization: Bearer` or `X-API-Key`, accepts the
+/// builder's key format, answers in the Performance Blocks envelope with realm `api`.
+/// Nothing is checked until [`ApiKeyAuthBuilder::build`].
+#[must_use]
+pub struct Surface<K> {
+    name: String,
+    formats: Vec<KeyFormat>,
+    changes: Vec<LayerChange<K>>,
+}
+
+impl<K> fmt::Debug for Surface<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Surface")
+            .field("name", &self.name)
+            .field("formats", &self.formats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: 'static> Surface<K> {
+    /// Where this surface reads keys from.
+    pub fn sources(self, sources: KeySources) -> Self {
+        self.configure(move |layer| Ok(layer.with_sources(sources)))
+    }
+
+    /// How this surface answers refusals and, through [`ApiKeyAuth::respond`], key
+    /// management errors.
+    pub fn responder(self, responder: impl Responder) -> Self {
+        self.configure(move |layer| Ok(layer.with_responder(responder)))
+    }
+
+    /// Refusals answered by a closure: see [`ApiKeyAuthBuilder::respond_with`].
+    pub fn respond_with<F, T>(self, respond: F) -> Self
+    where
+        F: Fn(&crate::rejection::Rejection) -> T + Send + Sync + 'static,
+        T: axum::response::IntoResponse,
+    {
+        self.responder(crate::rejection::responder_fn(respond))
+    }
+
+    /// Accepts keys of `format` on this surface (call again for more formats), instead
+    /// of the builder's format: PgBeam's `pbo_` organization keys on one surface and
+    /// `pbu_` user keys on another, over one store. The first format is the one this
+    /// surface's [manager](ApiKeyAuth::manager) mints.
+    pub fn format(mut self, format: KeyFormat) -> Self {
+        self.formats.push(format);
+        self
+    }
+
+    /// Any other setting of this surface's authentication layer (realm, optional keys,
+    /// hidden credentials).
+    pub fn configure(
+        mut self,
+        change: impl FnOnce(AuthenticateLayer<K>) -> Result<AuthenticateLayer<K>, ConfigError> + 'static,
+    ) -> Self {
+        self.changes.push(Box::new(change));
         self
     }
 }

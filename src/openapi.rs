@@ -451,6 +451,17 @@ impl<L> DocumentRate for RateLimitLayer<L> {
     }
 }
 
+/// Rate limits decided when the server starts (`Option<Limits<_>>` given to
+/// [`rate_limits`](crate::auth::ApiKeyAuthBuilder::rate_limits)).
+impl<A: DocumentRate, B: DocumentRate> DocumentRate for tower::util::Either<A, B> {
+    fn is_rate_limited(&self) -> bool {
+        match self {
+            Self::Left(a) => a.is_rate_limited(),
+            Self::Right(b) => b.is_rate_limited(),
+        }
+    }
+}
+
 impl<K, R> ApiKeyAuth<K, R> {
     /// The OpenAPI description of the authentication layer every guard starts with:
     /// apply it to the document ([`utoipa::Modify`]) for the security schemes.

@@ -4,12 +4,12 @@
 //! Run with:
 //!
 //! ```sh
-//! cargo run --example demo -- [--listen ADDR] [--database URL] [--rate-limit N/UNIT|off] …
-//! cargo run --example demo -- --help   # every flag, with its default
+//! cargo run --example demo --features utoipa -- [--listen ADDR] [--database URL] [--rate-limit N/UNIT|off] …
+//! cargo run --example demo --features utoipa -- --help   # every flag, with its default
 //! ```
 //!
 //! SQLite and PostgreSQL databases need the `sqlite` / `postgres` features
-//! (`cargo run --features sqlite --example demo -- --database sqlite://demo.db`), and
+//! (`cargo run --features utoipa,sqlite --example demo -- --database sqlite://demo.db`), and
 //! rate limits shared through Redis the `redis` feature
 //! (`--features postgres,redis … --database postgres://… --redis redis://127.0.0.1:6379`:
 //! run several instances on one database and one Redis, and they share keys, limits and

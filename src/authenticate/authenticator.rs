@@ -160,6 +160,15 @@ impl<S> KeyVerifier<S> {
         }
     }
 
+    /// Accepts keys of `formats` instead, sharing this verifier's budgets and reports
+    /// (the surfaces of one front door).
+    pub(crate) fn with_formats(&self, formats: Vec<KeyFormat>) -> Self {
+        Self {
+            formats: formats.into(),
+            ..self.clone()
+        }
+    }
+
     /// Accepts only keys of these environments; others get
     /// [`RejectionKind::WrongEnvironment`] (403). A production deployment refuses test keys
     /// this way.

@@ -132,6 +132,16 @@ impl<K> AuthenticateLayer<K> {
         self.update(|c| c.scope_model = Some(model))
     }
 
+    /// The last-used buffer, when set.
+    pub(crate) fn last_used_buffer(&self) -> Option<&LastUsed> {
+        self.config.last_used.as_ref()
+    }
+
+    /// The request auditor, when set.
+    pub(crate) fn request_auditor(&self) -> Option<&Auditor> {
+        self.config.auditor.as_ref()
+    }
+
     /// The authenticator.
     pub fn authenticator(&self) -> &KeyVerifier<K> {
         &self.config.authenticator

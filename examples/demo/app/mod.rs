@@ -19,27 +19,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::FromRef;
-use axum::handler::Handler;
-use axum::routing::{get, on};
+use axum::routing::get;
 use axum::Router;
+use tower::layer::util::Identity;
+use tower::util::Either;
 use tower::ServiceBuilder;
 use tower_api_key::audit::Auditor;
 use tower_api_key::budget::UnknownKeyBudget;
 use tower_api_key::client::ClientIp;
 use tower_api_key::clock::{Clock, SystemClock};
-use tower_api_key::credentials::KeySources;
-use tower_api_key::key::KeyFormat;
-use tower_api_key::manage::{Actor, KeyManager, NewKey};
-use tower_api_key::rate_limit::{Limits, MemoryLimiter, QuotaPolicy, RateLimitLayer, RatePolicy};
-use tower_api_key::rejection::ErrorStyle;
-use tower_api_key::require_scopes::RequireScopesLayer;
+use tower_api_key::prelude::*;
+use tower_api_key::presets;
 use tower_api_key::store::{
-    CachedStore, KeyStore, LastUsed, DEFAULT_LOOKUP_TIMEOUT, DEFAULT_MAX_LOOKUPS,
-    DEFAULT_STALE_IF_ERROR,
+    CachedStore, DEFAULT_LOOKUP_TIMEOUT, DEFAULT_MAX_LOOKUPS, DEFAULT_STALE_IF_ERROR,
 };
-use tower_api_key::{presets, AuthenticateLayer, KeyVerifier, Owner, ScopeModel};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use self::data::Data;
 pub use self::limiter::DemoLimiter;
@@ -64,61 +60,9 @@ pub const ORGANIZATIONS: [&str; 2] = ["acme", "globex"];
 /// How often `last_used_at` is written.
 pub const LAST_USED_INTERVAL: Duration = Duration::from_secs(2);
 
-/// What guards one surface's routes: authentication, then the route's scope, then the
-/// rate limit (a 403 spends no rate limit).
-///
-/// The stack is attached to each handler with [`Handler::layer`] rather than with
-/// `route_layer`: axum boxes a route once per `route_layer` and clones every box on every
-/// request, while a handler's layers are built inline around it (about 4,300 fewer
-/// instructions per request here; see BENCHMARKS.md).
-struct Guards<K> {
-    auth: AuthenticateLayer<K>,
-    model: ScopeModel,
-    /// `None` when the demo runs with `--rate-limit off`.
-    rate: Option<RateLimitLayer<DemoLimiter>>,
-}
-
-impl<K: KeyStore> Guards<K> {
-    /// `handler` on the path and method of its `#[utoipa::path]` (`documented`, from
-    /// `routes!`), behind authentication, the `requirement` scope guard and (unless
-    /// switched off) the rate limit; its operation documents that same requirement,
-    /// the key sources and the refusals. Called through [`guarded!`], which passes the
-    /// one handler to both.
-    fn route<H, T>(
-        &self,
-        documented: UtoipaMethodRouter<AppState>,
-        handler: H,
-        requirement: &str,
-    ) -> Result<UtoipaMethodRouter<AppState>, String>
-    where
-        H: Handler<T, AppState>,
-        T: 'static,
-    {
-        // `routes!` also made an unguarded method router: it is dropped here.
-        #[allow(unused_mut)]
-        let (schemas, mut paths, _unguarded) = documented;
-        let method = openapi::method_of(&paths)?;
-        let scope = RequireScopesLayer::new(&self.model, requirement).map_err(|e| e.to_string())?;
-        #[cfg(feature = "utoipa")]
-        tower_api_key::openapi::ApiKeyDoc::new(&self.auth)
-            .with_rate_limit(self.rate.is_some())
-            .document_paths(&mut paths, scope.requirement());
-        let stack = ServiceBuilder::new().layer(self.auth.clone()).layer(scope);
-        let router = match &self.rate {
-            Some(rate) => on(method, handler.layer(stack.layer(rate.clone()))),
-            None => on(method, handler.layer(stack)),
-        };
-        Ok((schemas, paths, router))
-    }
-}
-
-/// One guarded route: `guarded!(guards, module::handler, "scope expression")`, the
-/// handler named once for its route, its guard and its OpenAPI operation.
-macro_rules! guarded {
-    ($guards:ident, $handler:path, $requirement:literal) => {
-        $guards.route(utoipa_axum::routes!($handler), $handler, $requirement)?
-    };
-}
+/// The demo's front door: one cache, manager, budget and limiter under two surfaces,
+/// rate limits on or off as `--rate-limit` says.
+pub type DemoAuth = ApiKeyAuth<DemoStore, Either<RateLimitLayer<DemoLimiter>, Identity>>;
 
 /// The handlers' state. Cheap to clone (axum clones it for every request).
 #[derive(Clone)]
@@ -191,9 +135,10 @@ impl Default for Settings {
 
 pub struct Demo {
     pub router: Router,
+    /// The front door both surfaces' guards and the key endpoints share.
+    pub auth: DemoAuth,
     pub cache: CachedStore<DemoStore>,
     pub manager: KeyManager<DemoStore>,
-    pub last_used: LastUsed,
     pub auditor: Auditor,
 }
 
@@ -229,10 +174,9 @@ impl Demo {
 
     /// Writes what is buffered (last-used times, audit entries). Call at shutdown.
     pub async fn flush(&self) {
-        if let Err(error) = self.last_used.flush().await {
+        if let Err(error) = self.auth.flush().await {
             tracing::warn!(%error, "last-used flush failed at shutdown");
         }
-        self.auditor.flush().await;
     }
 }
 
@@ -252,114 +196,137 @@ pub fn scope_model() -> Result<ScopeModel, tower_api_key::ConfigError> {
 
 /// The demo over `store`, which also keeps the audit log. Call inside a tokio runtime
 /// (the audit writer and the last-used buffer run as tasks).
-pub fn build(store: DemoStore, settings: Settings) -> Result<Demo, String> {
+pub fn build(store: DemoStore, settings: Settings) -> Result<Demo, ConfigError> {
     let auditor = Auditor::spawn(store.clone(), 4096);
-    let err = |e: tower_api_key::ConfigError| e.to_string();
-    let model = scope_model().map_err(err)?;
-    let format = KeyFormat::new("pb")
-        .map_err(err)?
-        .with_environments(["live", "test"])
-        .map_err(err)?;
-    let mut cache = CachedStore::builder(store)
-        .with_clock(Arc::clone(&settings.clock))
-        .with_max_concurrent_lookups(settings.max_lookups)
-        .with_lookup_timeout(settings.lookup_timeout)
-        .with_stale_if_error(settings.stale_if_error);
-    if let Some(ttl) = settings.cache_ttl {
-        cache = cache
-            .with_ttl(ttl)
-            .with_negative_ttl(ttl.min(Duration::from_secs(5)));
-    }
-    let cache = cache.build().map_err(err)?;
-    let last_used = LastUsed::spawn(cache.clone(), LAST_USED_INTERVAL);
-    let manager = KeyManager::new(cache.clone(), format.clone(), model.clone());
     let rate = match settings.rate_limit {
         Some(policy) => {
-            let mut limits = Limits::new(policy).with_clock(Arc::clone(&settings.clock));
+            let mut limits = Limits::new(policy);
             if let Some(quota) = settings.daily_quota {
-                limits = limits.with_quota(QuotaPolicy::daily(quota).map_err(err)?);
+                limits = limits.with_quota(QuotaPolicy::daily(quota)?);
             }
-            Some(RateLimitLayer::new(limits.with_backend(settings.limiter)))
+            Some(limits.with_backend(settings.limiter))
         }
         None => None,
     };
-
-    let authenticator = KeyVerifier::new(cache.clone(), format);
-    let authenticator = match settings.unknown_key_budget {
-        Some(budget) => authenticator.with_unknown_key_budget(budget),
-        None => authenticator.without_unknown_key_budget(),
-    };
     let client_ip = match settings.trusted_proxies {
         0 => ClientIp::peer(),
-        hops => ClientIp::x_forwarded_for(hops).map_err(err)?,
+        hops => ClientIp::x_forwarded_for(hops)?,
     };
-    let pb = Guards {
-        auth: AuthenticateLayer::new(authenticator.clone())
-            .with_sources(KeySources::bearer_or_header())
-            .with_client_ip(client_ip.clone())
-            .with_responder(ErrorStyle::envelope().with_request_id_in_body(true))
-            .with_realm("Performance Blocks")
-            .map_err(err)?
-            .with_scope_model(model.clone())
-            .with_last_used(last_used.clone())
-            .with_auditor(auditor.clone()),
-        model: model.clone(),
-        rate: rate.clone(),
-    };
-    #[cfg(feature = "utoipa")]
-    let pb_doc = tower_api_key::openapi::ApiKeyDoc::new(&pb.auth);
+    let body_sources = KeySources::json_body().with_body_timeout(settings.body_timeout)?;
+    let auth = ApiKeyAuth::builder(store)
+        .clock(Arc::clone(&settings.clock))
+        .cache(|cache| {
+            let cache = cache
+                .with_max_concurrent_lookups(settings.max_lookups)
+                .with_lookup_timeout(settings.lookup_timeout)
+                .with_stale_if_error(settings.stale_if_error);
+            match settings.cache_ttl {
+                Some(ttl) => cache
+                    .with_ttl(ttl)
+                    .with_negative_ttl(ttl.min(Duration::from_secs(5))),
+                None => cache,
+            }
+        })
+        .format(KeyFormat::new("pb")?.with_environments(["live", "test"])?)
+        .scopes(scope_model()?)
+        .unknown_key_budget(settings.unknown_key_budget)
+        .client_ip(client_ip)
+        .last_used(LAST_USED_INTERVAL)
+        .audit_requests(auditor.clone())
+        // Performance Blocks: bearer or `X-API-Key`, its envelope with the request id.
+        .sources(KeySources::bearer_or_header())
+        .responder(ErrorStyle::envelope().with_request_id_in_body(true))
+        .configure(|layer| layer.with_realm("Performance Blocks"))
+        // ProductBridge: the key in the JSON body, its generic 401.
+        .surface("product_bridge", |surface| {
+            surface
+                .sources(body_sources)
+                .responder(presets::product_bridge::error_style())
+        })
+        .rate_limits(rate)
+        .build()?;
+    let bridge = auth.surface("product_bridge")?;
     let performance_blocks = OpenApiRouter::new()
-        .routes(guarded!(pb, api::ping, "session:read"))
-        .routes(guarded!(pb, api::session, "session:read"))
-        .routes(guarded!(pb, api::list_observations, "observations:read"))
-        .routes(guarded!(pb, api::create_observation, "observations:write"))
-        .routes(guarded!(pb, api::get_observation, "observations:read"))
-        .routes(guarded!(pb, api::list_employees, "employees:read"))
-        .routes(guarded!(pb, api::create_employee, "employees:write"))
-        .routes(guarded!(pb, keys::list_keys, "api_keys:read"))
-        .routes(guarded!(pb, keys::create_key, "api_keys:write"))
-        .routes(guarded!(pb, keys::get_key, "api_keys:read"))
-        .routes(guarded!(pb, keys::update_key, "api_keys:write"))
-        .routes(guarded!(pb, keys::revoke_key, "api_keys:write"))
-        .routes(guarded!(pb, keys::rotate_key, "api_keys:write"))
-        .routes(guarded!(pb, keys::audit_log, "audit_log:read"));
-
-    let bridge = Guards {
-        auth: AuthenticateLayer::new(authenticator)
-            .with_sources(
-                KeySources::json_body()
-                    .with_body_timeout(settings.body_timeout)
-                    .map_err(err)?,
-            )
-            .with_client_ip(client_ip)
-            .with_responder(presets::product_bridge::error_style())
-            .with_scope_model(model.clone())
-            .with_last_used(last_used.clone())
-            .with_auditor(auditor.clone()),
-        model,
-        rate,
-    };
-    let product_bridge = OpenApiRouter::new()
-        .routes(guarded!(bridge, bridge::list_posts, "public_api"))
-        .routes(guarded!(bridge, bridge::create_post, "public_api"));
-    #[allow(unused_variables)]
-    let (surfaces, document) = performance_blocks.merge(product_bridge).split_for_parts();
-    #[cfg(feature = "utoipa")]
-    let surfaces = {
-        use utoipa::Modify;
-        let mut document = document;
-        pb_doc.modify(&mut document);
-        let document = Arc::new(openapi::finish(document));
-        // Public, like /healthz: the document says what each route needs.
-        surfaces.route(
-            "/openapi.json",
-            get(move || {
-                let document = Arc::clone(&document);
-                async move { axum::Json(document) }
-            }),
+        .routes(
+            auth.guard("session:read")?
+                .routes(routes!(api::ping), api::ping)?,
         )
-    };
+        .routes(
+            auth.guard("session:read")?
+                .routes(routes!(api::session), api::session)?,
+        )
+        .routes(
+            auth.guard("observations:read")?
+                .routes(routes!(api::list_observations), api::list_observations)?,
+        )
+        .routes(
+            auth.guard("observations:write")?
+                .routes(routes!(api::create_observation), api::create_observation)?,
+        )
+        .routes(
+            auth.guard("observations:read")?
+                .routes(routes!(api::get_observation), api::get_observation)?,
+        )
+        .routes(
+            auth.guard("employees:read")?
+                .routes(routes!(api::list_employees), api::list_employees)?,
+        )
+        .routes(
+            auth.guard("employees:write")?
+                .routes(routes!(api::create_employee), api::create_employee)?,
+        )
+        .routes(
+            auth.guard("api_keys:read")?
+                .routes(routes!(keys::list_keys), keys::list_keys)?,
+        )
+        .routes(
+            auth.guard("api_keys:write")?
+                .routes(routes!(keys::create_key), keys::create_key)?,
+        )
+        .routes(
+            auth.guard("api_keys:read")?
+                .routes(routes!(keys::get_key), keys::get_key)?,
+        )
+        .routes(
+            auth.guard("api_keys:write")?
+                .routes(routes!(keys::update_key), keys::update_key)?,
+        )
+        .routes(
+            auth.guard("api_keys:write")?
+                .routes(routes!(keys::revoke_key), keys::revoke_key)?,
+        )
+        .routes(
+            auth.guard("api_keys:write")?
+                .routes(routes!(keys::rotate_key), keys::rotate_key)?,
+        )
+        .routes(
+            auth.guard("audit_log:read")?
+                .routes(routes!(keys::audit_log), keys::audit_log)?,
+        );
+    let product_bridge = OpenApiRouter::new()
+        .routes(
+            bridge
+                .guard("public_api")?
+                .routes(routes!(bridge::list_posts), bridge::list_posts)?,
+        )
+        .routes(
+            bridge
+                .guard("public_api")?
+                .routes(routes!(bridge::create_post), bridge::create_post)?,
+        );
+    let (surfaces, mut document) = performance_blocks.merge(product_bridge).split_for_parts();
+    utoipa::Modify::modify(&auth.openapi(), &mut document);
+    let document = Arc::new(openapi::finish(document));
+    // Public, like /healthz: the document says what each route needs.
+    let surfaces = surfaces.route(
+        "/openapi.json",
+        get(move || {
+            let document = Arc::clone(&document);
+            async move { axum::Json(document) }
+        }),
+    );
 
+    let manager = auth.manager().clone();
     let state = AppState(Arc::new(Shared {
         data: Arc::new(Data::default()),
         manager: manager.clone(),
@@ -381,9 +348,9 @@ pub fn build(store: DemoStore, settings: Settings) -> Result<Demo, String> {
         );
     Ok(Demo {
         router,
-        cache,
+        cache: auth.cache().clone(),
+        auth,
         manager,
-        last_used,
         auditor,
     })
 }
