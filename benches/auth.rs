@@ -17,10 +17,10 @@ use serde_json::Value;
 use tower::{Layer, Service, ServiceBuilder};
 use tower_api_key::credentials::KeySources;
 use tower_api_key::key::KeyFormat;
+use tower_api_key::parts::{AuthenticateLayer, KeyVerifier};
 use tower_api_key::rate_limit::{Limits, RateLimitLayer};
 use tower_api_key::require_scopes::RequireScopesLayer;
 use tower_api_key::store::{CachedStore, KeyRecord, ManagedKeyStore, MemoryStore, Owner};
-use tower_api_key::{AuthenticateLayer, KeyVerifier};
 
 fn format() -> KeyFormat {
     KeyFormat::new("pb")

@@ -293,9 +293,11 @@ impl<K: KeyStore, R: Clone> ApiKeyAuth<K, R> {
 type LayerChange<K> =
     Box<dyn FnOnce(AuthenticateLayer<K>) -> Result<AuthenticateLayer<K>, ConfigError>>;
 
-/// What a builder's rate limits become in its guards: nothing, or a
-/// [`RateLimitLayer`] on the builder's clock.
-pub trait GuardRate {
+/// What a builder's rate limits become in its guards: nothing, a [`RateLimitLayer`] on
+/// the builder's clock, or either (for `Option<Limits<_>>`). Sealed: implemented by
+/// [`Identity`], [`Limits`] and `Option<Limits<_>>` only, the types
+/// [`ApiKeyAuthBuilder::rate_limits`] takes.
+pub trait GuardRate: sealed::SealedRate {
     /// The last layer of every guard.
     type Layer: Clone;
 
@@ -503,7 +505,7 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
 
     /// Refuses native keys without a tag (401, no lookup), once every untagged key has
     /// been rotated or revoked: see
-    /// [`KeyVerifier::refusing_untagged_keys`](crate::KeyVerifier::refusing_untagged_keys).
+    /// [`KeyVerifier::refusing_untagged_keys`](crate::parts::KeyVerifier::refusing_untagged_keys).
     pub fn refuse_untagged_keys(mut self) -> Self {
         self.refuse_untagged = true;
         self
@@ -835,6 +837,12 @@ pub trait GuardTarget: sealed::Sealed {}
 
 mod sealed {
     pub trait Sealed {}
+
+    pub trait SealedRate {}
+
+    impl SealedRate for tower_layer::Identity {}
+    impl<L> SealedRate for crate::rate_limit::Limits<L> {}
+    impl<L> SealedRate for Option<crate::rate_limit::Limits<L>> {}
 }
 
 /// Implements [`GuardTarget`] for the handler services of function handlers: axum's

@@ -22,7 +22,7 @@
 //!   cache); this memory lives in one process, so after a restart an untagged key is
 //!   charged until it is found once: rotate untagged keys (the successor is tagged),
 //!   then refuse untagged native keys altogether
-//!   ([`KeyVerifier::refusing_untagged_keys`](crate::KeyVerifier::refusing_untagged_keys));
+//!   ([`KeyVerifier::refusing_untagged_keys`](crate::parts::KeyVerifier::refusing_untagged_keys));
 //! - lookups that found the key (the secret matched) or failed (a store outage).
 //!
 //! The exemption for known ids has a bounded cost of its own: someone who knows K real

@@ -77,12 +77,12 @@ pub const ID_LEN: usize = 11;
 /// Length of the secret part of a key body (22 base62 characters hold 128 bits).
 pub const SECRET_LEN: usize = 22;
 /// Length of the base62 CRC32 checksum that ends a key.
-pub const CHECKSUM_LEN: usize = 6;
+pub(crate) const CHECKSUM_LEN: usize = 6;
 /// Length of the body of an untagged key: id, secret and checksum.
-pub const BODY_LEN: usize = ID_LEN + SECRET_LEN + CHECKSUM_LEN;
+pub(crate) const BODY_LEN: usize = ID_LEN + SECRET_LEN + CHECKSUM_LEN;
 /// Length of a key's tag: the [`TagKey`]'s one-character id and 11 base62 characters
 /// holding 64 bits of HMAC-SHA-256.
-pub const TAG_LEN: usize = 1 + TAG_VALUE_LEN;
+pub(crate) const TAG_LEN: usize = 1 + TAG_VALUE_LEN;
 /// Length of the body of a tagged key: id, secret, tag and checksum.
 pub const TAGGED_BODY_LEN: usize = BODY_LEN + TAG_LEN;
 /// The base62 characters holding the tag's 64 bits.

@@ -7,7 +7,7 @@
 //!
 //! # Quick start
 //!
-//! [`ApiKeyAuth`](auth::ApiKeyAuth) builds everything over one cache: the key manager,
+//! [`ApiKeyAuth`] builds everything over one cache: the key manager,
 //! and one guard per handler (authentication, the route's scopes, the rate limit): a
 //! guard goes on a handler, `handler.layer(guard)`, and does not compile on a whole
 //! method router or router, where it would cover methods it was not written for.
@@ -60,7 +60,7 @@
 //! Serve it with the peer address, which the [unknown-key budget](budget) counts
 //! against (without it every client shares one budget):
 //! `axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())`.
-//! The parts ([`AuthenticateLayer`], [`RequireScopesLayer`](require_scopes::RequireScopesLayer),
+//! The parts ([`AuthenticateLayer`](parts::AuthenticateLayer), [`RequireScopesLayer`](require_scopes::RequireScopesLayer),
 //! [`RateLimitLayer`](rate_limit::RateLimitLayer)) can also be wired by hand
 //! (`examples/bearer.rs`).
 //!
@@ -76,7 +76,8 @@
 //! use tower::{ServiceBuilder, ServiceExt};
 //! use tower_api_key::key::KeyFormat;
 //! use tower_api_key::store::{CachedStore, MemoryStore};
-//! use tower_api_key::{AuthenticateLayer, KeyVerifier, Principal};
+//! use tower_api_key::Principal;
+//! use tower_api_key::parts::{AuthenticateLayer, KeyVerifier};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -105,12 +106,12 @@
 //!
 //! | row | modules | what they hold |
 //! |---|---|---|
-//! | 7 | [`prelude`], [`presets`], `openapi` | what protecting an API needs, in one `use`; the five documented products' scope models, key formats, sources and error styles; (feature `utoipa`) the OpenAPI description of the layers and guards: security schemes, scopes per operation, refusals |
-//! | 6 | [`auth`] | [`ApiKeyAuth`](auth::ApiKeyAuth): the one entry point, building the authentication layer, the key manager and per-route guards over one cache |
-//! | 5 | [`authenticate`], [`require_scopes`], [`rate_limit`] | the middlewares: [`AuthenticateLayer`] (and the [`KeyVerifier`] it wraps, for other transports), [`RequireScopesLayer`](require_scopes::RequireScopesLayer) and the typed [`Scoped`](require_scopes::Scoped) extractor, [`RateLimitLayer`](rate_limit::RateLimitLayer) with per-key GCRA limits and per-owner quotas |
-//! | 4 | `pipeline`, [`manage`] | what the middlewares share (the [`ResponseFuture`], the one [`ResponseBody`], the request context they pass along); [`KeyManager`](manage::KeyManager) with its authority rules |
+//! | 7 | [`prelude`], [`presets`], [`parts`], `openapi` | what protecting an API needs, in one `use`; the parts of the entry point, for a stack of your own; the five documented products' scope models, key formats, sources and error styles; (feature `utoipa`) the OpenAPI description of the layers and guards: security schemes, scopes per operation, refusals |
+//! | 6 | [`auth`] | [`ApiKeyAuth`]: the one entry point, building the authentication layer, the key manager and per-route guards over one cache |
+//! | 5 | `authenticate`, [`require_scopes`], [`rate_limit`] | the middlewares: [`AuthenticateLayer`](parts::AuthenticateLayer) (and the [`KeyVerifier`](parts::KeyVerifier) it wraps, for other transports), [`RequireScopesLayer`](require_scopes::RequireScopesLayer) and the typed [`Scoped`](require_scopes::Scoped) extractor, [`RateLimitLayer`](rate_limit::RateLimitLayer) with per-key GCRA limits and per-owner quotas |
+//! | 4 | `pipeline`, [`manage`] | what the middlewares share (the [`ResponseFuture`](parts::ResponseFuture), the one [`ResponseBody`](parts::ResponseBody), the request context they pass along); [`KeyManager`] with its authority rules |
 //! | 3 | [`audit`], [`credentials`], `principal` | audit sinks and the non-blocking request [`Auditor`](audit::Auditor); where keys are read from; the [`Principal`] a handler sees |
-//! | 2 | [`store`], [`rejection`], [`budget`] | the [`KeyStore`] / [`ManagedKeyStore`] traits, [`MemoryStore`](store::MemoryStore), the revocation-safe [`CachedStore`](store::CachedStore), the SQL stores, the write-behind [`LastUsed`](store::LastUsed) buffer; [`RejectionKind`] → response styles; the unknown-key budget |
+//! | 2 | [`store`], [`rejection`], [`budget`] | the [`KeyStore`] / [`ManagedKeyStore`] traits, [`MemoryStore`], the revocation-safe [`CachedStore`](store::CachedStore), the SQL stores, the write-behind [`LastUsed`](store::LastUsed) buffer; [`RejectionKind`] → response styles; the unknown-key budget |
 //! | 1 | [`key`], [`scope`], [`clock`], [`client`] | the key format, CSPRNG generation, CRC32 checksum and SHA-256 digests; scope models and requirements; clocks; client addresses |
 //! | 0 | `error` | [`ConfigError`], which every setting returns |
 //!
@@ -131,7 +132,7 @@
 //! - `Debug` and `Display` of every type that holds a key show only its public
 //!   prefix and id, and no log event carries a key.
 //! - A store outage is [`RejectionKind::StoreUnavailable`] (503), never a 401 and never a
-//!   pass. A guard with no [`AuthenticateLayer`] in front answers 500: misconfiguration
+//!   pass. A guard with no [`AuthenticateLayer`](parts::AuthenticateLayer) in front answers 500: misconfiguration
 //!   fails closed.
 //! - Revocation is seen by the next request on the instance that made it; other
 //!   instances see it within the cache TTL (30 s by default) unless they are told
@@ -174,7 +175,7 @@
 
 pub mod audit;
 pub mod auth;
-pub mod authenticate;
+mod authenticate;
 pub mod budget;
 pub mod client;
 pub mod clock;
@@ -186,6 +187,7 @@ pub mod manage;
 #[cfg(feature = "utoipa")]
 #[cfg_attr(docsrs, doc(cfg(feature = "utoipa")))]
 pub mod openapi;
+pub mod parts;
 mod pipeline;
 pub mod prelude;
 pub mod presets;
@@ -196,13 +198,18 @@ pub mod require_scopes;
 pub mod scope;
 pub mod store;
 
-pub use self::authenticate::{Authenticate, AuthenticateLayer, KeyVerifier};
+pub use self::auth::ApiKeyAuth;
 pub use self::error::ConfigError;
-pub use self::pipeline::{ResponseBody, ResponseFuture};
+pub use self::key::KeyFormat;
+pub use self::manage::KeyManager;
 pub use self::principal::Principal;
 pub use self::rejection::RejectionKind;
 pub use self::scope::{Grants, Requirement, ScopeModel};
-pub use self::store::{KeyRecord, KeyStore, ManagedKeyStore, Owner};
+#[cfg(feature = "postgres")]
+pub use self::store::sql::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use self::store::sql::SqliteStore;
+pub use self::store::{KeyRecord, KeyStore, ManagedKeyStore, MemoryStore, Owner};
 
 // The README's examples use every feature (SQLite, PostgreSQL and Redis examples);
 // they run under the README's test command, `cargo test --all-features`.

@@ -122,7 +122,7 @@ const SAMPLE_REQUEST_ID: &str = "req_8f14e45fceea167a";
 /// use tower_api_key::key::KeyFormat;
 /// use tower_api_key::openapi::ApiKeyDoc;
 /// use tower_api_key::store::{CachedStore, MemoryStore};
-/// use tower_api_key::{AuthenticateLayer, KeyVerifier};
+/// use tower_api_key::parts::{AuthenticateLayer, KeyVerifier};
 /// use utoipa::openapi::path::Operation;
 ///
 /// # fn main() -> Result<(), tower_api_key::ConfigError> {
@@ -432,11 +432,20 @@ impl utoipa::Modify for ApiKeyDoc {
     }
 }
 
-/// Whether a guard's last layer is a rate limit, for its OpenAPI fragment: implemented
-/// by [`Identity`] (none) and [`RateLimitLayer`].
-pub trait DocumentRate {
+/// Whether a guard's last layer is a rate limit, for its OpenAPI fragment. Sealed:
+/// implemented by [`Identity`] (none), [`RateLimitLayer`] and `Either` of the two, the
+/// last layers an [`ApiKeyAuth`]'s guards can have.
+pub trait DocumentRate: sealed::Sealed {
     /// `true` when requests can be refused with 429 `rate_limited`.
     fn is_rate_limited(&self) -> bool;
+}
+
+mod sealed {
+    pub trait Sealed {}
+
+    impl Sealed for tower_layer::Identity {}
+    impl<L> Sealed for crate::rate_limit::RateLimitLayer<L> {}
+    impl<A, B> Sealed for tower::util::Either<A, B> {}
 }
 
 impl DocumentRate for Identity {

@@ -19,7 +19,7 @@ use crate::principal::Principal;
 use crate::rejection::{RejectionKind, RejectionResponse};
 use crate::scope::{Requirement, ScopeModel};
 
-/// Requires scopes on the routes it wraps, behind an [`AuthenticateLayer`](crate::AuthenticateLayer).
+/// Requires scopes on the routes it wraps, behind an [`AuthenticateLayer`](crate::parts::AuthenticateLayer).
 ///
 /// Attach it per route with `MethodRouter::route_layer` (`post(handler).route_layer(…)`);
 /// `Router::route_layer` applies it to every route added before it. On hot routes,
@@ -209,8 +209,8 @@ pub trait ScopeGuard: Send + Sync + 'static {
 /// An extractor that admits the request only if its key holds `G::SCOPES`, and yields
 /// the [`Principal`] (aliri_axum's `scope_guards!`, in axum 0.8 form).
 ///
-/// It needs an [`AuthenticateLayer`](crate::AuthenticateLayer) in front, configured with
-/// [`with_scope_model`](crate::AuthenticateLayer::with_scope_model); otherwise, or when a
+/// It needs an [`AuthenticateLayer`](crate::parts::AuthenticateLayer) in front, configured with
+/// [`with_scope_model`](crate::parts::AuthenticateLayer::with_scope_model); otherwise, or when a
 /// scope of `G` is not declared by that model, the request is refused with 500 and an
 /// error is logged (a misconfiguration fails closed).
 ///

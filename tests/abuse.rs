@@ -21,9 +21,10 @@ use tower_api_key::client::ClientIp;
 use tower_api_key::clock::{Clock, ManualClock};
 use tower_api_key::credentials::KeySources;
 use tower_api_key::key::MintedKey;
+use tower_api_key::parts::{AuthenticateLayer, KeyVerifier};
 use tower_api_key::rejection::Rejection;
 use tower_api_key::store::{CachedStore, CachedStoreBuilder, ManagedKeyStore};
-use tower_api_key::{AuthenticateLayer, KeyVerifier, RejectionKind};
+use tower_api_key::RejectionKind;
 
 const ATTACKER: &str = "203.0.113.66:40000";
 const NEIGHBOUR: &str = "198.51.100.7:40000";

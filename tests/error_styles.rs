@@ -15,9 +15,10 @@ use http_body_util::BodyExt;
 use support::{pb_format, record, ProbeStore};
 use tower::ServiceExt;
 use tower_api_key::clock::{Clock, ManualClock};
+use tower_api_key::parts::{AuthenticateLayer, KeyVerifier};
 use tower_api_key::rejection::{ErrorStyle, RejectionResponse};
 use tower_api_key::store::{CachedStore, ManagedKeyStore};
-use tower_api_key::{AuthenticateLayer, KeyVerifier, RejectionKind};
+use tower_api_key::RejectionKind;
 
 fn outcomes() -> Vec<RejectionKind> {
     vec![

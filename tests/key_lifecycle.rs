@@ -19,8 +19,9 @@ use tower_api_key::audit::{AuditAction, AuditActor, AuditEntry, AuditQuery};
 use tower_api_key::clock::{Clock, ManualClock};
 use tower_api_key::key::{Environment, KeyId};
 use tower_api_key::manage::{Actor, CreatedKey, Denied, Expiry, KeyManager, ManageError, NewKey};
+use tower_api_key::parts::KeyVerifier;
 use tower_api_key::store::{CachedStore, ManagedKeyStore, MemoryStore};
-use tower_api_key::{KeyVerifier, Owner, Principal, RejectionKind, ScopeModel};
+use tower_api_key::{Owner, Principal, RejectionKind, ScopeModel};
 
 /// A start with nanoseconds below the microsecond, which the SQL stores truncate.
 const START: OffsetDateTime = datetime!(2026-03-01 09:30:00.123456789 UTC);

@@ -15,9 +15,10 @@ use tower::ServiceExt;
 use tower_api_key::clock::{Clock, ManualClock};
 use tower_api_key::credentials::KeySources;
 use tower_api_key::key::MintedKey;
+use tower_api_key::parts::{AuthenticateLayer, KeyVerifier};
 use tower_api_key::rejection::{ErrorStyle, Rejection};
 use tower_api_key::store::{Applied, CachedStore, Change, ManagedKeyStore};
-use tower_api_key::{AuthenticateLayer, KeyVerifier, Principal, RejectionKind};
+use tower_api_key::{Principal, RejectionKind};
 
 const GENERIC_401: &str =
     r#"{"error":{"code":"authentication_required","message":"API key is missing or invalid"}}"#;

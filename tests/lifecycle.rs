@@ -12,9 +12,10 @@ use support::{pb_format, record, ProbeStore};
 use tower::ServiceExt;
 use tower_api_key::audit::{AuditAction, Auditor, MemorySink};
 use tower_api_key::clock::{Clock, ManualClock};
+use tower_api_key::parts::{AuthenticateLayer, KeyVerifier};
 use tower_api_key::store::LastUsed;
 use tower_api_key::store::{CachedStore, KeyStore, ManagedKeyStore};
-use tower_api_key::{AuthenticateLayer, KeyVerifier, Owner};
+use tower_api_key::Owner;
 
 fn app(layer: AuthenticateLayer<ProbeStore>) -> Router {
     Router::new()
@@ -187,8 +188,9 @@ mod manager {
     use tower_api_key::clock::{Clock, ManualClock};
     use tower_api_key::manage::{Actor, Expiry, KeyManager, ManageError, NewKey};
 
+    use tower_api_key::parts::{AuthenticateLayer, KeyVerifier};
     use tower_api_key::store::{CachedStore, MemoryStore};
-    use tower_api_key::{AuthenticateLayer, KeyVerifier, Owner};
+    use tower_api_key::Owner;
 
     use crate::support::pb_format;
 

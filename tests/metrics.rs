@@ -10,9 +10,9 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use support::{pb_format, record, ProbeStore};
 use tower::ServiceExt;
 use tower_api_key::clock::{Clock, ManualClock};
+use tower_api_key::parts::{AuthenticateLayer, KeyVerifier};
 use tower_api_key::rejection::REQUESTS_METRIC;
 use tower_api_key::store::{CachedStore, ManagedKeyStore};
-use tower_api_key::{AuthenticateLayer, KeyVerifier};
 
 #[tokio::test]
 async fn outcomes_are_counted_by_label() {

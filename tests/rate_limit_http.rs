@@ -13,10 +13,11 @@ use tower::ServiceExt;
 use tower_api_key::audit::{Auditor, MemorySink};
 use tower_api_key::clock::ManualClock;
 use tower_api_key::manage::{Actor, KeyManager, NewKey};
+use tower_api_key::parts::{AuthenticateLayer, KeyVerifier};
 use tower_api_key::rate_limit::{Limits, QuotaPolicy, RateLimitLayer};
 use tower_api_key::require_scopes::RequireScopesLayer;
 use tower_api_key::store::CachedStore;
-use tower_api_key::{AuthenticateLayer, KeyVerifier, Owner};
+use tower_api_key::Owner;
 
 struct World {
     clock: ManualClock,

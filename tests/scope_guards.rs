@@ -11,11 +11,10 @@ use support::{pb_format, record, ProbeStore};
 use tower::ServiceExt;
 use tower_api_key::clock::{Clock, ManualClock};
 use tower_api_key::key::MintedKey;
+use tower_api_key::parts::{AuthenticateLayer, KeyVerifier};
 use tower_api_key::require_scopes::{RequireScopesLayer, Scoped};
 use tower_api_key::store::{CachedStore, ManagedKeyStore};
-use tower_api_key::{
-    scope_guard, AuthenticateLayer, KeyVerifier, Principal, RejectionKind, ScopeModel,
-};
+use tower_api_key::{scope_guard, Principal, RejectionKind, ScopeModel};
 
 scope_guard!(
     /// `observations:write`.

@@ -1617,9 +1617,10 @@ mod postgres {
     use tokio::net::{TcpListener, TcpStream};
     use tower::ServiceExt;
     use tower_api_key::key::MintedKey;
+    use tower_api_key::parts::{AuthenticateLayer, KeyVerifier};
     use tower_api_key::store::sql::{ListenerHandle, PostgresStore};
     use tower_api_key::store::CachedStore;
-    use tower_api_key::{AuthenticateLayer, KeyVerifier, RejectionKind};
+    use tower_api_key::RejectionKind;
 
     use super::*;
     use crate::support::stores::TestSchema;

@@ -28,10 +28,11 @@ use time::macros::datetime;
 use time::OffsetDateTime;
 use tower_api_key::clock::{Clock, ManualClock};
 use tower_api_key::key::{Digest, KeyFormat, KeyId};
+use tower_api_key::parts::KeyVerifier;
 use tower_api_key::store::{
     Applied, CachedStore, Change, KeyRecord, KeyStore, ManagedKeyStore, MemoryStore, Owner,
 };
-use tower_api_key::{KeyVerifier, RejectionKind};
+use tower_api_key::RejectionKind;
 
 /// A start with nanoseconds below the microsecond, which the SQL stores truncate.
 const START: OffsetDateTime = datetime!(2026-03-01 09:30:00.123456789 UTC);

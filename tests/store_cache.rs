@@ -8,8 +8,9 @@ use support::{pb_format, record, ProbeStore};
 use tokio::task::JoinSet;
 use tower_api_key::clock::{Clock, ManualClock};
 use tower_api_key::key::{Digest, KeyFormat, KeyId, Presented, MAX_KEY_LEN};
+use tower_api_key::parts::KeyVerifier;
 use tower_api_key::store::{CachedStore, KeyRecord, ManagedKeyStore, MemoryStore, Owner};
-use tower_api_key::{KeyVerifier, RejectionKind};
+use tower_api_key::RejectionKind;
 
 fn cached(store: ProbeStore, clock: &ManualClock) -> CachedStore<ProbeStore> {
     CachedStore::builder(store)

@@ -16,8 +16,9 @@ use tower::ServiceExt;
 use tower_api_key::clock::{Clock, ManualClock};
 use tower_api_key::key::{KeyFormat, MintedKey, TagKey, TAGGED_BODY_LEN};
 use tower_api_key::manage::{Actor, KeyManager, NewKey};
+use tower_api_key::parts::{AuthenticateLayer, KeyVerifier};
 use tower_api_key::store::{CachedStore, KeyStore, ManagedKeyStore, MemoryStore};
-use tower_api_key::{AuthenticateLayer, KeyVerifier, Owner};
+use tower_api_key::Owner;
 
 const ATTACKER: &str = "203.0.113.66:40000";
 

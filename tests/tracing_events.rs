@@ -14,8 +14,9 @@ use http::Request;
 use support::{pb_format, record, ProbeStore};
 use tower::ServiceExt;
 use tower_api_key::clock::{Clock, ManualClock};
+use tower_api_key::parts::{AuthenticateLayer, KeyVerifier};
 use tower_api_key::store::{CachedStore, ManagedKeyStore};
-use tower_api_key::{AuthenticateLayer, KeyVerifier, Principal};
+use tower_api_key::Principal;
 
 #[tokio::test(flavor = "current_thread")]
 async fn each_outcome_is_logged_once_with_ids_and_never_the_secret() {

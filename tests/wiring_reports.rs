@@ -15,10 +15,10 @@ use http::{Request, StatusCode};
 use metrics_util::debugging::{DebugValue, Snapshotter};
 use support::{pb_format, record, Captured, ProbeStore};
 use tower::ServiceExt;
-use tower_api_key::authenticate::UNIDENTIFIED_CLIENTS_METRIC;
 use tower_api_key::clock::{Clock, ManualClock};
+use tower_api_key::parts::UNIDENTIFIED_CLIENTS_METRIC;
+use tower_api_key::parts::{AuthenticateLayer, KeyVerifier};
 use tower_api_key::store::{CachedStore, ManagedKeyStore};
-use tower_api_key::{AuthenticateLayer, KeyVerifier};
 
 fn counter(snapshotter: &Snapshotter, name: &str) -> u64 {
     snapshotter

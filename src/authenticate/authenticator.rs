@@ -15,11 +15,12 @@ use crate::store::{
 /// Checks presented keys against a [`CachedStore`]: authentication without HTTP, a
 /// presented key string in, a [`Principal`] or an [`RejectionKind`] out.
 ///
-/// The [`AuthenticateLayer`](crate::AuthenticateLayer) is a transport around this type; use it
+/// The [`AuthenticateLayer`](crate::parts::AuthenticateLayer) is a transport around this type; use it
 /// directly for other protocols (a WebSocket handshake, a gRPC interceptor).
 ///
 /// ```
-/// use tower_api_key::{KeyVerifier, RejectionKind};
+/// use tower_api_key::RejectionKind;
+/// use tower_api_key::parts::KeyVerifier;
 /// use tower_api_key::key::KeyFormat;
 /// use tower_api_key::store::{CachedStore, KeyRecord, KeyStore, ManagedKeyStore, MemoryStore, Owner};
 ///

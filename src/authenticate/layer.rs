@@ -14,7 +14,7 @@ use crate::rejection::{validate_realm, ErrorStyle, Renderer, Responder};
 use crate::scope::ScopeModel;
 use crate::store::LastUsed;
 
-/// Authenticates every request with an API key. See the [module docs](super).
+/// Authenticates every request with an API key. See [`parts`](crate::parts).
 ///
 /// Defaults: keys from `Authorization: Bearer` or `X-API-Key`, the Performance Blocks
 /// error envelope, realm `api`, authentication required, credentials passed on to the

@@ -15,7 +15,7 @@ use crate::principal::Principal;
 use crate::rejection::RejectionKind;
 
 /// Charges every request against its key's rate limit and its owner's quota; use it
-/// behind an [`AuthenticateLayer`](crate::AuthenticateLayer) and behind any scope guard, so that
+/// behind an [`AuthenticateLayer`](crate::parts::AuthenticateLayer) and behind any scope guard, so that
 /// requests refused with 401 or 403 never spend anything (the order of checks is
 /// authenticate → scope → rate limit → quota).
 ///

@@ -34,7 +34,7 @@ use crate::key::{Digest, KeyId, KeyTag, TagKey};
 /// **A forged key does reach the store once.** The checksum is public, so anyone can
 /// mint well-formed keys with ids nobody ever issued; each distinct one costs a
 /// lookup. What bounds that cost: the per-client budget of lookups that end in
-/// "unknown key" ([`KeyVerifier::with_unknown_key_budget`](crate::KeyVerifier::with_unknown_key_budget)),
+/// "unknown key" ([`KeyVerifier::with_unknown_key_budget`](crate::parts::KeyVerifier::with_unknown_key_budget)),
 /// the cap on concurrent lookups ([`CachedStoreBuilder::with_max_concurrent_lookups`]:
 /// past it a miss fails at once with [`StoreError::Unavailable`], a 503, instead of
 /// queuing for a connection) and the lookup timeout
