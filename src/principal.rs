@@ -23,6 +23,11 @@ pub struct Principal {
     sunset: Option<OffsetDateTime>,
     /// Nanoseconds since the Unix epoch.
     authenticated_at: i128,
+    /// The id of the once-per-request rate limit that charged the request this
+    /// principal rides in (0: none), so that stacked guards of one front door charge
+    /// it once. Kept here because the limiter reads the principal anyway: marking costs
+    /// no extensions insert.
+    charged_by: u64,
 }
 
 impl Principal {
@@ -35,7 +40,18 @@ impl Principal {
             record,
             sunset,
             authenticated_at,
+            charged_by: 0,
         }
+    }
+
+    /// The once-per-request rate limit that charged this request (0: none).
+    pub(crate) fn charged_by(&self) -> u64 {
+        self.charged_by
+    }
+
+    /// Records that the once-per-request rate limit `id` charged this request.
+    pub(crate) fn mark_charged(&mut self, id: u64) {
+        self.charged_by = id;
     }
 
     /// The key's public id.

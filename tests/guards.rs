@@ -107,6 +107,35 @@ async fn stacked_guards_charge_the_rate_limit_once_per_request() {
     );
 }
 
+/// The front door's layer over the whole router and a guard on the handler: the
+/// layer authenticates, the guard's limit still charges every request (once). Found
+/// already authenticated, a guard must not take that for "already charged".
+#[tokio::test]
+async fn a_guard_behind_the_front_doors_layer_still_charges() {
+    let clock = ManualClock::default();
+    let auth = ApiKeyAuth::builder(MemoryStore::new())
+        .format(format())
+        .scopes(scopes())
+        .clock(clock.clone())
+        .rate_limit("3/min".parse().unwrap())
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route(
+            "/book",
+            post(book.layer(auth.guard("invoices:write").unwrap())),
+        )
+        .layer(auth.layer());
+    let writer = key(&auth, &["invoices:write"]).await;
+    let mut admitted = 0;
+    for _ in 0..10 {
+        if call(&app, "POST", "/book", Some(&writer)).await == StatusCode::OK {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 3);
+}
+
 #[tokio::test]
 async fn stacked_guards_authenticate_and_audit_a_request_once() {
     let sink = MemorySink::new();

@@ -134,8 +134,10 @@ pin_project! {
             fut: S::Future,
             admitted: Admitted,
         },
+        // Boxed: a response is larger than most inner futures, and every layer's
+        // future (moved several times per request) would be as large as this variant.
         Refused {
-            response: Option<Response<Bytes>>,
+            response: Option<Box<Response<Bytes>>>,
         },
     }
 }
@@ -159,7 +161,7 @@ where
     /// Answers with a refusal.
     pub(crate) fn reject(response: Response<Bytes>) -> Self {
         Self::new(State::Refused {
-            response: Some(response),
+            response: Some(Box::new(response)),
         })
     }
 
@@ -200,7 +202,7 @@ where
                             }
                         }
                         Verdict::Refuse(response) => State::Refused {
-                            response: Some(response),
+                            response: Some(Box::new(response)),
                         },
                     };
                     this.state.set(next);
@@ -224,7 +226,7 @@ where
                 }
                 StateProj::Refused { response } => {
                     let response = response.take().expect("polled after completion");
-                    return Poll::Ready(Ok(response.map(W::rejection)));
+                    return Poll::Ready(Ok((*response).map(W::rejection)));
                 }
             }
         }

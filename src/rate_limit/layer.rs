@@ -46,13 +46,10 @@ pub struct RateLimitLayer<L = MemoryLimiter> {
     once: Option<ChargeId>,
 }
 
-/// Names the rate limit of one `ApiKeyAuth`'s guards, shared by their clones.
+/// Names the rate limit of one `ApiKeyAuth`'s guards, shared by their clones; never
+/// 0, which marks a request no such limit charged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ChargeId(u64);
-
-/// In a request's extensions: the request was charged by the limit of this id.
-#[derive(Debug, Clone, Copy)]
-struct Charged(ChargeId);
 
 impl<L: Clone> Clone for RateLimitLayer<L> {
     fn clone(&self) -> Self {
@@ -83,7 +80,7 @@ impl<L> RateLimitLayer<L> {
     /// `ApiKeyAuth` stacked on a handler for "A and B"). Separate layers, even over
     /// the same limits, still charge each.
     pub(crate) fn once_per_request(mut self) -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
+        static NEXT: AtomicU64 = AtomicU64::new(1);
         self.once = Some(ChargeId(NEXT.fetch_add(1, Ordering::Relaxed)));
         self
     }
@@ -212,24 +209,28 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let once = self.layer.once;
-        if once.is_some() && req.extensions().get::<Charged>().map(|c| c.0) == once {
-            return ResponseFuture::call(self.inner.call(req), Admitted::default());
-        }
-        let Some(principal) = req.extensions().get::<Principal>() else {
+        let Some(principal) = req.extensions_mut().get_mut::<Principal>() else {
             return ResponseFuture::reject(render_for(
                 req.extensions(),
                 req.headers(),
                 RejectionKind::Missing,
             ));
         };
+        if let Some(ChargeId(id)) = once {
+            if principal.charged_by() == id {
+                return ResponseFuture::call(self.inner.call(req), Admitted::default());
+            }
+        }
         match self.layer.limits.start(principal.record(), self.layer.cost) {
-            Start::Decided(decision) => match settle(&self.layer, decision, &req) {
-                Ok(admitted) => {
-                    mark(once, &mut req);
-                    ResponseFuture::call(self.inner.call(req), admitted)
+            Start::Decided(decision) => {
+                if let (Some(ChargeId(id)), true) = (once, decision.is_allowed()) {
+                    principal.mark_charged(id);
                 }
-                Err(response) => ResponseFuture::reject(response),
-            },
+                match settle(&self.layer, decision, &req) {
+                    Ok(admitted) => ResponseFuture::call(self.inner.call(req), admitted),
+                    Err(response) => ResponseFuture::reject(response),
+                }
+            }
             Start::Ask(request) => {
                 let layer = self.layer.clone();
                 let fut = Box::pin(async move {
@@ -262,8 +263,10 @@ where
 
 /// Marks an admitted request as charged, for a layer that charges once per request.
 fn mark<B>(once: Option<ChargeId>, req: &mut Request<B>) {
-    if let Some(id) = once {
-        req.extensions_mut().insert(Charged(id));
+    if let Some(ChargeId(id)) = once {
+        if let Some(principal) = req.extensions_mut().get_mut::<Principal>() {
+            principal.mark_charged(id);
+        }
     }
 }
 
