@@ -318,10 +318,8 @@ impl<L: Clone> GuardRate for Limits<L> {
     type Layer = RateLimitLayer<L>;
 
     fn into_layer(self, clock: Option<SharedClock>, success_headers: bool) -> RateLimitLayer<L> {
-        let limits = match clock {
-            Some(clock) => self.with_clock(clock),
-            None => self,
-        };
+        // One clock for the authenticator and the limits: a request's time is read once.
+        let limits = self.on_request_clock(clock);
         // Stacked guards ("A and B") charge a request once.
         RateLimitLayer::new(limits)
             .with_success_headers(success_headers)

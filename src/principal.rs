@@ -44,6 +44,11 @@ impl Principal {
         }
     }
 
+    /// The cache's entry behind this principal, with its per-key slot.
+    pub(crate) fn cached(&self) -> &CachedRecord {
+        &self.record
+    }
+
     /// The once-per-request rate limit that charged this request (0: none).
     pub(crate) fn charged_by(&self) -> u64 {
         self.charged_by

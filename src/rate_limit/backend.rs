@@ -1,78 +1,10 @@
 //! The boundary between the rate-limit configuration and the state it is enforced on.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
 
 use super::{Decision, QuotaPolicy, RatePolicy};
-
-/// Where rate-limit buckets and quota counters live.
-///
-/// [`Limits`](super::Limits) chooses the policy, the bucket and the quota
-/// counter for a key and reads the clock; the backend holds the state and decides. The
-/// in-process [`MemoryLimiter`](super::MemoryLimiter) is the default; a shared store
-/// (Redis, for instance) slots in here so that every instance enforces one limit.
-///
-/// # Contract
-///
-/// For one [`LimitRequest`], as one atomic step as far as the backend can manage:
-///
-/// 1. `cost` larger than the policy's burst: [`Decision::CostExceedsBurst`].
-/// 2. `cost` zero: [`Decision::Allowed`] with the bucket's current state; nothing is
-///    spent.
-/// 3. Fewer than `cost` units in the bucket: [`Decision::Limited`] with `retry_after`;
-///    the quota is not touched.
-/// 4. A quota is given and `used + cost` would exceed it: [`Decision::QuotaExceeded`];
-///    the bucket is not touched.
-/// 5. Otherwise spend `cost` from both and answer [`Decision::Allowed`].
-///
-/// A refused request spends nothing. Time is [`LimitRequest::now`], never the backend's
-/// own clock, so tests can drive it with a [`ManualClock`](crate::clock::ManualClock).
-///
-/// ```
-/// use std::convert::Infallible;
-/// use tower_api_key::rate_limit::{Decision, LimitRequest, Limiter, RateStatus};
-///
-/// /// Lets everything through and says so.
-/// #[derive(Clone)]
-/// struct Unlimited;
-///
-/// impl Limiter for Unlimited {
-///     type Error = Infallible;
-///
-///     async fn check(&self, request: &LimitRequest) -> Result<Decision, Infallible> {
-///         let policy = &request.policy;
-///         Ok(Decision::Allowed(RateStatus {
-///             policy: policy.name().into(),
-///             quota: policy.quota(),
-///             window_secs: policy.window().as_secs(),
-///             remaining: policy.burst(),
-///             reset_secs: 0,
-///             retry_after: None,
-///         }))
-///     }
-/// }
-/// ```
-pub trait Limiter: Clone + Send + Sync + 'static {
-    /// Why the backend could not decide (a lost connection). The caller decides whether
-    /// to fail open or closed; the crate's layer fails closed with 503.
-    type Error: std::error::Error + Send + Sync + 'static;
-
-    /// Decides on one request and spends its cost if it is allowed.
-    fn check(
-        &self,
-        request: &LimitRequest,
-    ) -> impl Future<Output = Result<Decision, Self::Error>> + Send;
-
-    /// Decides at once, without awaiting, when the backend can (an in-process
-    /// limiter). `None`, the default, means "await [`Limiter::check`]". The layer
-    /// uses this to keep in-process limits off the boxed asynchronous path.
-    fn check_now(&self, request: &LimitRequest) -> Option<Decision> {
-        let _ = request;
-        None
-    }
-}
 
 /// [`Decision::CostExceedsBurst`] when `request` costs more than its policy's burst
 /// (step 1 of the [`Limiter`] contract), shared by every backend.

@@ -6,19 +6,19 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::backend::{LimitRequest, QuotaRequest};
+use super::backend::QuotaRequest;
 use super::decision::{whole_secs, whole_secs_at_least_one, QuotaStatus, RateStatus};
+use super::RatePolicy;
 
 /// A GCRA bucket's state in `RateLimit` terms: `interval` is the policy's emission
 /// interval, `tat` the theoretical arrival time, all in nanoseconds since 1970.
 pub(super) fn bucket_status(
-    request: &LimitRequest,
+    policy: &RatePolicy,
     interval: u64,
     now: u64,
     tat: Option<u64>,
     retry_after: Option<Duration>,
 ) -> RateStatus {
-    let policy = &request.policy;
     let interval = interval.max(1);
     let burst = u64::from(policy.burst());
     // As governor's `StateSnapshot::remaining_burst_capacity`.

@@ -221,7 +221,7 @@ where
                 return ResponseFuture::call(self.inner.call(req), Admitted::default());
             }
         }
-        match self.layer.limits.start(principal.record(), self.layer.cost) {
+        match self.layer.limits.start(principal, self.layer.cost) {
             Start::Decided(decision) => {
                 if let (Some(ChargeId(id)), true) = (once, decision.is_allowed()) {
                     principal.mark_charged(id);

@@ -4,11 +4,17 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use time::OffsetDateTime;
+
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::error::ConfigError;
 use crate::key::Environment;
+use crate::principal::Principal;
 use crate::store::KeyRecord;
 
+use super::memory::{Bucket, CellKey, CellPartition};
 use super::{
     Decision, LimitRequest, Limiter, MemoryLimiter, Partition, QuotaPolicy, QuotaRequest,
     RatePolicy,
@@ -65,10 +71,27 @@ pub struct Limits<L = MemoryLimiter> {
     config: Arc<Config>,
     backend: L,
     clock: SharedClock,
+    /// Whether [`with_clock`](Self::with_clock) was called.
+    clock_set: bool,
+    /// Whether the clock is the one that authenticated the request (`ApiKeyAuth` wires
+    /// both to one clock): then a request's time is the one its principal was
+    /// authenticated at, and the limiter reads no clock of its own.
+    request_clock: bool,
+}
+
+/// What a cached key record's slot holds for the in-process limiter: its bucket, for
+/// the limiter and the configuration (policies and partition) it was resolved under.
+struct RateSlot {
+    limiter: u64,
+    config: u64,
+    bucket: Arc<Bucket>,
 }
 
 #[derive(Clone)]
 struct Config {
+    /// Unique per configuration of policies and partition: which buckets a
+    /// [`RateSlot`] holds depends on both.
+    id: u64,
     default: Arc<RatePolicy>,
     environments: HashMap<Environment, Arc<RatePolicy>>,
     named: HashMap<Arc<str>, Arc<RatePolicy>>,
@@ -83,6 +106,7 @@ impl Limits<MemoryLimiter> {
     pub fn new(default: RatePolicy) -> Self {
         Self {
             config: Arc::new(Config {
+                id: next_config_id(),
                 default: Arc::new(default),
                 environments: HashMap::new(),
                 named: HashMap::new(),
@@ -92,6 +116,8 @@ impl Limits<MemoryLimiter> {
             }),
             backend: MemoryLimiter::new(),
             clock: Arc::new(SystemClock),
+            clock_set: false,
+            request_clock: false,
         }
     }
 
@@ -122,10 +148,7 @@ impl Limits<MemoryLimiter> {
     ///
     /// A cost of zero is always allowed, spends nothing and reports the bucket.
     pub fn check(&self, record: &KeyRecord, cost: u32) -> Decision {
-        match self.prepare(record, cost) {
-            Ok(request) => self.backend.decide(&request),
-            Err(refused) => refused,
-        }
+        self.decide_for_record(&self.backend, record, cost)
     }
 }
 
@@ -136,7 +159,7 @@ impl<L> Limits<L> {
     #[must_use]
     pub fn with_policy(mut self, policy: RatePolicy) -> Self {
         let policy = Arc::new(policy);
-        Arc::make_mut(&mut self.config)
+        self.config_mut()
             .named
             .insert(policy.shared_name().clone(), policy);
         self
@@ -154,16 +177,14 @@ impl<L> Limits<L> {
         policy: RatePolicy,
     ) -> Result<Self, ConfigError> {
         let env = Environment::new(env)?;
-        Arc::make_mut(&mut self.config)
-            .environments
-            .insert(env, Arc::new(policy));
+        self.config_mut().environments.insert(env, Arc::new(policy));
         Ok(self)
     }
 
     /// Sets which keys share a bucket (by default, [`Partition::Family`]).
     #[must_use]
     pub fn with_partition(mut self, partition: Partition) -> Self {
-        Arc::make_mut(&mut self.config).partition = partition;
+        self.config_mut().partition = partition;
         self
     }
 
@@ -193,6 +214,32 @@ impl<L> Limits<L> {
     #[must_use]
     pub fn with_clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
+        self.clock_set = true;
+        self.request_clock = false;
+        self
+    }
+
+    /// The configuration to change, under a new id (the buckets slots remember depend
+    /// on the policies and the partition).
+    fn config_mut(&mut self) -> &mut Config {
+        let config = Arc::make_mut(&mut self.config);
+        config.id = next_config_id();
+        config
+    }
+
+    /// For `ApiKeyAuth`, which wires the authenticator and these limits to one clock
+    /// (`clock`, or the system's for both when neither was set): a request's time is
+    /// then its principal's authentication time, one clock read for the request.
+    pub(crate) fn on_request_clock(mut self, clock: Option<SharedClock>) -> Self {
+        match clock {
+            Some(clock) => {
+                self.clock = clock;
+                self.clock_set = true;
+                self.request_clock = true;
+            }
+            // Limits with a clock of their own keep reading it.
+            None => self.request_clock = !self.clock_set,
+        }
         self
     }
 
@@ -202,6 +249,8 @@ impl<L> Limits<L> {
             config: self.config,
             backend,
             clock: self.clock,
+            clock_set: self.clock_set,
+            request_clock: self.request_clock,
         }
     }
 
@@ -262,18 +311,7 @@ impl<L> Limits<L> {
     fn prepare(&self, record: &KeyRecord, cost: u32) -> Result<LimitRequest, Decision> {
         let policy = self.policy_for(record);
         if cost > policy.burst() {
-            tracing::warn!(
-                key_id = %record.id,
-                policy = %policy.name(),
-                cost,
-                burst = policy.burst(),
-                "request cost exceeds the rate-limit burst; refusing"
-            );
-            return Err(Decision::CostExceedsBurst {
-                policy: policy.shared_name().clone(),
-                cost,
-                burst: policy.burst(),
-            });
+            return Err(cost_exceeds_burst(record, policy, cost));
         }
         let now = self.clock.now();
         // Built by hand: this runs on every request, and `format!` costs several
@@ -282,27 +320,145 @@ impl<L> Limits<L> {
         bucket.push_str(policy.bucket_prefix());
         PartitionId(self.config.partition, record).push_to(&mut bucket);
         let mut request = LimitRequest::new(bucket, policy.clone(), cost, now);
-        if let Some(quota) = self.config.quota {
-            let exempt = record
-                .environment
-                .is_some_and(|env| self.config.quota_exempt.contains(&env));
-            if !exempt {
-                let mut counter = String::with_capacity(48);
-                for part in [
-                    "quota:",
-                    quota.name(),
-                    ":",
-                    record.owner.kind(),
-                    ":",
-                    record.owner.id(),
-                ] {
-                    counter.push_str(part);
-                }
-                request = request.with_quota(QuotaRequest::new(counter, quota, now));
-            }
+        if let Some(quota) = self.quota_request(record, now) {
+            request = request.with_quota(quota);
         }
         Ok(request)
     }
+
+    /// The owner's quota counter to spend from, unless there is no quota or the key's
+    /// environment is exempt.
+    fn quota_request(&self, record: &KeyRecord, now: OffsetDateTime) -> Option<QuotaRequest> {
+        let quota = self.config.quota?;
+        let exempt = record
+            .environment
+            .is_some_and(|env| self.config.quota_exempt.contains(&env));
+        if exempt {
+            return None;
+        }
+        let mut counter = String::with_capacity(48);
+        for part in [
+            "quota:",
+            quota.name(),
+            ":",
+            record.owner.kind(),
+            ":",
+            record.owner.id(),
+        ] {
+            counter.push_str(part);
+        }
+        Some(QuotaRequest::new(counter, quota, now))
+    }
+
+    /// The fixed-size id of the bucket `record` spends from under `policy`.
+    fn cell_key(&self, policy: &RatePolicy, record: &KeyRecord) -> CellKey {
+        CellKey {
+            policy: policy.shared_bucket_prefix().clone(),
+            partition: match self.config.partition {
+                Partition::Key => CellPartition::Key(record.id),
+                Partition::Family => CellPartition::Family(record.family),
+                Partition::Owner => CellPartition::Owner(record.owner.clone()),
+            },
+        }
+    }
+
+    /// Decides in process: the key's bucket from its cached record's slot (found by the
+    /// registry once per fill, or on every request when the slot belongs to another
+    /// limiter or configuration), spent with one compare-and-swap; no bucket id is
+    /// built. The request's time is its principal's when the clock is shared.
+    fn decide_in_process(
+        &self,
+        memory: &MemoryLimiter,
+        principal: &Principal,
+        cost: u32,
+    ) -> Decision {
+        let cached = principal.cached();
+        let record: &KeyRecord = cached;
+        let policy = self.policy_for(record);
+        if cost > policy.burst() {
+            return cost_exceeds_burst(record, policy, cost);
+        }
+        let now = if self.request_clock {
+            principal.authenticated_at_unix_nanos()
+        } else {
+            self.clock.now_unix_nanos()
+        };
+        let now_nanos = u64::try_from(now).unwrap_or(0);
+        let slot = cached.slot(|| RateSlot {
+            limiter: memory.id(),
+            config: self.config.id,
+            bucket: memory.cell(&self.cell_key(policy, record), policy, now_nanos),
+        });
+        let looked_up;
+        let bucket = match slot {
+            Some(slot) if slot.limiter == memory.id() && slot.config == self.config.id => {
+                &slot.bucket
+            }
+            _ => {
+                looked_up = memory.cell(&self.cell_key(policy, record), policy, now_nanos);
+                &looked_up
+            }
+        };
+        let quota = match self.config.quota {
+            Some(_) => {
+                let at = crate::clock::from_unix_nanos(now);
+                self.quota_request(record, at).map(|quota| (quota, at))
+            }
+            None => None,
+        };
+        memory.decide_in(
+            bucket,
+            policy,
+            cost,
+            now_nanos,
+            quota.as_ref().map(|(quota, at)| (quota, *at)),
+        )
+    }
+}
+
+impl<L> Limits<L> {
+    /// Decides in process for a record without a cached entry (the public checks): the
+    /// same bucket the layer spends, found in the registry.
+    fn decide_for_record(&self, memory: &MemoryLimiter, record: &KeyRecord, cost: u32) -> Decision {
+        let policy = self.policy_for(record);
+        if cost > policy.burst() {
+            return cost_exceeds_burst(record, policy, cost);
+        }
+        let at = self.clock.now();
+        let now = u64::try_from(at.unix_timestamp_nanos()).unwrap_or(0);
+        let bucket = memory.cell(&self.cell_key(policy, record), policy, now);
+        let quota = self.quota_request(record, at);
+        memory.decide_in(
+            &bucket,
+            policy,
+            cost,
+            now,
+            quota.as_ref().map(|quota| (quota, at)),
+        )
+    }
+}
+
+/// The refusal of a request that costs more than its policy's burst (it could never
+/// pass), logged.
+fn cost_exceeds_burst(record: &KeyRecord, policy: &Arc<RatePolicy>, cost: u32) -> Decision {
+    tracing::warn!(
+        key_id = %record.id,
+        policy = %policy.name(),
+        cost,
+        burst = policy.burst(),
+        "request cost exceeds the rate-limit burst; refusing"
+    );
+    Decision::CostExceedsBurst {
+        policy: policy.shared_name().clone(),
+        cost,
+        burst: policy.burst(),
+    }
+}
+
+/// A new [`Config`] id.
+fn next_config_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// The first, synchronous step of a rate-limit check.
@@ -316,8 +472,11 @@ pub(crate) enum Start {
 impl<L: Limiter> Limits<L> {
     /// Decides without awaiting when it can; otherwise hands back what the backend must
     /// be asked.
-    pub(crate) fn start(&self, record: &KeyRecord, cost: u32) -> Start {
-        let request = match self.prepare(record, cost) {
+    pub(crate) fn start(&self, principal: &Principal, cost: u32) -> Start {
+        if let Some(memory) = self.backend.in_process() {
+            return Start::Decided(self.decide_in_process(memory, principal, cost));
+        }
+        let request = match self.prepare(principal.record(), cost) {
             Ok(request) => request,
             Err(refused) => return Start::Decided(refused),
         };
@@ -350,6 +509,9 @@ impl<L: Limiter> Limits<L> {
     /// # }
     /// ```
     pub async fn check_async(&self, record: &KeyRecord, cost: u32) -> Result<Decision, L::Error> {
+        if let Some(memory) = self.backend.in_process() {
+            return Ok(self.decide_for_record(memory, record, cost));
+        }
         match self.prepare(record, cost) {
             Ok(request) => self.backend.check(&request).await,
             Err(refused) => Ok(refused),
@@ -403,6 +565,8 @@ impl<L: Clone> Clone for Limits<L> {
             config: self.config.clone(),
             backend: self.backend.clone(),
             clock: self.clock.clone(),
+            clock_set: self.clock_set,
+            request_clock: self.request_clock,
         }
     }
 }

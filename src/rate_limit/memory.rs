@@ -1,10 +1,10 @@
 //! The in-process backend: GCRA from `governor`, state in bounded moka caches.
 
 use std::cell::Cell;
-use std::convert::Infallible;
+use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -18,8 +18,10 @@ use time::OffsetDateTime;
 
 use super::backend::over_burst;
 use super::gcra::{bucket_status, duration_between, nanos_since_epoch, nanos_u64, quota_status};
-use super::{Decision, LimitRequest, Limiter, QuotaRequest, QuotaStatus, RateStatus};
+use super::{Decision, LimitRequest, QuotaRequest, QuotaStatus, RatePolicy, RateStatus};
 use crate::error::ConfigError;
+use crate::key::KeyId;
+use crate::store::Owner;
 
 /// The default bound on rate-limit buckets.
 pub const DEFAULT_MAX_PARTITIONS: u64 = 100_000;
@@ -34,22 +36,27 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(1);
 /// The longest a cache entry is kept idle, whatever the policy.
 const MAX_IDLE: Duration = Duration::from_secs(400 * 86_400);
 
-/// The in-process [`Limiter`]: one GCRA bucket per partition, computed by
-/// [`governor`], held in a bounded cache, plus one counter per owner for quotas.
+/// The in-process [`Limiter`](super::Limiter): one GCRA bucket per partition, computed by
+/// [`governor`], plus one counter per owner for quotas.
+///
+/// Through [`Limits`](super::Limits) (the rate-limit layer, `ApiKeyAuth`'s guards,
+/// [`Limits::check`](super::Limits::check)), a key's bucket is kept beside its cached
+/// record: an admitted request spends it with one compare-and-swap, with no bucket id
+/// built and no map lookup. The buckets live in a registry keyed by policy and
+/// partition, so every fill of a record (after its TTL, an invalidation, an eviction)
+/// finds the same bucket again: a bucket is never dropped while a cached record holds
+/// it or while it is partly spent, unless the registry is full (see below).
 ///
 /// Memory stays bounded whatever the number of keys: at most
-/// [`with_max_partitions`](Self::with_max_partitions) buckets and
-/// [`with_max_quota_owners`](Self::with_max_quota_owners) counters, evicting the least
-/// recently used. A bucket idle for its policy's [refill time](super::RatePolicy::refill_time)
-/// is full, so dropping it then loses nothing; it is dropped after between one and two
-/// refill times of idleness (policies slower than 200 days excepted). A counter is
-/// dropped when its period ends.
-///
-/// Size the bounds above the number of partitions (and owners) active at once: an
-/// evicted bucket or counter starts again full, so eviction under pressure errs toward
-/// letting requests through. Least-recently-used eviction (rather than moka's default
-/// TinyLFU admission) means a busy key is never the one dropped, and a new key is
-/// always admitted rather than being given a fresh bucket on every request.
+/// [`with_max_partitions`](Self::with_max_partitions) buckets, beyond those that
+/// cached records hold (themselves bounded by the cache's capacity), and
+/// [`with_max_quota_owners`](Self::with_max_quota_owners) counters. A full registry
+/// drops the full buckets no record holds (a full bucket is the same as a new one),
+/// then, if that is not enough, the partly spent ones no record holds, those closest to
+/// full first: eviction under pressure errs toward letting requests through, so size
+/// the bound above the number of partitions active at once. Requests decided by a
+/// string bucket id ([`decide`](Self::decide), [`Limiter::check`](super::Limiter::check)) use a separate
+/// bounded cache, least recently used first; a counter is dropped when its period ends.
 ///
 /// Clones share the state. Limits are per process: behind a load balancer, each
 /// instance enforces its own.
@@ -73,12 +80,33 @@ pub struct MemoryLimiter {
 struct Inner {
     buckets: Cache<String, Arc<Bucket>, ahash::RandomState>,
     counters: Cache<String, Arc<Counter>, ahash::RandomState>,
+    /// The buckets [`Limits`](super::Limits) keeps beside cached key records, by a
+    /// fixed-size id: see [`MemoryLimiter::cell`].
+    cells: Mutex<HashMap<CellKey, Arc<Bucket>, ahash::RandomState>>,
+    /// Unique per limiter (clones share it), for the slots that remember a bucket.
+    id: u64,
     max_partitions: u64,
     max_quota_owners: u64,
 }
 
+/// Which bucket a key spends from, without building a string: the policy (by its
+/// bucket prefix, as the string ids name it) and the partition.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct CellKey {
+    pub(crate) policy: Arc<str>,
+    pub(crate) partition: CellPartition,
+}
+
+/// The partition part of a [`CellKey`].
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) enum CellPartition {
+    Key(KeyId),
+    Family(KeyId),
+    Owner(Owner),
+}
+
 /// GCRA state: governor's theoretical arrival time, in nanoseconds since 1970.
-struct Bucket {
+pub(crate) struct Bucket {
     state: InMemoryState,
     /// How long the bucket is kept after a use that extends its life: twice the
     /// policy's refill time (idle that long, the bucket is full), see [`BucketExpiry`].
@@ -146,20 +174,68 @@ impl MemoryLimiter {
             .eviction_policy(EvictionPolicy::lru())
             .expire_after(CounterExpiry)
             .build_with_hasher(ahash::RandomState::new());
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Self {
             inner: Arc::new(Inner {
                 buckets,
                 counters,
+                cells: Mutex::new(HashMap::with_hasher(ahash::RandomState::new())),
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 max_partitions,
                 max_quota_owners,
             }),
         }
     }
 
-    /// How many buckets are held. Approximate until
-    /// [`run_pending_tasks`](Self::run_pending_tasks) has run.
+    /// This limiter's id, shared by its clones.
+    pub(crate) fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The bucket of `key`, made when first asked: what [`Limits`](super::Limits)
+    /// keeps in a cached key record's slot, so that an admitted request spends it with
+    /// one atomic update instead of a map lookup.
+    ///
+    /// A bucket is never dropped while a cached record holds it (its `Arc` is shared)
+    /// or while it is partly spent, so neither a record's eviction, nor its refill after
+    /// the cache TTL, nor an invalidation gives a key a fresh burst: the next fill finds
+    /// the same bucket here. Full buckets that no record holds are swept when the
+    /// registry reaches [`with_max_partitions`](Self::with_max_partitions); if that is
+    /// not enough, partly spent ones that no record holds go too (as the map of string
+    /// ids evicts under pressure: erring toward letting requests through). Buckets that
+    /// records hold are bounded by the cache's capacity.
+    pub(crate) fn cell(&self, key: &CellKey, policy: &RatePolicy, now: u64) -> Arc<Bucket> {
+        let mut cells = self
+            .inner
+            .cells
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(bucket) = cells.get(key) {
+            return Arc::clone(bucket);
+        }
+        if cells.len() as u64 >= self.inner.max_partitions {
+            sweep(&mut cells, self.inner.max_partitions, now);
+        }
+        let bucket = Arc::new(Bucket {
+            state: InMemoryState::default(),
+            keep: bucket_keep(policy.refill_time()),
+        });
+        cells.insert(key.clone(), Arc::clone(&bucket));
+        bucket
+    }
+
+    /// How many buckets are held: those of [`Limits`](super::Limits) (kept beside
+    /// cached key records) and those of string bucket ids ([`decide`](Self::decide)).
+    /// The latter are approximate until [`run_pending_tasks`](Self::run_pending_tasks)
+    /// has run.
     pub fn partition_count(&self) -> u64 {
-        self.inner.buckets.entry_count()
+        let cells = self
+            .inner
+            .cells
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len();
+        self.inner.buckets.entry_count() + cells as u64
     }
 
     /// How many quota counters are held. Approximate until
@@ -175,13 +251,12 @@ impl MemoryLimiter {
         self.inner.counters.run_pending_tasks();
     }
 
-    /// Decides on one request, synchronously. [`Limiter::check`] wraps this.
+    /// Decides on one request, synchronously. [`Limiter::check`](super::Limiter::check) wraps this.
     pub fn decide(&self, request: &LimitRequest) -> Decision {
         if let Some(refused) = over_burst(request) {
             return refused;
         }
         let policy = &request.policy;
-        let now = nanos_since_epoch(request.now);
         let bucket = self
             .inner
             .buckets
@@ -191,33 +266,57 @@ impl MemoryLimiter {
                     keep: bucket_keep(policy.refill_time()),
                 })
             });
+        self.decide_in(
+            &bucket,
+            policy,
+            request.cost,
+            nanos_since_epoch(request.now),
+            request.quota.as_ref().map(|quota| (quota, request.now)),
+        )
+    }
+
+    /// Decides on a request of `cost` against `bucket` under `policy` at `now`
+    /// (nanoseconds since 1970), and the owner's quota when there is one (with the same
+    /// instant as a date). The cost is at most the policy's burst.
+    pub(crate) fn decide_in(
+        &self,
+        bucket: &Bucket,
+        policy: &RatePolicy,
+        cost: u32,
+        now: u64,
+        quota: Option<(&QuotaRequest, OffsetDateTime)>,
+    ) -> Decision {
         let gcra = Gcra::new(policy, now);
-        let Some(cost) = NonZeroU32::new(request.cost) else {
+        let Some(cost_units) = NonZeroU32::new(cost) else {
             // Free: report the bucket as it stands.
-            return Decision::Allowed(gcra.status(request, read(&bucket.state), None));
+            return Decision::Allowed(gcra.status(policy, read(&bucket.state), None));
+        };
+        let Some((quota, at)) = quota else {
+            // No quota to reserve: one take, which looks and spends in one
+            // compare-and-swap.
+            let take = View::take(&bucket.state);
+            return match gcra.check(&take, cost_units) {
+                Ok(()) => Decision::Allowed(gcra.status(policy, take.stored.get(), None)),
+                Err(wait) => Decision::Limited(gcra.status(policy, take.seen.get(), Some(wait))),
+            };
         };
 
         // Look first, so that a request refused here or by the quota spends nothing.
         let peek = View::peek(&bucket.state);
-        if let Err(wait) = gcra.check(&peek, cost) {
-            return Decision::Limited(gcra.status(request, peek.seen.get(), Some(wait)));
+        if let Err(wait) = gcra.check(&peek, cost_units) {
+            return Decision::Limited(gcra.status(policy, peek.seen.get(), Some(wait)));
         }
-        let reservation = match &request.quota {
-            Some(quota) => match self.reserve(quota, request.now, request.cost) {
-                Ok(reservation) => Some(reservation),
-                Err(status) => return Decision::QuotaExceeded(status),
-            },
-            None => None,
+        let reservation = match self.reserve(quota, at, cost) {
+            Ok(reservation) => reservation,
+            Err(status) => return Decision::QuotaExceeded(status),
         };
         let take = View::take(&bucket.state);
-        match gcra.check(&take, cost) {
-            Ok(()) => Decision::Allowed(gcra.status(request, take.stored.get(), None)),
+        match gcra.check(&take, cost_units) {
+            Ok(()) => Decision::Allowed(gcra.status(policy, take.stored.get(), None)),
             Err(wait) => {
                 // Another request took the units between the look and the take.
-                if let Some(reservation) = reservation {
-                    reservation.release();
-                }
-                Decision::Limited(gcra.status(request, take.seen.get(), Some(wait)))
+                reservation.release();
+                Decision::Limited(gcra.status(policy, take.seen.get(), Some(wait)))
             }
         }
     }
@@ -275,21 +374,6 @@ impl fmt::Debug for MemoryLimiter {
     }
 }
 
-impl Limiter for MemoryLimiter {
-    type Error = Infallible;
-
-    fn check(
-        &self,
-        request: &LimitRequest,
-    ) -> impl Future<Output = Result<Decision, Self::Error>> + Send {
-        std::future::ready(Ok(self.decide(request)))
-    }
-
-    fn check_now(&self, request: &LimitRequest) -> Option<Decision> {
-        Some(self.decide(request))
-    }
-}
-
 impl Counter {
     fn lock(&self) -> std::sync::MutexGuard<'_, CounterCell> {
         // The cell is two integers written together; a panic cannot leave it torn.
@@ -321,7 +405,7 @@ struct Gcra {
 }
 
 impl Gcra {
-    fn new(policy: &super::RatePolicy, now: u64) -> Self {
+    fn new(policy: &RatePolicy, now: u64) -> Self {
         Self {
             quota: policy.gcra(),
             now,
@@ -352,13 +436,13 @@ impl Gcra {
     /// The bucket's state in `RateLimit` terms, given its theoretical arrival time.
     fn status(
         &self,
-        request: &LimitRequest,
+        policy: &RatePolicy,
         tat: Option<Nanos>,
         retry_after: Option<Duration>,
     ) -> RateStatus {
         let interval = nanos_u64(self.quota.replenish_interval());
         bucket_status(
-            request,
+            policy,
             interval,
             self.now,
             tat.map(Nanos::as_u64),
@@ -429,11 +513,41 @@ impl StateStore for &View<'_> {
     }
 }
 
+impl Bucket {
+    /// Whether the bucket is full at `now` (its theoretical arrival time has passed):
+    /// then it is the same as a new one, and dropping it loses nothing.
+    fn is_full(&self, now: u64) -> bool {
+        read(&self.state).is_none_or(|tat| tat.as_u64() <= now)
+    }
+}
+
 /// The bucket's theoretical arrival time, without changing it.
 fn read(state: &InMemoryState) -> Option<Nanos> {
     match state.measure_and_replace(&NotKeyed::NonKey, Err::<((), Nanos), _>) {
         Ok(()) => None,
         Err(prev) => prev,
+    }
+}
+
+/// Makes room in a full registry of cells: drops the full buckets no cached record
+/// holds, then, if that is not enough, the partly spent ones no record holds, those
+/// closest to full first, down to three quarters of `max` (so that a sweep is paid
+/// once per quarter of `max` new buckets, not on every one).
+fn sweep(cells: &mut HashMap<CellKey, Arc<Bucket>, ahash::RandomState>, max: u64, now: u64) {
+    cells.retain(|_, bucket| Arc::strong_count(bucket) > 1 || !bucket.is_full(now));
+    let target = usize::try_from(max - max / 4).unwrap_or(usize::MAX);
+    if cells.len() < usize::try_from(max).unwrap_or(usize::MAX) {
+        return;
+    }
+    let mut unheld: Vec<(u64, CellKey)> = cells
+        .iter()
+        .filter(|(_, bucket)| Arc::strong_count(bucket) == 1)
+        .map(|(key, bucket)| (read(&bucket.state).map_or(0, Nanos::as_u64), key.clone()))
+        .collect();
+    unheld.sort_unstable_by_key(|(tat, _)| *tat);
+    let excess = cells.len().saturating_sub(target);
+    for (_, key) in unheld.into_iter().take(excess) {
+        cells.remove(&key);
     }
 }
 
@@ -520,6 +634,60 @@ mod tests {
             Decision::Allowed(s) | Decision::Limited(s) => s,
             other => panic!("no rate-limit status in {other:?}"),
         }
+    }
+
+    fn cell_key(n: u32) -> CellKey {
+        CellKey {
+            policy: Arc::from("rl:p:"),
+            partition: CellPartition::Key(KeyId::new(&format!("k{n}")).unwrap()),
+        }
+    }
+
+    fn nanos(t: OffsetDateTime) -> u64 {
+        nanos_since_epoch(t)
+    }
+
+    /// A full registry drops the full buckets no record holds first; a bucket a record
+    /// holds is never dropped, even when every other one must go.
+    #[test]
+    fn a_full_registry_of_cells_keeps_held_and_spent_buckets() {
+        let limiter = MemoryLimiter::new().with_max_partitions(4).unwrap();
+        let policy = per_min(2);
+        let now = nanos(at(0));
+        // 0: held by a "record" and spent; 1: spent, not held; 2 and 3: full, not held.
+        let held = limiter.cell(&cell_key(0), &policy, now);
+        for n in 0..2 {
+            let bucket = limiter.cell(&cell_key(n), &policy, now);
+            assert!(limiter
+                .decide_in(&bucket, &policy, 1, now, None)
+                .is_allowed());
+        }
+        for n in 2..4 {
+            drop(limiter.cell(&cell_key(n), &policy, now));
+        }
+        assert_eq!(limiter.partition_count(), 4);
+        // A fifth: the two full ones go, the spent ones stay.
+        drop(limiter.cell(&cell_key(4), &policy, now));
+        assert_eq!(limiter.partition_count(), 3);
+        let spent = limiter.cell(&cell_key(1), &policy, now);
+        assert!(limiter
+            .decide_in(&spent, &policy, 1, now, None)
+            .is_allowed());
+        assert!(!limiter
+            .decide_in(&spent, &policy, 1, now, None)
+            .is_allowed());
+        drop(spent);
+
+        // Nothing full left: the unheld ones go, closest to full first; the held one
+        // stays and keeps its state.
+        for n in 5..12 {
+            drop(limiter.cell(&cell_key(n), &policy, now));
+        }
+        assert!(limiter.partition_count() <= 4);
+        let again = limiter.cell(&cell_key(0), &policy, now);
+        assert!(Arc::ptr_eq(&again, &held));
+        assert!(limiter.decide_in(&held, &policy, 1, now, None).is_allowed());
+        assert!(!limiter.decide_in(&held, &policy, 1, now, None).is_allowed());
     }
 
     #[test]

@@ -60,6 +60,7 @@ mod backend;
 mod decision;
 mod gcra;
 mod layer;
+mod limiter;
 mod limits;
 mod memory;
 mod policy;
@@ -67,9 +68,10 @@ mod policy;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 mod redis;
 
-pub use self::backend::{LimitRequest, Limiter, QuotaRequest};
+pub use self::backend::{LimitRequest, QuotaRequest};
 pub use self::decision::{Decision, QuotaStatus, RateStatus, RATELIMIT, RATELIMIT_POLICY};
 pub use self::layer::{RateLimit, RateLimitLayer};
+pub use self::limiter::Limiter;
 pub use self::limits::Limits;
 pub use self::memory::{MemoryLimiter, DEFAULT_MAX_PARTITIONS, DEFAULT_MAX_QUOTA_OWNERS};
 pub use self::policy::{Partition, QuotaPeriod, QuotaPolicy, RatePolicy};

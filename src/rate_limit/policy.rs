@@ -131,6 +131,11 @@ impl RatePolicy {
         &self.bucket_prefix
     }
 
+    /// [`bucket_prefix`](Self::bucket_prefix), shared.
+    pub(crate) fn shared_bucket_prefix(&self) -> &Arc<str> {
+        &self.bucket_prefix
+    }
+
     /// The name shown in the `RateLimit` fields.
     pub fn name(&self) -> &str {
         &self.name

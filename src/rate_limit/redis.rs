@@ -440,11 +440,15 @@ impl RedisLimiter {
         let now = micros_since_epoch(request) * 1_000;
         let nanos = |us: u64| us.saturating_mul(1_000);
         match *reply {
-            Reply::Allowed { tat, .. } => {
-                Decision::Allowed(bucket_status(request, interval, now, tat.map(nanos), None))
-            }
+            Reply::Allowed { tat, .. } => Decision::Allowed(bucket_status(
+                &request.policy,
+                interval,
+                now,
+                tat.map(nanos),
+                None,
+            )),
             Reply::Limited { tat, wait } => Decision::Limited(bucket_status(
-                request,
+                &request.policy,
                 interval,
                 now,
                 Some(nanos(tat)),
@@ -711,7 +715,7 @@ impl Leases {
             if bucket_far && quota_far {
                 l.pending += cost;
                 return Ok(Decision::Allowed(bucket_status(
-                    request,
+                    &request.policy,
                     interval * 1_000,
                     now * 1_000,
                     Some(tat * 1_000),

@@ -178,6 +178,11 @@ pub struct CachedRecord {
     /// What the request path derives from the record once per fill (the key's grants
     /// under the layer's scope model). Opaque here: the store knows nothing of scopes.
     derived: OnceLock<Box<dyn Any + Send + Sync>>,
+    /// Per-key state of the request path that must outlive no fill but be found without
+    /// a second map lookup: the in-process rate limiter's bucket today (later, usage
+    /// counters). Opaque here, like `derived`; the state itself lives in its owner's
+    /// registry, so a new fill finds the same state again.
+    slot: OnceLock<Box<dyn Any + Send + Sync>>,
     /// The [`Invalidations`] epoch when the lookup that fetched the record started: an
     /// invalidation of its key with a later epoch supersedes it.
     epoch: u64,
@@ -191,6 +196,7 @@ impl CachedRecord {
             active_until: ActiveUntil::of(&record),
             record,
             derived: OnceLock::new(),
+            slot: OnceLock::new(),
             epoch: 0,
             checked: AtomicU64::new(0),
         }
@@ -220,6 +226,12 @@ impl CachedRecord {
         self.derived
             .get_or_init(|| Box::new(derive(&self.record)))
             .downcast_ref()
+    }
+
+    /// The per-key slot: `init()` on first use, kept with the record until its next
+    /// fill; `None` when a value of another type was kept first.
+    pub(crate) fn slot<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Option<&T> {
+        self.slot.get_or_init(|| Box::new(init())).downcast_ref()
     }
 
     /// The record.

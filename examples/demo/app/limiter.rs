@@ -41,4 +41,12 @@ impl Limiter for DemoLimiter {
             Self::Redis(limiter) => limiter.check_now(request),
         }
     }
+
+    fn in_process(&self) -> Option<&MemoryLimiter> {
+        match self {
+            Self::Memory(limiter) => Some(limiter),
+            #[cfg(feature = "redis")]
+            Self::Redis(_) => None,
+        }
+    }
 }
