@@ -868,11 +868,12 @@ mod tests {
         assert_eq!(req.missing(&twin.grants(["a"])), ["a"]);
     }
 
-    /// Found while fuzzing: two groups of 256 alternatives each, joined by AND, passed
-    /// the size check before the product (256 × 256 is not more than its limit), then
-    /// built all 65,536 products, each checked against every one before it, before the
-    /// count was compared with [`MAX_TERMS`](super::MAX_TERMS): seconds of work for an
-    /// expression of 1,600 bytes. The count is now checked as the products are made.
+    /// Found while writing the fuzz targets: two groups of 256 alternatives each, joined
+    /// by AND, passed the size check before the product (256 × 256 is not more than its
+    /// limit), then built all 65,536 products, each checked against every one before
+    /// it, before the count was compared with [`MAX_TERMS`](super::MAX_TERMS): seconds
+    /// of work for an expression of 1,600 bytes. The count is now checked as the
+    /// products are made.
     #[test]
     fn a_product_of_wide_groups_is_refused_without_building_it() {
         let names: Vec<String> = (0..32).map(|i| format!("s{i}")).collect();
