@@ -157,9 +157,19 @@ impl FromStr for UnknownKeyBudget {
     }
 }
 
+/// The text [`FromStr`] reads (`100/min`) when the period is a second, a minute, an
+/// hour or a day, so every parsed budget is written back as it can be parsed; any other
+/// period in whole seconds (`100/90s`).
 impl fmt::Display for UnknownKeyBudget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}s", self.lookups, self.per.as_secs())
+        let unit = match (self.per.as_secs(), self.per.subsec_nanos()) {
+            (1, 0) => "s",
+            (60, 0) => "min",
+            (3_600, 0) => "h",
+            (86_400, 0) => "day",
+            (secs, _) => return write!(f, "{}/{secs}s", self.lookups),
+        };
+        write!(f, "{}/{unit}", self.lookups)
     }
 }
 
@@ -389,5 +399,20 @@ mod tests {
         assert!(budgets
             .reserve(Some("2001:db8:0:1::1".parse().unwrap()), SEC)
             .is_ok());
+    }
+
+    /// Found by the property tests: `Display` wrote `100/60s`, which `FromStr` refuses.
+    #[test]
+    fn display_parses_back() {
+        for text in ["7/s", "100/min", "1/h", "10000/day"] {
+            let budget: UnknownKeyBudget = text.parse().unwrap();
+            assert_eq!(budget.to_string(), text);
+            assert_eq!(
+                budget.to_string().parse::<UnknownKeyBudget>().unwrap(),
+                budget
+            );
+        }
+        let odd = UnknownKeyBudget::new(5, Duration::from_secs(90)).unwrap();
+        assert_eq!(odd.to_string(), "5/90s");
     }
 }

@@ -296,9 +296,18 @@ pub enum QuotaPeriod {
 
 impl QuotaPeriod {
     /// The start (inclusive) and end (exclusive) of the period holding `now`.
+    ///
+    /// A reading whose UTC instant lies past either end of the calendar (such as
+    /// 9999-12-31 23:00 at -05:00) counts as that end.
     pub fn bounds(self, now: OffsetDateTime) -> (OffsetDateTime, OffsetDateTime) {
-        let now = now.to_offset(UtcOffset::UTC);
         let far = PrimitiveDateTime::MAX.assume_utc();
+        let now = now
+            .checked_to_offset(UtcOffset::UTC)
+            .unwrap_or(if now > far {
+                far
+            } else {
+                PrimitiveDateTime::MIN.assume_utc()
+            });
         match self {
             Self::Day => {
                 let start = now.replace_time(Time::MIDNIGHT);
@@ -526,6 +535,22 @@ mod tests {
         // An offset clock reading is converted to UTC first.
         let (start, _) = QuotaPeriod::Day.bounds(datetime!(2026-03-11 01:00 +02:00));
         assert_eq!(start, datetime!(2026-03-10 0:00 UTC));
+    }
+
+    /// Found by the property tests: converting such a reading to UTC panicked.
+    #[test]
+    fn bounds_past_the_ends_of_the_calendar_are_clamped() {
+        let far = PrimitiveDateTime::MAX.assume_utc();
+        let late = datetime!(9999-12-31 23:00 -05:00);
+        for period in [QuotaPeriod::Day, QuotaPeriod::Month] {
+            let (start, end) = period.bounds(late);
+            assert!(start <= far && start <= late, "{period:?}");
+            assert_eq!(end, far, "{period:?}");
+        }
+        let early = datetime!(-9999-01-01 00:30 +01:00);
+        let (start, end) = QuotaPeriod::Day.bounds(early);
+        assert_eq!(start, PrimitiveDateTime::MIN.assume_utc());
+        assert_eq!(end, datetime!(-9999-01-02 0:00 UTC));
     }
 
     #[test]

@@ -284,11 +284,13 @@ impl Node {
                                 left.iter().zip(right).map(|(l, r)| l | r).collect();
                             if !next.contains(&term) {
                                 next.push(term);
+                                // Checked per product: each is compared with every one
+                                // before it, so building all of them first is quadratic.
+                                if next.len() > MAX_TERMS {
+                                    return None;
+                                }
                             }
                         }
-                    }
-                    if next.len() > MAX_TERMS {
-                        return None;
                     }
                     out = next;
                 }
@@ -864,5 +866,46 @@ mod tests {
         assert!(!req.belongs_to(&twin));
         assert!(!req.is_satisfied_by(&twin.grants(["a"])));
         assert_eq!(req.missing(&twin.grants(["a"])), ["a"]);
+    }
+
+    /// Found while writing the fuzz targets: two groups of 256 alternatives each, joined
+    /// by AND, passed the size check before the product (256 × 256 is not more than its
+    /// limit), then built all 65,536 products, each checked against every one before
+    /// it, before the count was compared with [`MAX_TERMS`](super::MAX_TERMS): seconds
+    /// of work for an expression of 1,600 bytes. The count is now checked as the
+    /// products are made.
+    #[test]
+    fn a_product_of_wide_groups_is_refused_without_building_it() {
+        let names: Vec<String> = (0..32).map(|i| format!("s{i}")).collect();
+        let model = ScopeModel::builder().scopes(names.clone()).build().unwrap();
+        // Eight pairs ANDed together: 2^8 = 256 alternatives, written twice and ORed so
+        // that the group is not flattened into the AND around it.
+        let side = |pairs: &[String]| {
+            let eight = pairs
+                .chunks(2)
+                .map(|pair| format!("({} OR {})", pair[0], pair[1]))
+                .collect::<Vec<_>>()
+                .join(" AND ");
+            format!("({eight} OR {eight})")
+        };
+        let expression = format!("{} AND {}", side(&names[..16]), side(&names[16..]));
+        assert_eq!(
+            model
+                .requirement(&side(&names[..16]))
+                .unwrap()
+                .alternatives()
+                .count(),
+            256
+        );
+        // Before, this took 16 s in a debug build; now it stops at the 257th product.
+        // The bound is generous for a loaded machine, and far below the old cost.
+        let started = std::time::Instant::now();
+        let message = model
+            .requirement(&expression)
+            .unwrap_err()
+            .message()
+            .to_owned();
+        assert!(message.contains("more than 256 alternatives"), "{message}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 }
