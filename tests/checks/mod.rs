@@ -25,11 +25,12 @@ use tower_api_key::budget::UnknownKeyBudget;
 use tower_api_key::client::{partition, ClientIp};
 use tower_api_key::credentials::KeySources;
 use tower_api_key::key::{Digest, KeyFormat, KeyId, Presented, TagKey};
+use tower_api_key::parts::{AuthenticateLayer, KeyVerifier};
 use tower_api_key::rate_limit::{QuotaPeriod, QuotaPolicy, RatePolicy};
 use tower_api_key::rejection::{is_valid_request_id, Rejection, MAX_REQUEST_ID_LEN};
 use tower_api_key::require_scopes::RequireScopesLayer;
 use tower_api_key::store::{CachedStore, ManagedKeyStore, MemoryStore};
-use tower_api_key::{AuthenticateLayer, KeyRecord, KeyVerifier, Owner, RejectionKind, ScopeModel};
+use tower_api_key::{KeyRecord, Owner, RejectionKind, ScopeModel};
 
 // ---------------------------------------------------------------------------------------
 // Credentials in the request head, and in a JSON body, through the real layer.
