@@ -339,3 +339,68 @@ async fn flush_writes_last_used_times() {
     auth.flush().await.unwrap();
     assert!(store.get(id).await.unwrap().unwrap().last_used_at.is_some());
 }
+
+/// Guards of two surfaces stacked on one handler (a key in the header and in the
+/// body): the same key is charged once per request; two different keys are each
+/// charged, so a second key cannot ride on the first one's charge.
+#[tokio::test]
+async fn stacked_guards_of_two_surfaces_charge_each_key_once() {
+    let auth = ApiKeyAuth::builder(MemoryStore::new())
+        .format(KeyFormat::new("pb").unwrap())
+        .scopes(scopes())
+        .sources(KeySources::bearer())
+        .surface("bridge", |surface| surface.sources(KeySources::json_body()))
+        .rate_limit("3/min".parse().unwrap())
+        .build()
+        .unwrap();
+    let bridge = auth.surface("bridge").unwrap();
+    let both = list
+        .layer(bridge.guard("posts:read").unwrap())
+        .layer(auth.guard("posts:read").unwrap());
+    let app = Router::new().route("/both", any(both)).route(
+        "/bridge",
+        any(list.layer(bridge.guard("posts:read").unwrap())),
+    );
+    let call_both = |header: String, body: String| {
+        let app = app.clone();
+        async move {
+            let request = Request::post("/both")
+                .header("authorization", format!("Bearer {header}"))
+                .header("content-type", "application/json")
+                .body(Body::from(
+                    serde_json::json!({ "api_key": body }).to_string(),
+                ))
+                .unwrap();
+            app.oneshot(request).await.unwrap().status()
+        }
+    };
+
+    let one = mint(auth.manager(), None).await;
+    let one = one.key.expose_secret().to_owned();
+    let mut admitted = 0;
+    for _ in 0..6 {
+        if call_both(one.clone(), one.clone()).await == StatusCode::OK {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 3, "one key, charged once per request");
+
+    let a = mint(auth.manager(), None)
+        .await
+        .key
+        .expose_secret()
+        .to_owned();
+    let b = mint(auth.manager(), None)
+        .await
+        .key
+        .expose_secret()
+        .to_owned();
+    for _ in 0..3 {
+        assert_eq!(call_both(a.clone(), b.clone()).await, StatusCode::OK);
+    }
+    // `b` was charged by the inner guard each time: nothing is left of its 3.
+    assert_eq!(
+        call(&app, "/bridge", Via::Body, &b).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}

@@ -206,7 +206,18 @@ fn admit<K: KeyStore, B>(
         mem::swap(headers, req.headers_mut());
         *req.uri_mut() = uri.clone();
     }
-    req.extensions_mut().insert(principal);
+    if let Some(before) = req.extensions_mut().insert(principal) {
+        // Authenticated again further in (another surface's guard): a charge already
+        // made for this request with this same key stands, so its rate limit is not
+        // spent twice. A different key is charged on its own.
+        if before.charged_by() != 0 {
+            if let Some(now) = req.extensions_mut().get_mut::<Principal>() {
+                if now.key_id() == before.key_id() {
+                    now.mark_charged(before.charged_by());
+                }
+            }
+        }
+    }
     req.extensions_mut().insert(Arc::clone(&config.context));
     Admitted::new(headers, audit)
 }
