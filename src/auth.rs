@@ -67,7 +67,13 @@ use crate::store::{CachedStore, CachedStoreBuilder, KeyStore, LastUsed, ManagedK
 /// by [`ApiKeyAuth::builder`]; cheap to clone.
 ///
 /// `R` is the rate-limit layer every guard ends with: [`Identity`] (none) unless
-/// [`ApiKeyAuthBuilder::rate_limit`] or [`ApiKeyAuthBuilder::rate_limits`] was called.
+/// [`ApiKeyAuthBuilder::rate_limit`] or [`ApiKeyAuthBuilder::rate_limits`] was called
+/// ([`RateLimitLayer`] for [`Limits`], `Either<RateLimitLayer, Identity>` for an
+/// `Option<Limits>` chosen at start-up).
+///
+/// The builder's own settings make the unnamed surface; named surfaces
+/// ([`ApiKeyAuthBuilder::surface`], [`ApiKeyAuth::surface`]) read keys their own way
+/// over the same cache, manager, budget and limits.
 pub struct ApiKeyAuth<K, R = Identity> {
     /// Holds the one cache and the scope model; mints keys of this surface's format.
     manager: KeyManager<K>,
