@@ -12,7 +12,7 @@ use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::error::ConfigError;
 use crate::key::Environment;
 use crate::principal::Principal;
-use crate::store::KeyRecord;
+use crate::store::{CachedRecord, KeyRecord};
 
 use super::memory::{Bucket, CellKey, CellPartition};
 use super::{
@@ -372,22 +372,38 @@ impl<L> Limits<L> {
         principal: &Principal,
         cost: u32,
     ) -> Decision {
-        let cached = principal.cached();
-        let record: &KeyRecord = cached;
-        let policy = self.policy_for(record);
-        if cost > policy.burst() {
-            return cost_exceeds_burst(record, policy, cost);
-        }
         let now = if self.request_clock {
             principal.authenticated_at_unix_nanos()
         } else {
             self.clock.now_unix_nanos()
         };
+        let cached = principal.cached();
+        self.decide_at(memory, cached, Some(cached), cost, now)
+    }
+
+    /// Decides in process at `now` (nanoseconds since 1970) for `record`, spending the
+    /// bucket in `cached`'s slot when it holds this limiter's and this configuration's,
+    /// and otherwise the one the registry holds.
+    fn decide_at(
+        &self,
+        memory: &MemoryLimiter,
+        record: &KeyRecord,
+        cached: Option<&CachedRecord>,
+        cost: u32,
+        now: i128,
+    ) -> Decision {
+        let policy = self.policy_for(record);
+        if cost > policy.burst() {
+            return cost_exceeds_burst(record, policy, cost);
+        }
         let now_nanos = u64::try_from(now).unwrap_or(0);
-        let slot = cached.slot(|| RateSlot {
-            limiter: memory.id(),
-            config: self.config.id,
-            bucket: memory.cell(&self.cell_key(policy, record), policy, now_nanos),
+        let look_up = || memory.cell(&self.cell_key(policy, record), policy, now_nanos);
+        let slot = cached.and_then(|cached| {
+            cached.slot(|| RateSlot {
+                limiter: memory.id(),
+                config: self.config.id,
+                bucket: look_up(),
+            })
         });
         let looked_up;
         let bucket = match slot {
@@ -395,7 +411,7 @@ impl<L> Limits<L> {
                 &slot.bucket
             }
             _ => {
-                looked_up = memory.cell(&self.cell_key(policy, record), policy, now_nanos);
+                looked_up = look_up();
                 &looked_up
             }
         };
@@ -420,21 +436,7 @@ impl<L> Limits<L> {
     /// Decides in process for a record without a cached entry (the public checks): the
     /// same bucket the layer spends, found in the registry.
     fn decide_for_record(&self, memory: &MemoryLimiter, record: &KeyRecord, cost: u32) -> Decision {
-        let policy = self.policy_for(record);
-        if cost > policy.burst() {
-            return cost_exceeds_burst(record, policy, cost);
-        }
-        let at = self.clock.now();
-        let now = u64::try_from(at.unix_timestamp_nanos()).unwrap_or(0);
-        let bucket = memory.cell(&self.cell_key(policy, record), policy, now);
-        let quota = self.quota_request(record, at);
-        memory.decide_in(
-            &bucket,
-            policy,
-            cost,
-            now,
-            quota.as_ref().map(|quota| (quota, at)),
-        )
+        self.decide_at(memory, record, None, cost, self.clock.now_unix_nanos())
     }
 }
 
