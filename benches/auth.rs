@@ -277,7 +277,7 @@ fn rate_limiter(c: &mut Criterion) {
             Some(tower_api_key::key::Presented::Native(p)) => *p.id(),
             _ => unreachable!(),
         };
-        s.store.lookup_id(&id).await.unwrap().unwrap()
+        s.store.lookup_id(&id).await.unwrap().unwrap().to_record()
     });
 
     let mut group = c.benchmark_group("rate_limit");

@@ -1,6 +1,11 @@
 //! Bytes of memory per cached key: fills a `CachedStore` with 1,000,000 records and
 //! reads the resident set size (`/proc/self/statm`) before and after.
 //!
+//! `cached_store` gives every key the same owner, name and scopes and leaves the
+//! optional fields empty; `cached_store_varied` is closer to a real population: an
+//! owner per ten keys, a name per key, one of eight scope lists, a creator and a
+//! last-used time on every key, metadata on one in ten.
+//!
 //! Then, for comparison, measures moka's own cost per entry the same way.
 //!
 //! Run with `cargo bench --bench memory` (Linux only; prints the figures).
@@ -28,12 +33,18 @@ fn main() {
         return;
     }
     match std::env::var(PHASE).as_deref() {
-        Ok("cached_store") => cached_store(),
+        Ok("cached_store") => cached_store(false),
+        Ok("cached_store_varied") => cached_store(true),
         Ok("moka_plain") => moka_plain(),
         Ok("moka_configured") => moka_configured(),
         _ => {
             let exe = std::env::current_exe().expect("the bench's own path");
-            for phase in ["cached_store", "moka_plain", "moka_configured"] {
+            for phase in [
+                "cached_store",
+                "cached_store_varied",
+                "moka_plain",
+                "moka_configured",
+            ] {
                 let status = std::process::Command::new(&exe)
                     .env(PHASE, phase)
                     .status()
@@ -44,7 +55,7 @@ fn main() {
     }
 }
 
-fn cached_store() {
+fn cached_store(varied: bool) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -60,15 +71,39 @@ fn cached_store() {
             .map(String::from)
             .to_vec();
         let mut ids = Vec::with_capacity(KEYS);
-        for _ in 0..KEYS {
+        let lists: Vec<Vec<String>> = (0..8)
+            .map(|i| {
+                let mut list = scopes.clone();
+                list.truncate(1 + i % 3);
+                list.push(format!("reports{i}:read"));
+                list
+            })
+            .collect();
+        for i in 0..KEYS {
             let minted = format.generate(Some("live")).unwrap();
-            let record = KeyRecord::new(
-                &minted,
-                "integration key",
-                Owner::organization("acme"),
-                scopes.clone(),
-                now,
-            );
+            let record = if varied {
+                let mut record = KeyRecord::new(
+                    &minted,
+                    format!("integration key {i}"),
+                    Owner::organization(format!("org_{:08}", i / 10)),
+                    lists[i % lists.len()].clone(),
+                    now,
+                )
+                .with_created_by(format!("key_{:019}", i / 10));
+                record.last_used_at = Some(now);
+                if i % 10 == 0 {
+                    record.metadata.insert("team".into(), "data".into());
+                }
+                record
+            } else {
+                KeyRecord::new(
+                    &minted,
+                    "integration key",
+                    Owner::organization("acme"),
+                    scopes.clone(),
+                    now,
+                )
+            };
             memory.insert(&record).await.unwrap();
             ids.push(minted.id);
         }
@@ -85,7 +120,10 @@ fn cached_store() {
         let entries = cache.entry_count();
         let after = resident_bytes();
         let per_key = (after - before) as f64 / entries as f64;
-        println!("cached entries: {entries}");
+        println!(
+            "{} records, cached entries: {entries}",
+            if varied { "varied" } else { "uniform" }
+        );
         println!(
             "resident before: {} MiB, after: {} MiB",
             before >> 20,

@@ -44,11 +44,6 @@ impl Principal {
         }
     }
 
-    /// The cache's entry behind this principal, with its per-key slot.
-    pub(crate) fn cached(&self) -> &CachedRecord {
-        &self.record
-    }
-
     /// The once-per-request rate limit that charged this request (0: none).
     pub(crate) fn charged_by(&self) -> u64 {
         self.charged_by
@@ -61,38 +56,38 @@ impl Principal {
 
     /// The key's public id.
     pub fn key_id(&self) -> &KeyId {
-        &self.record.id
+        self.record.id()
     }
 
     /// The key's name.
     pub fn name(&self) -> &str {
-        &self.record.name
+        self.record.name()
     }
 
     /// The organization or user the key acts for.
     pub fn owner(&self) -> &Owner {
-        &self.record.owner
+        self.record.owner()
     }
 
     /// The key's environment. Partition data on it: a test key must never reach live
     /// data.
     pub fn environment(&self) -> Option<Environment> {
-        self.record.environment
+        self.record.environment()
     }
 
     /// The scopes granted to the key, as stored (before implications).
     pub fn scopes(&self) -> &[String] {
-        &self.record.scopes
+        self.record.scopes()
     }
 
     /// When the key expires, if ever.
     pub fn expires_at(&self) -> Option<OffsetDateTime> {
-        self.record.expires_at
+        self.record.expires_at()
     }
 
     /// The rotation state, when the key has been superseded.
     pub fn rotation(&self) -> Option<&Rotation> {
-        self.record.rotation.as_ref()
+        self.record.rotation()
     }
 
     /// The end of the grace period while the key is superseded but still accepted
@@ -110,9 +105,9 @@ impl Principal {
     /// [`Principal::grants`] without a clone: resolved once per cached record (kept
     /// with it by the cache), not once per request; afresh under another model.
     pub(crate) fn grants_ref(&self, model: &ScopeModel) -> Cow<'_, Grants> {
-        match self.record.derived(|record| model.grants(&record.scopes)) {
+        match self.record.derived(|scopes| model.grants(scopes)) {
             Some(grants) if grants.belongs_to(model) => Cow::Borrowed(grants),
-            _ => Cow::Owned(model.grants(&self.record.scopes)),
+            _ => Cow::Owned(model.grants(self.record.scopes())),
         }
     }
 
@@ -160,9 +155,26 @@ impl Principal {
         self.authenticated_at
     }
 
-    /// The whole stored record (never contains the secret).
-    pub fn record(&self) -> &KeyRecord {
-        self.record.record()
+    /// The key's public display prefix, e.g. `pb_live_2hT9xQk1LmZ`.
+    pub fn prefix(&self) -> &str {
+        self.record.prefix()
+    }
+
+    /// The key's free-form application data.
+    pub fn metadata(&self) -> &serde_json::Map<String, serde_json::Value> {
+        self.record.metadata()
+    }
+
+    /// The cache's entry for the key, with every field of its record.
+    pub fn cached_record(&self) -> &CachedRecord {
+        &self.record
+    }
+
+    /// The whole stored record (never contains the secret), built afresh from the
+    /// cache's compact entry: it allocates, so read the fields you need through the
+    /// accessors above or [`Principal::cached_record`] on a hot path.
+    pub fn record(&self) -> KeyRecord {
+        self.record.to_record()
     }
 }
 

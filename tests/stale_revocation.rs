@@ -236,7 +236,7 @@ impl<S: ManagedKeyStore> World<S> {
             Ok(principal) => {
                 assert!(!refused, "{context}: the verifier let the key in");
                 assert!(
-                    current(principal.record()),
+                    current(&principal.record()),
                     "{context}: the verifier answered from an old record: {:?}",
                     principal.record()
                 );

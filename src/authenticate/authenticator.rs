@@ -503,7 +503,7 @@ impl<S: KeyStore> KeyVerifier<S> {
     ) -> Result<Principal, RejectionKind> {
         // The digest comparison is the authentication; the environment check is a
         // second line against a record stored under the wrong prefix.
-        if !record.digest.ct_eq(digest) || (native && record.environment != environment) {
+        if !record.digest().ct_eq(digest) || (native && record.environment() != environment) {
             return Err(RejectionKind::Unknown);
         }
         let sunset = match record.status_at_unix_nanos(now) {
@@ -513,7 +513,10 @@ impl<S: KeyStore> KeyVerifier<S> {
             KeyStatus::Expired | KeyStatus::Superseded => return Err(RejectionKind::Expired),
         };
         if let Some(allowed) = &self.environments {
-            if !record.environment.is_some_and(|env| allowed.contains(&env)) {
+            if !record
+                .environment()
+                .is_some_and(|env| allowed.contains(&env))
+            {
                 return Err(RejectionKind::WrongEnvironment);
             }
         }

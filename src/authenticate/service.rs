@@ -181,9 +181,14 @@ fn admit<K: KeyStore, B>(
     }
     let audit = match &config.auditor {
         Some(auditor) if is_state_changing(req.method()) => {
-            let mut entry = AuditEntry::about(
+            let mut entry = AuditEntry::about_key(
                 AuditAction::Request,
-                principal.record(),
+                (
+                    principal.key_id(),
+                    principal.owner(),
+                    principal.prefix(),
+                    principal.environment(),
+                ),
                 AuditActor::Key(*principal.key_id()),
                 principal.authenticated_at(),
             );

@@ -135,7 +135,12 @@ impl<'a> Actor<'a> {
     /// `None` for the system.
     fn judged(self, at: OffsetDateTime) -> Option<ActingKey<'a>> {
         match self {
-            Self::Key(p) => Some(ActingKey::new(p.record(), at)),
+            Self::Key(p) => Some(ActingKey {
+                id: p.key_id(),
+                scopes: p.scopes(),
+                expires_at: p.expires_at(),
+                at,
+            }),
             Self::System(_) => None,
         }
     }

@@ -12,7 +12,7 @@ use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::error::ConfigError;
 use crate::key::Environment;
 use crate::principal::Principal;
-use crate::store::{CachedRecord, KeyRecord};
+use crate::store::{CachedRecord, KeyFacts, KeyRecord, SlotKind};
 
 use super::memory::{Bucket, CellKey, CellPartition};
 use super::{
@@ -266,19 +266,24 @@ impl<L> Limits<L> {
 
     /// The policy that applies to `record` (see the type's docs for the order).
     pub fn policy_for(&self, record: &KeyRecord) -> &Arc<RatePolicy> {
+        self.policy_of(record)
+    }
+
+    /// [`Limits::policy_for`] a stored record or a cached entry.
+    fn policy_of(&self, record: &(impl KeyFacts + ?Sized)) -> &Arc<RatePolicy> {
         let config = &*self.config;
-        if let Some(name) = &record.rate_limit_policy {
+        if let Some(name) = record.fact_policy() {
             if let Some(policy) = config.by_name(name) {
                 return policy;
             }
             tracing::warn!(
-                key_id = %record.id,
+                key_id = %record.fact_id(),
                 policy = %name,
                 "unknown rate-limit policy on key record; using its environment's or the default"
             );
         }
         record
-            .environment
+            .fact_environment()
             .and_then(|env| config.environments.get(&env))
             .unwrap_or(&config.default)
     }
@@ -308,8 +313,8 @@ impl<L> Limits<L> {
     }
 
     /// What the backend is asked, or the refusal when the cost can never fit.
-    fn prepare(&self, record: &KeyRecord, cost: u32) -> Result<LimitRequest, Decision> {
-        let policy = self.policy_for(record);
+    fn prepare(&self, record: &impl KeyFacts, cost: u32) -> Result<LimitRequest, Decision> {
+        let policy = self.policy_of(record);
         if cost > policy.burst() {
             return Err(cost_exceeds_burst(record, policy, cost));
         }
@@ -328,10 +333,10 @@ impl<L> Limits<L> {
 
     /// The owner's quota counter to spend from, unless there is no quota or the key's
     /// environment is exempt.
-    fn quota_request(&self, record: &KeyRecord, now: OffsetDateTime) -> Option<QuotaRequest> {
+    fn quota_request(&self, record: &impl KeyFacts, now: OffsetDateTime) -> Option<QuotaRequest> {
         let quota = self.config.quota?;
         let exempt = record
-            .environment
+            .fact_environment()
             .is_some_and(|env| self.config.quota_exempt.contains(&env));
         if exempt {
             return None;
@@ -341,9 +346,9 @@ impl<L> Limits<L> {
             "quota:",
             quota.name(),
             ":",
-            record.owner.kind(),
+            record.fact_owner().kind(),
             ":",
-            record.owner.id(),
+            record.fact_owner().id(),
         ] {
             counter.push_str(part);
         }
@@ -351,13 +356,13 @@ impl<L> Limits<L> {
     }
 
     /// The fixed-size id of the bucket `record` spends from under `policy`.
-    fn cell_key(&self, policy: &RatePolicy, record: &KeyRecord) -> CellKey {
+    fn cell_key(&self, policy: &RatePolicy, record: &impl KeyFacts) -> CellKey {
         CellKey {
             policy: policy.shared_bucket_prefix().clone(),
             partition: match self.config.partition {
-                Partition::Key => CellPartition::Key(record.id),
-                Partition::Family => CellPartition::Family(record.family),
-                Partition::Owner => CellPartition::Owner(record.owner.clone()),
+                Partition::Key => CellPartition::Key(*record.fact_id()),
+                Partition::Family => CellPartition::Family(*record.fact_family()),
+                Partition::Owner => CellPartition::Owner(record.fact_owner().clone()),
             },
         }
     }
@@ -377,7 +382,7 @@ impl<L> Limits<L> {
         } else {
             self.clock.now_unix_nanos()
         };
-        let cached = principal.cached();
+        let cached = principal.cached_record();
         self.decide_at(memory, cached, Some(cached), cost, now)
     }
 
@@ -387,19 +392,19 @@ impl<L> Limits<L> {
     fn decide_at(
         &self,
         memory: &MemoryLimiter,
-        record: &KeyRecord,
+        record: &impl KeyFacts,
         cached: Option<&CachedRecord>,
         cost: u32,
         now: i128,
     ) -> Decision {
-        let policy = self.policy_for(record);
+        let policy = self.policy_of(record);
         if cost > policy.burst() {
             return cost_exceeds_burst(record, policy, cost);
         }
         let now_nanos = u64::try_from(now).unwrap_or(0);
         let look_up = || memory.cell(&self.cell_key(policy, record), policy, now_nanos);
         let slot = cached.and_then(|cached| {
-            cached.slot(|| RateSlot {
+            cached.slot(SlotKind::RateLimit, || RateSlot {
                 limiter: memory.id(),
                 config: self.config.id,
                 bucket: look_up(),
@@ -442,9 +447,9 @@ impl<L> Limits<L> {
 
 /// The refusal of a request that costs more than its policy's burst (it could never
 /// pass), logged.
-fn cost_exceeds_burst(record: &KeyRecord, policy: &Arc<RatePolicy>, cost: u32) -> Decision {
+fn cost_exceeds_burst(record: &impl KeyFacts, policy: &Arc<RatePolicy>, cost: u32) -> Decision {
     tracing::warn!(
-        key_id = %record.id,
+        key_id = %record.fact_id(),
         policy = %policy.name(),
         cost,
         burst = policy.burst(),
@@ -478,7 +483,7 @@ impl<L: Limiter> Limits<L> {
         if let Some(memory) = self.backend.in_process() {
             return Start::Decided(self.decide_in_process(memory, principal, cost));
         }
-        let request = match self.prepare(principal.record(), cost) {
+        let request = match self.prepare(principal.cached_record(), cost) {
             Ok(request) => request,
             Err(refused) => return Start::Decided(refused),
         };
@@ -538,22 +543,27 @@ impl Config {
 }
 
 /// Formats the partition part of a bucket id.
-struct PartitionId<'a>(Partition, &'a KeyRecord);
+struct PartitionId<'a, R>(Partition, &'a R);
 
-impl PartitionId<'_> {
+impl<R: KeyFacts> PartitionId<'_, R> {
     fn push_to(&self, out: &mut String) {
         let record = self.1;
         match self.0 {
             Partition::Key => {
                 out.push_str("key:");
-                out.push_str(record.id.as_str());
+                out.push_str(record.fact_id().as_str());
             }
             Partition::Family => {
                 out.push_str("family:");
-                out.push_str(record.family.as_str());
+                out.push_str(record.fact_family().as_str());
             }
             Partition::Owner => {
-                for part in ["owner:", record.owner.kind(), ":", record.owner.id()] {
+                for part in [
+                    "owner:",
+                    record.fact_owner().kind(),
+                    ":",
+                    record.fact_owner().id(),
+                ] {
                     out.push_str(part);
                 }
             }

@@ -147,9 +147,30 @@ impl AuditEntry {
         actor: AuditActor,
         occurred_at: OffsetDateTime,
     ) -> Self {
-        let mut entry = Self::new(action, record.id, record.owner.clone(), occurred_at);
-        entry.prefix = Some(record.prefix.clone());
-        entry.environment = record.environment;
+        Self::about_key(
+            action,
+            (
+                &record.id,
+                &record.owner,
+                &record.prefix,
+                record.environment,
+            ),
+            actor,
+            occurred_at,
+        )
+    }
+
+    /// [`AuditEntry::about`] a key given by its id, owner, prefix and environment (a
+    /// cached entry's, without building its record).
+    pub(crate) fn about_key(
+        action: AuditAction,
+        (id, owner, prefix, environment): (&KeyId, &Owner, &str, Option<Environment>),
+        actor: AuditActor,
+        occurred_at: OffsetDateTime,
+    ) -> Self {
+        let mut entry = Self::new(action, *id, owner.clone(), occurred_at);
+        entry.prefix = Some(prefix.to_owned());
+        entry.environment = environment;
         entry.actor = actor;
         entry
     }

@@ -10,9 +10,9 @@ use time::OffsetDateTime;
 use tokio::sync::{watch, Semaphore};
 
 use super::audit_entry::{AuditEntry, AuditQuery};
+use super::cached_record::{CachedRecord, Interner};
 use super::keyring::{Keyring, TagCheck};
-use super::record::ActiveUntil;
-use super::{Applied, Change, KeyRecord, KeyStatus, KeyStore, ManagedKeyStore, Owner, StoreError};
+use super::{Applied, Change, KeyRecord, KeyStore, ManagedKeyStore, Owner, StoreError};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::error::ConfigError;
 use crate::key::{Digest, KeyId, KeyTag, TagKey};
@@ -136,6 +136,8 @@ struct Inner<S> {
     /// invalidation answers again, even where the entry could not be found and dropped.
     invalidations: Invalidations,
     fills: Mutex<HashMap<CacheKey, Arc<Fill>>>,
+    /// One copy of each owner id, policy name and scope list among the cached records.
+    interner: Mutex<Interner>,
     clock: SharedClock,
     positive_ttl: Duration,
     negative_ttl: Duration,
@@ -168,91 +170,6 @@ struct Entry {
 }
 
 type FillResult = Result<Entry, StoreError>;
-
-/// A record as the cache holds it, with what is derived from it once per fill rather
-/// than once per request. Dereferences to the [`KeyRecord`].
-pub struct CachedRecord {
-    record: KeyRecord,
-    /// When the record stops being plainly active (see [`ActiveUntil`]).
-    active_until: ActiveUntil,
-    /// What the request path derives from the record once per fill (the key's grants
-    /// under the layer's scope model). Opaque here: the store knows nothing of scopes.
-    derived: OnceLock<Box<dyn Any + Send + Sync>>,
-    /// Per-key state of the request path that must outlive no fill but be found without
-    /// a second map lookup: the in-process rate limiter's bucket today (later, usage
-    /// counters). Opaque here, like `derived`; the state itself lives in its owner's
-    /// registry, so a new fill finds the same state again.
-    slot: OnceLock<Box<dyn Any + Send + Sync>>,
-    /// The [`Invalidations`] epoch when the lookup that fetched the record started: an
-    /// invalidation of its key with a later epoch supersedes it.
-    epoch: u64,
-    /// The latest epoch at which the record was found not superseded.
-    checked: AtomicU64,
-}
-
-impl CachedRecord {
-    pub(crate) fn new(record: KeyRecord) -> Self {
-        Self {
-            active_until: ActiveUntil::of(&record),
-            record,
-            derived: OnceLock::new(),
-            slot: OnceLock::new(),
-            epoch: 0,
-            checked: AtomicU64::new(0),
-        }
-    }
-
-    /// A record read by a fill registered at `epoch`.
-    fn fetched(record: KeyRecord, epoch: u64) -> Self {
-        Self {
-            epoch,
-            checked: AtomicU64::new(epoch),
-            ..Self::new(record)
-        }
-    }
-
-    /// The record's status at `now` (nanoseconds since the Unix epoch), as
-    /// [`KeyRecord::status_at`] decides it.
-    pub(crate) fn status_at_unix_nanos(&self, now: i128) -> KeyStatus {
-        self.active_until.status(&self.record, now)
-    }
-
-    /// `derive(record)`, worked out on first use and kept with the record; `None` when
-    /// a value of another type was kept first (the caller then derives afresh).
-    pub(crate) fn derived<T: Any + Send + Sync>(
-        &self,
-        derive: impl FnOnce(&KeyRecord) -> T,
-    ) -> Option<&T> {
-        self.derived
-            .get_or_init(|| Box::new(derive(&self.record)))
-            .downcast_ref()
-    }
-
-    /// The per-key slot: `init()` on first use, kept with the record until its next
-    /// fill; `None` when a value of another type was kept first.
-    pub(crate) fn slot<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Option<&T> {
-        self.slot.get_or_init(|| Box::new(init())).downcast_ref()
-    }
-
-    /// The record.
-    pub fn record(&self) -> &KeyRecord {
-        &self.record
-    }
-}
-
-impl std::ops::Deref for CachedRecord {
-    type Target = KeyRecord;
-
-    fn deref(&self) -> &KeyRecord {
-        &self.record
-    }
-}
-
-impl fmt::Debug for CachedRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.record, f)
-    }
-}
 
 /// Why a gated lookup gave no answer.
 pub(crate) enum Gated<E> {
@@ -362,7 +279,7 @@ impl Invalidations {
         let superseded = record.epoch < log.floor
             || log
                 .by_id
-                .get(&record.id)
+                .get(record.id())
                 .is_some_and(|&epoch| epoch > record.epoch);
         if !superseded {
             record
@@ -616,6 +533,7 @@ impl<S> CachedStoreBuilder<S> {
                     self.max_entries.min(MAX_INVALIDATIONS),
                 ),
                 fills: Mutex::new(HashMap::new()),
+                interner: Mutex::new(Interner::default()),
                 clock: self.clock,
                 positive_ttl,
                 negative_ttl,
@@ -685,7 +603,7 @@ impl<S> CachedStore<S> {
         let cached = self.inner.cache.get(&key).and_then(|entry| entry.record);
         self.inner.invalidate_locked(&mut fills, key);
         if let Some(record) = cached {
-            self.inner.invalidate_id_locked(&mut fills, record.id);
+            self.inner.invalidate_id_locked(&mut fills, *record.id());
         }
     }
 
@@ -869,7 +787,7 @@ impl<S> Inner<S> {
                 {
                     tracing::debug!(
                         target: "tower_api_key",
-                        key_id = record.id.as_str(),
+                        key_id = record.id().as_str(),
                         %error,
                         "key store unavailable; answering from a stale cache entry"
                     );
@@ -1049,7 +967,12 @@ impl<S: KeyStore> Inner<S> {
             CacheKey::Digest(_) => true,
         });
         Ok(Entry {
-            record: found.map(|r| Arc::new(CachedRecord::fetched(r, epoch))),
+            record: found.map(|record| {
+                // Only a panic inside `intern` could poison it, leaving at worst a
+                // value unshared.
+                let mut interner = self.interner.lock().unwrap_or_else(PoisonError::into_inner);
+                Arc::new(CachedRecord::new(record, Some(&mut interner), epoch))
+            }),
             fetched_at: i64::try_from(self.clock.now_unix_nanos()).unwrap_or(i64::MIN),
         })
     }
@@ -1078,7 +1001,7 @@ impl<S> FillGuard<'_, S> {
                     match &entry.record {
                         Some(record) => {
                             if let CacheKey::Digest(digest) = &self.key {
-                                self.inner.digests.insert(record.id, *digest);
+                                self.inner.digests.insert(*record.id(), *digest);
                             }
                             self.inner.negatives.invalidate(&self.key);
                             self.inner.cache.insert(self.key, entry.clone());
@@ -1112,11 +1035,11 @@ impl<S> Drop for FillGuard<'_, S> {
 
 impl<S: KeyStore> KeyStore for CachedStore<S> {
     async fn get(&self, id: &KeyId) -> Result<Option<KeyRecord>, StoreError> {
-        Ok(self.lookup_id(id).await?.map(|r| r.record.clone()))
+        Ok(self.lookup_id(id).await?.map(|r| r.to_record()))
     }
 
     async fn get_by_digest(&self, digest: &Digest) -> Result<Option<KeyRecord>, StoreError> {
-        Ok(self.lookup_digest(digest).await?.map(|r| r.record.clone()))
+        Ok(self.lookup_digest(digest).await?.map(|r| r.to_record()))
     }
 }
 
@@ -1218,7 +1141,7 @@ mod tests {
         let mut rotated_and_expiring = rotated.clone();
         rotated_and_expiring.expires_at = Some(t0 + secs(3));
         for record in [base, expiring, revoked, rotated, rotated_and_expiring] {
-            let cached = CachedRecord::new(record.clone());
+            let cached = CachedRecord::new(record.clone(), None, 0);
             for offset in [-1, 0, 1] {
                 for at in [0, 3, 5, 7, 10, 20] {
                     let now = t0 + secs(at) + time::Duration::nanoseconds(offset);
@@ -1277,7 +1200,7 @@ mod tests {
         );
         cache.insert(&record).await.unwrap();
         let found = cache.lookup_digest(&record.digest).await.unwrap().unwrap();
-        assert_eq!(found.id, record.id);
+        assert_eq!(*found.id(), record.id);
         (cache, clock, record)
     }
 
@@ -1321,12 +1244,12 @@ mod tests {
         cache.invalidate(&record.id);
         // Still within the TTL: the entry under the digest is fresh, but superseded.
         let found = cache.lookup_digest(&record.digest).await.unwrap().unwrap();
-        assert!(found.revoked_at.is_some(), "{found:?}");
+        assert!(found.revoked_at().is_some(), "{found:?}");
         // What was read after the revocation answers from the stale window.
         let _down = down(&cache);
         clock.advance(DEFAULT_TTL);
         let stale = cache.lookup_digest(&record.digest).await.unwrap().unwrap();
-        assert!(stale.revoked_at.is_some(), "{stale:?}");
+        assert!(stale.revoked_at().is_some(), "{stale:?}");
     }
 
     #[tokio::test]
@@ -1368,7 +1291,7 @@ mod tests {
         // A record read after the forgotten invalidation keeps its window.
         drop(down_now);
         let read = cache.lookup_digest(&record.digest).await.unwrap().unwrap();
-        assert!(read.revoked_at.is_some());
+        assert!(read.revoked_at().is_some());
         let _down = down(&cache);
         clock.advance(DEFAULT_TTL);
         let stale = cache.lookup_digest(&record.digest).await.unwrap().unwrap();
@@ -1425,6 +1348,6 @@ mod tests {
         );
         cache.invalidate_digest(&digest);
         let found = cache.lookup_digest(&digest).await.unwrap().unwrap();
-        assert_eq!(found.id, record.id);
+        assert_eq!(*found.id(), record.id);
     }
 }

@@ -21,13 +21,14 @@
 //! );
 //! store.insert(&record).await?;
 //! let found = store.lookup_id(&minted.id).await?.expect("just inserted");
-//! assert_eq!(found.name, "BI dashboard");
+//! assert_eq!(found.name(), "BI dashboard");
 //! # Ok(())
 //! # }
 //! ```
 
 pub(crate) mod audit_entry;
 mod cache;
+mod cached_record;
 mod keyring;
 mod last_used;
 mod memory;
@@ -44,13 +45,16 @@ use time::OffsetDateTime;
 use self::audit_entry::{AuditEntry, AuditQuery};
 pub(crate) use self::cache::{CacheKey, Cached, Gated};
 pub use self::cache::{
-    CachedRecord, CachedStore, CachedStoreBuilder, DEFAULT_LOOKUP_TIMEOUT, DEFAULT_MAX_LOOKUPS,
+    CachedStore, CachedStoreBuilder, DEFAULT_LOOKUP_TIMEOUT, DEFAULT_MAX_LOOKUPS,
     DEFAULT_MAX_NEGATIVE_ENTRIES, DEFAULT_NEGATIVE_TTL, DEFAULT_STALE_IF_ERROR, DEFAULT_TTL,
     LOOKUPS_REFUSED_METRIC, STALE_ANSWERS_METRIC,
 };
+pub use self::cached_record::CachedRecord;
+pub(crate) use self::cached_record::SlotKind;
 pub(crate) use self::keyring::TagCheck;
 pub use self::last_used::LastUsed;
 pub use self::memory::MemoryStore;
+pub(crate) use self::record::KeyFacts;
 pub use self::record::{KeyRecord, KeyStatus, Owner, Rotation};
 use crate::key::{Digest, KeyId, TagKey};
 

@@ -188,20 +188,15 @@ impl KeyRecord {
 
     /// The status of the key at `now`.
     pub fn status_at(&self, now: OffsetDateTime) -> KeyStatus {
-        if self.revoked_at.is_some_and(|t| t <= now) {
-            return KeyStatus::Revoked;
-        }
-        if self.expires_at.is_some_and(|t| t <= now) {
-            return KeyStatus::Expired;
-        }
-        match self.rotation {
-            Some(r) if r.valid_until <= now => KeyStatus::Superseded,
-            Some(r) => KeyStatus::InGrace(r.valid_until),
-            None => KeyStatus::Active,
-        }
+        status_of(
+            self.revoked_at,
+            self.expires_at,
+            self.rotation.as_ref(),
+            now,
+        )
     }
 
-    // The one place a key's standing is decided: `status_at`, and `ActiveUntil`,
+    // The one place a key's standing is decided: `status_of`, and `ActiveUntil`,
     // its shortcut for the request path, below.
 
     /// A rough count of the heap and inline bytes this record occupies, used to
@@ -253,13 +248,17 @@ impl fmt::Debug for KeyRecord {
 pub(crate) struct ActiveUntil(i64);
 
 impl ActiveUntil {
-    /// The instant for `record`.
-    pub(crate) fn of(record: &KeyRecord) -> Self {
-        if record.rotation.is_some() {
+    /// The instant for a record with these fields.
+    pub(crate) fn of(
+        revoked_at: Option<OffsetDateTime>,
+        expires_at: Option<OffsetDateTime>,
+        rotation: Option<&Rotation>,
+    ) -> Self {
+        if rotation.is_some() {
             return Self(i64::MIN);
         }
         Self(
-            [record.revoked_at, record.expires_at]
+            [revoked_at, expires_at]
                 .into_iter()
                 .flatten()
                 .map(OffsetDateTime::unix_timestamp_nanos)
@@ -268,16 +267,69 @@ impl ActiveUntil {
         )
     }
 
-    /// `record`'s status at `now` (nanoseconds since the Unix epoch): the answer of
-    /// [`KeyRecord::status_at`], without building a date while the key is plainly
-    /// active.
-    pub(crate) fn status(self, record: &KeyRecord, now: i128) -> KeyStatus {
-        // A clock before 1970 always takes the full check.
-        if (0..i128::from(self.0)).contains(&now) {
-            KeyStatus::Active
-        } else {
-            record.status_at(crate::clock::from_unix_nanos(now))
-        }
+    /// Whether the key is plainly active at `now` (nanoseconds since the Unix epoch);
+    /// `false` means "decide with [`status_of`]", not "inactive". A clock before 1970
+    /// always takes the full check.
+    pub(crate) fn covers(self, now: i128) -> bool {
+        (0..i128::from(self.0)).contains(&now)
+    }
+}
+
+/// The status at `now` of a key with these fields: the one place a key's standing is
+/// decided.
+pub(crate) fn status_of(
+    revoked_at: Option<OffsetDateTime>,
+    expires_at: Option<OffsetDateTime>,
+    rotation: Option<&Rotation>,
+    now: OffsetDateTime,
+) -> KeyStatus {
+    if revoked_at.is_some_and(|t| t <= now) {
+        return KeyStatus::Revoked;
+    }
+    if expires_at.is_some_and(|t| t <= now) {
+        return KeyStatus::Expired;
+    }
+    match rotation {
+        Some(r) if r.valid_until <= now => KeyStatus::Superseded,
+        Some(r) => KeyStatus::InGrace(r.valid_until),
+        None => KeyStatus::Active,
+    }
+}
+
+/// What the request path reads of a key, from a stored [`KeyRecord`] or the cache's
+/// [`CachedRecord`](super::CachedRecord) alike (the rate limiter takes either).
+pub(crate) trait KeyFacts {
+    /// The public id.
+    fn fact_id(&self) -> &KeyId;
+    /// The first key of the rotation family.
+    fn fact_family(&self) -> &KeyId;
+    /// The owner.
+    fn fact_owner(&self) -> &Owner;
+    /// The environment.
+    fn fact_environment(&self) -> Option<Environment>;
+    /// The named rate-limit policy.
+    fn fact_policy(&self) -> Option<&str>;
+}
+
+impl KeyFacts for KeyRecord {
+    fn fact_id(&self) -> &KeyId {
+        &self.id
+    }
+
+    fn fact_family(&self) -> &KeyId {
+        &self.family
+    }
+
+    fn fact_owner(&self) -> &Owner {
+        &self.owner
+    }
+
+    fn fact_environment(&self) -> Option<Environment> {
+        self.environment
+    }
+
+    fn fact_policy(&self) -> Option<&str> {
+        self.rate_limit_policy.as_deref()
     }
 }
 
