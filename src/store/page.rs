@@ -157,15 +157,23 @@ impl fmt::Debug for KeyCursor {
     }
 }
 
-/// Hex of `<unix nanoseconds>.<id>`: opaque, URL-safe, and checked when parsed.
+/// 16 hex digits of the creation time (nanoseconds since 1677-09-21, the range of an
+/// `i64` of nanoseconds around the Unix epoch) followed by the id: URL-safe, and every
+/// text of that shape ([`KeyCursor::PATTERN`]) is a cursor.
 impl fmt::Display for KeyCursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let plain = format!("{}.{}", self.created_at.unix_timestamp_nanos(), self.id);
-        for byte in plain.bytes() {
-            write!(f, "{byte:02x}")?;
-        }
-        Ok(())
+        let nanos = self.created_at.unix_timestamp_nanos();
+        let nanos = i64::try_from(nanos).unwrap_or(if nanos < 0 { i64::MIN } else { i64::MAX });
+        // Shifted to unsigned, so that the text sorts as the time does.
+        let shifted = u64::from_ne_bytes(nanos.to_ne_bytes()) ^ (1 << 63);
+        write!(f, "{shifted:016x}{}", self.id)
     }
+}
+
+impl KeyCursor {
+    /// What every cursor's text matches (and every text that matches is a cursor):
+    /// for an OpenAPI schema.
+    pub const PATTERN: &'static str = "^[0-9a-f]{16}[A-Za-z0-9_-]{1,23}$";
 }
 
 impl FromStr for KeyCursor {
@@ -173,19 +181,14 @@ impl FromStr for KeyCursor {
 
     fn from_str(s: &str) -> Result<Self, ConfigError> {
         let invalid = || ConfigError::new("the cursor is not one this API returned");
-        // Two hex digits per byte of `<nanos>.<id>`: short, whatever a client sends.
-        if s.len() > 128 || s.len() % 2 != 0 {
+        let (time, id) = s.split_at_checked(16).ok_or_else(invalid)?;
+        if !time.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(invalid());
         }
-        let bytes = (0..s.len())
-            .step_by(2)
-            .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-            .collect::<Option<Vec<u8>>>()
-            .ok_or_else(invalid)?;
-        let plain = String::from_utf8(bytes).map_err(|_| invalid())?;
-        let (nanos, id) = plain.split_once('.').ok_or_else(invalid)?;
-        let nanos: i128 = nanos.parse().map_err(|_| invalid())?;
-        let created_at = OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|_| invalid())?;
+        let shifted = u64::from_str_radix(time, 16).map_err(|_| invalid())?;
+        let nanos = i64::from_ne_bytes((shifted ^ (1 << 63)).to_ne_bytes());
+        let created_at =
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)).map_err(|_| invalid())?;
         let id = KeyId::new(id).map_err(|_| invalid())?;
         Ok(Self { created_at, id })
     }
@@ -374,9 +377,33 @@ mod tests {
         let at = time::macros::datetime!(2026-03-01 09:32:00.123456 UTC);
         let cursor = KeyCursor::after(&record("a", at, "live"));
         let text = cursor.to_string();
-        assert!(text.bytes().all(|b| b.is_ascii_hexdigit()), "{text}");
         assert_eq!(text.parse::<KeyCursor>().unwrap(), cursor);
-        for bad in ["", "zz", "abc", "2e", &"00".repeat(65), "312e", "2e4141"] {
+        let pattern = |t: &str| {
+            t.len() > 16
+                && t.len() <= 39
+                && t[..16]
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                && t[16..]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        };
+        assert!(pattern(&text), "{text}");
+        // Every text of the pattern is a cursor, the extremes included.
+        for good in ["0000000000000000A", "ffffffffffffffff_-zZ9"] {
+            assert!(good.parse::<KeyCursor>().is_ok(), "{good:?}");
+        }
+        // And the text sorts as the time does.
+        let later = KeyCursor::after(&record("b", at + time::Duration::nanoseconds(1), "live"));
+        assert!(later.to_string()[..16] > text[..16]);
+        for bad in [
+            "",
+            "zz",
+            "0000000000000000",
+            "000000000000000g1",
+            "0000000000000000a.b",
+            "é",
+        ] {
             assert!(bad.parse::<KeyCursor>().is_err(), "{bad:?}");
         }
     }
