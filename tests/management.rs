@@ -894,6 +894,20 @@ async fn bad_input_is_400_never_500(s: Api) {
             Method::POST,
             "/v1/api_keys".into(),
             Some("application/json"),
+            r#"{"name": "x", "scopes": null}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            "/v1/api_keys".into(),
+            Some("application/json"),
+            r#"{"name": "x", "environment": null}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::POST,
+            "/v1/api_keys".into(),
+            Some("application/json"),
             r#"{"name": ""}"#,
             StatusCode::BAD_REQUEST,
         ),
@@ -1004,6 +1018,13 @@ async fn bad_input_is_400_never_500(s: Api) {
         ),
         (
             Method::GET,
+            "/v1/api_keys?environment=prod".into(),
+            None,
+            "",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
             "/v1/api_keys?environment=pr%20od".into(),
             None,
             "",
@@ -1026,6 +1047,13 @@ async fn bad_input_is_400_never_500(s: Api) {
         (
             Method::GET,
             "/v1/api_keys?name_prefix=%".into(),
+            None,
+            "",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            format!("/v1/api_keys?name_prefix={}", "x".repeat(101)),
             None,
             "",
             StatusCode::BAD_REQUEST,

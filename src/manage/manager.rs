@@ -319,6 +319,11 @@ impl<K> KeyManager<K> {
         &self.model
     }
 
+    /// The format of the keys this manager mints.
+    pub fn format(&self) -> &KeyFormat {
+        &self.format
+    }
+
     /// The store.
     pub fn store(&self) -> &CachedStore<K> {
         &self.store

@@ -18,7 +18,7 @@ use tower::util::BoxCloneSyncService;
 
 use crate::audit::Auditor;
 use crate::key::{Environment, KeyId};
-use crate::manage::{Actor, CreatedKey, Expiry, KeyManager, ManageError, NewKey};
+use crate::manage::{Actor, CreatedKey, Expiry, KeyManager, ManageError, NewKey, MAX_NAME_LEN};
 use crate::principal::Principal;
 use crate::rejection::{request_id, Rejection, RejectionKind, Renderer};
 use crate::store::audit_entry::{AuditEntry, AuditQuery};
@@ -318,12 +318,21 @@ fn now<K: ManagedKeyStore>(shared: &Shared<K>) -> OffsetDateTime {
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     environment: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     scopes: Option<Vec<String>>,
     #[serde(default, with = "time::serde::rfc3339::option")]
     expires_at: Option<OffsetDateTime>,
+}
+
+/// A field that may be left out but, as its schema says, is not `null` when given.
+fn not_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 async fn create<K: ManagedKeyStore>(
@@ -426,13 +435,27 @@ async fn list<K: ManagedKeyStore>(
         &["environment", "status", "name_prefix", "limit", "cursor"],
     )? {
         keys = match name {
-            "environment" => keys.in_environment(
-                Environment::new(&value)
-                    .map_err(|_| invalid("environment is not an environment name"))?,
-            ),
+            "environment" => {
+                let known = shared.manager.format().environments();
+                match known.iter().find(|env| env.as_str() == value) {
+                    Some(env) => keys.in_environment(*env),
+                    None => {
+                        let names: Vec<&str> = known.iter().map(Environment::as_str).collect();
+                        return Err(invalid(format!(
+                            "environment must be one of: {}",
+                            names.join(", ")
+                        )));
+                    }
+                }
+            }
             "status" => keys.in_state(value.parse().map_err(|_| {
                 invalid("status must be one of active, in_grace, expired, revoked")
             })?),
+            "name_prefix" if value.chars().count() > MAX_NAME_LEN => {
+                return Err(invalid(format!(
+                    "name_prefix is longer than a name ({MAX_NAME_LEN} characters)"
+                )))
+            }
             "name_prefix" => keys.with_name_prefix(value),
             "limit" => keys.with_limit(parse_limit(&value, MAX_LIMIT)?),
             _ => keys.after(

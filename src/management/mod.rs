@@ -60,6 +60,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "utoipa")]
+mod doc;
 mod handlers;
 
 use std::convert::Infallible;
@@ -230,6 +232,72 @@ impl<K: ManagedKeyStore, R: Clone> ManagementRoutes<K, R> {
             .fold(Router::new(), |router, (path, methods)| {
                 router.route(path, methods)
             }))
+    }
+}
+
+#[cfg(feature = "utoipa")]
+impl<K: ManagedKeyStore, R: Clone> ManagementRoutes<K, R> {
+    /// The router with its OpenAPI description (the `utoipa` feature): nest it in a
+    /// utoipa-axum [`OpenApiRouter`](utoipa_axum::router::OpenApiRouter) and the
+    /// document has every operation (ids `create_key`, `list_keys`, `get_key`,
+    /// `update_key`, `rotate_key`, `revoke_key`, `audit_log`; tags `api_keys` and
+    /// `audit_log`), its schemas, its scopes and security, and every refusal: the
+    /// guards' and the operations' own, rendered by the surface's responder.
+    ///
+    /// ```
+    /// use tower_api_key::prelude::*;
+    /// use utoipa_axum::router::OpenApiRouter;
+    ///
+    /// # fn main() -> Result<(), ConfigError> {
+    /// # let scopes = ScopeModel::builder()
+    /// #     .resource("api_keys", ["read", "write"])
+    /// #     .scope("audit_log:read")
+    /// #     .build()?;
+    /// let auth = ApiKeyAuth::builder(MemoryStore::new())
+    ///     .format(KeyFormat::new("inv")?)
+    ///     .scopes(scopes)
+    ///     .build()?;
+    /// let (router, mut openapi) = OpenApiRouter::new()
+    ///     .nest("/v1", auth.management().openapi_routes()?)
+    ///     .split_for_parts();
+    /// utoipa::Modify::modify(&auth.openapi(), &mut openapi);
+    /// let json = serde_json::to_value(&openapi).unwrap();
+    /// let create = &json["paths"]["/v1/api_keys"]["post"];
+    /// assert_eq!(create["operationId"], "create_key");
+    /// assert_eq!(create["x-required-scopes"], serde_json::json!([["api_keys:write"]]));
+    /// # let _: axum::Router = router;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`routes`](Self::routes).
+    pub fn openapi_routes<S>(&self) -> Result<utoipa_axum::router::OpenApiRouter<S>, ConfigError>
+    where
+        R: RouteRate + crate::openapi::DocumentRate,
+        S: Clone + Send + Sync + 'static,
+    {
+        let router = self.routes()?;
+        let (read, write, audit) = (
+            self.guard(&self.read)?,
+            self.guard(&self.write)?,
+            self.guard(&self.audit)?,
+        );
+        let docs = [read.openapi(), write.openapi(), audit.openapi()];
+        let described = doc::Described {
+            guards: [
+                (&docs[0], read.requirement()),
+                (&docs[1], write.requirement()),
+                (&docs[2], audit.requirement()),
+            ],
+            format: self.auth.manager().format(),
+            model: self.auth.scope_model(),
+        };
+        Ok(
+            utoipa_axum::router::OpenApiRouter::with_openapi(doc::document(&described))
+                .merge(utoipa_axum::router::OpenApiRouter::from(router)),
+        )
     }
 }
 
