@@ -825,6 +825,13 @@ impl<K, R> Guard<K, R> {
     pub(crate) fn parts(&self) -> (&AuthenticateLayer<K>, &R) {
         (&self.auth, &self.rate)
     }
+
+    /// The guard's three layers, outermost first, for a route whose service is not a
+    /// handler (the key-management router's, `management`): the same stack
+    /// [`Layer::layer`] builds, on a method it routes itself.
+    pub(crate) fn layers(&self) -> (&AuthenticateLayer<K>, &RequireScopesLayer, &R) {
+        (&self.auth, &self.scope, &self.rate)
+    }
 }
 
 /// The one service a [`Guard`] wraps: axum's [`HandlerService`] of one handler, which

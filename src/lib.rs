@@ -106,6 +106,7 @@
 //!
 //! | row | modules | what they hold |
 //! |---|---|---|
+//! | 8 | [`management`] | the key-management API as a router of one surface, mounted in one line: create, list (paginated, filtered), get, update, rotate, revoke, audit log |
 //! | 7 | [`prelude`], [`presets`], [`parts`], `openapi` | what protecting an API needs, in one `use`; the parts of the entry point, for a stack of your own; the five documented products' scope models, key formats, sources and error styles; (feature `utoipa`) the OpenAPI description of the layers and guards: security schemes, scopes per operation, refusals |
 //! | 6 | [`auth`] | [`ApiKeyAuth`]: the one entry point, building the authentication layer, the key manager and per-route guards over one cache |
 //! | 5 | `authenticate`, [`require_scopes`], [`rate_limit`] | the middlewares: [`AuthenticateLayer`](parts::AuthenticateLayer) (and the [`KeyVerifier`](parts::KeyVerifier) it wraps, for other transports), [`RequireScopesLayer`](require_scopes::RequireScopesLayer) and the typed [`Scoped`](require_scopes::Scoped) extractor, [`RateLimitLayer`](rate_limit::RateLimitLayer) with per-key GCRA limits and per-owner quotas |
@@ -183,6 +184,7 @@ pub mod credentials;
 mod error;
 pub mod key;
 pub mod manage;
+pub mod management;
 
 #[cfg(feature = "utoipa")]
 #[cfg_attr(docsrs, doc(cfg(feature = "utoipa")))]

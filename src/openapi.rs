@@ -272,6 +272,22 @@ impl ApiKeyDoc {
         }
     }
 
+    /// Documents `outcomes` on `operation`, rendered by this layer's responder and
+    /// grouped by status, each status described by `describe` (for the
+    /// key-management router's own refusals: bad input, 404, 409, …).
+    pub(crate) fn document_outcomes(
+        &self,
+        operation: &mut Operation,
+        outcomes: Vec<RejectionKind>,
+        describe: impl Fn(StatusCode) -> String,
+    ) {
+        for (status, samples) in self.render(outcomes) {
+            let mut response = self.response(status, &samples);
+            response.description = describe(status);
+            merge_response(operation, status, response);
+        }
+    }
+
     /// Documents every operation of `paths` (as [`document`](Self::document)).
     pub fn document_paths(&self, paths: &mut Paths, requirement: &Requirement) {
         for item in paths.paths.values_mut() {
@@ -323,6 +339,12 @@ impl ApiKeyDoc {
             outcomes.push(RejectionKind::RateLimited { retry_after: retry });
             outcomes.push(RejectionKind::QuotaExceeded);
         }
+        self.render(outcomes)
+    }
+
+    /// `outcomes` rendered by the responder, with and without a request id, grouped by
+    /// status.
+    fn render(&self, outcomes: Vec<RejectionKind>) -> Vec<(StatusCode, Vec<Sample>)> {
         let mut grouped: Vec<(StatusCode, Vec<Sample>)> = Vec::new();
         for outcome in outcomes {
             // With and without a request id: a member present only with one is optional.

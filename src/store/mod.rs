@@ -32,6 +32,7 @@ mod cached_record;
 mod keyring;
 mod last_used;
 mod memory;
+mod page;
 mod record;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
@@ -54,6 +55,7 @@ pub(crate) use self::cached_record::SlotKind;
 pub(crate) use self::keyring::TagCheck;
 pub use self::last_used::LastUsed;
 pub use self::memory::MemoryStore;
+pub use self::page::{KeyCursor, KeyPage, KeyQuery, KeyState, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub(crate) use self::record::KeyFacts;
 pub use self::record::{KeyRecord, KeyStatus, Owner, Rotation};
 use crate::key::{Digest, KeyId, TagKey};
@@ -342,6 +344,28 @@ pub trait ManagedKeyStore: KeyStore {
         &self,
         owner: &Owner,
     ) -> impl Future<Output = Result<Vec<KeyRecord>, StoreError>> + Send;
+
+    /// One page of one owner's keys: those [`KeyQuery`] selects, newest first (by
+    /// creation time, then id, descending), at most its limit, after its cursor, with
+    /// the cursor of the next page ([`KeyQuery::page_of`]).
+    ///
+    /// Provided: reads [`list_by_owner`](Self::list_by_owner) and pages it in memory,
+    /// so each page costs a read of all the owner's keys. A store with many keys per
+    /// owner may override it with a keyset query on `(created_at, id)`, answering
+    /// exactly what the provided method answers.
+    ///
+    /// # Errors
+    ///
+    /// The store's error.
+    fn list_page(
+        &self,
+        query: &KeyQuery,
+    ) -> impl Future<Output = Result<KeyPage, StoreError>> + Send {
+        async move {
+            let keys = self.list_by_owner(query.owner()).await?;
+            Ok(query.page_of(keys))
+        }
+    }
 
     /// Records last-used times for a batch of keys. A time never moves backwards;
     /// unknown ids are ignored.

@@ -10,7 +10,6 @@ pub mod api;
 pub mod bridge;
 pub mod data;
 pub mod errors;
-pub mod keys;
 pub mod limiter;
 pub mod openapi;
 pub mod store;
@@ -70,9 +69,6 @@ pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
     pub data: Arc<Data>,
-    pub manager: KeyManager<DemoStore>,
-    /// Request entries are written behind; the audit endpoint flushes them first.
-    pub auditor: Auditor,
 }
 
 impl std::ops::Deref for AppState {
@@ -275,34 +271,9 @@ pub fn build(store: DemoStore, settings: Settings) -> Result<Demo, ConfigError> 
             auth.guard("employees:write")?
                 .routes(routes!(api::create_employee), api::create_employee)?,
         )
-        .routes(
-            auth.guard("api_keys:read")?
-                .routes(routes!(keys::list_keys), keys::list_keys)?,
-        )
-        .routes(
-            auth.guard("api_keys:write")?
-                .routes(routes!(keys::create_key), keys::create_key)?,
-        )
-        .routes(
-            auth.guard("api_keys:read")?
-                .routes(routes!(keys::get_key), keys::get_key)?,
-        )
-        .routes(
-            auth.guard("api_keys:write")?
-                .routes(routes!(keys::update_key), keys::update_key)?,
-        )
-        .routes(
-            auth.guard("api_keys:write")?
-                .routes(routes!(keys::revoke_key), keys::revoke_key)?,
-        )
-        .routes(
-            auth.guard("api_keys:write")?
-                .routes(routes!(keys::rotate_key), keys::rotate_key)?,
-        )
-        .routes(
-            auth.guard("audit_log:read")?
-                .routes(routes!(keys::audit_log), keys::audit_log)?,
-        );
+        // The key endpoints (create, list, get, update, rotate, revoke, the audit log):
+        // the crate's key-management router, documented by itself.
+        .nest("/v1", auth.management().openapi_routes()?);
     let product_bridge = OpenApiRouter::new()
         .routes(
             bridge
@@ -329,8 +300,6 @@ pub fn build(store: DemoStore, settings: Settings) -> Result<Demo, ConfigError> 
     let manager = auth.manager().clone();
     let state = AppState(Arc::new(Shared {
         data: Arc::new(Data::default()),
-        manager: manager.clone(),
-        auditor: auditor.clone(),
     }));
     let router = Router::new()
         .route("/healthz", get(api::healthz))
