@@ -1289,6 +1289,7 @@ mod sqlite {
             tables,
             [
                 "auth_audit",
+                "auth_key_usage",
                 "auth_keys",
                 "auth_schema_version",
                 "auth_tag_secrets"

@@ -12,7 +12,9 @@ use tokio::sync::{watch, Semaphore};
 use super::audit_entry::{AuditEntry, AuditQuery};
 use super::cached_record::{CachedRecord, Interner};
 use super::keyring::{Keyring, TagCheck};
-use super::{Applied, Change, KeyRecord, KeyStore, ManagedKeyStore, Owner, StoreError};
+use super::{
+    Applied, Change, KeyRecord, KeyStore, ManagedKeyStore, Owner, StoreError, UsageBucket,
+};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::error::ConfigError;
 use crate::key::{Digest, KeyId, KeyTag, TagKey};
@@ -1086,6 +1088,23 @@ impl<S: ManagedKeyStore> ManagedKeyStore for CachedStore<S> {
 
     async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         self.inner.store.audit_log(query).await
+    }
+
+    async fn add_usage(&self, batch: &[UsageBucket]) -> Result<(), StoreError> {
+        self.inner.store.add_usage(batch).await
+    }
+
+    async fn usage(
+        &self,
+        key: &KeyId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<UsageBucket>, StoreError> {
+        self.inner.store.usage(key, from, to).await
+    }
+
+    async fn prune_usage(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        self.inner.store.prune_usage(before).await
     }
 }
 

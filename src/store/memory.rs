@@ -1,9 +1,10 @@
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use time::OffsetDateTime;
 
 use super::audit_entry::{AuditEntry, AuditQuery, AuditSink};
+use super::usage::{first_hour_from, UsageBucket, UsageCounts};
 use super::{Applied, Change, KeyRecord, KeyStore, ManagedKeyStore, Owner, Rotation, StoreError};
 use crate::key::{tag_key_id, Digest, KeyError, KeyId, TagKey, TAG_KEY_IDS};
 
@@ -24,6 +25,8 @@ struct Maps {
     audit: Vec<AuditEntry>,
     /// Made on first use, so that building a store cannot fail.
     tag_keys: Vec<TagKey>,
+    /// Usage by key and hour number.
+    usage: BTreeMap<(KeyId, i64), UsageCounts>,
 }
 
 impl MemoryStore {
@@ -270,6 +273,43 @@ impl ManagedKeyStore for MemoryStore {
         entries.sort_by(|a, b| b.occurred_at.cmp(&a.occurred_at).then(b.id.cmp(&a.id)));
         entries.truncate(query.limit() as usize);
         Ok(entries)
+    }
+
+    async fn add_usage(&self, batch: &[UsageBucket]) -> Result<(), StoreError> {
+        let mut maps = self.write();
+        for bucket in batch {
+            maps.usage
+                .entry((bucket.key_id, bucket.hour_number()))
+                .or_default()
+                .add(&bucket.counts);
+        }
+        Ok(())
+    }
+
+    async fn usage(
+        &self,
+        key: &KeyId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<UsageBucket>, StoreError> {
+        let (from, to) = (first_hour_from(from), first_hour_from(to));
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .read()
+            .usage
+            .range((*key, from)..(*key, to))
+            .map(|(&(id, hour), counts)| UsageBucket::at_hour(id, hour, *counts))
+            .collect())
+    }
+
+    async fn prune_usage(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let before = first_hour_from(before);
+        let mut maps = self.write();
+        let len = maps.usage.len();
+        maps.usage.retain(|&(_, hour), _| hour >= before);
+        Ok((len - maps.usage.len()) as u64)
     }
 }
 

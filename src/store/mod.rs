@@ -37,6 +37,7 @@ mod record;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub mod sql;
+pub(crate) mod usage;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -58,6 +59,7 @@ pub use self::memory::MemoryStore;
 pub use self::page::{KeyCursor, KeyPage, KeyQuery, KeyState, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub(crate) use self::record::KeyFacts;
 pub use self::record::{KeyRecord, KeyStatus, Owner, Rotation};
+pub use self::usage::{UsageBucket, UsageCounts, UsageOutcome};
 use crate::key::{Digest, KeyId, TagKey};
 
 /// A failure of the key store.
@@ -381,6 +383,31 @@ pub trait ManagedKeyStore: KeyStore {
         &self,
         query: &AuditQuery,
     ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send;
+
+    /// Adds each bucket's counts to the stored bucket of the same key and hour, making
+    /// it if there is none: counts are only ever added, so two instances flushing the
+    /// same key and hour both count. Keys are not checked (a deleted key's counts are
+    /// kept until the retention drops them). The batch holds each key and hour at most
+    /// once. Written by the front door's usage counters.
+    fn add_usage(
+        &self,
+        batch: &[UsageBucket],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The buckets of `key` whose hour starts at or after `from` and before `to`,
+    /// oldest first.
+    fn usage(
+        &self,
+        key: &KeyId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> impl Future<Output = Result<Vec<UsageBucket>, StoreError>> + Send;
+
+    /// Drops every bucket whose hour starts before `before`; returns how many.
+    fn prune_usage(
+        &self,
+        before: OffsetDateTime,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Adds a key without an audit entry: [`ManagedKeyStore::apply`] with
     /// [`Change::Insert`], without an acting key. For imports and tests; [`KeyManager::create`](crate::manage::KeyManager::create)

@@ -16,6 +16,7 @@ use tower_api_key::audit::{AuditEntry, AuditQuery};
 use tower_api_key::key::{Digest, KeyFormat, KeyId, MintedKey};
 use tower_api_key::store::{
     Applied, Change, KeyRecord, KeyStore, ManagedKeyStore, MemoryStore, Owner, StoreError,
+    UsageBucket,
 };
 
 type HoldSlot = (oneshot::Sender<()>, oneshot::Receiver<()>);
@@ -172,6 +173,28 @@ impl<S: ManagedKeyStore> ManagedKeyStore for ProbeStore<S> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.check()?;
         self.inner.touch_last_used(batch).await
+    }
+
+    async fn add_usage(&self, batch: &[UsageBucket]) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        self.inner.add_usage(batch).await
+    }
+
+    async fn usage(
+        &self,
+        key: &KeyId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<UsageBucket>, StoreError> {
+        self.check()?;
+        self.inner.usage(key, from, to).await
+    }
+
+    async fn prune_usage(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        self.inner.prune_usage(before).await
     }
 }
 

@@ -5,6 +5,7 @@ use tower_api_key::audit::{AuditEntry, AuditQuery, AuditSink};
 use tower_api_key::key::{Digest, KeyId, TagKey};
 use tower_api_key::store::{
     Applied, Change, KeyRecord, KeyStore, ManagedKeyStore, MemoryStore, Owner, StoreError,
+    UsageBucket,
 };
 
 /// One of the key stores, picked at run time.
@@ -56,6 +57,20 @@ impl ManagedKeyStore for DemoStore {
     }
     async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         each!(self, s => s.audit_log(query).await)
+    }
+    async fn add_usage(&self, batch: &[UsageBucket]) -> Result<(), StoreError> {
+        each!(self, s => s.add_usage(batch).await)
+    }
+    async fn usage(
+        &self,
+        key: &KeyId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<UsageBucket>, StoreError> {
+        each!(self, s => s.usage(key, from, to).await)
+    }
+    async fn prune_usage(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        each!(self, s => s.prune_usage(before).await)
     }
 }
 

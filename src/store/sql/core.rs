@@ -17,6 +17,7 @@ use super::schema::{self, Migration, CURRENT_VERSION};
 use super::{corrupt, map_error, settle, sql, TablePrefix};
 use crate::key::{tag_key_id, Digest, Environment, KeyId, TagKey, TAG_KEY_IDS};
 use crate::store::audit_entry::{AuditAction, AuditActor, AuditEntry, AuditQuery};
+use crate::store::usage::{first_hour_from, UsageBucket, UsageCounts};
 use crate::store::{Applied, Change, KeyRecord, Owner, Rotation, StoreError};
 
 /// The key table's columns, in the order the statements bind and read them.
@@ -56,6 +57,8 @@ pub(crate) enum Value<'a> {
     /// The `(id, time)` pairs of a last-used batch, as the dialect's `touch` statement
     /// expects them.
     Batch(&'a [(KeyId, OffsetDateTime)]),
+    /// A batch of usage buckets, as the dialect's `add_usage` statement expects them.
+    Usage(&'a [UsageBucket]),
 }
 
 /// Reading a column of a row, in one database's encoding. Decoding failures are
@@ -126,6 +129,13 @@ pub(crate) trait Dialect:
     /// backwards.
     fn touch(keys: &str) -> String;
 
+    /// The statement that adds a batch of usage buckets to `usage` from one
+    /// [`Value::Usage`]: an existing bucket's counts are added to, never replaced.
+    fn add_usage(usage: &str) -> String;
+
+    /// The number of rows a statement changed.
+    fn rows_affected(result: &<Self as sqlx::Database>::QueryResult) -> u64;
+
     /// The parameters of [`Dialect::SET_VERSION`] after the version.
     fn version_stamp() -> Vec<Value<'static>>;
 
@@ -162,6 +172,9 @@ struct Statements {
     rotate: SqlStr,
     list_by_owner: SqlStr,
     touch: SqlStr,
+    usage_add: SqlStr,
+    usage_read: SqlStr,
+    usage_prune: SqlStr,
     audit_by_owner: SqlStr,
     audit_by_key: SqlStr,
     /// `INSERT INTO … (…) VALUES `, to which each batch appends its rows.
@@ -218,6 +231,16 @@ impl Statements {
                 DB::BINARY_ORDER
             )),
             touch: sql(DB::touch(&keys)),
+            usage_add: sql(DB::add_usage(&prefix.key_usage())),
+            usage_read: shared(format!(
+                "SELECT key_id, hour, admitted, refused_scope, refused_rate_limit, refused_quota \
+                 FROM {} WHERE key_id = $1 AND hour >= $2 AND hour < $3 ORDER BY hour",
+                prefix.key_usage()
+            )),
+            usage_prune: shared(format!(
+                "DELETE FROM {} WHERE hour < $1",
+                prefix.key_usage()
+            )),
             audit_by_owner: shared(format!(
                 "SELECT id, {AUDIT_COLUMNS} FROM {audit} WHERE owner_kind = $1 AND owner_id = $2 \
                  AND ($3{} IS NULL OR environment = $3) \
@@ -532,6 +555,67 @@ where
         Ok(())
     }
 
+    /// [`ManagedKeyStore::add_usage`](crate::store::ManagedKeyStore::add_usage): one
+    /// statement for the whole batch.
+    pub(crate) async fn add_usage(&self, batch: &[UsageBucket]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        bound::<DB>(self.sql.usage_add.clone(), [Value::Usage(batch)])?
+            .execute(&self.pool)
+            .await
+            .map_err(map_error)?;
+        Ok(())
+    }
+
+    /// [`ManagedKeyStore::usage`](crate::store::ManagedKeyStore::usage).
+    pub(crate) async fn usage(
+        &self,
+        key: &KeyId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<UsageBucket>, StoreError> {
+        let (from, to) = (first_hour_from(from), first_hour_from(to));
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let values = [Value::Text(key.as_str()), Value::Int(from), Value::Int(to)];
+        let rows = bound::<DB>(self.sql.usage_read.clone(), values)?
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_error)?;
+        rows.iter()
+            .map(|row| {
+                let count = |column: &str| {
+                    row.int(column)
+                        .and_then(|n| u64::try_from(n).map_err(|_| corrupt("usage count", n)))
+                };
+                Ok(UsageBucket::at_hour(
+                    *key,
+                    row.int("hour")?,
+                    UsageCounts {
+                        admitted: count("admitted")?,
+                        refused_scope: count("refused_scope")?,
+                        refused_rate_limit: count("refused_rate_limit")?,
+                        refused_quota: count("refused_quota")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// [`ManagedKeyStore::prune_usage`](crate::store::ManagedKeyStore::prune_usage).
+    pub(crate) async fn prune_usage(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let result = bound::<DB>(
+            self.sql.usage_prune.clone(),
+            [Value::Int(first_hour_from(before))],
+        )?
+        .execute(&self.pool)
+        .await
+        .map_err(map_error)?;
+        Ok(DB::rows_affected(&result))
+    }
+
     /// [`ManagedKeyStore::audit_log`](crate::store::ManagedKeyStore::audit_log).
     pub(crate) async fn audit_log(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let statement = match q.key() {
@@ -820,6 +904,29 @@ macro_rules! impl_sql_store {
             ) -> Result<Vec<$crate::store::audit_entry::AuditEntry>, $crate::store::StoreError>
             {
                 self.core.audit_log(query).await
+            }
+
+            async fn add_usage(
+                &self,
+                batch: &[$crate::store::UsageBucket],
+            ) -> Result<(), $crate::store::StoreError> {
+                self.core.add_usage(batch).await
+            }
+
+            async fn usage(
+                &self,
+                key: &$crate::key::KeyId,
+                from: ::time::OffsetDateTime,
+                to: ::time::OffsetDateTime,
+            ) -> Result<Vec<$crate::store::UsageBucket>, $crate::store::StoreError> {
+                self.core.usage(key, from, to).await
+            }
+
+            async fn prune_usage(
+                &self,
+                before: ::time::OffsetDateTime,
+            ) -> Result<u64, $crate::store::StoreError> {
+                self.core.prune_usage(before).await
             }
         }
 

@@ -145,6 +145,10 @@ impl TablePrefix {
         format!("{}schema_version", self.0)
     }
 
+    pub(crate) fn key_usage(&self) -> String {
+        format!("{}key_usage", self.0)
+    }
+
     pub(crate) fn tag_secrets(&self) -> String {
         format!("{}tag_secrets", self.0)
     }

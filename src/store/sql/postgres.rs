@@ -12,7 +12,7 @@ use super::listener::{self, ListenerHandle};
 use super::schema::{self, Migration, CURRENT_VERSION};
 use super::{map_error, ConnectError, TablePrefix};
 use crate::error::ConfigError;
-use crate::store::{CachedStore, KeyStore, StoreError};
+use crate::store::{CachedStore, KeyStore, StoreError, UsageBucket};
 
 /// How long [`PostgresStore::connect`] waits for the server to answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -260,7 +260,26 @@ impl Dialect for Postgres {
         )
     }
 
+    /// The batch is six arrays: ids, hour numbers and the four counts.
+    fn add_usage(usage: &str) -> String {
+        format!(
+            "INSERT INTO {usage} AS u \
+                 (key_id, hour, admitted, refused_scope, refused_rate_limit, refused_quota) \
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], \
+                                  $5::bigint[], $6::bigint[]) \
+             ON CONFLICT (key_id, hour) DO UPDATE SET \
+                 admitted = u.admitted + EXCLUDED.admitted, \
+                 refused_scope = u.refused_scope + EXCLUDED.refused_scope, \
+                 refused_rate_limit = u.refused_rate_limit + EXCLUDED.refused_rate_limit, \
+                 refused_quota = u.refused_quota + EXCLUDED.refused_quota"
+        )
+    }
+
     /// None: the table stamps the version with `now()`.
+    fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
     fn version_stamp() -> Vec<Value<'static>> {
         Vec::new()
     }
@@ -284,6 +303,23 @@ impl Dialect for Postgres {
                 let (ids, times): (Vec<&str>, Vec<OffsetDateTime>) =
                     batch.iter().map(|(id, at)| (id.as_str(), *at)).unzip();
                 query.bind(ids).bind(times)
+            }
+            Value::Usage(batch) => {
+                let ids: Vec<&str> = batch.iter().map(|b| b.key_id.as_str()).collect();
+                let hours: Vec<i64> = batch.iter().map(UsageBucket::hour_number).collect();
+                let column = |i: usize| -> Vec<i64> {
+                    batch
+                        .iter()
+                        .map(|b| i64::try_from(b.counts.as_array()[i]).unwrap_or(i64::MAX))
+                        .collect()
+                };
+                query
+                    .bind(ids)
+                    .bind(hours)
+                    .bind(column(0))
+                    .bind(column(1))
+                    .bind(column(2))
+                    .bind(column(3))
             }
         })
     }

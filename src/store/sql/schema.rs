@@ -4,7 +4,7 @@ use super::TablePrefix;
 use crate::store::StoreError;
 
 /// The schema version this build of the crate writes and understands.
-pub(crate) const CURRENT_VERSION: i64 = 3;
+pub(crate) const CURRENT_VERSION: i64 = 4;
 
 /// One step of the schema, from `version - 1` to `version`.
 pub(crate) struct Migration {
@@ -27,6 +27,10 @@ pub(crate) const SQLITE: &[Migration] = &[
         version: 3,
         sql: include_str!("migrations/sqlite/0003_tag_secrets.sql"),
     },
+    Migration {
+        version: 4,
+        sql: include_str!("migrations/sqlite/0004_key_usage.sql"),
+    },
 ];
 
 #[cfg(feature = "postgres")]
@@ -42,6 +46,10 @@ pub(crate) const POSTGRES: &[Migration] = &[
     Migration {
         version: 3,
         sql: include_str!("migrations/postgres/0003_tag_secrets.sql"),
+    },
+    Migration {
+        version: 4,
+        sql: include_str!("migrations/postgres/0004_key_usage.sql"),
     },
 ];
 

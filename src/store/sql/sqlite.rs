@@ -252,6 +252,28 @@ impl Dialect for Sqlite {
         )
     }
 
+    /// The batch is one JSON array of `[id, hour, admitted, scope, rate, quota]`.
+    /// (`WHERE true` keeps SQLite from reading `ON CONFLICT` as part of the join.)
+    fn add_usage(usage: &str) -> String {
+        format!(
+            "INSERT INTO {usage} \
+                 (key_id, hour, admitted, refused_scope, refused_rate_limit, refused_quota) \
+             SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
+                    json_extract(value, '$[2]'), json_extract(value, '$[3]'), \
+                    json_extract(value, '$[4]'), json_extract(value, '$[5]') \
+             FROM json_each(?1) WHERE true \
+             ON CONFLICT (key_id, hour) DO UPDATE SET \
+                 admitted = admitted + excluded.admitted, \
+                 refused_scope = refused_scope + excluded.refused_scope, \
+                 refused_rate_limit = refused_rate_limit + excluded.refused_rate_limit, \
+                 refused_quota = refused_quota + excluded.refused_quota"
+        )
+    }
+
+    fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
     fn version_stamp() -> Vec<Value<'static>> {
         vec![Value::Time(OffsetDateTime::now_utc())]
     }
@@ -277,6 +299,19 @@ impl Dialect for Sqlite {
                     .map(|(id, at)| (id.as_str(), micros(*at)))
                     .collect();
                 query.bind(json_text(&pairs)?)
+            }
+            Value::Usage(batch) => {
+                let rows: Vec<(&str, i64, i64, i64, i64, i64)> = batch
+                    .iter()
+                    .map(|b| {
+                        let [a, s, r, q] = b
+                            .counts
+                            .as_array()
+                            .map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+                        (b.key_id.as_str(), b.hour_number(), a, s, r, q)
+                    })
+                    .collect();
+                query.bind(json_text(&rows)?)
             }
         })
     }
