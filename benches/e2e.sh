@@ -37,7 +37,7 @@
 #    PG_URL (postgres://postgres@127.0.0.1:5432) names the server; a scratch database
 #    is created and dropped.
 #
-# Usage: benches/e2e.sh [callgrind|wrk|all|flood|redis]   (N=2000 ROUNDS=5 DURATION=5s by default;
+# Usage: benches/e2e.sh [callgrind|wrk|all|flood|redis|usage]   (N=2000 ROUNDS=5 DURATION=5s by default;
 #        flood: FLOOD_SECONDS=30 FLOOD_THREADS=8 FLOOD_ADDRESSES=10000, about 10 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -388,11 +388,22 @@ three_instances() {
     for i in 0 1 2; do PID=${pids[$i]} stop_demo; done
 }
 
+# Usage per key off, then on (the demo's default): what counting costs per request.
+usage_cost() {
+    echo "== /v1/ping with usage per key off, then on (callgrind, N=$N)"
+    EXTRA=(--usage off)
+    callgrind_config off
+    EXTRA=(--usage on)
+    callgrind_config off
+    EXTRA=()
+}
+
 case "$MODE" in
     callgrind) callgrind ;;
+    usage) usage_cost ;;
     wrk) wrk_rounds ;;
     all) callgrind; wrk_rounds ;;
     flood) flood ;;
     redis) redis ;;
-    *) echo "usage: $0 [callgrind|wrk|all|flood|redis]" >&2; exit 2 ;;
+    *) echo "usage: $0 [callgrind|wrk|all|flood|redis|usage]" >&2; exit 2 ;;
 esac

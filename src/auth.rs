@@ -62,6 +62,7 @@ use crate::rejection::Responder;
 use crate::require_scopes::{RequireScopes, RequireScopesLayer};
 use crate::scope::ScopeModel;
 use crate::store::{CachedStore, CachedStoreBuilder, KeyStore, LastUsed, ManagedKeyStore};
+use crate::usage::{Usage, UsageBuilder};
 
 /// Authentication, key management and route guards over one cache of one store. Built
 /// by [`ApiKeyAuth::builder`]; cheap to clone.
@@ -173,6 +174,7 @@ impl<K: KeyStore> ApiKeyAuth<K> {
             refuse_untagged: false,
             rate_headers: false,
             last_used: None,
+            usage: None,
             auditor: None,
             rate: Identity::new(),
         }
@@ -261,23 +263,34 @@ impl<K: KeyStore, R: Clone> ApiKeyAuth<K, R> {
     }
 
     /// Writes what is buffered: last-used times (see
-    /// [`last_used`](ApiKeyAuthBuilder::last_used)) and request audit entries (see
+    /// [`last_used`](ApiKeyAuthBuilder::last_used)), usage counts (see
+    /// [`usage`](ApiKeyAuthBuilder::usage)) and request audit entries (see
     /// [`audit_requests`](ApiKeyAuthBuilder::audit_requests)). Call it at shutdown,
     /// after the server stopped taking requests.
     ///
     /// # Errors
     ///
-    /// The store's error when last-used times could not be written; audit entries are
+    /// The store's error when last-used times or usage counts could not be written
+    /// (what could not be written is kept for the next flush); audit entries are
     /// flushed either way.
     pub async fn flush(&self) -> Result<(), crate::store::StoreError> {
         let written = match self.layer.last_used_buffer() {
             Some(last_used) => last_used.flush().await,
             None => Ok(()),
         };
+        let counted = match self.layer.usage() {
+            Some(usage) => usage.flush().await,
+            None => Ok(()),
+        };
         if let Some(auditor) = self.layer.request_auditor() {
             auditor.flush().await;
         }
-        written
+        written.and(counted)
+    }
+
+    /// The usage counters, when [`usage`](ApiKeyAuthBuilder::usage) is on.
+    pub fn usage(&self) -> Option<&Usage> {
+        self.layer.usage()
     }
 
     /// The key manager, writing through the same cache the guards read.
@@ -364,11 +377,14 @@ pub struct ApiKeyAuthBuilder<K, R = Identity> {
     rate_headers: bool,
     /// Starts the last-used buffer over the one cache, once it is built.
     last_used: Option<StartLastUsed<K>>,
+    /// Starts the usage counters over the one cache, once it is built.
+    usage: Option<StartUsage<K>>,
     auditor: Option<Auditor>,
     rate: R,
 }
 
 type StartLastUsed<K> = Box<dyn FnOnce(CachedStore<K>) -> LastUsed>;
+type StartUsage<K> = Box<dyn FnOnce(CachedStore<K>) -> Result<Usage, ConfigError>>;
 
 impl<K, R> fmt::Debug for ApiKeyAuthBuilder<K, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -545,6 +561,7 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
             refuse_untagged: self.refuse_untagged,
             rate_headers: self.rate_headers,
             last_used: self.last_used,
+            usage: self.usage,
             auditor: self.auditor,
             rate: limits,
         }
@@ -593,12 +610,16 @@ impl<K: KeyStore + 'static, R: GuardRate> ApiKeyAuthBuilder<K, R> {
             verifier
         };
         let last_used = self.last_used.map(|start| start(cache.clone()));
+        let usage = self.usage.map(|start| start(cache.clone())).transpose()?;
         // What every surface shares: the verifier's budgets and reports (clones share
         // them), the scope model, the last-used buffer, the auditor, the client address.
         let common = |verifier: KeyVerifier<K>| {
             let mut layer = AuthenticateLayer::new(verifier).with_scope_model(model.clone());
             if let Some(last_used) = &last_used {
                 layer = layer.with_last_used(last_used.clone());
+            }
+            if let Some(usage) = &usage {
+                layer = layer.with_usage(usage.clone());
             }
             if let Some(auditor) = &self.auditor {
                 layer = layer.with_auditor(auditor.clone());
@@ -664,6 +685,41 @@ impl<K: ManagedKeyStore, R> ApiKeyAuthBuilder<K, R> {
     /// within a tokio runtime.
     pub fn last_used(mut self, interval: Duration) -> Self {
         self.last_used = Some(Box::new(move |cache| LastUsed::spawn(cache, interval)));
+        self
+    }
+
+    /// Counts every request authenticated by a key, by key, hour and outcome, written
+    /// behind into the store (off unless set; see [`usage`](crate::usage)).
+    /// `configure` sets the flush interval, retention and clock (by default 10 s, 90
+    /// days and this front door's clock); read the counts back with
+    /// [`KeyManager::usage`]. Build within a tokio runtime.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_api_key::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), ConfigError> {
+    /// let auth = ApiKeyAuth::builder(MemoryStore::new())
+    ///     .format(KeyFormat::new("pb")?)
+    ///     .scopes(ScopeModel::builder().resource("posts", ["read"]).build()?)
+    ///     .usage(|usage| usage.with_flush_interval(Duration::from_secs(5)))
+    ///     .build()?;
+    /// assert!(auth.usage().is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// [`build`](Self::build) fails with the [`ConfigError`] of an interval or
+    /// retention out of bounds.
+    pub fn usage(
+        mut self,
+        configure: impl FnOnce(UsageBuilder<CachedStore<K>>) -> UsageBuilder<CachedStore<K>> + 'static,
+    ) -> Self {
+        self.usage = Some(Box::new(move |cache: CachedStore<K>| {
+            let clock = cache.shared_clock();
+            configure(Usage::builder(cache).with_shared_clock(clock)).spawn()
+        }));
         self
     }
 }

@@ -111,7 +111,7 @@
 //! | 6 | [`auth`] | [`ApiKeyAuth`]: the one entry point, building the authentication layer, the key manager and per-route guards over one cache |
 //! | 5 | `authenticate`, [`require_scopes`], [`rate_limit`] | the middlewares: [`AuthenticateLayer`](parts::AuthenticateLayer) (and the [`KeyVerifier`](parts::KeyVerifier) it wraps, for other transports), [`RequireScopesLayer`](require_scopes::RequireScopesLayer) and the typed [`Scoped`](require_scopes::Scoped) extractor, [`RateLimitLayer`](rate_limit::RateLimitLayer) with per-key GCRA limits and per-owner quotas |
 //! | 4 | `pipeline`, [`manage`] | what the middlewares share (the [`ResponseFuture`](parts::ResponseFuture), the one [`ResponseBody`](parts::ResponseBody), the request context they pass along); [`KeyManager`] with its authority rules |
-//! | 3 | [`audit`], [`credentials`], `principal` | audit sinks and the non-blocking request [`Auditor`](audit::Auditor); where keys are read from; the [`Principal`] a handler sees |
+//! | 3 | [`audit`], [`credentials`], `principal`, [`usage`] | audit sinks and the non-blocking request [`Auditor`](audit::Auditor); where keys are read from; the [`Principal`] a handler sees; usage per key, counted beside the cached key and written behind |
 //! | 2 | [`store`], [`rejection`], [`budget`] | the [`KeyStore`] / [`ManagedKeyStore`] traits, [`MemoryStore`], the revocation-safe [`CachedStore`](store::CachedStore), the SQL stores, the write-behind [`LastUsed`](store::LastUsed) buffer; [`RejectionKind`] → response styles; the unknown-key budget |
 //! | 1 | [`key`], [`scope`], [`clock`], [`client`] | the key format, CSPRNG generation, CRC32 checksum and SHA-256 digests; scope models and requirements; clocks; client addresses |
 //! | 0 | `error` | [`ConfigError`], which every setting returns |
@@ -199,6 +199,7 @@ pub mod rejection;
 pub mod require_scopes;
 pub mod scope;
 pub mod store;
+pub mod usage;
 
 pub use self::auth::ApiKeyAuth;
 pub use self::error::ConfigError;

@@ -1,18 +1,96 @@
-//! Usage per key on every store: buckets added to and never replaced, read by hour
-//! range, pruned past the retention. PostgreSQL cases run when
-//! `TOWER_API_KEY_TEST_POSTGRES_URL` is set.
+//! Usage per key, on every store: the stores' buckets (added to, never replaced, read
+//! by hour range, pruned), and over real routers exact hourly buckets by outcome under
+//! a scripted load with a manual clock, across an hour boundary, through cache
+//! invalidation, stacked layers and a restart; retention; authority on reading it
+//! back. PostgreSQL cases run when `TOWER_API_KEY_TEST_POSTGRES_URL` is set.
 
 mod support;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
+use axum::body::Body;
+use axum::handler::Handler;
+use axum::routing::get;
+use axum::Router;
+use http::{Request, StatusCode};
 use time::macros::datetime;
 use time::OffsetDateTime;
+use tower::ServiceExt;
+use tower_api_key::clock::ManualClock;
 use tower_api_key::key::KeyId;
-use tower_api_key::store::{ManagedKeyStore, MemoryStore, UsageBucket, UsageCounts};
+use tower_api_key::prelude::*;
+use tower_api_key::rate_limit::{Limits, QuotaPolicy, RatePolicy};
+use tower_api_key::store::ManagedKeyStore;
+use tower_api_key::usage::{UsageBucket, UsageCounts};
 
 type Reopen<S> = Box<dyn Fn() -> Pin<Box<dyn Future<Output = S> + Send>> + Send + Sync>;
+
+/// 10:59:00 on a day, so that an hour boundary is one minute away.
+const START: OffsetDateTime = datetime!(2026-03-10 10:59:00 UTC);
+
+fn scopes() -> ScopeModel {
+    ScopeModel::builder()
+        .resource("posts", ["read", "write"])
+        .build()
+        .unwrap()
+}
+
+async fn ok() -> &'static str {
+    "ok"
+}
+
+/// A front door with usage on (flushed by hand: the interval is an hour), a limit of 3
+/// requests a minute per key, a daily quota of 8 per owner, and two routes.
+fn front_door<S: ManagedKeyStore>(
+    store: S,
+    clock: &ManualClock,
+) -> (ApiKeyAuth<S, RateLimitLayer<MemoryLimiter>>, Router) {
+    let limits = Limits::new(RatePolicy::new("default", 3, Duration::from_secs(60)).unwrap())
+        .with_quota(QuotaPolicy::daily(8).unwrap());
+    let clock_for_usage = clock.clone();
+    let auth = ApiKeyAuth::builder(store)
+        .clock(clock.clone())
+        .format(KeyFormat::new("pb").unwrap())
+        .scopes(scopes())
+        .rate_limits(limits)
+        .usage(move |usage| {
+            usage
+                .with_flush_interval(Duration::from_secs(3600))
+                .with_retention(Duration::from_secs(48 * 3600))
+                .with_clock(clock_for_usage)
+        })
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/read", get(ok.layer(auth.guard("posts:read").unwrap())))
+        .route("/write", get(ok.layer(auth.guard("posts:write").unwrap())));
+    (auth, app)
+}
+
+async fn call(app: &Router, path: &str, key: &str) -> StatusCode {
+    let request = Request::get(path)
+        .header("authorization", format!("Bearer {key}"))
+        .body(Body::empty())
+        .unwrap();
+    app.clone().oneshot(request).await.unwrap().status()
+}
+
+async fn mint<S: ManagedKeyStore>(
+    auth: &ApiKeyAuth<S, RateLimitLayer<MemoryLimiter>>,
+    owner: &str,
+) -> (KeyId, String) {
+    let created = auth
+        .manager()
+        .create(
+            NewKey::new("k", Owner::organization(owner)).with_scopes(["posts:read"]),
+            Actor::System("test"),
+        )
+        .await
+        .unwrap();
+    (created.record.id, created.key.expose_secret().to_owned())
+}
 
 fn counts(admitted: u64, scope: u64, rate: u64, quota: u64) -> UsageCounts {
     UsageCounts {
@@ -21,6 +99,19 @@ fn counts(admitted: u64, scope: u64, rate: u64, quota: u64) -> UsageCounts {
         refused_rate_limit: rate,
         refused_quota: quota,
     }
+}
+
+/// `(hour, counts)` of `id`'s buckets over the day of `START`.
+async fn buckets<S: ManagedKeyStore>(store: &S, id: &KeyId) -> Vec<(OffsetDateTime, UsageCounts)> {
+    let from = datetime!(2026-03-10 00:00 UTC);
+    let to = datetime!(2026-03-11 00:00 UTC);
+    store
+        .usage(id, from, to)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|UsageBucket { hour, counts, .. }| (hour, counts))
+        .collect()
 }
 
 mod cases {
@@ -96,12 +187,187 @@ mod cases {
             .unwrap()
             .is_empty());
     }
+
+    /// Every outcome, counted exactly, in the hour of each request: before and after
+    /// an hour boundary, through an invalidation of the key's cached entry.
+    pub(crate) async fn buckets_are_exact_by_hour_and_outcome<S: ManagedKeyStore>(
+        store: S,
+        _: Reopen<S>,
+    ) {
+        let clock = ManualClock::new(START);
+        let (auth, app) = front_door(store.clone(), &clock);
+        let (id, key) = mint(&auth, "acme").await;
+        let (other, other_key) = mint(&auth, "globex").await;
+
+        // 10:59: 3 admitted, 2 over the rate limit, 1 without the scope.
+        for expected in [200, 200, 200, 429, 429] {
+            assert_eq!(call(&app, "/read", &key).await, expected);
+        }
+        assert_eq!(call(&app, "/write", &key).await, StatusCode::FORBIDDEN);
+        // The other key's use is its own.
+        assert_eq!(call(&app, "/read", &other_key).await, StatusCode::OK);
+
+        // 11:00:30, with the key's cached entry dropped in between: its counts go on.
+        clock.advance(Duration::from_secs(90));
+        auth.cache().invalidate(&id);
+        for expected in [200, 200, 200] {
+            assert_eq!(call(&app, "/read", &key).await, expected);
+        }
+        // 11:02: the rate limit has room again, but after 2 more the owner's daily
+        // quota of 8 is spent.
+        clock.advance(Duration::from_secs(90));
+        for expected in [200, 200, 403] {
+            assert_eq!(call(&app, "/read", &key).await, expected);
+        }
+
+        auth.flush().await.unwrap();
+        assert_eq!(
+            buckets(&store, &id).await,
+            vec![
+                (datetime!(2026-03-10 10:00 UTC), counts(3, 1, 2, 0)),
+                (datetime!(2026-03-10 11:00 UTC), counts(5, 0, 0, 1)),
+            ]
+        );
+        assert_eq!(
+            buckets(&store, &other).await,
+            vec![(datetime!(2026-03-10 10:00 UTC), counts(1, 0, 0, 0))]
+        );
+
+        // Read back through the key manager, with `get`'s authority: another owner's
+        // key is not found, whoever asks; a reversed or over-long range is refused.
+        let day = (
+            datetime!(2026-03-10 00:00 UTC),
+            datetime!(2026-03-11 00:00 UTC),
+        );
+        let manager = auth.manager();
+        let acme = Owner::organization("acme");
+        let read = manager
+            .usage(&acme, &id, day.0, day.1, Actor::System("test"))
+            .await
+            .unwrap();
+        assert_eq!(read.len(), 2);
+        let globex = Owner::organization("globex");
+        for (owner, key_id) in [(&globex, &id), (&acme, &other)] {
+            let refused = manager
+                .usage(owner, key_id, day.0, day.1, Actor::System("test"))
+                .await
+                .unwrap_err();
+            assert_eq!(refused.status(), StatusCode::NOT_FOUND, "{refused}");
+        }
+        for (from, to) in [(day.1, day.0), (day.0, day.0 + time::Duration::days(32))] {
+            let refused = manager
+                .usage(&acme, &id, from, to, Actor::System("test"))
+                .await
+                .unwrap_err();
+            assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{refused}");
+        }
+
+        // A second flush adds to the buckets, never replaces them.
+        assert_eq!(call(&app, "/write", &key).await, StatusCode::FORBIDDEN);
+        auth.flush().await.unwrap();
+        assert_eq!(
+            buckets(&store, &id).await[1],
+            (datetime!(2026-03-10 11:00 UTC), counts(5, 1, 0, 1))
+        );
+    }
+
+    /// Refusals before a key is known count for no key; a request authenticated twice
+    /// (a router-wide layer and a guard) counts once.
+    pub(crate) async fn each_request_counts_once_and_unknown_keys_not_at_all<S: ManagedKeyStore>(
+        store: S,
+        _: Reopen<S>,
+    ) {
+        let clock = ManualClock::new(START);
+        let (auth, _) = front_door(store.clone(), &clock);
+        let app = Router::new()
+            .route("/read", get(ok.layer(auth.guard("posts:read").unwrap())))
+            .layer(auth.layer());
+        let (id, key) = mint(&auth, "acme").await;
+        assert_eq!(call(&app, "/read", &key).await, StatusCode::OK);
+        assert_eq!(
+            call(&app, "/read", "pb_nonsense").await,
+            StatusCode::UNAUTHORIZED
+        );
+        auth.manager()
+            .revoke(&Owner::organization("acme"), &id, Actor::System("test"))
+            .await
+            .unwrap();
+        assert_eq!(call(&app, "/read", &key).await, StatusCode::UNAUTHORIZED);
+        auth.flush().await.unwrap();
+        assert_eq!(
+            buckets(&store, &id).await,
+            vec![(datetime!(2026-03-10 10:00 UTC), counts(1, 0, 0, 0))]
+        );
+    }
+
+    /// Written counts survive a restart; what was not flushed is lost (at most one
+    /// flush interval's worth), and the restarted instance adds to the same buckets.
+    pub(crate) async fn a_restart_keeps_what_was_flushed<S: ManagedKeyStore>(
+        store: S,
+        reopen: Reopen<S>,
+    ) {
+        let clock = ManualClock::new(START);
+        let (auth, app) = front_door(store.clone(), &clock);
+        let (id, key) = mint(&auth, "acme").await;
+        assert_eq!(call(&app, "/read", &key).await, StatusCode::OK);
+        auth.flush().await.unwrap();
+        assert_eq!(call(&app, "/write", &key).await, StatusCode::FORBIDDEN);
+        // The process dies: nothing runs its shutdown flush (nor any drop).
+        #[allow(clippy::mem_forget)]
+        std::mem::forget(auth);
+        drop(app);
+
+        let restarted = reopen().await;
+        let (auth, app) = front_door(restarted.clone(), &clock);
+        assert_eq!(
+            buckets(&restarted, &id).await,
+            vec![(datetime!(2026-03-10 10:00 UTC), counts(1, 0, 0, 0))],
+            "the unflushed refusal is lost, the flushed admission kept"
+        );
+        assert_eq!(call(&app, "/read", &key).await, StatusCode::OK);
+        auth.flush().await.unwrap();
+        assert_eq!(
+            buckets(&restarted, &id).await,
+            vec![(datetime!(2026-03-10 10:00 UTC), counts(2, 0, 0, 0))]
+        );
+    }
+
+    /// Buckets older than the retention are dropped by a flush.
+    pub(crate) async fn retention_drops_old_buckets<S: ManagedKeyStore>(store: S, _: Reopen<S>) {
+        let clock = ManualClock::new(START);
+        let (auth, app) = front_door(store.clone(), &clock);
+        let (id, key) = mint(&auth, "acme").await;
+        assert_eq!(call(&app, "/read", &key).await, StatusCode::OK);
+        auth.flush().await.unwrap();
+        // 47 hours later the bucket is within the 48-hour retention.
+        clock.advance(Duration::from_secs(47 * 3600));
+        auth.flush().await.unwrap();
+        let all = |store: S| async move {
+            store
+                .usage(
+                    &id,
+                    OffsetDateTime::UNIX_EPOCH,
+                    datetime!(2100-01-01 0:00 UTC),
+                )
+                .await
+                .unwrap()
+        };
+        assert_eq!(all(store.clone()).await.len(), 1);
+        // Two hours later it is not.
+        clock.advance(Duration::from_secs(2 * 3600));
+        auth.flush().await.unwrap();
+        assert_eq!(all(store.clone()).await, Vec::new());
+    }
 }
 
 macro_rules! suite {
     ($module:ident, $open:expr) => {
         suite!(@cases $module, $open,
             stores_add_read_and_prune_buckets,
+            buckets_are_exact_by_hour_and_outcome,
+            each_request_counts_once_and_unknown_keys_not_at_all,
+            a_restart_keeps_what_was_flushed,
+            retention_drops_old_buckets,
         );
     };
     (@cases $module:ident, $open:expr, $($case:ident),* $(,)?) => {
@@ -120,16 +386,21 @@ macro_rules! suite {
     };
 }
 
-suite!(memory, {
+// A memory store does not outlive its process, so it has no restart case.
+suite!(@cases memory, {
     let store = MemoryStore::new();
     let same = store.clone();
-    // A memory store lives in the process: a restart is the same store seen afresh.
     let reopen: Reopen<MemoryStore> = Box::new(move || {
         let same = same.clone();
         Box::pin(async move { same })
     });
     Some((store, reopen, ()))
-});
+},
+    stores_add_read_and_prune_buckets,
+    buckets_are_exact_by_hour_and_outcome,
+    each_request_counts_once_and_unknown_keys_not_at_all,
+    retention_drops_old_buckets,
+);
 
 #[cfg(feature = "sqlite")]
 suite!(sqlite, {

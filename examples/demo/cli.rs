@@ -32,6 +32,8 @@ pub struct Args {
     pub redis_refuse: bool,
     pub redis_local_first: bool,
     pub daily_quota: Option<u64>,
+    /// Usage per key on or off.
+    pub usage: bool,
 }
 
 /// What parsing decided: run, or print this (help) and exit 0.
@@ -165,6 +167,14 @@ fn command() -> Command {
                 .help("Requests per organization per UTC day (403 quota_exceeded past it)"),
         )
         .arg(
+            Arg::new("usage")
+                .long("usage")
+                .value_name("on|off")
+                .default_value("on")
+                .value_parser(["on", "off"])
+                .help("Count every key's requests by hour and outcome (GET /v1/api_keys/{id}/usage)"),
+        )
+        .arg(
             Arg::new("help")
                 .long("help")
                 .short('h')
@@ -254,6 +264,7 @@ impl Args {
             redis_refuse,
             redis_local_first: matches.get_flag("redis-local-first"),
             daily_quota,
+            usage: value("usage") == "on",
             listen,
             database: text("database"),
             rate_limit: value("rate-limit"),

@@ -93,6 +93,7 @@ async fn main() -> ExitCode {
         rate_limit,
         limiter,
         daily_quota: args.daily_quota,
+        usage: args.usage,
         cache_ttl: args.cache_ttl,
         unknown_key_budget: args.unknown_key_budget,
         max_lookups: args.max_lookups,

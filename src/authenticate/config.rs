@@ -10,6 +10,7 @@ use crate::pipeline::RequestContext;
 use crate::rejection::Responder;
 use crate::scope::ScopeModel;
 use crate::store::LastUsed;
+use crate::usage::Usage;
 
 /// The settings of an [`AuthenticateLayer`](super::AuthenticateLayer), shared by its
 /// services behind one `Arc`.
@@ -21,6 +22,7 @@ pub(crate) struct Config<K> {
     pub(crate) optional: bool,
     pub(crate) hide_credentials: bool,
     pub(crate) last_used: Option<LastUsed>,
+    pub(crate) usage: Option<Usage>,
     pub(crate) auditor: Option<Auditor>,
     pub(crate) client_ip: ClientIp,
     pub(crate) scope_model: Option<ScopeModel>,
@@ -37,6 +39,7 @@ impl<K> Clone for Config<K> {
             optional: self.optional,
             hide_credentials: self.hide_credentials,
             last_used: self.last_used.clone(),
+            usage: self.usage.clone(),
             auditor: self.auditor.clone(),
             client_ip: self.client_ip.clone(),
             scope_model: self.scope_model.clone(),

@@ -13,6 +13,7 @@ use crate::pipeline::RequestContext;
 use crate::rejection::{validate_realm, ErrorStyle, Renderer, Responder};
 use crate::scope::ScopeModel;
 use crate::store::LastUsed;
+use crate::usage::Usage;
 
 /// Authenticates every request with an API key. See [`parts`](crate::parts).
 ///
@@ -45,6 +46,7 @@ impl<K> AuthenticateLayer<K> {
                 optional: false,
                 hide_credentials: false,
                 last_used: None,
+                usage: None,
                 auditor: None,
                 client_ip: ClientIp::peer(),
                 scope_model: None,
@@ -109,6 +111,12 @@ impl<K> AuthenticateLayer<K> {
         self.update(|c| c.last_used = Some(last_used))
     }
 
+    /// Counts every request authenticated by a key, by key, hour and outcome, and
+    /// writes the counts behind (see [`usage`](crate::usage)).
+    pub fn with_usage(self, usage: Usage) -> Self {
+        self.update(|c| c.usage = Some(usage))
+    }
+
     /// Audits every state-changing request (any method but `GET`, `HEAD` and
     /// `OPTIONS`) made with a key that reached the inner service, whatever it answered:
     /// key id, owner, method, path, matched route, status and request id. Reads are
@@ -130,6 +138,11 @@ impl<K> AuthenticateLayer<K> {
     /// behind this layer check against.
     pub fn with_scope_model(self, model: ScopeModel) -> Self {
         self.update(|c| c.scope_model = Some(model))
+    }
+
+    /// The usage counters, when set.
+    pub(crate) fn usage(&self) -> Option<&Usage> {
+        self.config.usage.as_ref()
     }
 
     /// The last-used buffer, when set.

@@ -19,7 +19,7 @@ use crate::key::KeyId;
 use crate::pipeline::{Admitted, RequestContext, ResponseBody, ResponseFuture, Verdict};
 use crate::principal::Principal;
 use crate::rejection::{request_id, Rejection, RejectionKind, REQUESTS_METRIC};
-use crate::store::KeyStore;
+use crate::store::{KeyStore, SlotKind};
 
 /// The service built by [`AuthenticateLayer`](super::AuthenticateLayer).
 pub struct Authenticate<S, K> {
@@ -179,6 +179,16 @@ fn admit<K: KeyStore, B>(
     if let Some(last_used) = &config.last_used {
         last_used.touch_unix_nanos(*principal.key_id(), principal.authenticated_at_unix_nanos());
     }
+    // The key's counters, found in its cached entry's slot (by key id the first time
+    // the entry is used), entered into the request's hour; counted when the response
+    // says how the request ended.
+    let usage = config.usage.as_ref().and_then(|usage| {
+        let counters = principal
+            .cached_record()
+            .slot(SlotKind::Usage, || usage.counters(*principal.key_id()))?;
+        counters.enter_at(principal.authenticated_at_unix_nanos());
+        Some(Arc::clone(counters))
+    });
     let audit = match &config.auditor {
         Some(auditor) if is_state_changing(req.method()) => {
             let mut entry = AuditEntry::about_key(
@@ -211,20 +221,23 @@ fn admit<K: KeyStore, B>(
         mem::swap(headers, req.headers_mut());
         *req.uri_mut() = uri.clone();
     }
+    let mut usage = usage;
     if let Some(before) = req.extensions_mut().insert(principal) {
         // Authenticated again further in (another surface's guard): a charge already
         // made for this request with this same key stands, so its rate limit is not
-        // spent twice. A different key is charged on its own.
-        if before.charged_by() != 0 {
-            if let Some(now) = req.extensions_mut().get_mut::<Principal>() {
-                if now.key_id() == before.key_id() {
+        // spent twice, and the layer further out counts its use. A different key is
+        // charged and counted on its own.
+        if let Some(now) = req.extensions_mut().get_mut::<Principal>() {
+            if now.key_id() == before.key_id() {
+                usage = None;
+                if before.charged_by() != 0 {
                     now.mark_charged(before.charged_by());
                 }
             }
         }
     }
     req.extensions_mut().insert(Arc::clone(&config.context));
-    Admitted::new(headers, audit)
+    Admitted::new(headers, audit).counting(usage)
 }
 
 fn refuse<K>(

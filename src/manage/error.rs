@@ -87,6 +87,9 @@ pub enum ManageError {
     /// The rotation's grace period ends past the calendar's end.
     #[error("the grace period is too long")]
     InvalidGrace,
+    /// A time range is empty, reversed or too long; the message says which.
+    #[error("invalid time range: {0}")]
+    InvalidRange(&'static str),
     /// An authority rule refused the operation (403 `permission_denied`).
     #[error("permission denied: {0}")]
     PermissionDenied(#[from] Denied),
@@ -112,7 +115,8 @@ impl ManageError {
             | Self::UnknownScope(_)
             | Self::InvalidEnvironment(_)
             | Self::ExpiryInPast
-            | Self::InvalidGrace => StatusCode::BAD_REQUEST,
+            | Self::InvalidGrace
+            | Self::InvalidRange(_) => StatusCode::BAD_REQUEST,
             Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
             Self::NotFound | Self::Store(StoreError::NotFound) => StatusCode::NOT_FOUND,
             Self::Conflict | Self::Store(StoreError::Conflict) => StatusCode::CONFLICT,

@@ -10,7 +10,7 @@ use crate::principal::Principal;
 use crate::scope::{Grants, ScopeModel};
 use crate::store::{
     ActingKey, Applied, CachedStore, Change, KeyPage, KeyQuery, KeyRecord, KeyStatus,
-    ManagedKeyStore, Owner, StoreError,
+    ManagedKeyStore, Owner, StoreError, UsageBucket,
 };
 
 /// The longest key name accepted, in characters.
@@ -547,6 +547,38 @@ impl<K: ManagedKeyStore> KeyManager<K> {
             return Err(ManageError::NotFound);
         }
         Ok(record)
+    }
+
+    /// The longest range [`KeyManager::usage`] answers: 31 days (744 hourly buckets).
+    pub const MAX_USAGE_RANGE: time::Duration = time::Duration::days(31);
+
+    /// The usage of one key of `owner`: its hourly buckets (verifications by outcome,
+    /// as counted by [`ApiKeyAuthBuilder::usage`](crate::auth::ApiKeyAuthBuilder::usage))
+    /// whose hour starts at or after `from` and before `to`, oldest first; hours
+    /// without a verification have no bucket. The authority of [`KeyManager::get`]:
+    /// another owner's key, or one of an environment `actor` does not reach, is
+    /// [`ManageError::NotFound`].
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::InvalidRange`] when `to` is before `from` or the range is longer
+    /// than [`KeyManager::MAX_USAGE_RANGE`]; then as [`KeyManager::get`].
+    pub async fn usage(
+        &self,
+        owner: &Owner,
+        id: &KeyId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        actor: Actor<'_>,
+    ) -> Result<Vec<UsageBucket>, ManageError> {
+        if to < from {
+            return Err(ManageError::InvalidRange("`to` is before `from`"));
+        }
+        if to - from > Self::MAX_USAGE_RANGE {
+            return Err(ManageError::InvalidRange("longer than 31 days"));
+        }
+        self.get(owner, id, actor).await?;
+        Ok(self.store.usage(id, from, to).await?)
     }
 
     /// The audit log of `query`'s owner as `actor` may see it, newest first: a key of

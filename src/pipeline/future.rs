@@ -1,6 +1,7 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
@@ -10,12 +11,17 @@ use tower_service::Service;
 
 use super::ResponseBody;
 use crate::audit::{AuditEntry, Auditor};
-use crate::rejection::Rejection;
+use crate::rejection::{Rejection, RejectionKind};
+use crate::usage::{KeyUsage, UsageOutcome};
 
-/// What admitting a request leaves for the way out. Usually nothing: then it is one
-/// null pointer in the response future, which every layer moves several times.
+/// What admitting a request leaves for the way out. Usually nothing: then it is two
+/// null pointers in the response future, which every layer moves several times.
 #[derive(Default)]
-pub(crate) struct Admitted(Option<Box<Additions>>);
+pub(crate) struct Admitted {
+    additions: Option<Box<Additions>>,
+    /// The key's usage counters, when this layer counts the request.
+    usage: Option<Arc<KeyUsage>>,
+}
 
 /// What to add to a successful response.
 struct Additions {
@@ -31,12 +37,36 @@ impl Admitted {
     /// `None` and `None` cost nothing: most requests add neither.
     pub(crate) fn new(headers: Option<HeaderMap>, audit: Option<(Auditor, AuditEntry)>) -> Self {
         if headers.is_none() && audit.is_none() {
-            return Self(None);
+            return Self::default();
         }
-        Self(Some(Box::new(Additions {
-            headers: headers.unwrap_or_default(),
-            audit,
-        })))
+        Self {
+            additions: Some(Box::new(Additions {
+                headers: headers.unwrap_or_default(),
+                audit,
+            })),
+            usage: None,
+        }
+    }
+
+    /// Counts the request in `usage` once its response says how it ended.
+    pub(crate) fn counting(mut self, usage: Option<Arc<KeyUsage>>) -> Self {
+        self.usage = usage;
+        self
+    }
+}
+
+/// How a request ended, from its response: refused by a guard or a limit behind the
+/// counting layer, or admitted (whatever the handler answered).
+fn outcome<B>(response: &Response<B>) -> UsageOutcome {
+    match response
+        .extensions()
+        .get::<Rejection>()
+        .map(Rejection::kind)
+    {
+        Some(RejectionKind::InsufficientScope { .. }) => UsageOutcome::RefusedScope,
+        Some(RejectionKind::RateLimited { .. }) => UsageOutcome::RefusedRateLimit,
+        Some(RejectionKind::QuotaExceeded) => UsageOutcome::RefusedQuota,
+        _ => UsageOutcome::Admitted,
     }
 }
 
@@ -209,7 +239,10 @@ where
                 }
                 StateProj::Calling { fut, admitted } => {
                     let mut response = ready!(fut.poll(cx))?.map(W::inner);
-                    let Some(additions) = admitted.0.take() else {
+                    if let Some(usage) = admitted.usage.take() {
+                        usage.add(outcome(&response));
+                    }
+                    let Some(additions) = admitted.additions.take() else {
                         return Poll::Ready(Ok(response));
                     };
                     let Additions { headers, audit } = *additions;

@@ -586,6 +586,11 @@ impl<S> CachedStore<S> {
         &*self.inner.clock
     }
 
+    /// [`CachedStore::clock`], shared.
+    pub(crate) fn shared_clock(&self) -> SharedClock {
+        Arc::clone(&self.inner.clock)
+    }
+
     /// Drops everything cached for `id` and stops any lookup in flight for it from
     /// filling the cache. Call it when a key changed behind this cache's back (another
     /// instance revoked it). No record of the key fetched before this call answers

@@ -87,9 +87,11 @@ struct ScopeList {
 pub(crate) enum SlotKind {
     /// The in-process rate limiter's bucket.
     RateLimit = 0,
+    /// The key's usage counters.
+    Usage = 1,
 }
 
-const SLOT_KINDS: usize = 1;
+const SLOT_KINDS: usize = 2;
 
 struct Slots([OnceLock<Box<dyn Any + Send + Sync>>; SLOT_KINDS]);
 

@@ -59,6 +59,9 @@ pub const ORGANIZATIONS: [&str; 2] = ["acme", "globex"];
 /// How often `last_used_at` is written.
 pub const LAST_USED_INTERVAL: Duration = Duration::from_secs(2);
 
+/// How often usage counts are written.
+pub const USAGE_INTERVAL: Duration = Duration::from_secs(2);
+
 /// The demo's front door: one cache, manager, budget and limiter under two surfaces,
 /// rate limits on or off as `--rate-limit` says.
 pub type DemoAuth = ApiKeyAuth<DemoStore, Either<RateLimitLayer<DemoLimiter>, Identity>>;
@@ -109,6 +112,9 @@ pub struct Settings {
     pub limiter: DemoLimiter,
     /// Each organization's daily quota of requests, `None` for none.
     pub daily_quota: Option<u64>,
+    /// Usage per key (`GET /v1/api_keys/{id}/usage`), written every
+    /// [`USAGE_INTERVAL`].
+    pub usage: bool,
 }
 
 impl Default for Settings {
@@ -125,6 +131,7 @@ impl Default for Settings {
             clock: Arc::new(SystemClock),
             limiter: DemoLimiter::Memory(MemoryLimiter::new()),
             daily_quota: None,
+            usage: true,
         }
     }
 }
@@ -227,7 +234,13 @@ pub fn build(store: DemoStore, settings: Settings) -> Result<Demo, ConfigError> 
         .scopes(scope_model()?)
         .unknown_key_budget(settings.unknown_key_budget)
         .client_ip(client_ip)
-        .last_used(LAST_USED_INTERVAL)
+        .last_used(LAST_USED_INTERVAL);
+    let auth = if settings.usage {
+        auth.usage(|usage| usage.with_flush_interval(USAGE_INTERVAL))
+    } else {
+        auth
+    };
+    let auth = auth
         .audit_requests(auditor.clone())
         // Performance Blocks: bearer or `X-API-Key`, its envelope with the request id.
         .sources(KeySources::bearer_or_header())
