@@ -228,6 +228,13 @@ impl<K: KeyStore, R: Clone> ApiKeyAuth<K, R> {
         })
     }
 
+    /// The rate-limit layer every guard ends with, for the surface's OpenAPI
+    /// description (`openapi.rs`).
+    #[cfg(feature = "utoipa")]
+    pub(crate) fn rate(&self) -> &R {
+        &self.rate
+    }
+
     /// The authentication layer alone, for a router where every route needs a key but
     /// no particular scope (`Router::layer`). Mind that `Router::layer` wraps only the
     /// routes added before it: a route added afterwards is not authenticated at all.

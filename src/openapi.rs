@@ -9,7 +9,10 @@
 //!   [`Requirement`] (its alternatives become OpenAPI's alternatives), an
 //!   `x-required-scopes` extension with the same alternatives, the JSON-body key field
 //!   when keys are read from the body, and the 400/401/403/429/503 (and 408/413 for body
-//!   keys) responses.
+//!   keys) responses, each a `$ref` to the surface's shared response
+//!   ([`ApiKeyDoc::components`], added by its [`utoipa::Modify`]): one error schema and
+//!   one response per status per surface, so a generated client has one error type per
+//!   surface.
 //! - A [`Guard`] documents itself ([`Guard::document`]), and [`Guard::routes`] guards a
 //!   handler and documents its utoipa-axum route in one call: the requirement that is
 //!   enforced is the one that is published.
@@ -47,9 +50,18 @@
 //!     get["security"],
 //!     serde_json::json!([{ "bearer": ["invoices:read"] }, { "api_key": ["invoices:read"] }])
 //! );
-//! assert_eq!(get["responses"]["403"]["content"]["application/json"]["examples"]
-//!     ["insufficient_scope"]["value"]["error"]["message"], "Required scope: invoices:read");
+//! // Each refusal is a reference to the surface's shared response (its realm, `api`,
+//! // names it); the reference says which outcomes apply here and the route's scopes.
+//! assert_eq!(get["responses"]["403"]["$ref"], "#/components/responses/ApiForbidden");
+//! assert!(get["responses"]["403"]["description"]
+//!     .as_str().unwrap().ends_with("Required scopes: `invoices:read`."));
 //! assert_eq!(json["components"]["securitySchemes"]["api_key"]["name"], "x-api-key");
+//! // One error schema for the surface, referenced by every shared response.
+//! assert_eq!(
+//!     json["components"]["responses"]["ApiForbidden"]["content"]["application/json"]["schema"]
+//!         ["$ref"],
+//!     "#/components/schemas/ApiError"
+//! );
 //! # Ok(())
 //! # }
 //! ```
@@ -79,7 +91,9 @@ use utoipa::openapi::schema::{
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
-use utoipa::openapi::{Components, Content, Header, OpenApi, Paths, RefOr, Required, Response};
+use utoipa::openapi::{
+    Components, Content, Header, OpenApi, Paths, Ref, RefOr, Required, Response,
+};
 use utoipa_axum::router::UtoipaMethodRouter;
 
 use crate::auth::{ApiKeyAuth, Guard};
@@ -105,6 +119,67 @@ pub const SCOPES_EXTENSION: &str = "x-required-scopes";
 
 /// The request id shown in documented refusals.
 const SAMPLE_REQUEST_ID: &str = "req_8f14e45fceea167a";
+
+/// The scope a shared scope refusal names: each operation names its own
+/// (`x-required-scopes`, and the description of its reference).
+const SAMPLE_SCOPE: &str = "<scope>";
+
+/// The refusals an application answers in its surface's style, documented in every
+/// surface's shared responses: the key-management router's (through
+/// [`ApiKeyAuth::respond`]), and an application's own in the same envelope.
+fn application_outcomes() -> Vec<RejectionKind> {
+    let refusal = |status, code, message: &str| RejectionKind::KeyManagement {
+        status,
+        code,
+        message: message.to_owned(),
+    };
+    vec![
+        refusal(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "Invalid JSON body: missing field `scopes` at line 1 column 2",
+        ),
+        refusal(
+            StatusCode::FORBIDDEN,
+            "permission_denied",
+            "The acting key was replaced by a rotation: it works until its grace period \
+             ends, but only its successor manages keys",
+        ),
+        refusal(StatusCode::NOT_FOUND, "not_found", "No such key"),
+        refusal(
+            StatusCode::CONFLICT,
+            "conflict",
+            "The key is revoked, expired or already rotated",
+        ),
+        refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "Request body is larger than 16384 bytes",
+        ),
+        refusal(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Expected Content-Type: application/json",
+        ),
+    ]
+}
+
+/// A realm as a component name prefix: its ASCII letters and digits in
+/// UpperCamelCase, `ApiKey` when it has none.
+fn component_prefix(realm: &str) -> String {
+    let mut prefix = String::new();
+    for word in realm.split(|c: char| !c.is_ascii_alphanumeric()) {
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            prefix.push(first.to_ascii_uppercase());
+            prefix.extend(chars);
+        }
+    }
+    if prefix.is_empty() {
+        prefix.push_str("ApiKey");
+    }
+    prefix
+}
 
 /// The OpenAPI description of one [`AuthenticateLayer`]: where it reads keys from and how it
 /// refuses. Built from the layer itself ([`ApiKeyDoc::new`], [`ApiKeyAuth::openapi`]),
@@ -149,6 +224,7 @@ const SAMPLE_REQUEST_ID: &str = "req_8f14e45fceea167a";
 #[derive(Clone)]
 pub struct ApiKeyDoc {
     renderer: Arc<Renderer>,
+    prefix: String,
     bearer: bool,
     header: Option<String>,
     query: Option<String>,
@@ -164,6 +240,7 @@ impl fmt::Debug for ApiKeyDoc {
             .field("query", &self.query)
             .field("body_field", &self.body_field)
             .field("rate_limited", &self.rate_limited)
+            .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
 }
@@ -173,6 +250,7 @@ impl ApiKeyDoc {
     pub fn new<K>(layer: &AuthenticateLayer<K>) -> Self {
         let sources = layer.sources();
         Self {
+            prefix: component_prefix(layer.renderer().realm()),
             renderer: Arc::clone(layer.renderer()),
             bearer: sources.bearer,
             header: sources.header.as_ref().map(|h| h.as_str().to_owned()),
@@ -234,8 +312,17 @@ impl ApiKeyDoc {
     /// Documents `operation` as guarded by this layer and `requirement`: the security
     /// requirements (one alternative per scheme and per alternative of the requirement),
     /// the [`SCOPES_EXTENSION`], a line in the description, the JSON-body key field, and
-    /// the refusal responses with their bodies, schemas and headers. A status the
-    /// operation already documents keeps its own content too (`anyOf`).
+    /// the refusal responses.
+    ///
+    /// Each refusal response is a `$ref` to this surface's shared response for its
+    /// status (`#/components/responses/PerformanceBlocksForbidden`, see
+    /// [`components`](Self::components)), so a generated client has one error type per
+    /// surface; the reference's own `description` says which outcomes this operation
+    /// can answer there, and names the route's scopes on the status that refuses a
+    /// missing scope. A status the operation documents inline at a status the surface
+    /// has a shared response for (an application's own 400, 404, 409, 413 or 415)
+    /// becomes the same reference, keeping its description: an application's refusals
+    /// answer in its surface's style. A `$ref` the operation wrote itself is kept.
     pub fn document(&self, operation: &mut Operation, requirement: &Requirement) {
         let alternatives: Vec<Vec<&str>> = requirement.alternatives().collect();
         let schemes = self.security_schemes();
@@ -257,34 +344,43 @@ impl ApiKeyDoc {
         let line = format!("Required scopes: `{requirement}`.");
         operation.description = Some(match operation.description.take() {
             Some(text) if !text.is_empty() => format!("{text}\n\n{line}"),
-            _ => line,
+            _ => line.clone(),
         });
         if let Some(field) = &self.body_field {
             add_body_field(operation, field);
         }
-        let required: Vec<String> = alternatives
-            .first()
-            .map(|a| a.iter().map(|s| (*s).to_owned()).collect())
-            .unwrap_or_default();
-        for (status, samples) in self.refusals(required) {
-            let response = self.response(status, &samples);
-            merge_response(operation, status, response);
+        for (status, samples) in self.render(self.guard_outcomes(vec![SAMPLE_SCOPE.to_owned()])) {
+            let mut codes: Vec<&str> = samples.iter().map(|s| s.code).collect();
+            codes.dedup();
+            let mut description = format!("Refused by the API-key guard ({}).", codes.join(", "));
+            if codes.contains(&"insufficient_scope") {
+                description = format!("{description} {line}");
+            }
+            self.refer(operation, status, description);
+        }
+        // The operation's own refusals at a status the surface documents.
+        let shared: Vec<StatusCode> = self.shared().into_iter().map(|(s, _)| s).collect();
+        for status in shared {
+            let key = status.as_str();
+            if let Some(RefOr::T(own)) = operation.responses.responses.get(key) {
+                let description = own.description.clone();
+                operation.responses.responses.remove(key);
+                self.refer(operation, status, description);
+            }
         }
     }
 
-    /// Documents `outcomes` on `operation`, rendered by this layer's responder and
-    /// grouped by status, each status described by `describe` (for the
-    /// key-management router's own refusals: bad input, 404, 409, …).
+    /// Documents the application's own refusals at `statuses` on `operation` (for the
+    /// key-management router's: bad input, 404, 409, …): each a reference to the
+    /// surface's shared response, described by `describe`.
     pub(crate) fn document_outcomes(
         &self,
         operation: &mut Operation,
-        outcomes: Vec<RejectionKind>,
+        statuses: &[StatusCode],
         describe: impl Fn(StatusCode) -> String,
     ) {
-        for (status, samples) in self.render(outcomes) {
-            let mut response = self.response(status, &samples);
-            response.description = describe(status);
-            merge_response(operation, status, response);
+        for status in statuses {
+            self.refer(operation, *status, describe(*status));
         }
     }
 
@@ -309,9 +405,103 @@ impl ApiKeyDoc {
         }
     }
 
-    /// The outcomes this layer (and its guards) can refuse with, rendered by its own
-    /// responder, grouped by status.
-    fn refusals(&self, required: Vec<String>) -> Vec<(StatusCode, Vec<Sample>)> {
+    /// The prefix of this surface's component names: its realm in UpperCamelCase
+    /// (`PerformanceBlocks` for the realm `Performance Blocks`, `Api` for the default
+    /// `api`). Give each surface its own realm, so each has its own components.
+    pub fn component_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The name of this surface's error schema: `{prefix}Error`, the schema of every
+    /// JSON refusal body it answers with.
+    pub fn error_schema_name(&self) -> String {
+        format!("{}Error", self.prefix)
+    }
+
+    /// The name of this surface's shared response for `status`:
+    /// `{prefix}{reason}`, as `PerformanceBlocksTooManyRequests`.
+    pub fn response_name(&self, status: StatusCode) -> String {
+        let reason: String = status
+            .canonical_reason()
+            .map(|r| r.split(|c: char| !c.is_ascii_alphanumeric()).collect())
+            .unwrap_or_else(|| format!("Status{}", status.as_u16()));
+        format!("{}{reason}", self.prefix)
+    }
+
+    /// What the operations of this surface reference: its error schema
+    /// ([`error_schema_name`](Self::error_schema_name)) and one response per refusal
+    /// status ([`response_name`](Self::response_name)), each with the headers the
+    /// layer sends and one example per distinct body, for every outcome the guards and
+    /// the application answer with at that status (`insufficient_scope` with a
+    /// placeholder scope: the operation names its own). The [`utoipa::Modify`] impl
+    /// adds them to a document.
+    pub fn components(&self) -> Components {
+        let mut components = Components::new();
+        let shared = self.shared();
+        let bodies: Vec<&serde_json::Value> = shared
+            .iter()
+            .flat_map(|(_, samples)| samples.iter().filter_map(|s| s.body.as_ref()))
+            .collect();
+        if !bodies.is_empty() {
+            components
+                .schemas
+                .insert(self.error_schema_name(), infer(&bodies));
+        }
+        for (status, samples) in &shared {
+            components.responses.insert(
+                self.response_name(*status),
+                RefOr::T(self.response(*status, samples)),
+            );
+        }
+        components
+    }
+
+    /// A reference to the shared response for `status` under `status`, with
+    /// `description`; appended to the description of a reference already there.
+    fn refer(&self, operation: &mut Operation, status: StatusCode, description: String) {
+        let location = format!("#/components/responses/{}", self.response_name(status));
+        let key = status.as_str().to_owned();
+        match operation.responses.responses.get_mut(&key) {
+            // Ours (the guard's and the application's refusals at one status): one
+            // description for both.
+            Some(RefOr::Ref(existing)) if existing.ref_location == location => {
+                existing.description = if existing.description.is_empty() {
+                    description
+                } else {
+                    format!("{}\n\n{description}", existing.description)
+                };
+            }
+            // A reference the operation wrote itself is kept as it is.
+            Some(RefOr::Ref(_)) => {}
+            Some(RefOr::T(own)) => {
+                let mut reference = Ref::new(location);
+                reference.description = format!("{}\n\n{description}", own.description);
+                operation
+                    .responses
+                    .responses
+                    .insert(key, RefOr::Ref(reference));
+            }
+            None => {
+                let mut reference = Ref::new(location);
+                reference.description = description;
+                operation
+                    .responses
+                    .responses
+                    .insert(key, RefOr::Ref(reference));
+            }
+        }
+    }
+
+    /// Every outcome this surface's shared responses document, rendered and grouped
+    /// by status: its guards' and the application's.
+    fn shared(&self) -> Vec<(StatusCode, Vec<Sample>)> {
+        let mut outcomes = self.guard_outcomes(vec![SAMPLE_SCOPE.to_owned()]);
+        outcomes.extend(application_outcomes());
+        self.render(outcomes)
+    }
+
+    /// The outcomes this layer (and its guards) can refuse with.
+    fn guard_outcomes(&self, required: Vec<String>) -> Vec<RejectionKind> {
         let retry = Duration::from_secs(12);
         let mut outcomes = vec![
             RejectionKind::Missing,
@@ -339,7 +529,7 @@ impl ApiKeyDoc {
             outcomes.push(RejectionKind::RateLimited { retry_after: retry });
             outcomes.push(RejectionKind::QuotaExceeded);
         }
-        self.render(outcomes)
+        outcomes
     }
 
     /// `outcomes` rendered by the responder, with and without a request id, grouped by
@@ -363,12 +553,13 @@ impl ApiKeyDoc {
     }
 
     fn response(&self, status: StatusCode, samples: &[Sample]) -> Response {
-        let mut codes: Vec<&str> = samples.iter().map(|s| s.code).collect();
-        codes.dedup();
-        let mut response = Response::new(format!(
-            "Refused by the API-key guard ({}).",
-            codes.join(", ")
-        ));
+        let mut codes: Vec<&str> = Vec::new();
+        for sample in samples {
+            if !codes.contains(&sample.code) {
+                codes.push(sample.code);
+            }
+        }
+        let mut response = Response::new(format!("Refused ({}).", codes.join(", ")));
         for sample in samples {
             for (name, value) in &sample.headers {
                 if response.headers.contains_key(name.as_str()) {
@@ -411,7 +602,7 @@ impl ApiKeyDoc {
             let schema = if bodies.is_empty() {
                 string_schema().into()
             } else {
-                infer(&bodies)
+                RefOr::Ref(Ref::from_schema_name(self.error_schema_name()))
             };
             let mut content = Content::new(Some(schema));
             // One example per distinct body, named after its first outcome; its summary
@@ -446,11 +637,16 @@ impl ApiKeyDoc {
 
 impl utoipa::Modify for ApiKeyDoc {
     /// Adds the security schemes to the document's components.
+    /// Adds the security schemes and the shared refusal responses and error schema
+    /// ([`components`](ApiKeyDoc::components)) to the document's components.
     fn modify(&self, openapi: &mut OpenApi) {
         let components = openapi.components.get_or_insert_with(Components::new);
         for (name, scheme) in self.security_schemes() {
             components.add_security_scheme(name, scheme);
         }
+        let shared = self.components();
+        components.schemas.extend(shared.schemas);
+        components.responses.extend(shared.responses);
     }
 }
 
@@ -494,14 +690,16 @@ impl<A: DocumentRate, B: DocumentRate> DocumentRate for tower::util::Either<A, B
 }
 
 impl<K, R> ApiKeyAuth<K, R> {
-    /// The OpenAPI description of the authentication layer every guard starts with:
-    /// apply it to the document ([`utoipa::Modify`]) for the security schemes.
+    /// The OpenAPI description of this surface's guards (its authentication layer and
+    /// rate limit): apply it to the document ([`utoipa::Modify`]) for the security
+    /// schemes and the shared refusal responses its operations reference, once per
+    /// surface (`auth.surface(name)?.openapi()` for a named one).
     pub fn openapi(&self) -> ApiKeyDoc
     where
         K: crate::KeyStore,
-        R: Clone,
+        R: Clone + DocumentRate,
     {
-        ApiKeyDoc::new(&self.layer())
+        ApiKeyDoc::new(&self.layer()).with_rate_limit(self.rate().is_rate_limited())
     }
 }
 
@@ -838,42 +1036,6 @@ fn add_body_field(operation: &mut Operation, field: &str) {
     });
 }
 
-/// Puts `response` under `status`, keeping what the operation documents there already.
-fn merge_response(operation: &mut Operation, status: StatusCode, response: Response) {
-    let key = status.as_str().to_owned();
-    let Some(existing) = operation.responses.responses.get_mut(&key) else {
-        operation
-            .responses
-            .responses
-            .insert(key, RefOr::T(response));
-        return;
-    };
-    // A response by reference is kept as the operation wrote it.
-    let RefOr::T(existing) = existing else { return };
-    existing.description = format!("{}\n\n{}", existing.description, response.description);
-    for (name, header) in response.headers {
-        existing.headers.entry(name).or_insert(header);
-    }
-    for (content_type, content) in response.content {
-        match existing.content.get_mut(&content_type) {
-            None => {
-                existing.content.insert(content_type, content);
-            }
-            Some(theirs) => {
-                theirs.schema = match (theirs.schema.take(), content.schema) {
-                    (Some(a), Some(b)) if a != b => Some(RefOr::T(Schema::AnyOf(
-                        AnyOfBuilder::new().item(a).item(b).build(),
-                    ))),
-                    (a, b) => a.or(b),
-                };
-                for (name, example) in content.examples {
-                    theirs.examples.entry(name).or_insert(example);
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::{json, Value};
@@ -894,11 +1056,46 @@ mod tests {
             .with_responder(style)
     }
 
-    fn documented(doc: &ApiKeyDoc, expression: &str) -> Value {
+    /// The operation as written: its refusals are references.
+    fn raw(doc: &ApiKeyDoc, expression: &str) -> Value {
         let model = crate::presets::performance_blocks::scope_model();
         let mut operation = Operation::new();
         doc.document(&mut operation, &model.requirement(expression).unwrap());
         serde_json::to_value(&operation).unwrap()
+    }
+
+    /// The operation as a reader of the whole document sees it: every `$ref` replaced
+    /// by the surface's component it names, the reference's own description kept.
+    fn documented(doc: &ApiKeyDoc, expression: &str) -> Value {
+        let components = serde_json::to_value(doc.components()).unwrap();
+        resolve(&components, raw(doc, expression))
+    }
+
+    fn resolve(components: &Value, value: Value) -> Value {
+        match value {
+            Value::Object(mut map) => {
+                if let Some(Value::String(location)) = map.remove("$ref") {
+                    let path = location.trim_start_matches("#/components");
+                    let mut target = components
+                        .pointer(path)
+                        .unwrap_or_else(|| panic!("{location} is in the components"))
+                        .clone();
+                    if let Some(description) = map.remove("description") {
+                        target["description"] = description;
+                    }
+                    return resolve(components, target);
+                }
+                Value::Object(
+                    map.into_iter()
+                        .map(|(k, v)| (k, resolve(components, v)))
+                        .collect(),
+                )
+            }
+            Value::Array(items) => {
+                Value::Array(items.into_iter().map(|v| resolve(components, v)).collect())
+            }
+            other => other,
+        }
     }
 
     #[test]
@@ -921,15 +1118,28 @@ mod tests {
             op["x-required-scopes"],
             json!([["employees:read", "webhooks:write"], ["summaries:read"]])
         );
-        // The 403 example names what the first alternative needs.
+        // The shared 403 names a placeholder; the operation's reference names the
+        // route's own requirement.
         assert_eq!(
             op["responses"]["403"]["content"]["application/json"]["examples"]["insufficient_scope"]
                 ["value"]["error"]["message"],
-            "Required scopes: employees:read, webhooks:write"
+            "Required scope: <scope>"
         );
-        // Header keys: no body field, no body-only refusals.
+        let reference =
+            &raw(&doc, "employees:read AND webhooks:write OR summaries:read")["responses"]["403"];
+        assert_eq!(
+            reference["$ref"], "#/components/responses/ApiForbidden",
+            "{reference}"
+        );
+        assert_eq!(
+            reference["description"],
+            "Refused by the API-key guard (wrong_environment, insufficient_scope). Required \
+             scopes: `(employees:read AND webhooks:write) OR summaries:read`."
+        );
+        // Header keys: no body field, no body-only refusals on the operation.
         assert!(op.get("requestBody").is_none());
         assert!(op["responses"].get("413").is_none());
+        assert!(op["responses"].get("408").is_none());
     }
 
     #[test]
@@ -1018,37 +1228,125 @@ mod tests {
     }
 
     #[test]
-    fn a_status_the_operation_documents_keeps_its_own_content() {
+    fn an_operations_own_refusal_becomes_the_shared_response_with_its_description() {
         let doc = ApiKeyDoc::new(&layer(KeySources::bearer(), ErrorStyle::envelope()));
         let mut operation = Operation::new();
-        let mut own = Response::new("The body is invalid");
-        own.content.insert(
-            "application/json".into(),
-            Content::new(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
-                "ErrorBody",
-            )))),
+        for (status, text) in [("400", "The body is invalid"), ("415", "Not JSON")] {
+            let mut own = Response::new(text);
+            own.content.insert(
+                "application/json".into(),
+                Content::new(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                    "ErrorBody",
+                )))),
+            );
+            operation
+                .responses
+                .responses
+                .insert(status.into(), RefOr::T(own));
+        }
+        // A reference the operation wrote itself stays as it is.
+        operation.responses.responses.insert(
+            "503".into(),
+            RefOr::Ref(utoipa::openapi::Ref::new("#/components/responses/Mine")),
         );
-        operation
-            .responses
-            .responses
-            .insert("400".into(), RefOr::T(own));
         let model = crate::presets::performance_blocks::scope_model();
         doc.document(&mut operation, &model.requirement("session:read").unwrap());
         let op = serde_json::to_value(&operation).unwrap();
-        let bad = &op["responses"]["400"];
         assert_eq!(
-            bad["description"],
-            "The body is invalid\n\nRefused by the API-key guard (invalid_request)."
+            op["responses"]["400"],
+            json!({
+                "$ref": "#/components/responses/ApiBadRequest",
+                "description": "The body is invalid\n\nRefused by the API-key guard (invalid_request).",
+            })
         );
-        let any_of = bad["content"]["application/json"]["schema"]["anyOf"]
-            .as_array()
-            .unwrap();
+        // Not a status the guard refuses with, but one the surface documents.
         assert_eq!(
-            any_of[0],
-            json!({ "$ref": "#/components/schemas/ErrorBody" })
+            op["responses"]["415"],
+            json!({
+                "$ref": "#/components/responses/ApiUnsupportedMediaType",
+                "description": "Not JSON",
+            })
         );
-        assert_eq!(any_of[1]["type"], "object");
+        assert_eq!(
+            op["responses"]["503"],
+            json!({ "$ref": "#/components/responses/Mine" })
+        );
+        let components = serde_json::to_value(doc.components()).unwrap();
+        let bad = &components["responses"]["ApiBadRequest"];
+        assert_eq!(
+            bad["content"]["application/json"]["schema"],
+            json!({ "$ref": "#/components/schemas/ApiError" })
+        );
         assert!(bad["headers"]["www-authenticate"].is_object());
+    }
+
+    #[test]
+    fn a_surface_has_one_error_schema_and_one_response_per_status() {
+        let doc = ApiKeyDoc::new(&layer(
+            KeySources::bearer(),
+            ErrorStyle::envelope().with_request_id_in_body(true),
+        ))
+        .with_rate_limit(true);
+        let components = serde_json::to_value(doc.components()).unwrap();
+        let schemas: Vec<&String> = components["schemas"].as_object().unwrap().keys().collect();
+        assert_eq!(schemas, ["ApiError"]);
+        let error = &components["schemas"]["ApiError"]["properties"]["error"];
+        assert_eq!(error["required"], json!(["code", "message"]));
+        assert_eq!(error["properties"]["request_id"]["type"], "string");
+        let responses: Vec<&String> = components["responses"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
+        assert_eq!(
+            responses,
+            [
+                "ApiBadRequest",
+                "ApiConflict",
+                "ApiForbidden",
+                "ApiNotFound",
+                "ApiPayloadTooLarge",
+                "ApiServiceUnavailable",
+                "ApiTooManyRequests",
+                "ApiUnauthorized",
+                "ApiUnsupportedMediaType",
+            ]
+        );
+        for (name, response) in components["responses"].as_object().unwrap() {
+            assert_eq!(
+                response["content"]["application/json"]["schema"],
+                json!({ "$ref": "#/components/schemas/ApiError" }),
+                "{name}"
+            );
+        }
+        // The guards' and the application's outcomes at one status, in one response.
+        assert_eq!(
+            components["responses"]["ApiForbidden"]["description"],
+            "Refused (wrong_environment, insufficient_scope, quota_exceeded, permission_denied)."
+        );
+        // Every operation of the surface references the same components.
+        let a = raw(&doc, "session:read");
+        let b = raw(&doc, "employees:write");
+        for status in ["400", "401", "403", "429", "503"] {
+            assert_eq!(
+                a["responses"][status]["$ref"],
+                b["responses"][status]["$ref"]
+            );
+            assert!(a["responses"][status]["$ref"].is_string(), "{status}");
+        }
+    }
+
+    #[test]
+    fn a_realm_names_the_components() {
+        assert_eq!(component_prefix("Performance Blocks"), "PerformanceBlocks");
+        assert_eq!(component_prefix("api"), "Api");
+        assert_eq!(component_prefix("my-api v2"), "MyApiV2");
+        assert_eq!(component_prefix("!!"), "ApiKey");
+        let doc = ApiKeyDoc::new(&layer(KeySources::bearer(), ErrorStyle::envelope()));
+        assert_eq!(
+            doc.response_name(StatusCode::TOO_MANY_REQUESTS),
+            "ApiTooManyRequests"
+        );
     }
 
     #[test]

@@ -125,29 +125,35 @@ fn alternatives(operation: &Value) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The status the operation documents for a scope refusal: the response with an
-/// example whose outcomes include `insufficient_scope`.
+/// The status the operation documents for a scope refusal: the one response whose
+/// reference says it answers `insufficient_scope` (each reference lists the outcomes
+/// the operation answers at that status).
 fn insufficient_scope_status(operation: &Value) -> StatusCode {
     let responses = operation["responses"].as_object().unwrap();
     let found: Vec<&String> = responses
         .iter()
         .filter(|(_, response)| {
-            response["content"]
-                .as_object()
-                .into_iter()
-                .flat_map(|content| content.values())
-                .filter_map(|media| media["examples"].as_object())
-                .flat_map(|examples| examples.values())
-                .any(|example| {
-                    example["summary"]
-                        .as_str()
-                        .is_some_and(|s| s.contains("insufficient_scope"))
-                })
+            response["description"]
+                .as_str()
+                .is_some_and(|s| s.contains("insufficient_scope"))
         })
         .map(|(status, _)| status)
         .collect();
     assert_eq!(found.len(), 1, "one documented scope refusal: {found:?}");
     StatusCode::from_u16(found[0].parse().unwrap()).unwrap()
+}
+
+/// The component a `$ref` names (`#/components/responses/X`).
+fn component<'a>(document: &'a Value, reference: &Value) -> &'a Value {
+    let location = reference["$ref"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a reference: {reference}"));
+    let path = location
+        .strip_prefix("#")
+        .unwrap_or_else(|| panic!("a local reference: {location}"));
+    document
+        .pointer(path)
+        .unwrap_or_else(|| panic!("{location} is in the document"))
 }
 
 #[tokio::test]
@@ -253,21 +259,22 @@ async fn the_documented_refusals_are_the_ones_answered() {
     let s = start().await;
     let document = s.document().await;
     let session = &document["paths"]["/v1/session"]["get"];
-    let unauthorized = &session["responses"]["401"];
+    let unauthorized = component(&document, &session["responses"]["401"]);
     for header in ["www-authenticate", "x-request-id", "cache-control"] {
         assert!(
             unauthorized["headers"][header].is_object(),
             "401 documents {header}"
         );
     }
-    let too_many = &session["responses"]["429"];
+    let too_many = component(&document, &session["responses"]["429"]);
     for header in ["retry-after", "ratelimit", "ratelimit-policy"] {
         assert!(
             too_many["headers"][header].is_object(),
             "429 documents {header}"
         );
     }
-    assert!(session["responses"]["503"]["headers"]["retry-after"].is_object());
+    let unavailable = component(&document, &session["responses"]["503"]);
+    assert!(unavailable["headers"]["retry-after"].is_object());
 
     // The documented 401 body is the one the demo answers, request id included.
     let example = &unauthorized["content"]["application/json"]["examples"]
@@ -282,13 +289,150 @@ async fn the_documented_refusals_are_the_ones_answered() {
     assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(&reply.json::<Value>().await.unwrap(), example);
 
-    // The 403's example names the route's own scope.
-    let forbidden = &document["paths"]["/v1/audit_log"]["get"]["responses"]["403"];
+    // The shared 403 cannot name a route's scope: the operation's reference does, and
+    // the answer to a key lacking it names the same scope, in the documented shape.
+    let audit = &document["paths"]["/v1/audit_log"]["get"];
+    let reference = &audit["responses"]["403"];
+    assert!(
+        reference["description"]
+            .as_str()
+            .unwrap()
+            .contains("insufficient_scope, quota_exceeded). Required scopes: `audit_log:read`."),
+        "{reference}"
+    );
+    assert_eq!(audit["x-required-scopes"], json!([["audit_log:read"]]));
+    let forbidden = component(&document, reference);
+    let shared =
+        &forbidden["content"]["application/json"]["examples"]["insufficient_scope"]["value"];
+    assert_eq!(shared["error"]["message"], "Required scope: <scope>");
+    let key = s.key(&["api_keys:read"]).await;
+    let reply = s
+        .client
+        .get(format!("{}/v1/audit_log", s.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::FORBIDDEN);
+    let mut answered = reply.json::<Value>().await.unwrap();
     assert_eq!(
-        forbidden["content"]["application/json"]["examples"]["insufficient_scope"]["value"]
-            ["error"]["message"],
+        answered["error"]["message"],
         "Required scope: audit_log:read"
     );
+    assert_eq!(answered["error"]["code"], shared["error"]["code"]);
+    // The same members as the example, the request id aside (each request has its own).
+    answered["error"]
+        .as_object_mut()
+        .unwrap()
+        .remove("request_id");
+    let members = |v: &Value| {
+        v["error"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(members(&answered), members(shared));
+}
+
+/// Documented once: every 4xx and 5xx of every operation is a `$ref` to a response in
+/// the components, each surface's responses reference its one error schema, and the
+/// document has exactly one error schema per surface (error style), so a generated
+/// client has one error type per style instead of one per operation and status.
+#[tokio::test]
+async fn every_refusal_is_a_reference_to_one_shared_response_per_surface() {
+    let s = start().await;
+    let document = s.document().await;
+    let mut referenced: BTreeSet<String> = BTreeSet::new();
+    let mut refusals = 0;
+    for (method, path, operation) in operations(&document) {
+        let surface = if path.starts_with("/api/external/") {
+            "ProductBridge"
+        } else {
+            "PerformanceBlocks"
+        };
+        for (status, response) in operation["responses"].as_object().unwrap() {
+            if !(status.starts_with('4') || status.starts_with('5')) {
+                continue;
+            }
+            let label = format!("{} {path} {status}", method.to_uppercase());
+            let location = response["$ref"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{label} is a $ref: {response}"));
+            let name = location
+                .strip_prefix("#/components/responses/")
+                .unwrap_or_else(|| panic!("{label}: {location}"));
+            assert!(name.starts_with(surface), "{label}: {name}");
+            // Only a reference's own description may sit beside it.
+            let siblings: Vec<&String> = response
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| *k != "$ref" && *k != "description")
+                .collect();
+            assert!(siblings.is_empty(), "{label}: {siblings:?}");
+            let shared = component(&document, response);
+            for (content_type, media) in shared["content"].as_object().unwrap() {
+                assert_eq!(
+                    media["schema"],
+                    json!({ "$ref": format!("#/components/schemas/{surface}Error") }),
+                    "{label} {content_type}"
+                );
+            }
+            referenced.insert(name.to_owned());
+            refusals += 1;
+        }
+    }
+    assert!(refusals > 80, "{refusals} refusals documented");
+    // Every reference names a response the document has.
+    let responses: BTreeSet<String> = document["components"]["responses"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert!(referenced.is_subset(&responses));
+    // One error schema per style: the two surfaces' and no other (no demo-specific
+    // error body, no per-operation copy).
+    let errors: Vec<&String> = document["components"]["schemas"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|name| name.to_lowercase().contains("error"))
+        .collect();
+    assert_eq!(errors, ["PerformanceBlocksError", "ProductBridgeError"]);
+    let mut schemas_used: BTreeSet<String> = BTreeSet::new();
+    for response in document["components"]["responses"]
+        .as_object()
+        .unwrap()
+        .values()
+    {
+        for media in response["content"].as_object().unwrap().values() {
+            schemas_used.insert(media["schema"]["$ref"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(
+        schemas_used,
+        BTreeSet::from([
+            "#/components/schemas/PerformanceBlocksError".to_owned(),
+            "#/components/schemas/ProductBridgeError".to_owned(),
+        ])
+    );
+    // Operation ids: present, unique; operations tagged.
+    let mut ids = BTreeSet::new();
+    for (method, path, operation) in operations(&document) {
+        let id = operation["operationId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(!id.is_empty(), "{method} {path} has an operationId");
+        assert!(ids.insert(id.clone()), "{id} is unique");
+        assert!(
+            operation["tags"].as_array().is_some_and(|t| !t.is_empty()),
+            "{method} {path} is tagged"
+        );
+    }
 }
 
 /// Schemathesis' `use_after_free`: after `DELETE` answered 204, reading the key

@@ -17,12 +17,11 @@ use utoipa::openapi::{
     ResponseBuilder,
 };
 
-use super::handlers::{Operation as Op, DEFAULT_LIMIT, MAX_BODY, MAX_GRACE_SECONDS, MAX_LIMIT};
+use super::handlers::{Operation as Op, DEFAULT_LIMIT, MAX_GRACE_SECONDS, MAX_LIMIT};
 use super::{AUDIT_PATH, KEYS_PATH, KEY_PATH, ROTATE_PATH};
 use crate::key::KeyFormat;
 use crate::manage::MAX_NAME_LEN;
 use crate::openapi::ApiKeyDoc;
-use crate::rejection::RejectionKind;
 use crate::scope::{Requirement, ScopeModel};
 use crate::store::audit_entry::AuditQuery;
 use crate::store::{KeyCursor, KeyState};
@@ -54,7 +53,7 @@ pub(crate) fn document(described: &Described<'_>) -> OpenApi {
         (AUDIT_PATH, HttpMethod::Get, Op::Audit, audit),
     ] {
         let mut operation = operation(op, described);
-        doc.document_outcomes(&mut operation, refusals(op), describe(op));
+        doc.document_outcomes(&mut operation, &refusals(op), describe(op));
         doc.document(&mut operation, requirement);
         let item = PathItem::new(method, operation);
         match paths.paths.get_mut(path) {
@@ -128,6 +127,14 @@ pub(crate) fn document(described: &Described<'_>) -> OpenApi {
                 .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false))),
         )
         .build();
+    let mut components = components;
+    // The refusals every operation references: one error schema and one response
+    // per status for the surface (the three guards share it).
+    for (doc, _) in described.guards {
+        let shared = doc.components();
+        components.schemas.extend(shared.schemas);
+        components.responses.extend(shared.responses);
+    }
     OpenApiBuilder::new()
         .paths(paths)
         .components(Some(components))
@@ -461,62 +468,27 @@ impl ResponseWith for OperationBuilder {
     }
 }
 
-fn management(status: StatusCode, code: &'static str, message: &str) -> RejectionKind {
-    RejectionKind::KeyManagement {
-        status,
-        code,
-        message: message.to_owned(),
+/// The statuses of the operation's own refusals, as the handlers answer them (the
+/// examples are in the surface's shared responses).
+fn refusals(op: Op) -> Vec<StatusCode> {
+    let mut statuses = vec![StatusCode::FORBIDDEN];
+    if matches!(
+        op,
+        Op::Create | Op::Update | Op::Rotate | Op::List | Op::Audit
+    ) {
+        statuses.push(StatusCode::BAD_REQUEST);
     }
-}
-
-/// The operation's own refusals, as the handlers answer them.
-fn refusals(op: Op) -> Vec<RejectionKind> {
-    let has_body = matches!(op, Op::Create | Op::Update | Op::Rotate);
-    let mut outcomes = vec![management(
-        StatusCode::FORBIDDEN,
-        "permission_denied",
-        "The acting key was replaced by a rotation: it works until its grace period ends, \
-         but only its successor manages keys",
-    )];
-    if has_body {
-        outcomes.push(management(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "Invalid JSON body: missing field `scopes` at line 1 column 2",
-        ));
-        outcomes.push(management(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            &format!("Request body is larger than {MAX_BODY} bytes"),
-        ));
-        outcomes.push(management(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "Expected Content-Type: application/json",
-        ));
-    }
-    if matches!(op, Op::List | Op::Audit) {
-        outcomes.push(management(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "limit must be a whole number from 1 to 100",
-        ));
+    if matches!(op, Op::Create | Op::Update | Op::Rotate) {
+        statuses.push(StatusCode::PAYLOAD_TOO_LARGE);
+        statuses.push(StatusCode::UNSUPPORTED_MEDIA_TYPE);
     }
     if matches!(op, Op::Get | Op::Update | Op::Revoke | Op::Rotate) {
-        outcomes.push(management(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "No such key",
-        ));
+        statuses.push(StatusCode::NOT_FOUND);
     }
     if matches!(op, Op::Update | Op::Revoke | Op::Rotate) {
-        outcomes.push(management(
-            StatusCode::CONFLICT,
-            "conflict",
-            "The key is revoked, expired or already rotated",
-        ));
+        statuses.push(StatusCode::CONFLICT);
     }
-    outcomes
+    statuses
 }
 
 /// What each of the operation's own refusal statuses means.

@@ -597,6 +597,12 @@ impl Renderer {
         response
     }
 
+    /// The realm of the challenges: what names the surface's OpenAPI components.
+    #[cfg(feature = "utoipa")]
+    pub(crate) fn realm(&self) -> &str {
+        &self.realm
+    }
+
     /// Renders, adds the standard headers, logs one event, and attaches the rejection.
     pub(crate) fn render(&self, rejection: Rejection) -> Response<Bytes> {
         let mut response = self.responder.respond(&rejection);

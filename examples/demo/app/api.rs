@@ -69,8 +69,8 @@ pub async fn list_observations(State(data): State<Arc<Data>>, principal: Princip
     request_body = NewObservation,
     responses(
         (status = 201, description = "Created", body = super::openapi::Observation),
-        (status = 400, description = "The body or a parameter is invalid", body = super::openapi::ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = super::openapi::ErrorBody)
+        (status = 400, description = "The body or a parameter is invalid"),
+        (status = 415, description = "The body is not `application/json`")
     ))]
 pub async fn create_observation(
     State(data): State<Arc<Data>>,
@@ -106,7 +106,7 @@ pub async fn create_observation(
     params(("id" = String, Path, description = "The observation's id")),
     responses(
         (status = 200, description = "The observation", body = super::openapi::Observation),
-        (status = 404, description = "No such object (or another organization's, or another environment's)", body = super::openapi::ErrorBody)
+        (status = 404, description = "No such object (or another organization's, or another environment's)")
     ))]
 pub async fn get_observation(
     State(data): State<Arc<Data>>,
@@ -143,8 +143,8 @@ pub async fn list_employees(State(data): State<Arc<Data>>, principal: Principal)
     request_body = NewEmployee,
     responses(
         (status = 201, description = "Created", body = super::openapi::Employee),
-        (status = 400, description = "The body or a parameter is invalid", body = super::openapi::ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = super::openapi::ErrorBody)
+        (status = 400, description = "The body or a parameter is invalid"),
+        (status = 415, description = "The body is not `application/json`")
     ))]
 pub async fn create_employee(
     State(data): State<Arc<Data>>,

@@ -29,8 +29,8 @@ pub struct ListPosts {
     request_body = ListPosts,
     responses(
         (status = 200, description = "The posts", body = super::openapi::PostList),
-        (status = 400, description = "The body or a parameter is invalid", body = super::openapi::ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = super::openapi::ErrorBody)
+        (status = 400, description = "The body or a parameter is invalid"),
+        (status = 415, description = "The body is not `application/json`")
     ))]
 pub async fn list_posts(
     State(data): State<Arc<Data>>,
@@ -55,8 +55,8 @@ pub struct CreatePost {
     request_body = CreatePost,
     responses(
         (status = 201, description = "Created", body = super::openapi::Post),
-        (status = 400, description = "The body or a parameter is invalid", body = super::openapi::ErrorBody),
-        (status = 415, description = "The body is not `application/json`", body = super::openapi::ErrorBody)
+        (status = 400, description = "The body or a parameter is invalid"),
+        (status = 415, description = "The body is not `application/json`")
     ))]
 pub async fn create_post(
     State(data): State<Arc<Data>>,

@@ -251,6 +251,8 @@ pub fn build(store: DemoStore, settings: Settings) -> Result<Demo, ConfigError> 
             surface
                 .sources(body_sources)
                 .responder(presets::product_bridge::error_style())
+                // The realm names the surface's OpenAPI components (`ProductBridgeError`).
+                .configure(|layer| layer.with_realm("ProductBridge"))
         })
         .rate_limits(rate)
         .build()?;
@@ -299,7 +301,9 @@ pub fn build(store: DemoStore, settings: Settings) -> Result<Demo, ConfigError> 
                 .routes(routes!(bridge::create_post), bridge::create_post)?,
         );
     let (surfaces, mut document) = performance_blocks.merge(product_bridge).split_for_parts();
+    // Each surface's security schemes and the refusal responses its operations reference.
     utoipa::Modify::modify(&auth.openapi(), &mut document);
+    utoipa::Modify::modify(&bridge.openapi(), &mut document);
     let document = Arc::new(openapi::finish(document));
     // Public, like /healthz: the document says what each route needs.
     let surfaces = surfaces.route(

@@ -5,25 +5,16 @@
 //! and documents the same requirement on the same operation (security requirements,
 //! key sources, refusals) with `tower_api_key::openapi`. The response bodies the
 //! handlers build with `json!` are described by the types below; Schemathesis checks
-//! every response against them (`.ci/schemathesis.sh`).
+//! every response against them (`.ci/schemathesis.sh`). The handlers' own refusals
+//! (400, 404, 415) answer in their surface's envelope, so their responses are the
+//! surface's shared ones: each operation's 4xx and 5xx are `$ref`s to one set of
+//! components per surface, with one error schema each (`PerformanceBlocksError`,
+//! `ProductBridgeError`).
 
 use axum::routing::MethodFilter;
 use serde::Serialize;
 use utoipa::openapi::{InfoBuilder, OpenApi, Paths};
 use utoipa::ToSchema;
-
-/// `{"error":{"code":…,"message":…}}`: the demo's own errors (unknown object, bad
-/// body, wrong content type, key-management refusals).
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ErrorDetail {
-    pub code: String,
-    pub message: String,
-}
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
