@@ -163,7 +163,7 @@ async fn every_documented_scope_is_enforced_exactly() {
     let model = app::scope_model().unwrap();
     let for_all: BTreeSet<&str> = model.granted_to_all().iter().map(String::as_str).collect();
     let operations = operations(&document);
-    assert_eq!(operations.len(), 16, "every guarded route is documented");
+    assert_eq!(operations.len(), 17, "every guarded route is documented");
 
     let mut passed = 0;
     let mut refused = 0;
@@ -199,8 +199,8 @@ async fn every_documented_scope_is_enforced_exactly() {
             }
         }
     }
-    // 16 operations; the two that need only `session:read` have no key lacking it.
-    assert_eq!((passed, refused), (16, 14));
+    // 17 operations; the two that need only `session:read` have no key lacking it.
+    assert_eq!((passed, refused), (17, 15));
 }
 
 #[tokio::test]
@@ -539,5 +539,5 @@ async fn keys_out_of_reach_are_documented_and_answered_as_missing() {
         assert_eq!(bodies[0], bodies[1], "{method} {path}");
         checked += 1;
     }
-    assert_eq!(checked, 4, "get, delete, patch and rotate");
+    assert_eq!(checked, 5, "get, delete, patch, rotate and usage");
 }

@@ -33,6 +33,8 @@ const START: OffsetDateTime = datetime!(2026-03-10 10:59:00 UTC);
 fn scopes() -> ScopeModel {
     ScopeModel::builder()
         .resource("posts", ["read", "write"])
+        .resource("api_keys", ["read", "write"])
+        .scope("audit_log:read")
         .build()
         .unwrap()
 }
@@ -65,7 +67,8 @@ fn front_door<S: ManagedKeyStore>(
         .unwrap();
     let app = Router::new()
         .route("/read", get(ok.layer(auth.guard("posts:read").unwrap())))
-        .route("/write", get(ok.layer(auth.guard("posts:write").unwrap())));
+        .route("/write", get(ok.layer(auth.guard("posts:write").unwrap())))
+        .nest("/v1", auth.management_routes().unwrap());
     (auth, app)
 }
 
@@ -332,6 +335,105 @@ mod cases {
         );
     }
 
+    /// Over HTTP: `GET /v1/api_keys/{id}/usage` answers the buckets with the
+    /// router's authority (another owner's key is 404), pages ranges over 31 days,
+    /// answers a reversed range with nothing and a malformed instant with 400.
+    pub(crate) async fn the_router_serves_usage_with_its_authority<S: ManagedKeyStore>(
+        store: S,
+        _: Reopen<S>,
+    ) {
+        let clock = ManualClock::new(START);
+        let (auth, app) = front_door(store.clone(), &clock);
+        let (id, key) = mint(&auth, "acme").await;
+        let reader = auth
+            .manager()
+            .create(
+                NewKey::new("reader", Owner::organization("acme")).with_scopes(["api_keys:read"]),
+                Actor::System("test"),
+            )
+            .await
+            .unwrap();
+        let reader = reader.key.expose_secret().to_owned();
+        let stranger = auth
+            .manager()
+            .create(
+                NewKey::new("reader", Owner::organization("globex")).with_scopes(["api_keys:read"]),
+                Actor::System("test"),
+            )
+            .await
+            .unwrap();
+        let stranger = stranger.key.expose_secret().to_owned();
+        assert_eq!(call(&app, "/read", &key).await, StatusCode::OK);
+        assert_eq!(call(&app, "/write", &key).await, StatusCode::FORBIDDEN);
+        auth.flush().await.unwrap();
+
+        // Each read a minute after the last: the rate limit is 3 a minute.
+        let get_json = |path: String, key: String| {
+            let app = app.clone();
+            clock.advance(Duration::from_secs(60));
+            async move {
+                let request = Request::get(path)
+                    .header("authorization", format!("Bearer {key}"))
+                    .body(Body::empty())
+                    .unwrap();
+                let response = app.oneshot(request).await.unwrap();
+                let status = response.status();
+                let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                (
+                    status,
+                    serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+                )
+            }
+        };
+        let path = |query: &str| format!("/v1/api_keys/{id}/usage{query}");
+        // The last 24 hours by default.
+        let (status, body) = get_json(path(""), reader.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "items": [{
+                    "key_id": id.as_str(),
+                    "hour": "2026-03-10T10:00:00Z",
+                    "admitted": 1,
+                    "refused_scope": 1,
+                    "refused_rate_limit": 0,
+                    "refused_quota": 0,
+                }],
+                "next_from": null,
+            })
+        );
+        // Another organization's reader: the same 404 as a missing key.
+        let (status, _) = get_json(path(""), stranger).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        // A range over 31 days is answered a page at a time.
+        let (status, body) = get_json(
+            path("?from=2026-03-01T00:00:00Z&to=2026-05-01T00:00:00Z"),
+            reader.clone(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["next_from"], "2026-04-01T00:00:00Z");
+        assert_eq!(body["items"].as_array().unwrap().len(), 1);
+        // A reversed range holds no hour; a malformed instant is refused.
+        let (status, body) = get_json(
+            path("?from=2026-03-11T00:00:00Z&to=2026-03-10T00:00:00Z"),
+            reader.clone(),
+        )
+        .await;
+        assert_eq!(
+            (status, body["items"].clone()),
+            (StatusCode::OK, serde_json::json!([]))
+        );
+        let (status, _) = get_json(path("?from=yesterday"), reader.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        // The key being read needs no scope of its own; the reader does.
+        let (status, _) = get_json(path(""), key.clone()).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+
     /// Buckets older than the retention are dropped by a flush.
     pub(crate) async fn retention_drops_old_buckets<S: ManagedKeyStore>(store: S, _: Reopen<S>) {
         let clock = ManualClock::new(START);
@@ -368,6 +470,7 @@ macro_rules! suite {
             each_request_counts_once_and_unknown_keys_not_at_all,
             a_restart_keeps_what_was_flushed,
             retention_drops_old_buckets,
+            the_router_serves_usage_with_its_authority,
         );
     };
     (@cases $module:ident, $open:expr, $($case:ident),* $(,)?) => {
@@ -400,6 +503,7 @@ suite!(@cases memory, {
     buckets_are_exact_by_hour_and_outcome,
     each_request_counts_once_and_unknown_keys_not_at_all,
     retention_drops_old_buckets,
+    the_router_serves_usage_with_its_authority,
 );
 
 #[cfg(feature = "sqlite")]

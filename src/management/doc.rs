@@ -18,7 +18,7 @@ use utoipa::openapi::{
 };
 
 use super::handlers::{Operation as Op, DEFAULT_LIMIT, MAX_GRACE_SECONDS, MAX_LIMIT};
-use super::{AUDIT_PATH, KEYS_PATH, KEY_PATH, ROTATE_PATH};
+use super::{AUDIT_PATH, KEYS_PATH, KEY_PATH, ROTATE_PATH, USAGE_PATH};
 use crate::key::KeyFormat;
 use crate::manage::MAX_NAME_LEN;
 use crate::openapi::ApiKeyDoc;
@@ -50,6 +50,7 @@ pub(crate) fn document(described: &Described<'_>) -> OpenApi {
         (KEY_PATH, HttpMethod::Patch, Op::Update, write),
         (KEY_PATH, HttpMethod::Delete, Op::Revoke, write),
         (ROTATE_PATH, HttpMethod::Post, Op::Rotate, write),
+        (USAGE_PATH, HttpMethod::Get, Op::Usage, read),
         (AUDIT_PATH, HttpMethod::Get, Op::Audit, audit),
     ] {
         let mut operation = operation(op, described);
@@ -96,6 +97,7 @@ pub(crate) fn document(described: &Described<'_>) -> OpenApi {
                 )
                 .required("items"),
         )
+        .schema("UsageList", usage_list_schema())
         .schema("CreateApiKey", create_schema(described))
         .schema(
             "UpdateApiKey",
@@ -354,6 +356,49 @@ fn ok(status: &str, description: &str, schema: &str) -> (String, RefOr<utoipa::o
     )
 }
 
+/// `{"items": [bucket…], "next_from": …}`.
+fn usage_list_schema() -> Schema {
+    let count = |description: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0))
+            .description(Some(description))
+    };
+    let bucket = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("key_id", string())
+        .required("key_id")
+        .property(
+            "hour",
+            string()
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                .description(Some("The start of the hour (UTC).")),
+        )
+        .required("hour")
+        .property("admitted", count("Let through every guard and limit."))
+        .required("admitted")
+        .property("refused_scope", count("Refused for missing scopes."))
+        .required("refused_scope")
+        .property("refused_rate_limit", count("Refused by the rate limit."))
+        .required("refused_rate_limit")
+        .property("refused_quota", count("Refused by the quota."))
+        .required("refused_quota");
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("items", ArrayBuilder::new().items(bucket))
+        .required("items")
+        .property(
+            "next_from",
+            nullable_string()
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                .description(Some(
+                    "The `from` of the next page when the range was longer than 31 days; `null` otherwise.",
+                )),
+        )
+        .required("next_from")
+        .into()
+}
+
 /// The operation of `op`, before its refusals.
 fn operation(op: Op, described: &Described<'_>) -> Operation {
     let (id, tag, summary) = match op {
@@ -363,13 +408,17 @@ fn operation(op: Op, described: &Described<'_>) -> Operation {
         Op::Update => ("update_key", KEYS_TAG, "Replaces a key's scopes."),
         Op::Revoke => ("revoke_key", KEYS_TAG, "Revokes a key: the next request with it is refused."),
         Op::Rotate => ("rotate_key", KEYS_TAG, "Replaces a key with a new one of the same scopes; the old one works on for the grace period."),
+        Op::Usage => ("get_key_usage", KEYS_TAG, "A key's verifications per hour, by outcome, oldest first."),
         Op::Audit => ("audit_log", AUDIT_TAG, "The owner's audit log: key changes and state-changing requests, newest first."),
     };
     let mut builder = OperationBuilder::new()
         .operation_id(Some(id))
         .tag(tag)
         .summary(Some(summary));
-    if matches!(op, Op::Get | Op::Update | Op::Revoke | Op::Rotate) {
+    if matches!(
+        op,
+        Op::Get | Op::Update | Op::Revoke | Op::Rotate | Op::Usage
+    ) {
         builder = builder.parameter(id_parameter());
     }
     let environments = environments(described.format);
@@ -439,6 +488,18 @@ fn operation(op: Op, described: &Described<'_>) -> Operation {
                 "The new key: `key` is shown this once.",
                 "CreatedApiKey",
             )),
+        Op::Usage => builder
+            .parameter(query(
+                "from",
+                "The first hour (buckets whose hour starts at or after it); 24 hours before `to` by default.",
+                string().format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+            ))
+            .parameter(query(
+                "to",
+                "The end (buckets whose hour starts before it); now by default. At most 31 days after `from` are answered; `next_from` starts the rest.",
+                string().format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+            ))
+            .response_with(ok("200", "The key's hourly buckets, oldest first; hours without a verification have none.", "UsageList")),
         Op::Audit => builder
             .parameter(query(
                 "api_key_id",
@@ -474,7 +535,7 @@ fn refusals(op: Op) -> Vec<StatusCode> {
     let mut statuses = vec![StatusCode::FORBIDDEN];
     if matches!(
         op,
-        Op::Create | Op::Update | Op::Rotate | Op::List | Op::Audit
+        Op::Create | Op::Update | Op::Rotate | Op::List | Op::Audit | Op::Usage
     ) {
         statuses.push(StatusCode::BAD_REQUEST);
     }
@@ -482,7 +543,10 @@ fn refusals(op: Op) -> Vec<StatusCode> {
         statuses.push(StatusCode::PAYLOAD_TOO_LARGE);
         statuses.push(StatusCode::UNSUPPORTED_MEDIA_TYPE);
     }
-    if matches!(op, Op::Get | Op::Update | Op::Revoke | Op::Rotate) {
+    if matches!(
+        op,
+        Op::Get | Op::Update | Op::Revoke | Op::Rotate | Op::Usage
+    ) {
         statuses.push(StatusCode::NOT_FOUND);
     }
     if matches!(op, Op::Update | Op::Revoke | Op::Rotate) {
@@ -499,6 +563,7 @@ fn describe(op: Op) -> impl Fn(StatusCode) -> String {
                 Op::Create => "The body is invalid: not the operation's JSON, a blank or too long name, an unknown scope or environment, or an expiry in the past (`invalid_request`).",
                 Op::List => "A query parameter is invalid: a limit out of range, an unknown status or environment, or a cursor this API did not return (`invalid_request`).",
                 Op::Audit => "A query parameter is invalid (`invalid_request`).",
+                Op::Usage => "`from` or `to` is not an RFC 3339 date-time (`invalid_request`).",
                 _ => "The body is invalid (`invalid_request`).",
             },
             StatusCode::FORBIDDEN => match op {

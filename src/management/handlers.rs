@@ -22,7 +22,7 @@ use crate::manage::{Actor, CreatedKey, Expiry, KeyManager, ManageError, NewKey, 
 use crate::principal::Principal;
 use crate::rejection::{request_id, Rejection, RejectionKind, Renderer};
 use crate::store::audit_entry::{AuditEntry, AuditQuery};
-use crate::store::{KeyCursor, KeyQuery, KeyRecord, KeyState, ManagedKeyStore};
+use crate::store::{KeyCursor, KeyQuery, KeyRecord, KeyState, ManagedKeyStore, UsageBucket};
 
 /// The largest request body read, in bytes: a name, a few scopes and a date fit many
 /// times over.
@@ -55,6 +55,7 @@ pub(crate) enum Operation {
     Update,
     Rotate,
     Revoke,
+    Usage,
     Audit,
 }
 
@@ -105,9 +106,11 @@ async fn handle<K: ManagedKeyStore>(
         None => Err(Refusal::Unauthenticated),
         Some(principal) => {
             let id = match operation {
-                Operation::Get | Operation::Update | Operation::Rotate | Operation::Revoke => {
-                    path_id(&mut parts).await
-                }
+                Operation::Get
+                | Operation::Update
+                | Operation::Rotate
+                | Operation::Revoke
+                | Operation::Usage => path_id(&mut parts).await,
                 _ => None,
             };
             let query = parts.uri.query().unwrap_or_default();
@@ -125,6 +128,7 @@ async fn handle<K: ManagedKeyStore>(
                 (Operation::Update, Some(id)) => update(shared, input, id).await,
                 (Operation::Rotate, Some(id)) => rotate(shared, input, id).await,
                 (Operation::Revoke, Some(id)) => revoke(shared, &principal, id).await,
+                (Operation::Usage, Some(id)) => usage(shared, &principal, id, query).await,
                 (_, None) => Err(ManageError::NotFound.into()),
             }
         }
@@ -620,6 +624,51 @@ async fn audit<K: ManagedKeyStore>(
         .audit_log(audit, Actor::Key(principal))
         .await?;
     json(StatusCode::OK, &AuditLog { items })
+}
+
+/// A page of a key's hourly usage.
+#[derive(Serialize)]
+struct UsageList {
+    items: Vec<UsageBucket>,
+    /// Where the next page starts (the `from` to ask with), when the range asked for
+    /// is longer than a page; `null` otherwise.
+    #[serde(with = "time::serde::rfc3339::option")]
+    next_from: Option<OffsetDateTime>,
+}
+
+/// An RFC 3339 instant of the query.
+fn instant(name: &str, value: &str) -> Result<OffsetDateTime, Refusal> {
+    OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| invalid(format!("{name} must be an RFC 3339 date-time")))
+}
+
+async fn usage<K: ManagedKeyStore>(
+    shared: &Shared<K>,
+    principal: &Principal,
+    id: KeyId,
+    query: &str,
+) -> Result<Response, Refusal> {
+    let (mut from, mut to) = (None, None);
+    for (name, value) in query_pairs(query, &["from", "to"])? {
+        match name {
+            "from" => from = Some(instant(name, &value)?),
+            _ => to = Some(instant(name, &value)?),
+        }
+    }
+    let to = to.unwrap_or_else(|| now(shared));
+    let from = from.unwrap_or_else(|| to.saturating_sub(time::Duration::DAY));
+    // A reversed range holds no hour; a long one is paged, 31 days at a time.
+    let page_end = from.saturating_add(KeyManager::<K>::MAX_USAGE_RANGE);
+    let (end, next_from) = if to > page_end {
+        (page_end, Some(page_end))
+    } else {
+        (to.max(from), None)
+    };
+    let items = shared
+        .manager
+        .usage(principal.owner(), &id, from, end, Actor::Key(principal))
+        .await?;
+    json(StatusCode::OK, &UsageList { items, next_from })
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 //! | `PATCH /api_keys/{id}` | `api_keys:write` | 200, the key with its new `scopes` |
 //! | `POST /api_keys/{id}/rotate` | `api_keys:write` | 201, the successor and its secret; the old key works on for `grace_seconds` |
 //! | `DELETE /api_keys/{id}` | `api_keys:write` | 204 |
+//! | `GET /api_keys/{id}/usage` | `api_keys:read` | 200, `{"items": […], "next_from": …}`: the key's hourly usage buckets (see [`usage`](crate::usage)) whose hour starts in `[from, to)` (RFC 3339; the last 24 hours by default), oldest first, at most 31 days a page (`next_from` starts the next) |
 //! | `GET /audit_log` | `audit_log:read` | 200, `{"items": […]}`, newest first; query `api_key_id`, `limit` |
 //!
 //! Bad input is 400 `invalid_request` (a body that is not the operation's JSON, a
@@ -98,6 +99,8 @@ pub const KEYS_PATH: &str = "/api_keys";
 pub const KEY_PATH: &str = "/api_keys/{id}";
 /// A key's rotation: `POST`.
 pub const ROTATE_PATH: &str = "/api_keys/{id}/rotate";
+/// A key's usage per hour: `GET`.
+pub const USAGE_PATH: &str = "/api_keys/{id}/usage";
 /// The audit log: `GET`.
 pub const AUDIT_PATH: &str = "/audit_log";
 
@@ -210,10 +213,11 @@ impl<K: ManagedKeyStore, R: Clone> ManagementRoutes<K, R> {
             (KEY_PATH, MethodFilter::PATCH, Operation::Update),
             (KEY_PATH, MethodFilter::DELETE, Operation::Revoke),
             (ROTATE_PATH, MethodFilter::POST, Operation::Rotate),
+            (USAGE_PATH, MethodFilter::GET, Operation::Usage),
             (AUDIT_PATH, MethodFilter::GET, Operation::Audit),
         ] {
             let guard = match operation {
-                Operation::List | Operation::Get => &read,
+                Operation::List | Operation::Get | Operation::Usage => &read,
                 Operation::Audit => &audit,
                 _ => &write,
             };
