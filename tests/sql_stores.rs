@@ -546,6 +546,11 @@ mod cases {
                         to: &wanted,
                         actor: acting,
                     },
+                    Change::Rename {
+                        id: &target.id,
+                        name: "renamed",
+                        actor: acting,
+                    },
                     Change::Rotate {
                         id: &target.id,
                         successor: &next,
@@ -680,6 +685,54 @@ mod cases {
 
     /// Sixteen tasks rotate one key at once: exactly one wins, one successor exists,
     /// and one rotation is audited.
+    /// A rename changes the name alone, of a key that is not revoked, with its audit
+    /// entry; a revoked key keeps its name, and a missing one is `NotFound`.
+    pub(crate) async fn renames_change_only_the_name_of_keys_not_revoked<S: ManagedKeyStore>(
+        store: &S,
+    ) {
+        let key = new_key(acme(), T0);
+        store.insert(&key).await.unwrap();
+        let change = Change::Rename {
+            id: &key.id,
+            name: "Nightly export",
+            actor: None,
+        };
+        let entry = audit(AuditAction::KeyRenamed, &key, T0);
+        let Applied::Done(renamed) = store.apply(change, &[entry]).await.unwrap() else {
+            panic!("a rename of a key not revoked is made")
+        };
+        let mut expected = key.clone();
+        expected.name = "Nightly export".to_owned();
+        assert_eq!(renamed, expected);
+        assert_eq!(store.get(&key.id).await.unwrap(), Some(expected.clone()));
+        let log = store
+            .audit_log(&AuditQuery::new(acme()).for_key(key.id))
+            .await
+            .unwrap();
+        assert!(log.iter().any(|e| e.action == AuditAction::KeyRenamed));
+
+        store.revoke(&key.id, T0).await.unwrap();
+        let change = Change::Rename {
+            id: &key.id,
+            name: "after revocation",
+            actor: None,
+        };
+        assert!(matches!(
+            store.apply(change, &[]).await.unwrap(),
+            Applied::Refused(r) if r.name == "Nightly export"
+        ));
+        let nobody = KeyId::new("nobody").unwrap();
+        let change = Change::Rename {
+            id: &nobody,
+            name: "x",
+            actor: None,
+        };
+        assert!(matches!(
+            store.apply(change, &[]).await.unwrap(),
+            Applied::NotFound
+        ));
+    }
+
     pub(crate) async fn racing_rotations_have_exactly_one_winner<S: ManagedKeyStore>(store: &S) {
         const N: usize = 16;
         let key = new_key(acme(), T0);
@@ -1140,6 +1193,7 @@ macro_rules! contract {
             rotation_is_conditional_and_both_or_neither,
             revocation_and_scope_changes_are_decided_by_the_store,
             a_change_by_an_actor_changed_since_it_was_judged_is_refused,
+            renames_change_only_the_name_of_keys_not_revoked,
             racing_rotations_have_exactly_one_winner,
             audit_entries_round_trip_newest_first,
             list_by_owner_is_newest_first_and_only_that_owner,

@@ -27,6 +27,9 @@ pub enum AuditAction {
     /// ones.
     #[serde(rename = "api_key.scopes_changed")]
     KeyScopesChanged,
+    /// A key was renamed (`api_key.renamed`).
+    #[serde(rename = "api_key.renamed")]
+    KeyRenamed,
     /// A state-changing request made with a key (`request`).
     #[serde(rename = "request")]
     Request,
@@ -40,16 +43,18 @@ impl AuditAction {
             Self::KeyRevoked => "api_key.revoked",
             Self::KeyRotated => "api_key.rotated",
             Self::KeyScopesChanged => "api_key.scopes_changed",
+            Self::KeyRenamed => "api_key.renamed",
             Self::Request => "request",
         }
     }
 
     /// Every action, for parsing a stored name back.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::KeyCreated,
         Self::KeyRevoked,
         Self::KeyRotated,
         Self::KeyScopesChanged,
+        Self::KeyRenamed,
         Self::Request,
     ];
 }

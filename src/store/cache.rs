@@ -1073,7 +1073,9 @@ impl<S: ManagedKeyStore> ManagedKeyStore for CachedStore<S> {
                     inner.drop_record_locked(&mut fills, successor);
                     inner.invalidate_id_locked(&mut fills, *id);
                 }
-                Change::Revoke { id, .. } | Change::SetScopes { id, .. } => {
+                Change::Revoke { id, .. }
+                | Change::SetScopes { id, .. }
+                | Change::Rename { id, .. } => {
                     inner.invalidate_id_locked(&mut fills, *id);
                 }
             }

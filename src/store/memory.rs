@@ -160,6 +160,16 @@ impl Maps {
                 stored.scopes = to.to_vec();
                 Ok(Applied::Done(stored.clone()))
             }
+            Change::Rename { id, name, .. } => {
+                let Some(stored) = self.by_id.get_mut(id) else {
+                    return Ok(Applied::NotFound);
+                };
+                if stored.revoked_at.is_some() {
+                    return Ok(Applied::Refused(stored.clone()));
+                }
+                name.clone_into(&mut stored.name);
+                Ok(Applied::Done(stored.clone()))
+            }
             Change::Rotate {
                 id,
                 successor,

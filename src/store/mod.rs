@@ -146,6 +146,16 @@ pub enum Change<'a> {
         /// The key that changes them, if a key does.
         actor: Option<ActingKey<'a>>,
     },
+    /// Renames the key, if it is not revoked. A name is only a label: the change has
+    /// no other condition.
+    Rename {
+        /// The key.
+        id: &'a KeyId,
+        /// The new name.
+        name: &'a str,
+        /// The key that renames it, if a key does.
+        actor: Option<ActingKey<'a>>,
+    },
     /// Rotates the key: marks it superseded by `successor` until `valid_until` and
     /// inserts `successor`, both or neither. Applies only while the key is neither
     /// revoked nor superseded, has not expired at `at`, and still has the successor's
@@ -170,7 +180,10 @@ impl<'a> Change<'a> {
     pub fn id(&self) -> &'a KeyId {
         match *self {
             Self::Insert { record, .. } | Self::Update(record) => &record.id,
-            Self::Revoke { id, .. } | Self::SetScopes { id, .. } | Self::Rotate { id, .. } => id,
+            Self::Revoke { id, .. }
+            | Self::SetScopes { id, .. }
+            | Self::Rename { id, .. }
+            | Self::Rotate { id, .. } => id,
         }
     }
 
@@ -180,6 +193,7 @@ impl<'a> Change<'a> {
             Self::Insert { actor, .. }
             | Self::Revoke { actor, .. }
             | Self::SetScopes { actor, .. }
+            | Self::Rename { actor, .. }
             | Self::Rotate { actor, .. } => actor.as_ref(),
             Self::Update(_) => None,
         }

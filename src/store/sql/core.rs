@@ -169,6 +169,7 @@ struct Statements {
     update: SqlStr,
     revoke: SqlStr,
     set_scopes: SqlStr,
+    rename: SqlStr,
     rotate: SqlStr,
     list_by_owner: SqlStr,
     touch: SqlStr,
@@ -216,6 +217,10 @@ impl Statements {
                 "UPDATE {keys} SET scopes = $3 WHERE id = $1 AND {} \
                  AND revoked_at IS NULL RETURNING {COLUMNS}",
                 DB::scopes_equal("scopes", "$2")
+            )),
+            rename: shared(format!(
+                "UPDATE {keys} SET name = $2 WHERE id = $1 AND revoked_at IS NULL \
+                 RETURNING {COLUMNS}"
             )),
             rotate: shared(format!(
                 "UPDATE {keys} SET superseded_by = $2, rotation_valid_until = $3 \
@@ -752,6 +757,7 @@ where
                 self.sql.set_scopes.clone(),
                 [id, Value::Scopes(from), Value::Scopes(to)],
             ),
+            Change::Rename { name, .. } => bound(self.sql.rename.clone(), [id, Value::Text(name)]),
             Change::Rotate {
                 successor,
                 valid_until,
