@@ -84,8 +84,10 @@ if ! printf '%s' "$audit" | grep -q '"items"'; then
     exit 1
 fi
 lifecycle=""
-for action in created scopes_changed rotated revoked; do
-    count="$(printf '%s' "$audit" | { grep -o "\"action\":\"api_key\.$action\"" || true; } | wc -l)"
+# An update (PATCH) is a rename or a change of scopes, whichever the run generated:
+# either counts as reaching it.
+for action in created 'scopes_changed|renamed' rotated revoked; do
+    count="$(printf '%s' "$audit" | { grep -Eo "\"action\":\"api_key\.($action)\"" || true; } | wc -l)"
     lifecycle="$lifecycle api_key.$action=$count"
     case "${SCHEMATHESIS_PHASES:-stateful}" in
         *stateful*)

@@ -254,7 +254,68 @@ on_every_store!(
     pages_hold_under_concurrent_inserts,
     filters,
     bad_input_is_400_never_500,
+    renames_change_the_name_alone_with_the_scope_rules,
 );
+
+/// `PATCH {"name": …}` renames (audited, the scopes untouched); the name is checked as
+/// at creation; a key lacking the target's scopes, another owner's admin and a revoked
+/// key are refused; `name` and `scopes` together, neither, or a `null` are 400.
+async fn renames_change_the_name_alone_with_the_scope_rules(s: Api) {
+    let (_, id) = s.key(&["invoices:read"], "live").await;
+    let path = format!("/v1/api_keys/{id}");
+    let patch = |key: &str, body: Value| {
+        let (path, key) = (path.clone(), key.to_owned());
+        let s = &s;
+        async move { s.send(Method::PATCH, &path, Some(&key), Some(body)).await }
+    };
+    let renamed = patch(&s.acme, json!({"name": "Nightly export"}))
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(renamed["name"], "Nightly export");
+    assert_eq!(renamed["scopes"], json!(["invoices:read"]));
+    let fetched = s.get(&path, &s.acme).await.expect(StatusCode::OK);
+    assert_eq!(fetched["name"], "Nightly export");
+    let log = s
+        .get(&format!("/v1/audit_log?api_key_id={id}"), &s.acme)
+        .await
+        .expect(StatusCode::OK);
+    assert!(
+        log["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "api_key.renamed"),
+        "{log}"
+    );
+
+    for body in [
+        json!({"name": "   "}),
+        json!({"name": "x".repeat(101)}),
+        json!({"name": "tab\tinside"}),
+        json!({"name": "a", "scopes": []}),
+        json!({}),
+        json!({"name": null}),
+    ] {
+        let reply = patch(&s.acme, body.clone()).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}");
+    }
+    // A writer without the key's scopes renames nothing; another owner's admin finds
+    // no key.
+    let (writer, _) = s.key(&["api_keys:write"], "live").await;
+    let reply = patch(&writer, json!({"name": "mine now"})).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    let reply = patch(&s.globex, json!({"name": "mine now"})).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let unchanged = s.get(&path, &s.acme).await.expect(StatusCode::OK);
+    assert_eq!(
+        unchanged["name"], "Nightly export",
+        "a refusal changes nothing"
+    );
+
+    s.send(Method::DELETE, &path, Some(&s.acme), None).await;
+    let reply = patch(&s.acme, json!({"name": "after revocation"})).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+}
 
 async fn every_operation(s: Api) {
     // Create: 201, the secret once.

@@ -775,6 +775,46 @@ impl<K: ManagedKeyStore> KeyManager<K> {
         }
     }
 
+    /// Renames a key of `owner`, with the authority of [`KeyManager::set_scopes`]: the
+    /// actor holds every scope of the key and reaches it. The name is checked as at
+    /// creation. Audited as [`AuditAction::KeyRenamed`].
+    ///
+    /// # Errors
+    ///
+    /// [`ManageError::InvalidName`], [`ManageError::NotFound`],
+    /// [`ManageError::Conflict`] for a revoked key, [`ManageError::PermissionDenied`],
+    /// or the store's error.
+    pub async fn rename(
+        &self,
+        owner: &Owner,
+        id: &KeyId,
+        name: &str,
+        actor: Actor<'_>,
+    ) -> Result<KeyRecord, ManageError> {
+        acting(actor)?;
+        validate_name(name)?;
+        let old = self.find_to_change(owner, id, actor).await?;
+        if old.revoked_at.is_some() {
+            return Err(ManageError::Conflict);
+        }
+        let now = self.now();
+        let entry = entry(AuditAction::KeyRenamed, &old, actor, now);
+        let change = Change::Rename {
+            id,
+            name,
+            actor: actor.judged(now),
+        };
+        match self.store.apply(change, &[entry]).await? {
+            Applied::Done(record) => {
+                trace(AuditAction::KeyRenamed, &record, actor);
+                Ok(record)
+            }
+            Applied::NotFound => Err(ManageError::NotFound),
+            Applied::ActorChanged => Err(Denied::ActorChanged.into()),
+            _ => Err(ManageError::Conflict),
+        }
+    }
+
     /// A new key of the format, tagged under the store's newest tag secret when it has
     /// one (see [`TagKey`](crate::key::TagKey)).
     async fn mint(&self, environment: Option<&str>) -> Result<MintedKey, ManageError> {

@@ -103,12 +103,20 @@ pub(crate) fn document(described: &Described<'_>) -> OpenApi {
             "UpdateApiKey",
             ObjectBuilder::new()
                 .schema_type(Type::Object)
+                .description(Some(
+                    "Exactly one change: a new `name`, or new `scopes` (ones the caller holds).",
+                ))
+                .property(
+                    "name",
+                    name_schema().description(Some("The key's new name.")),
+                )
                 .property(
                     "scopes",
                     scopes_schema(described.model)
                         .description(Some("The key's new scopes: ones the caller holds.")),
                 )
-                .required("scopes")
+                .min_properties(Some(1))
+                .max_properties(Some(1))
                 .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false))),
         )
         .schema(
@@ -267,15 +275,9 @@ fn create_schema(described: &Described<'_>) -> ObjectBuilder {
         .schema_type(Type::Object)
         .property(
             "name",
-            string()
-                .min_length(Some(1))
-                .max_length(Some(MAX_NAME_LEN))
-                .pattern(Some(
-                    r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$",
-                ))
-                .description(Some(
-                    "Not blank, at most 100 characters, no control characters.",
-                )),
+            name_schema().description(Some(
+                "Not blank, at most 100 characters, no control characters.",
+            )),
         )
         .required("name")
         .property(
@@ -356,6 +358,17 @@ fn ok(status: &str, description: &str, schema: &str) -> (String, RefOr<utoipa::o
     )
 }
 
+/// A key's name as the manager accepts it: 1 to 100 characters, not blank, no
+/// control characters.
+fn name_schema() -> ObjectBuilder {
+    string()
+        .min_length(Some(1))
+        .max_length(Some(MAX_NAME_LEN))
+        .pattern(Some(
+            r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$",
+        ))
+}
+
 /// `{"items": [bucket…], "next_from": …}`.
 fn usage_list_schema() -> Schema {
     let count = |description: &str| {
@@ -405,7 +418,7 @@ fn operation(op: Op, described: &Described<'_>) -> Operation {
         Op::Create => ("create_key", KEYS_TAG, "Creates a key; the full key is in the answer, once."),
         Op::List => ("list_keys", KEYS_TAG, "The keys of the caller's owner, a page at a time, newest first."),
         Op::Get => ("get_key", KEYS_TAG, "One key."),
-        Op::Update => ("update_key", KEYS_TAG, "Replaces a key's scopes."),
+        Op::Update => ("update_key", KEYS_TAG, "Renames a key, or replaces its scopes."),
         Op::Revoke => ("revoke_key", KEYS_TAG, "Revokes a key: the next request with it is refused."),
         Op::Rotate => ("rotate_key", KEYS_TAG, "Replaces a key with a new one of the same scopes; the old one works on for the grace period."),
         Op::Usage => ("get_key_usage", KEYS_TAG, "A key's verifications per hour, by outcome, oldest first."),

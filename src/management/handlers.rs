@@ -506,10 +506,23 @@ async fn get<K: ManagedKeyStore>(
     json(StatusCode::OK, &KeyView::new(record, now(shared)))
 }
 
+/// Exactly one change: `name` or `scopes` (neither may be `null`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpdateBody {
-    scopes: Vec<String>,
+    #[serde(default, deserialize_with = "present")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    scopes: Option<Vec<String>>,
+}
+
+/// A field that, when present, is not `null`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 async fn update<K: ManagedKeyStore>(
@@ -522,10 +535,17 @@ async fn update<K: ManagedKeyStore>(
         .await?
         .ok_or_else(|| invalid("Invalid JSON body: expected an object"))?;
     let principal = input.principal;
-    let record = shared
-        .manager
-        .set_scopes(principal.owner(), &id, body.scopes, Actor::Key(principal))
-        .await?;
+    let (owner, actor) = (principal.owner(), Actor::Key(principal));
+    let record = match (body.name, body.scopes) {
+        (Some(name), None) => shared.manager.rename(owner, &id, &name, actor).await?,
+        (None, Some(scopes)) => shared.manager.set_scopes(owner, &id, scopes, actor).await?,
+        (None, None) => return Err(invalid("Give the key's new `name` or its new `scopes`")),
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "Change the name and the scopes in separate requests",
+            ))
+        }
+    };
     json(StatusCode::OK, &KeyView::new(record, now(shared)))
 }
 

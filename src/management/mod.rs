@@ -16,7 +16,7 @@
 //! | `POST /api_keys` | `api_keys:write` | 201, the key and its full secret, shown this once |
 //! | `GET /api_keys` | `api_keys:read` | 200, `{"items": […], "next_cursor": …}`; query `environment`, `status` (`active`, `in_grace`, `expired`, `revoked`), `name_prefix`, `limit` (1 to 100, 50 by default), `cursor` |
 //! | `GET /api_keys/{id}` | `api_keys:read` | 200, the key (404 once revoked) |
-//! | `PATCH /api_keys/{id}` | `api_keys:write` | 200, the key with its new `scopes` |
+//! | `PATCH /api_keys/{id}` | `api_keys:write` | 200, the key renamed (`{"name": …}`) or with its new scopes (`{"scopes": […]}`): one change per request |
 //! | `POST /api_keys/{id}/rotate` | `api_keys:write` | 201, the successor and its secret; the old key works on for `grace_seconds` |
 //! | `DELETE /api_keys/{id}` | `api_keys:write` | 204 |
 //! | `GET /api_keys/{id}/usage` | `api_keys:read` | 200, `{"items": […], "next_from": …}`: the key's hourly usage buckets (see [`usage`](crate::usage)) whose hour starts in `[from, to)` (RFC 3339; the last 24 hours by default), oldest first, at most 31 days a page (`next_from` starts the next) |
