@@ -432,6 +432,16 @@ mod cases {
         // The key being read needs no scope of its own; the reader does.
         let (status, _) = get_json(path(""), key.clone()).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
+        // A revoked key's usage stays readable (billing), while the key itself is 404.
+        auth.manager()
+            .revoke(&Owner::organization("acme"), &id, Actor::System("test"))
+            .await
+            .unwrap();
+        let (status, body) = get_json(path(""), reader.clone()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["items"].as_array().unwrap().len(), 1);
+        let (status, _) = get_json(format!("/v1/api_keys/{id}"), reader.clone()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
     }
 
     /// Buckets older than the retention are dropped by a flush.

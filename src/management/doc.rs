@@ -421,7 +421,7 @@ fn operation(op: Op, described: &Described<'_>) -> Operation {
         Op::Update => ("update_key", KEYS_TAG, "Renames a key, or replaces its scopes."),
         Op::Revoke => ("revoke_key", KEYS_TAG, "Revokes a key: the next request with it is refused."),
         Op::Rotate => ("rotate_key", KEYS_TAG, "Replaces a key with a new one of the same scopes; the old one works on for the grace period."),
-        Op::Usage => ("get_key_usage", KEYS_TAG, "A key's verifications per hour, by outcome, oldest first."),
+        Op::Usage => ("get_key_usage", KEYS_TAG, "A key's verifications per hour, by outcome, oldest first. A revoked key's usage stays readable (for billing and disputes) until the retention drops it, although the key itself is gone from `GET /api_keys/{id}`."),
         Op::Audit => ("audit_log", AUDIT_TAG, "The owner's audit log: key changes and state-changing requests, newest first."),
     };
     let mut builder = OperationBuilder::new()
