@@ -15,10 +15,11 @@ use support::pb_format;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 use tower_api_key::audit::{AuditAction, AuditActor, AuditEntry, AuditQuery, AuditSink, Auditor};
+use tower_api_key::key::Environment;
 use tower_api_key::key::{Digest, KeyId, Presented, TagKey};
 use tower_api_key::store::{
-    ActingKey, Applied, Change, KeyRecord, KeyStore, ManagedKeyStore, MemoryStore, Owner, Rotation,
-    StoreError,
+    ActingKey, Applied, Change, KeyQuery, KeyRecord, KeyState, KeyStore, ManagedKeyStore,
+    MemoryStore, Owner, Rotation, StoreError,
 };
 
 /// A time with whole microseconds: SQL stores keep microsecond precision.
@@ -733,6 +734,97 @@ mod cases {
         ));
     }
 
+    /// A store's pages (the SQL stores read them with a range query) list exactly what
+    /// the reference does (`KeyQuery::page_of` over all the owner's keys), for every
+    /// filter and page size, walking every page by its cursor: keys of one instant
+    /// included (ordered by id), every state, two environments, another owner's keys.
+    pub(crate) async fn pages_agree_with_the_reference<S: ManagedKeyStore>(store: &S) {
+        let format = pb_format();
+        let at = T0 + Duration::hours(1);
+        for i in 0..30_i64 {
+            let environment = if i % 3 == 0 { "test" } else { "live" };
+            let minted = format.generate(Some(environment)).unwrap();
+            let name = if i % 2 == 0 {
+                format!("ci-{i}")
+            } else {
+                format!("prod {i}")
+            };
+            // Three keys per instant, so that ties are broken by id.
+            let created_at = T0 + Duration::seconds(i / 3);
+            let mut record = KeyRecord::new(&minted, name, acme(), Vec::new(), created_at);
+            match i % 5 {
+                1 => record.revoked_at = Some(created_at),
+                2 => record.expires_at = Some(T0 + Duration::minutes(30)),
+                3 => {
+                    record.rotation = Some(Rotation {
+                        superseded_by: KeyId::new("successor").unwrap(),
+                        valid_until: at + Duration::hours(1),
+                    })
+                }
+                _ => {}
+            }
+            store.insert(&record).await.unwrap();
+            let other = KeyRecord::new(
+                &format.generate(Some("live")).unwrap(),
+                "ci-other",
+                Owner::organization("globex"),
+                Vec::new(),
+                created_at,
+            );
+            store.insert(&other).await.unwrap();
+        }
+        let all = store.list_by_owner(&acme()).await.unwrap();
+        assert_eq!(all.len(), 30);
+        let walk = |query: KeyQuery, reference: bool| {
+            let (store, all) = (store.clone(), all.clone());
+            async move {
+                let mut listed = Vec::new();
+                let mut query = query;
+                loop {
+                    let page = if reference {
+                        query.page_of(all.clone())
+                    } else {
+                        store.list_page(&query).await.unwrap()
+                    };
+                    listed.extend(page.items.iter().map(|r| r.id));
+                    match page.next {
+                        Some(next) => query = query.after(next),
+                        None => return listed,
+                    }
+                }
+            }
+        };
+        let mut compared = 0;
+        for environment in [None, Some(Environment::live()), Some(Environment::test())] {
+            for state in [
+                None,
+                Some(KeyState::Active),
+                Some(KeyState::Revoked),
+                Some(KeyState::Expired),
+                Some(KeyState::InGrace),
+            ] {
+                for prefix in [None, Some("ci-")] {
+                    for limit in [1, 4, 100] {
+                        let mut query = KeyQuery::new(acme(), at).with_limit(limit);
+                        if let Some(environment) = environment {
+                            query = query.in_environment(environment);
+                        }
+                        if let Some(state) = state {
+                            query = query.in_state(state);
+                        }
+                        if let Some(prefix) = prefix {
+                            query = query.with_name_prefix(prefix);
+                        }
+                        let expected = walk(query.clone(), true).await;
+                        assert_eq!(walk(query.clone(), false).await, expected, "{query:?}");
+                        compared += usize::from(!expected.is_empty());
+                    }
+                }
+            }
+        }
+        assert!(compared > 60, "most filters select something: {compared}");
+    }
+
     pub(crate) async fn racing_rotations_have_exactly_one_winner<S: ManagedKeyStore>(store: &S) {
         const N: usize = 16;
         let key = new_key(acme(), T0);
@@ -1194,6 +1286,7 @@ macro_rules! contract {
             revocation_and_scope_changes_are_decided_by_the_store,
             a_change_by_an_actor_changed_since_it_was_judged_is_refused,
             renames_change_only_the_name_of_keys_not_revoked,
+            pages_agree_with_the_reference,
             racing_rotations_have_exactly_one_winner,
             audit_entries_round_trip_newest_first,
             list_by_owner_is_newest_first_and_only_that_owner,

@@ -13,7 +13,8 @@ use super::audit_entry::{AuditEntry, AuditQuery};
 use super::cached_record::{CachedRecord, Interner};
 use super::keyring::{Keyring, TagCheck};
 use super::{
-    Applied, Change, KeyRecord, KeyStore, ManagedKeyStore, Owner, StoreError, UsageBucket,
+    Applied, Change, KeyPage, KeyQuery, KeyRecord, KeyStore, ManagedKeyStore, Owner, StoreError,
+    UsageBucket,
 };
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::error::ConfigError;
@@ -1095,6 +1096,10 @@ impl<S: ManagedKeyStore> ManagedKeyStore for CachedStore<S> {
 
     async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         self.inner.store.audit_log(query).await
+    }
+
+    async fn list_page(&self, query: &KeyQuery) -> Result<KeyPage, StoreError> {
+        self.inner.store.list_page(query).await
     }
 
     async fn add_usage(&self, batch: &[UsageBucket]) -> Result<(), StoreError> {

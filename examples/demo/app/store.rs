@@ -4,8 +4,8 @@ use time::OffsetDateTime;
 use tower_api_key::audit::{AuditEntry, AuditQuery, AuditSink};
 use tower_api_key::key::{Digest, KeyId, TagKey};
 use tower_api_key::store::{
-    Applied, Change, KeyRecord, KeyStore, ManagedKeyStore, MemoryStore, Owner, StoreError,
-    UsageBucket,
+    Applied, Change, KeyPage, KeyQuery, KeyRecord, KeyStore, ManagedKeyStore, MemoryStore, Owner,
+    StoreError, UsageBucket,
 };
 
 /// One of the key stores, picked at run time.
@@ -57,6 +57,9 @@ impl ManagedKeyStore for DemoStore {
     }
     async fn audit_log(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         each!(self, s => s.audit_log(query).await)
+    }
+    async fn list_page(&self, query: &KeyQuery) -> Result<KeyPage, StoreError> {
+        each!(self, s => s.list_page(query).await)
     }
     async fn add_usage(&self, batch: &[UsageBucket]) -> Result<(), StoreError> {
         each!(self, s => s.add_usage(batch).await)

@@ -18,7 +18,7 @@ use super::{corrupt, map_error, settle, sql, TablePrefix};
 use crate::key::{tag_key_id, Digest, Environment, KeyId, TagKey, TAG_KEY_IDS};
 use crate::store::audit_entry::{AuditAction, AuditActor, AuditEntry, AuditQuery};
 use crate::store::usage::{first_hour_from, UsageBucket, UsageCounts};
-use crate::store::{Applied, Change, KeyRecord, Owner, Rotation, StoreError};
+use crate::store::{Applied, Change, KeyPage, KeyQuery, KeyRecord, Owner, Rotation, StoreError};
 
 /// The key table's columns, in the order the statements bind and read them.
 const COLUMNS: &str = "id, digest, prefix, name, owner_kind, owner_id, environment, scopes, \
@@ -172,6 +172,7 @@ struct Statements {
     rename: SqlStr,
     rotate: SqlStr,
     list_by_owner: SqlStr,
+    list_after: SqlStr,
     touch: SqlStr,
     usage_add: SqlStr,
     usage_read: SqlStr,
@@ -234,6 +235,16 @@ impl Statements {
                 "{select} WHERE owner_kind = $1 AND owner_id = $2 \
                  ORDER BY created_at DESC, length(id), id{}",
                 DB::BINARY_ORDER
+            )),
+            // One owner's keys after a (created_at, id) position, newest first, in the
+            // order of `KeyCursor` (ids compared as bytes), optionally of one environment.
+            list_after: shared(format!(
+                "{select} WHERE owner_kind = $1 AND owner_id = $2 \
+                 AND ($3{text} IS NULL OR environment = $3) \
+                 AND (created_at < $4 OR (created_at = $4 AND id{binary} < $5)) \
+                 ORDER BY created_at DESC, id{binary} DESC LIMIT $6",
+                text = DB::TEXT_PARAM,
+                binary = DB::BINARY_ORDER,
             )),
             touch: sql(DB::touch(&keys)),
             usage_add: sql(DB::add_usage(&prefix.key_usage())),
@@ -542,6 +553,53 @@ where
             .await
             .map_err(map_error)?;
         rows.iter().map(record_from_row).collect()
+    }
+
+    /// [`ManagedKeyStore::list_page`](crate::store::ManagedKeyStore::list_page): the
+    /// owner, environment and cursor in the statement (a range of the owner's keys in
+    /// page order), the state and name prefix checked here, in batches until the page
+    /// and one more key are found or the keys run out.
+    pub(crate) async fn list_page(&self, query: &KeyQuery) -> Result<KeyPage, StoreError> {
+        let want = usize::try_from(query.limit())
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
+        let batch = want.saturating_mul(2).clamp(16, 1000);
+        let (mut at, mut after) = match query.cursor() {
+            Some(cursor) => (cursor.created_at(), cursor.id().as_str().to_owned()),
+            // Later than any key: every key comes after it.
+            None => (time::macros::datetime!(9999-12-31 0:00 UTC), String::new()),
+        };
+        let environment = query.environment();
+        let mut found = Vec::new();
+        loop {
+            let values = [
+                Value::Text(query.owner().kind()),
+                Value::Text(query.owner().id()),
+                Value::OptText(environment.as_ref().map(Environment::as_str)),
+                Value::Time(at),
+                Value::Text(&after),
+                Value::Int(i64::try_from(batch).unwrap_or(i64::MAX)),
+            ];
+            let rows = bound::<DB>(self.sql.list_after.clone(), values)?
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_error)?;
+            let fetched = rows.len();
+            for row in &rows {
+                let record = record_from_row(row)?;
+                at = record.created_at;
+                after = record.id.as_str().to_owned();
+                if query.matches(&record) {
+                    found.push(record);
+                    if found.len() == want {
+                        return Ok(query.page_of(found));
+                    }
+                }
+            }
+            if fetched < batch {
+                return Ok(query.page_of(found));
+            }
+        }
     }
 
     /// [`ManagedKeyStore::touch_last_used`](crate::store::ManagedKeyStore::touch_last_used): one
@@ -897,6 +955,13 @@ macro_rules! impl_sql_store {
             }
 
             /// One `UPDATE` statement for the whole batch.
+            async fn list_page(
+                &self,
+                query: &$crate::store::KeyQuery,
+            ) -> Result<$crate::store::KeyPage, $crate::store::StoreError> {
+                self.core.list_page(query).await
+            }
+
             async fn touch_last_used(
                 &self,
                 batch: &[($crate::key::KeyId, ::time::OffsetDateTime)],
