@@ -44,6 +44,7 @@ use crate::error::ConfigError;
 use crate::key::KeyId;
 use crate::store::usage::{hour_start, HOUR_SECONDS};
 pub use crate::store::usage::{UsageBucket, UsageCounts, UsageOutcome};
+use crate::store::write_behind::{flush_every, write_on_drop, Flush};
 use crate::store::{ManagedKeyStore, StoreError};
 
 type Write = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
@@ -256,7 +257,7 @@ impl<K: ManagedKeyStore> UsageBuilder<K> {
             interval: self.interval,
             retention_hours,
         });
-        tokio::spawn(flush_loop(Arc::downgrade(&shared), self.interval));
+        tokio::spawn(flush_every(Arc::downgrade(&shared), self.interval, "usage"));
         Ok(Usage { shared })
     }
 }
@@ -378,34 +379,17 @@ impl Shared {
     }
 }
 
-impl Drop for Shared {
-    fn drop(&mut self) {
-        let batch = self.take_batch();
-        if batch.is_empty() {
-            return;
-        }
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let write = (self.writer)(batch);
-            handle.spawn(async move {
-                if let Err(error) = write.await {
-                    tracing::warn!(target: "tower_api_key", %error, "final usage flush failed");
-                }
-            });
-        }
+impl Flush for Shared {
+    fn flush(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        Self::flush(self)
     }
 }
 
-async fn flush_loop(shared: Weak<Shared>, interval: Duration) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    loop {
-        ticker.tick().await;
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        if let Err(error) = shared.flush().await {
-            tracing::warn!(target: "tower_api_key", %error, "usage flush failed; will retry");
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let batch = self.take_batch();
+        if !batch.is_empty() {
+            write_on_drop((self.writer)(batch), "usage");
         }
     }
 }

@@ -2,11 +2,12 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use super::write_behind::{flush_every, write_on_drop, Flush};
 use super::{ManagedKeyStore, StoreError};
 use crate::clock::from_unix_nanos;
 use crate::key::KeyId;
@@ -70,7 +71,7 @@ impl LastUsed {
             writer,
             interval,
         });
-        tokio::spawn(flush_loop(Arc::downgrade(&shared), interval));
+        tokio::spawn(flush_every(Arc::downgrade(&shared), interval, "last-used"));
         Self { shared }
     }
 
@@ -142,34 +143,17 @@ impl Shared {
     }
 }
 
-impl Drop for Shared {
-    fn drop(&mut self) {
-        let batch = self.take_batch();
-        if batch.is_empty() {
-            return;
-        }
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let write = (self.writer)(batch);
-            handle.spawn(async move {
-                if let Err(error) = write.await {
-                    tracing::warn!(target: "tower_api_key", %error, "final last-used flush failed");
-                }
-            });
-        }
+impl Flush for Shared {
+    fn flush(&self) -> impl Future<Output = Result<(), StoreError>> + Send {
+        Self::flush(self)
     }
 }
 
-async fn flush_loop(shared: Weak<Shared>, interval: Duration) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    loop {
-        ticker.tick().await;
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        if let Err(error) = shared.flush().await {
-            tracing::warn!(target: "tower_api_key", %error, "last-used flush failed; will retry");
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let batch = self.take_batch();
+        if !batch.is_empty() {
+            write_on_drop((self.writer)(batch), "last-used");
         }
     }
 }

@@ -4,7 +4,7 @@ use std::sync::{Arc, RwLock};
 use time::OffsetDateTime;
 
 use super::audit_entry::{AuditEntry, AuditQuery, AuditSink};
-use super::usage::{first_hour_from, UsageBucket, UsageCounts};
+use super::usage::{first_hour_from, hours_in, UsageBucket, UsageCounts};
 use super::{Applied, Change, KeyRecord, KeyStore, ManagedKeyStore, Owner, Rotation, StoreError};
 use crate::key::{tag_key_id, Digest, KeyError, KeyId, TagKey, TAG_KEY_IDS};
 
@@ -302,10 +302,9 @@ impl ManagedKeyStore for MemoryStore {
         from: OffsetDateTime,
         to: OffsetDateTime,
     ) -> Result<Vec<UsageBucket>, StoreError> {
-        let (from, to) = (first_hour_from(from), first_hour_from(to));
-        if from >= to {
+        let Some((from, to)) = hours_in(from, to) else {
             return Ok(Vec::new());
-        }
+        };
         Ok(self
             .read()
             .usage

@@ -38,6 +38,7 @@ mod record;
 #[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub mod sql;
 pub(crate) mod usage;
+pub(crate) mod write_behind;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -153,6 +153,13 @@ pub(crate) fn first_hour_from(at: OffsetDateTime) -> i64 {
     }
 }
 
+/// The hour numbers whose buckets a range of instants `[from, to)` holds; `None` when
+/// it holds none.
+pub(crate) fn hours_in(from: OffsetDateTime, to: OffsetDateTime) -> Option<(i64, i64)> {
+    let (from, to) = (first_hour_from(from), first_hour_from(to));
+    (from < to).then_some((from, to))
+}
+
 /// The hour number (hours since the Unix epoch) of `at`.
 pub(crate) fn hour_of(at: OffsetDateTime) -> i64 {
     at.unix_timestamp().div_euclid(HOUR_SECONDS)

@@ -17,7 +17,7 @@ use super::schema::{self, Migration, CURRENT_VERSION};
 use super::{corrupt, map_error, settle, sql, TablePrefix};
 use crate::key::{tag_key_id, Digest, Environment, KeyId, TagKey, TAG_KEY_IDS};
 use crate::store::audit_entry::{AuditAction, AuditActor, AuditEntry, AuditQuery};
-use crate::store::usage::{first_hour_from, UsageBucket, UsageCounts};
+use crate::store::usage::{first_hour_from, hours_in, UsageBucket, UsageCounts};
 use crate::store::{Applied, Change, KeyPage, KeyQuery, KeyRecord, Owner, Rotation, StoreError};
 
 /// The key table's columns, in the order the statements bind and read them.
@@ -638,10 +638,9 @@ where
         from: OffsetDateTime,
         to: OffsetDateTime,
     ) -> Result<Vec<UsageBucket>, StoreError> {
-        let (from, to) = (first_hour_from(from), first_hour_from(to));
-        if from >= to {
+        let Some((from, to)) = hours_in(from, to) else {
             return Ok(Vec::new());
-        }
+        };
         let values = [Value::Text(key.as_str()), Value::Int(from), Value::Int(to)];
         let rows = bound::<DB>(self.sql.usage_read.clone(), values)?
             .fetch_all(&self.pool)
