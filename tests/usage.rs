@@ -546,3 +546,25 @@ suite!(postgres, {
         }
     }
 });
+
+/// A flush the store refuses loses nothing: the counts stay pending and the next
+/// flush writes them, once.
+#[tokio::test]
+async fn a_failed_flush_keeps_the_counts_for_the_next() {
+    let clock = ManualClock::new(START);
+    let store = support::ProbeStore::new();
+    let (auth, app) = front_door(store.clone(), &clock);
+    let (id, key) = mint(&auth, "acme").await;
+    assert_eq!(call(&app, "/read", &key).await, StatusCode::OK);
+    store.set_failing(true);
+    assert!(auth.flush().await.is_err());
+    assert_eq!(auth.usage().unwrap().pending(), 1);
+    store.set_failing(false);
+    auth.flush().await.unwrap();
+    auth.flush().await.unwrap();
+    assert_eq!(auth.usage().unwrap().pending(), 0);
+    assert_eq!(
+        buckets(&store, &id).await,
+        vec![(datetime!(2026-03-10 10:00 UTC), counts(1, 0, 0, 0))]
+    );
+}
